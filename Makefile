@@ -1,0 +1,53 @@
+# Patchwave: the two commands that matter are `make demo` and `make test`.
+# Everything else is a building block they use; `make help` lists them.
+SHELL := /bin/bash
+GO ?= go
+# Modules in go.work, in order.
+MODULES := $(shell sed -n 's/^[[:space:]]*\.\/\(.*\)$$/\1/p' go.work)
+
+.DEFAULT_GOAL := help
+.PHONY: help demo serve test test-go fmt-check vet lint generate check-generated check-breaking tools redis build tidy-check clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+demo: ## run a whole patch cycle on patchd (embedded NATS, simulated fleet) and print the results
+	$(GO) run ./services/patchd/cmd/patchd -demo -fresh -data-dir .data/demo -http 127.0.0.1:0 -ops - -nats-port -1
+
+serve: ## run patchd with the demo cycle, then keep serving the API on 127.0.0.1:8080
+	$(GO) run ./services/patchd/cmd/patchd -demo -serve -data-dir .data/patchd
+
+test: tools redis check-generated fmt-check vet lint test-go ## every check CI runs: generated code, gofmt, vet, lint, all tests
+
+test-go: redis ## the tests of every module (unit, integration and patchd end-to-end)
+	@scripts/test.sh $(MODULES)
+
+fmt-check: ## fail if gofmt would change a file
+	@scripts/fmt-check.sh
+
+vet: ## go vet every module
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+
+lint: tools ## golangci-lint (pinned in scripts/tools/lint) over every module
+	@scripts/lint.sh
+
+generate: tools ## regenerate Go, grpc-gateway and OpenAPI code from proto/
+	@scripts/generate.sh
+
+check-generated: tools ## fail if the committed generated code differs from a fresh generation
+	@scripts/check-generated.sh
+
+check-breaking: tools ## buf breaking-change check of proto/ against main
+	@scripts/check-breaking.sh
+
+tools: ## build the pinned tools (buf, protoc plugins, golangci-lint) into .bin
+	@scripts/tools.sh
+
+redis: ## install redis-server with apt if it is missing (tests need a real one)
+	@scripts/ensure-redis.sh
+
+build: ## build every program into .bin
+	@set -e; for m in $(MODULES); do case $$m in services/*) (cd $$m && $(GO) build -o ../../.bin/ ./cmd/...);; esac; done
+
+clean: ## remove build output and demo data
+	rm -rf .bin .data

@@ -1,0 +1,41 @@
+package bus
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	published      prometheus.Counter
+	publishRetries prometheus.Counter
+	publishFailed  prometheus.Counter
+	handled        *prometheus.CounterVec
+	handleSeconds  *prometheus.HistogramVec
+	deadLettered   *prometheus.CounterVec
+	projected      *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, service string) *metrics {
+	labels := prometheus.Labels{"service": service}
+	m := &metrics{
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "patchwave_bus_published_total", Help: "Events acknowledged by JetStream.", ConstLabels: labels}),
+		publishRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "patchwave_bus_publish_retries_total", Help: "Events sent again after a failed or timed-out attempt.", ConstLabels: labels}),
+		publishFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "patchwave_bus_publish_failed_total", Help: "Events not stored after every attempt.", ConstLabels: labels}),
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchwave_bus_handled_total", Help: "Handler calls by outcome (ok, error, permanent).", ConstLabels: labels},
+			[]string{"handler", "outcome"}),
+		handleSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "patchwave_bus_handle_seconds", Help: "Handler call duration.", ConstLabels: labels,
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"handler"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchwave_bus_dead_lettered_total", Help: "Messages sent to the dead-letter subject.", ConstLabels: labels},
+			[]string{"handler"}),
+		projected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchwave_bus_projected_total", Help: "Events applied to read models.", ConstLabels: labels},
+			[]string{"projection"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.published, m.publishRetries, m.publishFailed, m.handled, m.handleSeconds, m.deadLettered, m.projected)
+	}
+	return m
+}

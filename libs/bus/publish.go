@@ -1,0 +1,198 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchwave/patchwave/libs/events"
+)
+
+// Publish stores evs in their streams and returns once JetStream acknowledged every one. It fills
+// in source, time, correlation id and trace context from ctx where the event has none. Each
+// event is published with its id as Nats-Msg-Id; an attempt that fails or is not acknowledged
+// within Config.PublishTimeout is sent again with the same id, up to Config.PublishAttempts.
+// An error no retry can fix (an invalid event, one the stream refuses) is Permanent, so a
+// handler that returns it dead-letters its input at once.
+func (b *Bus) Publish(ctx context.Context, evs ...*events.Event) error {
+	msgs := make([]*nats.Msg, 0, len(evs))
+	for _, e := range evs {
+		m, err := b.encode(ctx, e)
+		if err != nil {
+			return Permanent(err)
+		}
+		msgs = append(msgs, m)
+	}
+	return b.publishMsgs(ctx, msgs)
+}
+
+func (b *Bus) encode(ctx context.Context, e *events.Event) (*nats.Msg, error) {
+	if e == nil {
+		return nil, errors.New("publish: nil event")
+	}
+	// An event built by hand must still be one a consumer can read back.
+	d, err := events.DefOf(e.Data)
+	if err != nil {
+		return nil, fmt.Errorf("publish event %s: %w", e.ID, err)
+	}
+	if want := d.Subject(e.Tenant); e.Subject != want || e.Type != string(d.Message) {
+		return nil, fmt.Errorf("publish event %s: subject %q and type %q do not match payload %s with tenant %q (want subject %q); build events with events.New",
+			e.ID, e.Subject, e.Type, d.Message, e.Tenant, want)
+	}
+	if e.Source == "" {
+		e.Source = events.SourcePrefix + b.cfg.Service
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	if e.CorrelationID == "" {
+		e.CorrelationID = CorrelationID(ctx)
+	}
+	if e.TraceParent == "" {
+		e.TraceParent = TraceParent(ctx)
+	}
+	data, err := events.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(e.Subject)
+	m.Data = data
+	m.Header.Set(nats.MsgIdHdr, e.ID)
+	if e.CorrelationID != "" {
+		m.Header.Set(events.HeaderCorrelationID, e.CorrelationID)
+	}
+	if e.TraceParent != "" {
+		m.Header.Set(events.HeaderTraceParent, e.TraceParent)
+	}
+	return m, nil
+}
+
+// publishMsgs sends msgs asynchronously in windows and retries the ones not acknowledged.
+func (b *Bus) publishMsgs(ctx context.Context, msgs []*nats.Msg) error {
+	pending := msgs
+	var lastErr error
+	for attempt := 1; len(pending) > 0; attempt++ {
+		if attempt > b.cfg.PublishAttempts {
+			b.metrics.publishFailed.Add(float64(len(pending)))
+			return fmt.Errorf("publish %d events (first %s) after %d attempts: %w",
+				len(pending), pending[0].Header.Get(nats.MsgIdHdr), b.cfg.PublishAttempts, lastErr)
+		}
+		if attempt > 1 {
+			b.metrics.publishRetries.Add(float64(len(pending)))
+			if err := sleepCtx(ctx, backoff(b.cfg.RetryBackoff/5, time.Second, attempt-1)); err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+		}
+		var failed []*nats.Msg
+		for start := 0; start < len(pending); start += b.cfg.PublishWindow {
+			end := min(start+b.cfg.PublishWindow, len(pending))
+			f, err := b.publishWindow(ctx, pending[start:end])
+			if IsPermanent(err) {
+				b.metrics.publishFailed.Add(float64(len(pending) - start))
+				return err
+			}
+			if err != nil {
+				lastErr = err
+			}
+			failed = append(failed, f...)
+			if ctx.Err() != nil {
+				return fmt.Errorf("publish: %w", ctx.Err())
+			}
+		}
+		pending = failed
+	}
+	b.metrics.published.Add(float64(len(msgs)))
+	return nil
+}
+
+// publishWindow sends msgs without waiting, then waits for every ack. The whole attempt, sending
+// included (a send waits while the connection has PublishWindow acks outstanding), is bounded by
+// PublishTimeout. It returns the messages that must be sent again.
+func (b *Bus) publishWindow(ctx context.Context, msgs []*nats.Msg) ([]*nats.Msg, error) {
+	deadline := time.Now().Add(b.cfg.PublishTimeout)
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	var failed []*nats.Msg
+	var lastErr error
+	for i, m := range msgs {
+		stall := time.Until(deadline)
+		if stall <= 0 {
+			lastErr = fmt.Errorf("too many publishes in flight for %s", b.cfg.PublishTimeout)
+			failed = append(failed, msgs[i:]...)
+			break
+		}
+		f, err := b.js.PublishMsgAsync(m, jetstream.WithStallWait(stall))
+		if err != nil {
+			if permanentPublishError(err) {
+				return nil, Permanent(fmt.Errorf("publish %s: %w", m.Header.Get(nats.MsgIdHdr), err))
+			}
+			lastErr = err
+			failed = append(failed, m)
+			continue
+		}
+		futures[i] = f
+	}
+	timer := time.NewTimer(max(time.Until(deadline), 0))
+	defer timer.Stop()
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if permanentPublishError(err) {
+				return nil, Permanent(fmt.Errorf("publish %s: %w", msgs[i].Header.Get(nats.MsgIdHdr), err))
+			}
+			lastErr = err
+			failed = append(failed, msgs[i])
+		case <-timer.C:
+			lastErr = fmt.Errorf("no ack within %s", b.cfg.PublishTimeout)
+			// Everything still unacknowledged is sent again with the same id; what was in fact
+			// stored is dropped by the stream's duplicate window.
+			for j, rest := range futures[i:] {
+				if rest != nil {
+					failed = append(failed, msgs[i+j])
+				}
+			}
+			return failed, lastErr
+		case <-ctx.Done():
+			return failed, ctx.Err()
+		}
+	}
+	return failed, lastErr
+}
+
+// permanentPublishError reports errors that no retry can fix.
+func permanentPublishError(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		// Wrong stream or a message the stream refuses (for example over its size limit).
+		return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.Code == 400
+	}
+	return errors.Is(err, nats.ErrMaxPayload)
+}
+
+// backoff returns base doubled per attempt (from 1), capped at limit.
+func backoff(base, limit time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

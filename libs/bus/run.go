@@ -1,0 +1,118 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+)
+
+// Run creates the consumers, starts every projection, waits until they have caught up, then
+// runs the handlers until ctx is done. It returns nil after a clean shutdown.
+func (b *Bus) Run(ctx context.Context) error {
+	b.mu.Lock()
+	if b.started {
+		b.mu.Unlock()
+		return errors.New("bus: Run called twice")
+	}
+	b.started = true
+	handlers, projections := b.handlers, b.projections
+	b.mu.Unlock()
+
+	consumers := make(map[string]jetstream.Consumer, len(handlers))
+	for _, h := range handlers {
+		c, err := b.ensureConsumer(ctx, h)
+		if err != nil {
+			return err
+		}
+		consumers[h.consumer] = c
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(runCtx)
+	for _, p := range projections {
+		g.Go(func() error { return b.runProjection(gctx, p) })
+	}
+	for _, p := range projections {
+		select {
+		case <-p.caughtUp:
+		case <-gctx.Done():
+			return waitClean(g, ctx)
+		}
+	}
+	b.log.Info("projections caught up", "count", len(projections))
+
+	if len(handlers) == 0 {
+		close(b.running)
+		<-gctx.Done()
+		return waitClean(g, ctx)
+	}
+
+	router, sub, err := b.newRouter(consumers, handlers)
+	if err != nil {
+		cancel()
+		_ = g.Wait()
+		return err
+	}
+	g.Go(func() error {
+		err := router.Run(gctx)
+		_ = sub.Close()
+		if err == nil && gctx.Err() == nil {
+			err = errors.New("bus: router stopped")
+		}
+		return err
+	})
+	g.Go(func() error {
+		select {
+		case err := <-sub.fatal:
+			return err
+		case <-gctx.Done():
+			return nil
+		}
+	})
+	g.Go(func() error {
+		select {
+		case <-router.Running():
+			close(b.running)
+			b.log.Info("handlers consuming", "count", len(handlers))
+		case <-gctx.Done():
+		}
+		return nil
+	})
+	return waitClean(g, ctx)
+}
+
+// waitClean waits for g and treats a shutdown asked for by ctx as success.
+func waitClean(g *errgroup.Group, ctx context.Context) error {
+	err := g.Wait()
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		return nil
+	}
+	return err
+}
+
+func (b *Bus) newRouter(consumers map[string]jetstream.Consumer, handlers []*handler) (*message.Router, *pullSubscriber, error) {
+	wlog := watermill.NewSlogLoggerWithLevelMapping(b.cfg.Logger.With("component", "watermill"), map[slog.Level]slog.Level{
+		slog.LevelInfo: slog.LevelDebug, // watermill logs every subscription and shutdown step at info
+	})
+	sub := newPullSubscriber(b, handlers, consumers)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
+	if err != nil {
+		return nil, nil, fmt.Errorf("router: %w", err)
+	}
+	for _, h := range handlers {
+		// One subscription per handler and replica; it keeps up to Concurrency messages in
+		// the router at once.
+		rh := router.AddConsumerHandler(h.consumer, h.consumer, sub, b.watermillHandler(h))
+		rh.AddMiddleware(b.deadLetter(h), recoverer)
+		b.log.Debug("handler registered", append(logAttrs(h), "concurrency", h.concurrency())...)
+	}
+	return router, sub, nil
+}

@@ -1,0 +1,278 @@
+// Package host runs one or more Patchwave service components in a process: a bus per component
+// (so consumer names belong to the service, whichever process hosts it), one gRPC server for
+// every component's API, the ops server (/metrics, /livez, /readyz), and each component's own
+// work, under one errgroup with graceful shutdown. cmd/<service> hosts one component; patchd
+// hosts them all.
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/patchwave/patchwave/libs/bus"
+	"github.com/patchwave/patchwave/libs/obs"
+)
+
+// Component is one service's part of a process.
+type Component interface {
+	// Name is the service name: it names the bus consumers and the event source.
+	Name() string
+	// Register adds the component's handlers and projections to its bus.
+	Register(b *bus.Bus) error
+}
+
+// GRPCRegistrar is implemented by components that serve a gRPC API.
+type GRPCRegistrar interface {
+	RegisterGRPC(s grpc.ServiceRegistrar)
+}
+
+// Runner is implemented by components with work of their own besides handlers (an HTTP server,
+// a timer). Run blocks until ctx is done.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// Config configures a Host.
+type Config struct {
+	// Name of the process, for logs. Required.
+	Name string
+	// Conn is the NATS connection every component's bus shares. Required.
+	Conn *nats.Conn
+	// Logger. Optional, default discards.
+	Logger *slog.Logger
+	// Registry for metrics. Optional, default a new registry with Go and process collectors.
+	Registry *prometheus.Registry
+	// GRPCListener serves the gRPC API. Optional: when nil, GRPCAddr is listened on.
+	GRPCListener net.Listener
+	// GRPCAddr is the gRPC listen address. Optional; empty with no GRPCListener means no gRPC
+	// server.
+	GRPCAddr string
+	// OpsAddr is the listen address of /metrics, /livez and /readyz. Optional; empty disables.
+	OpsAddr string
+	// Bus is the template of every component's bus configuration; Service, Conn, Logger and
+	// Registerer are filled in. Optional.
+	Bus bus.Config
+	// ShutdownTimeout bounds the graceful stop of the gRPC server. Optional, default 10s.
+	ShutdownTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Registry == nil {
+		c.Registry = obs.NewRegistry()
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+}
+
+// Validate reports every problem with the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("Name: required"))
+	}
+	if c.Conn == nil {
+		errs = append(errs, errors.New("Conn: required"))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New("ShutdownTimeout: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Host runs components.
+type Host struct {
+	cfg   Config
+	log   *slog.Logger
+	comps []Component
+	buses []*bus.Bus
+	grpc  *grpc.Server
+	lis   net.Listener
+	ops   *obs.Ops
+	hs    *health.Server
+}
+
+// New builds a bus per component, registers their handlers and APIs, and binds the listeners,
+// so addresses are known before Run.
+func New(ctx context.Context, cfg Config, comps ...Component) (*Host, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("host config: %w", err)
+	}
+	h := &Host{cfg: cfg, log: cfg.Logger, comps: comps}
+	for _, c := range comps {
+		bc := cfg.Bus
+		bc.Service = c.Name()
+		bc.Conn = cfg.Conn
+		bc.Logger = cfg.Logger.With("service", c.Name())
+		bc.Registerer = cfg.Registry
+		b, err := bus.New(ctx, bc)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Name(), err)
+		}
+		if err := c.Register(b); err != nil {
+			return nil, fmt.Errorf("%s: register: %w", c.Name(), err)
+		}
+		h.buses = append(h.buses, b)
+	}
+	h.lis = cfg.GRPCListener
+	if h.lis == nil && cfg.GRPCAddr != "" {
+		lis, err := net.Listen("tcp", cfg.GRPCAddr)
+		if err != nil {
+			return nil, fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
+		}
+		h.lis = lis
+	}
+	if h.lis != nil {
+		h.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(unaryCorrelation(cfg.Logger)))
+		h.hs = health.NewServer()
+		healthpb.RegisterHealthServer(h.grpc, h.hs)
+		for _, c := range comps {
+			if r, ok := c.(GRPCRegistrar); ok {
+				r.RegisterGRPC(h.grpc)
+			}
+		}
+	}
+	if cfg.OpsAddr != "" {
+		ops, err := obs.NewOps(obs.OpsConfig{Addr: cfg.OpsAddr, Registry: cfg.Registry, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("ops server: %w", err)
+		}
+		ops.AddReadiness("nats", func(context.Context) error {
+			if !cfg.Conn.IsConnected() {
+				return fmt.Errorf("nats: %s", cfg.Conn.Status())
+			}
+			return nil
+		})
+		for i, b := range h.buses {
+			ops.AddReadiness("bus-"+comps[i].Name(), b.Ready)
+		}
+		h.ops = ops
+	}
+	return h, nil
+}
+
+// GRPCAddr returns the bound gRPC address, or "" without a gRPC server.
+func (h *Host) GRPCAddr() string {
+	if h.lis == nil {
+		return ""
+	}
+	return h.lis.Addr().String()
+}
+
+// OpsAddr returns the bound ops address, or "".
+func (h *Host) OpsAddr() string {
+	if h.ops == nil {
+		return ""
+	}
+	return h.ops.Addr()
+}
+
+// Bus returns the bus of the named component, or nil.
+func (h *Host) Bus(name string) *bus.Bus {
+	for i, c := range h.comps {
+		if c.Name() == name {
+			return h.buses[i]
+		}
+	}
+	return nil
+}
+
+// Ready is closed when every bus consumes.
+func (h *Host) Ready(ctx context.Context) error {
+	for _, b := range h.buses {
+		select {
+		case <-b.Running():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Run runs everything until ctx is done or a part fails, then shuts down: the gRPC server stops
+// taking calls first, then handlers finish their messages and the ops server goes last.
+func (h *Host) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	if h.ops != nil {
+		// The ops server outlives the rest so /livez answers during shutdown.
+		opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopOps()
+		opsDone := make(chan error, 1)
+		go func() { opsDone <- h.ops.Run(opsCtx) }()
+		defer func() { stopOps(); <-opsDone }()
+	}
+	for i, b := range h.buses {
+		g.Go(func() error {
+			if err := b.Run(gctx); err != nil {
+				return fmt.Errorf("%s bus: %w", h.comps[i].Name(), err)
+			}
+			return nil
+		})
+	}
+	for _, c := range h.comps {
+		if r, ok := c.(Runner); ok {
+			g.Go(func() error {
+				if err := r.Run(gctx); err != nil && gctx.Err() == nil {
+					return fmt.Errorf("%s: %w", c.Name(), err)
+				}
+				return nil
+			})
+		}
+	}
+	if h.grpc != nil {
+		g.Go(func() error {
+			if err := h.grpc.Serve(h.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("grpc serve: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			h.hs.Shutdown()
+			stopped := make(chan struct{})
+			go func() { h.grpc.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-time.After(h.cfg.ShutdownTimeout):
+				h.grpc.Stop()
+			}
+			return nil
+		})
+	}
+	h.log.Info("started", "process", h.cfg.Name, "components", len(h.comps), "grpc", h.GRPCAddr(), "ops", h.OpsAddr())
+	err := g.Wait()
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	h.log.Info("stopped", "process", h.cfg.Name)
+	return nil
+}
+
+// unaryCorrelation gives every gRPC call a correlation id (from the x-correlation-id metadata
+// or a new one) and logs failed calls once, here at the edge.
+func unaryCorrelation(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+		ctx = withIncomingCorrelation(ctx)
+		resp, err := next(ctx, req)
+		if err != nil {
+			log.LogAttrs(ctx, slog.LevelWarn, "grpc call failed", slog.String("method", info.FullMethod), slog.String("error", err.Error()))
+		}
+		return resp, err
+	}
+}

@@ -1,0 +1,138 @@
+package patchd_test
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/patchwave/patchwave/libs/natsembed"
+)
+
+// TestPatchdKilledMidRunFinishesTheRunAfterRestart builds the real patchd binary, kills it with
+// SIGKILL in the middle of a cycle, starts it again on the same data directory, and checks that
+// the cycle finishes with exactly one snapshot and one install outcome per instance.
+func TestPatchdKilledMidRunFinishesTheRunAfterRestart(t *testing.T) {
+	const instances = 45
+	bin := filepath.Join(t.TempDir(), "patchd")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "./cmd/patchd")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run(), "build patchd")
+
+	dataDir := t.TempDir()
+	args := []string{
+		"-demo", "-cycle", "crash", "-data-dir", dataDir, "-http", "127.0.0.1:0", "-ops", "-", "-nats-port", "-1",
+		"-instances", strconv.Itoa(instances), "-waves", "3", "-failure-rate", "0.1", "-latency", "150ms",
+	}
+
+	// First start: kill it once wave 2 has made progress.
+	first := startPatchd(t, bin, args)
+	progressed := regexp.MustCompile(`wave 2 \[[#.]+\] ([1-9][0-9]*)/`)
+	require.True(t, first.waitLine(90*time.Second, progressed.MatchString), "wave 2 makes progress before the kill:\n%s", first.output())
+	require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
+	_ = first.cmd.Wait()
+
+	// Second start: the same cycle resumes and completes.
+	second := startPatchd(t, bin, args)
+	require.True(t, second.waitLine(120*time.Second, func(s string) bool { return strings.HasPrefix(s, "Failed patches:") }),
+		"the resumed cycle completes:\n%s", second.output())
+	waitCtx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, waitExit(waitCtx, second.cmd), second.output())
+	out := second.output()
+	for w := 1; w <= 3; w++ {
+		require.Regexp(t, regexp.MustCompile(`wave `+strconv.Itoa(w)+`: COMPLETED`), out)
+	}
+
+	// The stream, read from the same store, has exactly one outcome per instance.
+	ns, err := natsembed.Run(natsembed.Options{Port: natsembed.RandomPort, StoreDir: filepath.Join(dataDir, "jetstream"), ServerName: "patchd"})
+	require.NoError(t, err)
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	nc, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	readStream(t, t.Context(), nc).requireOneOutcomePerInstance(t, instances)
+}
+
+type proc struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []string
+	seen  chan string
+}
+
+func startPatchd(t *testing.T, bin string, args []string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = cmd.Stdout
+	require.NoError(t, cmd.Start())
+	p := &proc{cmd: cmd, seen: make(chan string, 1024)}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.lines = append(p.lines, sc.Text())
+			p.mu.Unlock()
+			select {
+			case p.seen <- sc.Text():
+			default:
+			}
+		}
+		close(p.seen)
+	}()
+	return p
+}
+
+func (p *proc) waitLine(timeout time.Duration, match func(string) bool) bool {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-p.seen:
+			if !ok {
+				return false
+			}
+			if match(l) {
+				return true
+			}
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
+}
+
+func waitExit(ctx context.Context, cmd *exec.Cmd) error {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,104 @@
+// Package cli parses patchd's flags and runs the daemon, with the demo cycle on request.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/patchwave/patchwave/libs/obs"
+	"github.com/patchwave/patchwave/libs/provider/simfleet"
+	"github.com/patchwave/patchwave/services/patchd"
+	"github.com/patchwave/patchwave/services/patchd/internal/demo"
+)
+
+// Run parses args and runs patchd until ctx is done (or, with -demo and without -serve, until
+// the demo cycle is over).
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("patchd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		dataDir     = fs.String("data-dir", ".data/patchd", "directory for the JetStream store and the simulated fleet")
+		fresh       = fs.Bool("fresh", false, "delete the data directory first")
+		httpAddr    = fs.String("http", "127.0.0.1:8080", "REST API listen address")
+		opsAddr     = fs.String("ops", "127.0.0.1:9090", "ops listen address (/metrics, /livez, /readyz); - disables")
+		natsPort    = fs.Int("nats-port", 4222, "embedded NATS port on 127.0.0.1 (-1: random)")
+		tenant      = fs.String("tenant", "acme", "tenant of the simulated fleet")
+		instances   = fs.Int("instances", 300, "simulated instances, seeded when the fleet is empty")
+		waves       = fs.Int("waves", 3, "waves the simulated instances are tagged into")
+		failureRate = fs.Float64("failure-rate", 0.03, "share of installations that fail (deterministic per run and instance)")
+		latency     = fs.Duration("latency", 300*time.Millisecond, "how long a simulated snapshot or installation takes")
+		runDemo     = fs.Bool("demo", false, "run one patch cycle over every wave and print the results")
+		serve       = fs.Bool("serve", false, "with -demo: keep serving after the cycle")
+		cycle       = fs.String("cycle", "", "with -demo: cycle id (default: from the current month); the same id resumes a cycle")
+		logLevel    = fs.String("log-level", "warn", "log level: debug, info, warn, error")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level %q: must be debug, info, warn or error", *logLevel)
+	}
+	log := obs.NewLogger(stderr, "patchd", level)
+	if *fresh {
+		if err := os.RemoveAll(*dataDir); err != nil {
+			return fmt.Errorf("-fresh: %w", err)
+		}
+	}
+	if err := os.MkdirAll(*dataDir, 0o750); err != nil {
+		return fmt.Errorf("-data-dir: %w", err)
+	}
+	d, err := patchd.New(ctx, patchd.Config{
+		DataDir: *dataDir, NATSPort: *natsPort, HTTPAddr: *httpAddr, OpsAddr: *opsAddr, Logger: log,
+		Fleet:  simfleet.Config{InstallFailureRate: *failureRate, Latency: *latency},
+		Tenant: *tenant, Instances: *instances, Waves: *waves,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "patchd: REST API http://%s, NATS %s, data %s\n", d.HTTPAddr(), d.NATSURL(), *dataDir)
+	if !*runDemo {
+		return d.Run(ctx)
+	}
+	if *cycle == "" {
+		*cycle = "demo-" + time.Now().UTC().Format("2006-01")
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return d.Run(gctx) })
+	g.Go(func() error {
+		if err := d.Ready(gctx); err != nil {
+			return err
+		}
+		_, err := demo.Run(gctx, demo.Config{
+			BaseURL: "http://" + d.HTTPAddr(), Tenant: *tenant, Waves: *waves, CycleID: *cycle, Out: stdout,
+		})
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		if *serve {
+			fmt.Fprintf(stdout, "\nServing on http://%s until Ctrl-C (try: curl http://%s/v1/tenants/%s/compliance)\n", d.HTTPAddr(), d.HTTPAddr(), *tenant)
+			return nil
+		}
+		stop()
+		return nil
+	})
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		return nil
+	}
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		fmt.Fprintln(stdout, "patchd: stopped")
+		return nil
+	}
+	return err
+}
