@@ -246,7 +246,7 @@ func (b *Bus) publishDeadLetter(ctx context.Context, hd *handler, m *message.Mes
 	if len(reason) > 2048 {
 		reason = reason[:2048]
 	}
-	dl.Header.Set(events.HeaderDLQReason, strings.ReplaceAll(reason, "\n", " | "))
+	dl.Header.Set(events.HeaderDLQReason, headerSafe.Replace(reason))
 	dl.Header.Set(events.HeaderDLQSubject, m.Metadata.Get(mdSubject))
 	dl.Header.Set(events.HeaderDLQSequence, seq)
 	dl.Header.Set(events.HeaderDLQHandler, hd.consumer)
@@ -254,6 +254,9 @@ func (b *Bus) publishDeadLetter(ctx context.Context, hd *handler, m *message.Mes
 	dl.Header.Set(nats.MsgIdHdr, "dlq/"+hd.consumer+"/"+seq)
 	return b.publishMsgs(ctx, []*nats.Msg{dl})
 }
+
+// headerSafe keeps a header value on one line.
+var headerSafe = strings.NewReplacer("\r\n", " | ", "\n", " | ", "\r", " ")
 
 func logAttrs(h *handler) []any {
 	return []any{slog.String("handler", h.spec.Name), slog.String("consumer", h.consumer), slog.String("stream", h.stream)}

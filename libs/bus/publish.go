@@ -103,6 +103,7 @@ func (b *Bus) publishMsgs(ctx context.Context, msgs []*nats.Msg) error {
 				return fmt.Errorf("publish: %w", ctx.Err())
 			}
 		}
+		fmt.Println("attempt", attempt, "pending", len(pending), "failed", len(failed), "err", lastErr, time.Now().Format("15:04:05.000"))
 		pending = failed
 	}
 	b.metrics.published.Add(float64(len(msgs)))

@@ -215,7 +215,12 @@ func (h *Host) Run(ctx context.Context) error {
 		defer stopOps()
 		opsDone := make(chan error, 1)
 		go func() { opsDone <- h.ops.Run(opsCtx) }()
-		defer func() { stopOps(); <-opsDone }()
+		defer func() {
+			stopOps()
+			if err := <-opsDone; err != nil {
+				h.log.Warn("ops server stopped with an error", "error", err)
+			}
+		}()
 	}
 	for i, b := range h.buses {
 		g.Go(func() error {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,6 +75,8 @@ func TestOpsMetricsServesTheRegistry(t *testing.T) {
 }
 
 func TestOpsReadyz(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
 	tests := []struct {
 		name        string
 		checks      map[string]obs.ReadinessCheck
@@ -117,7 +120,7 @@ func TestOpsReadyz(t *testing.T) {
 		{
 			name: "a check that outlives the timeout fails",
 			checks: map[string]obs.ReadinessCheck{
-				"stuck": func(context.Context) error { select {} },
+				"stuck": func(context.Context) error { <-release; return nil },
 				"fast":  func(context.Context) error { return nil },
 			},
 			wantCode:    http.StatusServiceUnavailable,
@@ -196,6 +199,17 @@ func TestOpsCloseReleasesTheAddressWithoutRun(t *testing.T) {
 	l, err := net.Listen("tcp", addr)
 	require.NoError(t, err, "the address can be bound again")
 	require.NoError(t, l.Close())
+}
+
+func TestOpsReadyzIsUnreadyOnceClosing(t *testing.T) {
+	o, err := obs.NewOps(obs.OpsConfig{Addr: "127.0.0.1:0"})
+	require.NoError(t, err)
+	require.NoError(t, o.Close())
+
+	rec := httptest.NewRecorder()
+	o.Handler().ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/readyz", nil))
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	require.JSONEq(t, `{"status":"shutting down"}`, rec.Body.String())
 }
 
 func TestOpsWithoutAddrIsDisabled(t *testing.T) {

@@ -120,8 +120,8 @@ func startRedisProcess(t testing.TB, bin, dir string) (*redisProcess, error) {
 
 	if err := waitForPing(addr, p.exited); err != nil {
 		p.stop()
-		if errors.Is(err, errRedisExited) {
-			err = fmt.Errorf("%w (%v)", err, waitErr)
+		if errors.Is(err, errRedisExited) && waitErr != nil {
+			err = fmt.Errorf("%w: %w", err, waitErr)
 		}
 		return nil, fmt.Errorf("redis-server on %s: %w; output:\n%s", addr, err, out.String())
 	}

@@ -96,7 +96,7 @@ func prefixErrors(prefix string, err error) []error {
 type Deps struct {
 	// Store holds the baseline read model (rebuilt from the stream). Required.
 	Store store.Store
-	// Logger. Optional, default discards.
+	// Logger. Optional, default discards. The caller names the service in it (obs.NewLogger).
 	Logger *slog.Logger
 	// Clock stamps the publication time of configured baselines. Optional, default time.Now.
 	Clock func() time.Time
@@ -104,8 +104,6 @@ type Deps struct {
 
 // Service is the catalog. It implements host.Component and host.GRPCRegistrar.
 type Service struct {
-	cfg Config
-	log *slog.Logger
 	app *app.App
 }
 
@@ -128,11 +126,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Clock == nil {
 		deps.Clock = time.Now
 	}
-	log := deps.Logger.With("service", Name)
 	return &Service{
-		cfg: cfg,
-		log: log,
-		app: app.New(storerepo.New(deps.Store), log, deps.Clock, cfg.Baselines),
+		app: app.New(storerepo.New(deps.Store), deps.Logger, deps.Clock, cfg.Baselines),
 	}, nil
 }
 

@@ -47,7 +47,8 @@ type Config struct {
 	ReportingTarget string
 	// CatalogTarget is the catalog's gRPC target. Optional, default Backend.
 	CatalogTarget string
-	// Logger logs one line per request. Optional, default discards.
+	// Logger logs one line per request. Optional, default discards. The caller names the
+	// service in it (obs.NewLogger does).
 	Logger *slog.Logger
 	// DialOptions replace the default dial options (plain-text transport). Optional.
 	DialOptions []grpc.DialOption
@@ -120,7 +121,7 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway config: %w", err)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger.With("service", Name), conns: map[string]*grpc.ClientConn{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, conns: map[string]*grpc.ClientConn{}}
 	dial := func(target string) (*grpc.ClientConn, error) {
 		if cc, ok := s.conns[target]; ok {
 			return cc, nil

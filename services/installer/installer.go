@@ -162,7 +162,7 @@ func (s *Service) Register(b *bus.Bus) error {
 		InstallTimeout: s.cfg.InstallTimeout,
 		PollInterval:   s.cfg.PollInterval,
 		RebootPolicy:   s.cfg.RebootPolicy,
-	}, s.deps.Fleet, s.marks, b, s.deps.Logger.With("service", Name), s.deps.Clock)
+	}, s.deps.Fleet, s.marks, b, s.deps.Logger, s.deps.Clock)
 	if err := b.Handle(bus.HandlerSpec{
 		Name:        HandlerInstall,
 		Subjects:    []string{events.Pattern[*eventsv1.SnapshotCreated]()},

@@ -171,6 +171,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // Name returns the service name, "notifier".
 func (s *Service) Name() string { return Name }
 
+// Config returns the configuration with defaults filled in. WebhookURL may hold a secret:
+// mask it before logging.
+func (s *Service) Config() Config { return s.cfg }
+
 // Channels lists the channels every notification is delivered through, in order.
 func (s *Service) Channels() []string {
 	if s.cfg.WebhookURL != "" {
@@ -211,7 +215,7 @@ func (s *Service) Register(b *bus.Bus) error {
 		webhook = adapters.NewWebhook(s.cfg.WebhookURL, s.deps.HTTPClient, s.cfg.WebhookTimeout)
 	}
 	a := app.New(app.Config{Source: events.SourcePrefix + Name, MaxAttempts: s.cfg.MaxAttempts},
-		s.marks, b, s.log, webhook, s.deps.Logger.With("service", Name), s.deps.Clock)
+		s.marks, b, s.log, webhook, s.deps.Logger, s.deps.Clock)
 	if err := b.Handle(bus.HandlerSpec{
 		Name: HandlerNotify,
 		Subjects: []string{

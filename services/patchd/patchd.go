@@ -113,7 +113,7 @@ type Daemon struct {
 	nc    *nats.Conn
 	fleet *simfleet.Fleet
 	host  *host.Host
-	gw    *gateway.Gateway
+	gw    *gateway.Service
 }
 
 // New starts the embedded NATS server and builds every service. Call Run to start them; call

@@ -148,7 +148,7 @@ func (s *Service) Register(b *bus.Bus) error {
 		return fmt.Errorf("marks projection: %w", err)
 	}
 	a := app.New(app.Config{SnapshotTimeout: s.cfg.SnapshotTimeout, PollInterval: s.cfg.PollInterval},
-		s.deps.Fleet, s.marks, b, s.deps.Logger.With("service", Name), s.deps.Clock)
+		s.deps.Fleet, s.marks, b, s.deps.Logger, s.deps.Clock)
 	if err := b.Handle(bus.HandlerSpec{
 		Name:        HandlerTakeSnapshot,
 		Subjects:    []string{events.Pattern[*eventsv1.JobRequested]()},

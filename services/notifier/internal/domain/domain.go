@@ -112,7 +112,11 @@ func prefix(tenant string, wave int32, run string) string {
 
 func installedDetail(m *eventsv1.InstallSucceeded) string {
 	var b strings.Builder
-	if n := len(m.GetResults()); n > 0 {
+	switch n := len(m.GetResults()); n {
+	case 0:
+	case 1:
+		b.WriteString(" (1 patch)")
+	default:
 		fmt.Fprintf(&b, " (%d patches)", n)
 	}
 	if m.GetRebootPending() {

@@ -80,11 +80,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		res.Waves = append(res.Waves, wr)
 	}
-	var comp reportingv1.GetComplianceResponse
-	if err := c.get(ctx, "/v1/tenants/"+url.PathEscape(cfg.Tenant)+"/compliance", &comp); err != nil {
+	comp, err := c.compliance(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("compliance: %w", err)
 	}
-	res.Compliance = &comp
+	res.Compliance = comp
 	var failed reportingv1.ListFailedPatchesResponse
 	if err := c.get(ctx, "/v1/tenants/"+url.PathEscape(cfg.Tenant)+"/failed-patches", &failed); err != nil {
 		return nil, fmt.Errorf("failed patches: %w", err)
@@ -95,6 +95,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 type client struct{ cfg Config }
+
+// compliance reads the coverage report. Reporting is its own projection of the stream and may
+// be a moment behind the scheduler that completed the last run, so while instances are still
+// unknown it asks again, for up to 10 seconds.
+func (c client) compliance(ctx context.Context) (*reportingv1.GetComplianceResponse, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var comp reportingv1.GetComplianceResponse
+		if err := c.get(ctx, "/v1/tenants/"+url.PathEscape(c.cfg.Tenant)+"/compliance", &comp); err != nil {
+			return nil, err
+		}
+		if comp.GetTotal().GetUnknown() == 0 || time.Now().After(deadline) {
+			return &comp, nil
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
 
 // waitBaseline waits until the catalog has published a baseline (it does so at start).
 func (c client) waitBaseline(ctx context.Context) (*catalogv1.Baseline, error) {

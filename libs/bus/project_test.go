@@ -1,0 +1,348 @@
+package bus_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/patchwave/patchwave/libs/bus"
+	"github.com/patchwave/patchwave/libs/events"
+	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
+)
+
+// runsModel is a read model: runs started per tenant, with what the projection reported.
+type runsModel struct {
+	mu        sync.Mutex
+	runs      map[string][]string // tenant -> run ids in stream order
+	seqs      []uint64
+	live      []bool
+	caughtUp  atomic.Int32
+	appliedAt int // how many events were applied when CaughtUp ran
+}
+
+func newRunsModel() *runsModel { return &runsModel{runs: map[string][]string{}} }
+
+func (m *runsModel) spec(name string, checkpoint uint64) bus.ProjectionSpec {
+	return bus.ProjectionSpec{
+		Name:     name,
+		Subjects: []string{events.Pattern[*eventsv1.RunStarted]()},
+		Checkpoint: func(context.Context) (uint64, error) {
+			return checkpoint, nil
+		},
+		Apply: func(_ context.Context, ev *events.Event, live bool) error {
+			rs, ok := ev.Data.(*eventsv1.RunStarted)
+			if !ok {
+				return bus.Permanent(fmt.Errorf("unexpected %s", ev.Type))
+			}
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			m.runs[ev.Tenant] = append(m.runs[ev.Tenant], rs.GetRunId())
+			m.seqs = append(m.seqs, ev.Sequence)
+			m.live = append(m.live, live)
+			return nil
+		},
+		CaughtUp: func(context.Context) error {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			m.caughtUp.Add(1)
+			m.appliedAt = len(m.seqs)
+			return nil
+		},
+	}
+}
+
+func (m *runsModel) snapshot() (map[string][]string, []uint64, []bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	runs := map[string][]string{}
+	for k, v := range m.runs {
+		runs[k] = append([]string(nil), v...)
+	}
+	return runs, append([]uint64(nil), m.seqs...), append([]bool(nil), m.live...)
+}
+
+func (m *runsModel) applied() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.seqs)
+}
+
+// seedRuns publishes n RunStarted events over two tenants, with other events in between.
+func seedRuns(t *testing.T, b *bus.Bus, n int) {
+	t.Helper()
+	var evs []*events.Event
+	for i := range n {
+		tenant := []string{"acme", "globex"}[i%2]
+		evs = append(evs, runStarted(t, tenant, fmt.Sprintf("run-%d", i)))
+		evs = append(evs, jobRequested(t, tenant, fmt.Sprintf("run-%d", i), "i-1"))
+	}
+	require.NoError(t, b.Publish(t.Context(), evs...))
+}
+
+func TestProjectionReplayFromZeroGivesTheSameReadModel(t *testing.T) {
+	e := newEnv(t)
+	pub := newBus(t, e.config(t, "pub"))
+	seedRuns(t, pub, 50)
+
+	first := newRunsModel()
+	b1 := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b1.Project(first.spec("Runs", 0)))
+	r1 := start(t, b1)
+	runs1, seqs1, live1 := first.snapshot()
+	require.Len(t, seqs1, 50, "Running waits for the catch-up")
+	require.Len(t, runs1["acme"], 25)
+	require.Equal(t, "run-0", runs1["acme"][0])
+	for _, l := range live1 {
+		require.False(t, l, "events stored before start are not live")
+	}
+	require.Equal(t, int32(1), first.caughtUp.Load())
+	require.Equal(t, 50, first.appliedAt, "CaughtUp runs after the last stored event")
+
+	// A live event.
+	require.NoError(t, pub.Publish(t.Context(), runStarted(t, "acme", "run-live")))
+	require.Eventually(t, func() bool { return first.applied() == 51 }, eventually, tick)
+	_, _, live1 = first.snapshot()
+	require.True(t, live1[50], "an event published after catch-up is live")
+	require.Equal(t, int32(1), first.caughtUp.Load(), "CaughtUp is called once")
+	require.NoError(t, r1.stop(t))
+
+	second := newRunsModel()
+	b2 := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b2.Project(second.spec("Runs", 0)))
+	start(t, b2)
+	runs2, seqs2, _ := second.snapshot()
+	runs1, seqs1, _ = first.snapshot()
+	require.Equal(t, runs1, runs2, "a replay rebuilds the same read model")
+	require.Equal(t, seqs1, seqs2)
+	require.Equal(t, int32(1), second.caughtUp.Load())
+}
+
+func TestProjectionResumesAfterItsCheckpoint(t *testing.T) {
+	e := newEnv(t)
+	pub := newBus(t, e.config(t, "pub"))
+	seedRuns(t, pub, 10)
+
+	full := newRunsModel()
+	b1 := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b1.Project(full.spec("Runs", 0)))
+	r1 := start(t, b1)
+	_, seqs, _ := full.snapshot()
+	require.NoError(t, r1.stop(t))
+
+	checkpoint := seqs[5] // six events applied
+	resumed := newRunsModel()
+	b2 := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b2.Project(resumed.spec("Runs", checkpoint)))
+	start(t, b2)
+	_, got, live := resumed.snapshot()
+	require.Equal(t, seqs[6:], got, "only the events after the checkpoint")
+	for _, l := range live {
+		require.False(t, l)
+	}
+	require.Equal(t, int32(1), resumed.caughtUp.Load())
+}
+
+func TestProjectionWithCheckpointAtTheEndIsCaughtUpAtOnce(t *testing.T) {
+	e := newEnv(t)
+	pub := newBus(t, e.config(t, "pub"))
+	seedRuns(t, pub, 3)
+	last := e.msgs(t, events.StreamTenant, "patch.>")
+	m := newRunsModel()
+	b := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b.Project(m.spec("Runs", last[len(last)-1].Sequence)))
+	start(t, b)
+	require.Equal(t, int32(1), m.caughtUp.Load())
+	require.Zero(t, m.applied())
+
+	require.NoError(t, pub.Publish(t.Context(), runStarted(t, "acme", "later")))
+	require.Eventually(t, func() bool { return m.applied() == 1 }, eventually, tick)
+	_, _, live := m.snapshot()
+	require.True(t, live[0])
+}
+
+func TestProjectionOverAFilterWithNothingStoredCatchesUp(t *testing.T) {
+	tests := []struct {
+		name     string
+		subjects []string
+	}{
+		{"a filter no stored event matches", []string{events.Pattern[*eventsv1.BaselineApproved]()}},
+		{"an empty stream", []string{events.Pattern[*eventsv1.BaselinePublished]()}},
+		{"several filters none of which match", []string{"patch.nobody.>", "patch.*.notification.sent"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			pub := newBus(t, e.config(t, "pub"))
+			seedRuns(t, pub, 5)
+			var caught atomic.Int32
+			var applied atomic.Int32
+			b := newBus(t, e.config(t, "reader"))
+			require.NoError(t, b.Project(bus.ProjectionSpec{
+				Name: "Empty", Subjects: tt.subjects,
+				Apply:    func(context.Context, *events.Event, bool) error { applied.Add(1); return nil },
+				CaughtUp: func(context.Context) error { caught.Add(1); return nil },
+			}))
+			begin := time.Now()
+			start(t, b)
+			require.Less(t, time.Since(begin), 5*time.Second)
+			require.Equal(t, int32(1), caught.Load())
+			require.Zero(t, applied.Load())
+		})
+	}
+}
+
+// The last stored event may not match the filter: the projection is caught up after the last
+// one that does.
+func TestProjectionCatchesUpWhenTheStreamEndsWithOtherEvents(t *testing.T) {
+	e := newEnv(t)
+	pub := newBus(t, e.config(t, "pub"))
+	seedRuns(t, pub, 5) // ends with a JobRequested
+	m := newRunsModel()
+	b := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b.Project(m.spec("Runs", 0)))
+	start(t, b)
+	require.Equal(t, 5, m.applied())
+	require.Equal(t, 5, m.appliedAt)
+}
+
+func TestHandlersStartOnlyAfterProjectionsCaughtUp(t *testing.T) {
+	e := newEnv(t)
+	pub := newBus(t, e.config(t, "pub"))
+	const n = 400
+	seedRuns(t, pub, n)
+
+	m := newRunsModel()
+	b := newBus(t, e.config(t, "reader"))
+	spec := m.spec("Runs", 0)
+	apply := spec.Apply
+	var applyCalls atomic.Int32
+	spec.Apply = func(ctx context.Context, ev *events.Event, live bool) error {
+		// The first attempt of some events fails: retried in place, never skipped.
+		if applyCalls.Add(1)%97 == 0 {
+			return errBoom
+		}
+		return apply(ctx, ev, live)
+	}
+	require.NoError(t, b.Project(spec))
+	seen := make(chan int, n)
+	require.NoError(t, bus.Handle(b, "ObserveOnJobRequested", func(context.Context, *events.Event, *eventsv1.JobRequested) error {
+		seen <- m.applied()
+		return nil
+	}))
+	start(t, b)
+	for range n {
+		select {
+		case got := <-seen:
+			require.Equal(t, n, got, "the handler sees the whole read model")
+		case <-time.After(eventually):
+			t.Fatal("handler not called")
+		}
+	}
+	runs, _, _ := m.snapshot()
+	require.Len(t, runs["acme"], n/2)
+	require.Equal(t, expectedRuns(n, 0), runs["acme"], "every event applied once, in order")
+}
+
+func expectedRuns(n, parity int) []string {
+	var out []string
+	for i := range n {
+		if i%2 == parity {
+			out = append(out, fmt.Sprintf("run-%d", i))
+		}
+	}
+	return out
+}
+
+func TestProjectionSkipsPermanentFailuresAndMalformedMessages(t *testing.T) {
+	e := newEnv(t)
+	pub := newBus(t, e.config(t, "pub"))
+	require.NoError(t, pub.Publish(t.Context(), runStarted(t, "acme", "run-1")))
+	_, err := e.js.Publish(t.Context(), "patch.acme.run.started", []byte("not an event"))
+	require.NoError(t, err)
+	require.NoError(t, pub.Publish(t.Context(), runStarted(t, "acme", "skip-me"), runStarted(t, "acme", "run-2")))
+
+	var mu sync.Mutex
+	var got []string
+	b := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b.Project(bus.ProjectionSpec{
+		Name: "Runs", Subjects: []string{"patch.acme.run.started"},
+		Apply: func(_ context.Context, ev *events.Event, _ bool) error {
+			if ev.Key == "skip-me" {
+				return bus.Permanent(errBoom)
+			}
+			mu.Lock()
+			got = append(got, ev.Key)
+			mu.Unlock()
+			return nil
+		},
+	}))
+	start(t, b)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"run-1", "run-2"}, got)
+}
+
+func TestProjectionCaughtUpErrorStopsRun(t *testing.T) {
+	e := newEnv(t)
+	b := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b.Project(bus.ProjectionSpec{
+		Name: "Broken", Subjects: []string{"patch.>"},
+		Apply:    func(context.Context, *events.Event, bool) error { return nil },
+		CaughtUp: func(context.Context) error { return errBoom },
+	}))
+	r := startNoWait(t, b)
+	select {
+	case err := <-r.done:
+		require.ErrorIs(t, err, errBoom)
+		r.done <- err
+	case <-time.After(eventually):
+		t.Fatal("Run did not fail")
+	}
+	require.Error(t, b.Ready(t.Context()))
+}
+
+func TestProjectionCheckpointErrorStopsRun(t *testing.T) {
+	e := newEnv(t)
+	b := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b.Project(bus.ProjectionSpec{
+		Name: "Broken", Subjects: []string{"patch.>"},
+		Checkpoint: func(context.Context) (uint64, error) { return 0, errBoom },
+		Apply:      func(context.Context, *events.Event, bool) error { return nil },
+	}))
+	err := b.Run(t.Context())
+	require.ErrorIs(t, err, errBoom)
+	require.ErrorContains(t, err, "checkpoint")
+}
+
+func TestProjectionSurvivesAServerRestart(t *testing.T) {
+	e := newEnv(t)
+	pub := newBus(t, e.config(t, "pub"))
+	seedRuns(t, pub, 4)
+	m := newRunsModel()
+	b := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b.Project(m.spec("Runs", 0)))
+	start(t, b)
+	require.Equal(t, 4, m.applied())
+
+	e.srv.Restart(t)
+	require.Eventually(t, e.nc.IsConnected, eventually, tick)
+	require.Eventually(t, func() bool { return pub.Publish(t.Context(), runStarted(t, "acme", "after-restart")) == nil }, eventually, 100*time.Millisecond)
+	require.Eventually(t, func() bool { return m.applied() == 5 }, 30*time.Second, tick)
+	runs, seqs, _ := m.snapshot()
+	require.Equal(t, "after-restart", runs["acme"][len(runs["acme"])-1])
+	require.True(t, slicesSortedUnique(seqs), "no event applied twice: %v", seqs)
+}
+
+func slicesSortedUnique(s []uint64) bool {
+	for i := 1; i < len(s); i++ {
+		if s[i] <= s[i-1] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,502 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/patchwave/patchwave/libs/host"
+	catalogv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/catalog/v1"
+	reportingv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/reporting/v1"
+	schedulerv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/scheduler/v1"
+	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
+	"github.com/patchwave/patchwave/services/gateway"
+)
+
+// calls records what the fake services received.
+type calls struct {
+	mu       sync.Mutex
+	requests []any
+	corrIDs  []string
+}
+
+func (c *calls) record(ctx context.Context, req any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.requests = append(c.requests, req)
+	md, _ := metadata.FromIncomingContext(ctx)
+	c.corrIDs = append(c.corrIDs, strings.Join(md.Get("x-correlation-id"), ","))
+}
+
+func (c *calls) last(t *testing.T) (any, string) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	require.NotEmpty(t, c.requests, "no gRPC call reached the services")
+	return c.requests[len(c.requests)-1], c.corrIDs[len(c.corrIDs)-1]
+}
+
+// errorFor returns the gRPC error a fake answers for a tenant or id naming one.
+func errorFor(id string) error {
+	switch id {
+	case "invalid":
+		return status.Error(codes.InvalidArgument, "tenant \"invalid\": must match ^[a-z0-9][a-z0-9-]{0,62}$")
+	case "missing":
+		return status.Error(codes.NotFound, "run \"missing\" not found")
+	case "unapproved":
+		return status.Error(codes.FailedPrecondition, "baseline al2023-2026.11 is not approved for tenant unapproved")
+	case "down":
+		return status.Error(codes.Unavailable, "scheduler unavailable")
+	}
+	return nil
+}
+
+var started = timestamppb.New(time.Date(2026, 11, 10, 9, 0, 0, 0, time.UTC))
+
+type fakeScheduler struct {
+	schedulerv1.UnimplementedSchedulerServiceServer
+	calls *calls
+}
+
+func (f *fakeScheduler) StartRun(ctx context.Context, req *schedulerv1.StartRunRequest) (*schedulerv1.StartRunResponse, error) {
+	f.calls.record(ctx, req)
+	if err := errorFor(req.GetTenant()); err != nil {
+		return nil, err
+	}
+	return &schedulerv1.StartRunResponse{Run: &schedulerv1.Run{
+		Tenant: req.GetTenant(), RunId: "run-1", Wave: req.GetWave(), BaselineId: req.GetBaselineId(),
+		State: typesv1.RunState_RUN_STATE_RUNNING, Total: 200, StartedAt: started,
+	}}, nil
+}
+
+func (f *fakeScheduler) GetRun(ctx context.Context, req *schedulerv1.GetRunRequest) (*schedulerv1.GetRunResponse, error) {
+	f.calls.record(ctx, req)
+	if err := errorFor(req.GetRunId()); err != nil {
+		return nil, err
+	}
+	return &schedulerv1.GetRunResponse{Run: &schedulerv1.Run{
+		Tenant: req.GetTenant(), RunId: req.GetRunId(), Wave: 1, State: typesv1.RunState_RUN_STATE_COMPLETED,
+		Total: 200, Snapshotted: 200, Succeeded: 197, Failed: 3,
+	}}, nil
+}
+
+func (f *fakeScheduler) ListRuns(ctx context.Context, req *schedulerv1.ListRunsRequest) (*schedulerv1.ListRunsResponse, error) {
+	f.calls.record(ctx, req)
+	if err := errorFor(req.GetTenant()); err != nil {
+		return nil, err
+	}
+	return &schedulerv1.ListRunsResponse{Runs: []*schedulerv1.Run{
+		{Tenant: req.GetTenant(), RunId: "run-2", Wave: 2}, {Tenant: req.GetTenant(), RunId: "run-1", Wave: 1},
+	}}, nil
+}
+
+type fakeReporting struct {
+	reportingv1.UnimplementedReportingServiceServer
+	calls *calls
+}
+
+func (f *fakeReporting) GetCompliance(ctx context.Context, req *reportingv1.GetComplianceRequest) (*reportingv1.GetComplianceResponse, error) {
+	f.calls.record(ctx, req)
+	if err := errorFor(req.GetTenant()); err != nil {
+		return nil, err
+	}
+	return &reportingv1.GetComplianceResponse{
+		Tenant: req.GetTenant(),
+		Total:  &reportingv1.Coverage{InScope: 10, Unknown: 10},
+		Waves:  []*reportingv1.WaveCoverage{{Wave: 1, Coverage: &reportingv1.Coverage{InScope: 10, Unknown: 10}}},
+	}, nil
+}
+
+func (f *fakeReporting) ListFailedPatches(ctx context.Context, req *reportingv1.ListFailedPatchesRequest) (*reportingv1.ListFailedPatchesResponse, error) {
+	f.calls.record(ctx, req)
+	if err := errorFor(req.GetTenant()); err != nil {
+		return nil, err
+	}
+	return &reportingv1.ListFailedPatchesResponse{FailedPatches: []*reportingv1.FailedPatch{
+		{PatchId: "ALAS2023-2026-1001", InstanceId: "i-0abc", Wave: 1, RunId: "run-1", Error: "dnf exited 1"},
+	}}, nil
+}
+
+type fakeCatalog struct {
+	catalogv1.UnimplementedCatalogServiceServer
+	calls *calls
+}
+
+func (f *fakeCatalog) ListBaselines(ctx context.Context, req *catalogv1.ListBaselinesRequest) (*catalogv1.ListBaselinesResponse, error) {
+	f.calls.record(ctx, req)
+	return &catalogv1.ListBaselinesResponse{Baselines: []*catalogv1.Baseline{{BaselineId: "al2023-2026.11", Version: 1}}}, nil
+}
+
+func (f *fakeCatalog) GetBaseline(ctx context.Context, req *catalogv1.GetBaselineRequest) (*catalogv1.GetBaselineResponse, error) {
+	f.calls.record(ctx, req)
+	if err := errorFor(req.GetBaselineId()); err != nil {
+		return nil, err
+	}
+	return &catalogv1.GetBaselineResponse{Baseline: &catalogv1.Baseline{
+		BaselineId: req.GetBaselineId(), OsFamily: "amazon-linux-2023", Version: 1,
+		Patches: []*typesv1.Patch{{Id: "ALAS2023-2026-1001", RebootRequired: false}},
+	}}, nil
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type env struct {
+	base  string
+	calls *calls
+	logs  *syncBuffer
+	gw    *gateway.Service
+}
+
+// startBackend serves the three fake services on a real gRPC server and returns its address.
+func startBackend(t *testing.T, c *calls) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := grpc.NewServer()
+	schedulerv1.RegisterSchedulerServiceServer(srv, &fakeScheduler{calls: c})
+	reportingv1.RegisterReportingServiceServer(srv, &fakeReporting{calls: c})
+	catalogv1.RegisterCatalogServiceServer(srv, &fakeCatalog{calls: c})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+	return lis.Addr().String()
+}
+
+// start runs a gateway in front of the fakes.
+func start(t *testing.T) *env {
+	t.Helper()
+	e := &env{calls: &calls{}, logs: &syncBuffer{}}
+	backend := startBackend(t, e.calls)
+	gw, err := gateway.New(gateway.Config{
+		Addr:    "127.0.0.1:0",
+		Backend: backend,
+		Logger:  slog.New(slog.NewJSONHandler(e.logs, nil)),
+	})
+	require.NoError(t, err)
+	e.gw = gw
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- gw.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-runErr)
+	})
+	e.base = "http://" + gw.Addr()
+	return e
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(r.body, &m), "body: %s", r.body)
+	return m
+}
+
+func (e *env) do(t *testing.T, method, path, body string, header http.Header) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, e.base+path, rd)
+	require.NoError(t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func TestRoutesMapToTheServices(t *testing.T) {
+	e := start(t)
+	tests := []struct {
+		name     string
+		method   string
+		path     string
+		body     string
+		wantReq  string
+		wantBody string
+	}{
+		{
+			name: "POST runs starts a run with path and body fields", method: http.MethodPost,
+			path: "/v1/tenants/acme/waves/2/runs", body: `{"baselineId":"al2023-2026.11","requestId":"req-7"}`,
+			wantReq:  `tenant:"acme" wave:2 baseline_id:"al2023-2026.11" request_id:"req-7"`,
+			wantBody: `"runId":"run-1"`,
+		},
+		{
+			name: "POST runs accepts an empty body", method: http.MethodPost,
+			path: "/v1/tenants/acme/waves/1/runs", body: `{}`,
+			wantReq: `tenant:"acme" wave:1`, wantBody: `"state":"RUN_STATE_RUNNING"`,
+		},
+		{
+			name: "GET run returns one run", method: http.MethodGet, path: "/v1/tenants/acme/runs/run-9",
+			wantReq: `tenant:"acme" run_id:"run-9"`, wantBody: `"snapshotFailed":0`,
+		},
+		{
+			name: "GET runs lists the tenant's runs", method: http.MethodGet, path: "/v1/tenants/acme/runs",
+			wantReq: `tenant:"acme"`, wantBody: `"runId":"run-2"`,
+		},
+		{
+			name: "GET compliance shows zero counts and coverage", method: http.MethodGet, path: "/v1/tenants/acme/compliance",
+			wantReq: `tenant:"acme"`, wantBody: `"coverage":0`,
+		},
+		{
+			name: "GET failed-patches lists failures", method: http.MethodGet, path: "/v1/tenants/acme/failed-patches",
+			wantReq: `tenant:"acme"`, wantBody: `"instanceId":"i-0abc"`,
+		},
+		{
+			name: "GET baselines lists baselines", method: http.MethodGet, path: "/v1/baselines",
+			wantReq: ``, wantBody: `"baselineId":"al2023-2026.11"`,
+		},
+		{
+			name: "GET baseline returns one baseline with its patches", method: http.MethodGet, path: "/v1/baselines/al2023-2026.11",
+			wantReq: `baseline_id:"al2023-2026.11"`, wantBody: `"rebootRequired":false`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.do(t, tt.method, tt.path, tt.body, nil)
+			require.Equal(t, http.StatusOK, resp.status, "body: %s", resp.body)
+			require.Contains(t, resp.header.Get("Content-Type"), "application/json")
+			compact := &bytes.Buffer{}
+			require.NoError(t, json.Compact(compact, resp.body))
+			require.Contains(t, compact.String(), tt.wantBody)
+			req, _ := e.calls.last(t)
+			require.Equal(t, tt.wantReq, strings.Join(strings.Fields(req.(interface{ String() string }).String()), " "))
+		})
+	}
+}
+
+func TestResponsesUseCamelCaseNamesAndEmitZeroValues(t *testing.T) {
+	e := start(t)
+	resp := e.do(t, http.MethodGet, "/v1/tenants/acme/compliance", "", nil)
+	require.Equal(t, http.StatusOK, resp.status)
+	body := resp.json(t)
+	total := body["total"].(map[string]any)
+	require.Equal(t, map[string]any{
+		"inScope": float64(10), "compliant": float64(0), "nonCompliant": float64(0),
+		"unknown": float64(10), "coverage": float64(0),
+	}, total)
+	require.Contains(t, body, "asOf", "unset message fields are present as null")
+	require.Nil(t, body["asOf"])
+}
+
+func TestErrorsMapToHTTPStatusWithAJSONStatusBody(t *testing.T) {
+	e := start(t)
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		body       string
+		wantStatus int
+		wantCode   codes.Code
+		wantMsg    string
+	}{
+		{"InvalidArgument is 400", http.MethodGet, "/v1/tenants/invalid/runs", "", http.StatusBadRequest, codes.InvalidArgument, "must match"},
+		{"NotFound is 404", http.MethodGet, "/v1/tenants/acme/runs/missing", "", http.StatusNotFound, codes.NotFound, `run "missing" not found`},
+		{"FailedPrecondition is 412", http.MethodPost, "/v1/tenants/unapproved/waves/1/runs", "{}", http.StatusPreconditionFailed, codes.FailedPrecondition, "not approved"},
+		{"Unavailable is 503", http.MethodGet, "/v1/tenants/down/compliance", "", http.StatusServiceUnavailable, codes.Unavailable, "unavailable"},
+		{"a non-numeric wave is 400 naming the field", http.MethodPost, "/v1/tenants/acme/waves/two/runs", "{}", http.StatusBadRequest, codes.InvalidArgument, "wave"},
+		{"a wave out of int32 range is 400 naming the field", http.MethodPost, "/v1/tenants/acme/waves/99999999999/runs", "{}", http.StatusBadRequest, codes.InvalidArgument, "wave"},
+		{"a body that is not JSON is 400", http.MethodPost, "/v1/tenants/acme/waves/1/runs", "{not json", http.StatusBadRequest, codes.InvalidArgument, ""},
+		{"a body with a wrong field type is 400 naming the field", http.MethodPost, "/v1/tenants/acme/waves/1/runs", `{"baselineId":7}`, http.StatusBadRequest, codes.InvalidArgument, "baselineId"},
+		{"a body with an unknown field is 400 naming it", http.MethodPost, "/v1/tenants/acme/waves/1/runs", `{"baseline":"x"}`, http.StatusBadRequest, codes.InvalidArgument, "baseline"},
+		{"an unknown route is 404", http.MethodGet, "/v1/nothing/here", "", http.StatusNotFound, codes.NotFound, "no route for GET /v1/nothing/here"},
+		{"a known route with the wrong method is 405", http.MethodDelete, "/v1/baselines", "", http.StatusMethodNotAllowed, codes.Unimplemented, "DELETE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.do(t, tt.method, tt.path, tt.body, nil)
+			t.Logf("%d %s", resp.status, resp.body)
+			require.Equal(t, tt.wantStatus, resp.status, "body: %s", resp.body)
+			require.Contains(t, resp.header.Get("Content-Type"), "application/json")
+			body := resp.json(t)
+			require.Equal(t, float64(tt.wantCode), body["code"], "body: %s", resp.body)
+			require.Contains(t, body["message"], tt.wantMsg)
+			require.Equal(t, []any{}, body["details"])
+		})
+	}
+}
+
+func TestCorrelationIDIsForwardedAndEchoed(t *testing.T) {
+	e := start(t)
+
+	resp := e.do(t, http.MethodGet, "/v1/tenants/acme/runs", "", http.Header{"X-Correlation-Id": {"corr-42"}})
+	require.Equal(t, http.StatusOK, resp.status)
+	require.Equal(t, "corr-42", resp.header.Get("X-Correlation-Id"))
+	_, forwarded := e.calls.last(t)
+	require.Equal(t, "corr-42", forwarded)
+
+	resp = e.do(t, http.MethodGet, "/v1/tenants/acme/runs", "", nil)
+	generated := resp.header.Get("X-Correlation-Id")
+	require.NotEmpty(t, generated, "a request without an id gets one")
+	_, forwarded = e.calls.last(t)
+	require.Equal(t, generated, forwarded)
+
+	resp = e.do(t, http.MethodGet, "/v1/tenants/acme/runs/missing", "", http.Header{"X-Correlation-Id": {"corr-err"}})
+	require.Equal(t, http.StatusNotFound, resp.status)
+	require.Equal(t, "corr-err", resp.header.Get("X-Correlation-Id"), "errors echo the id too")
+}
+
+func TestEachRequestIsLoggedOnce(t *testing.T) {
+	e := start(t)
+	resp := e.do(t, http.MethodGet, "/v1/tenants/acme/runs/missing", "", http.Header{"X-Correlation-Id": {"corr-log"}})
+	require.Equal(t, http.StatusNotFound, resp.status)
+
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &m))
+		if m["msg"] == "http request" {
+			lines = append(lines, m)
+		}
+	}
+	require.Len(t, lines, 1)
+	require.Equal(t, "GET", lines[0]["method"])
+	require.Equal(t, "/v1/tenants/acme/runs/missing", lines[0]["path"])
+	require.Equal(t, float64(http.StatusNotFound), lines[0]["status"])
+	require.Equal(t, "corr-log", lines[0]["correlation_id"])
+	require.Contains(t, lines[0], "duration")
+}
+
+func TestOpenAPIDocumentNamesEveryRoute(t *testing.T) {
+	e := start(t)
+	resp := e.do(t, http.MethodGet, "/openapi.json", "", nil)
+	require.Equal(t, http.StatusOK, resp.status)
+	require.Equal(t, "application/json", resp.header.Get("Content-Type"))
+	doc := resp.json(t)
+	require.Equal(t, "2.0", doc["swagger"])
+	paths, ok := doc["paths"].(map[string]any)
+	require.True(t, ok, "paths is an object")
+	for _, p := range []string{
+		"/v1/tenants/{tenant}/waves/{wave}/runs",
+		"/v1/tenants/{tenant}/runs/{runId}",
+		"/v1/tenants/{tenant}/runs",
+		"/v1/tenants/{tenant}/compliance",
+		"/v1/tenants/{tenant}/failed-patches",
+		"/v1/baselines",
+		"/v1/baselines/{baselineId}",
+	} {
+		require.Contains(t, paths, p)
+	}
+}
+
+func TestReadyWhenBackendConnectionsAreIdleOrReady(t *testing.T) {
+	e := start(t)
+	require.NoError(t, e.gw.Ready(t.Context()), "fresh connections are idle")
+	require.Equal(t, http.StatusOK, e.do(t, http.MethodGet, "/v1/baselines", "", nil).status)
+	require.NoError(t, e.gw.Ready(t.Context()), "a used connection is ready")
+}
+
+func TestNewRefusesAnIncompleteConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  gateway.Config
+		want []string
+	}{
+		{"no address and no backend", gateway.Config{}, []string{"Addr: required", "SchedulerTarget: required", "ReportingTarget: required", "CatalogTarget: required"}},
+		{"per-service targets without Backend are enough", gateway.Config{Addr: "127.0.0.1:0", SchedulerTarget: "a:1", ReportingTarget: "b:1"}, []string{"CatalogTarget: required"}},
+		{"negative timeouts", gateway.Config{Addr: "127.0.0.1:0", Backend: "a:1", ShutdownTimeout: -1, ReadHeaderTimeout: -1}, []string{"ShutdownTimeout", "ReadHeaderTimeout"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := gateway.New(tt.cfg)
+			require.Error(t, err)
+			for _, w := range tt.want {
+				require.ErrorContains(t, err, w)
+			}
+		})
+	}
+}
+
+func TestPerServiceTargetsReachTheirOwnBackends(t *testing.T) {
+	sched, rep, cat := &calls{}, &calls{}, &calls{}
+	gw, err := gateway.New(gateway.Config{
+		Addr:            "127.0.0.1:0",
+		SchedulerTarget: startBackend(t, sched),
+		ReportingTarget: startBackend(t, rep),
+		CatalogTarget:   startBackend(t, cat),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	runErr := make(chan error, 1)
+	go func() { runErr <- gw.Run(ctx) }()
+	e := &env{base: "http://" + gw.Addr()}
+	for _, p := range []string{"/v1/tenants/acme/runs", "/v1/tenants/acme/compliance", "/v1/baselines"} {
+		require.Equal(t, http.StatusOK, e.do(t, http.MethodGet, p, "", nil).status, p)
+	}
+	for name, c := range map[string]*calls{"scheduler": sched, "reporting": rep, "catalog": cat} {
+		c.mu.Lock()
+		require.Len(t, c.requests, 1, name)
+		c.mu.Unlock()
+	}
+	cancel()
+	require.NoError(t, <-runErr)
+}
+
+func TestCloseReleasesTheListenerOfAGatewayNeverRun(t *testing.T) {
+	gw, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", Backend: "127.0.0.1:1"})
+	require.NoError(t, err)
+	addr := gw.Addr()
+	require.NoError(t, gw.Close())
+	lis, err := net.Listen("tcp", addr)
+	require.NoError(t, err, "the address is free again")
+	require.NoError(t, lis.Close())
+}
+
+var (
+	_ host.Component = (*gateway.Service)(nil)
+	_ host.Runner    = (*gateway.Service)(nil)
+)
+
+func TestGatewayIsAHostComponentNamedGateway(t *testing.T) {
+	gw, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", Backend: "127.0.0.1:1"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = gw.Close() })
+	require.Equal(t, "gateway", gw.Name())
+	require.NoError(t, gw.Register(nil))
+}
