@@ -3,6 +3,7 @@ package patchd_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,10 +26,7 @@ import (
 // the cycle finishes with exactly one snapshot and one install outcome per instance.
 func TestPatchdKilledMidRunFinishesTheRunAfterRestart(t *testing.T) {
 	const instances = 45
-	bin := filepath.Join(t.TempDir(), "patchd")
-	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "./cmd/patchd")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run(), "build patchd")
+	bin := buildPatchd(t)
 
 	dataDir := t.TempDir()
 	args := []string{
@@ -52,7 +50,7 @@ func TestPatchdKilledMidRunFinishesTheRunAfterRestart(t *testing.T) {
 	require.NoError(t, waitExit(waitCtx, second.cmd), second.output())
 	out := second.output()
 	for w := 1; w <= 3; w++ {
-		require.Regexp(t, regexp.MustCompile(`wave `+strconv.Itoa(w)+`: COMPLETED`), out)
+		require.Regexp(t, `wave `+strconv.Itoa(w)+`: COMPLETED`, out)
 	}
 
 	// The stream, read from the same store, has exactly one outcome per instance.
@@ -135,4 +133,43 @@ func waitExit(ctx context.Context, cmd *exec.Cmd) error {
 		_ = cmd.Process.Kill()
 		return ctx.Err()
 	}
+}
+
+// TestPatchdStopsCleanlyOnInterrupt sends SIGINT (Ctrl-C) to a serving patchd: it stops its
+// services, exits 0 and says so.
+func TestPatchdStopsCleanlyOnInterrupt(t *testing.T) {
+	bin := buildPatchd(t)
+	p := startPatchd(t, bin, []string{"-data-dir", t.TempDir(), "-http", "127.0.0.1:0", "-ops", "127.0.0.1:0", "-nats-port", "-1", "-instances", "10"})
+	require.True(t, p.waitLine(60*time.Second, func(s string) bool { return strings.HasPrefix(s, "patchd: REST API") }), p.output())
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, waitExit(ctx, p.cmd), "exit status after SIGINT:\n%s", p.output())
+	require.Contains(t, p.output(), "patchd: stopped")
+}
+
+// buildPatchd builds the patchd binary once per test binary run.
+func buildPatchd(t *testing.T) string {
+	t.Helper()
+	patchdBinary.once.Do(func() {
+		dir, err := os.MkdirTemp("", "patchd-bin")
+		if err != nil {
+			patchdBinary.err = err
+			return
+		}
+		patchdBinary.path = filepath.Join(dir, "patchd")
+		build := exec.Command("go", "build", "-o", patchdBinary.path, "./cmd/patchd")
+		out, err := build.CombinedOutput()
+		if err != nil {
+			patchdBinary.err = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	require.NoError(t, patchdBinary.err)
+	return patchdBinary.path
+}
+
+var patchdBinary struct {
+	once sync.Once
+	path string
+	err  error
 }

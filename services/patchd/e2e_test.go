@@ -3,6 +3,8 @@ package patchd_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +37,9 @@ func TestPatchdRunsAWholeCycleThroughEveryService(t *testing.T) {
 	go func() { runErr <- d.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		<-runErr
+		if err := <-runErr; err != nil {
+			t.Errorf("patchd run: %v", err)
+		}
 	})
 	require.NoError(t, d.Ready(ctx))
 
@@ -63,7 +67,7 @@ func TestPatchdRunsAWholeCycleThroughEveryService(t *testing.T) {
 	require.EqualValues(t, instances, res.Compliance.GetTotal().GetInScope())
 	require.EqualValues(t, log.count("install.succeeded"), res.Compliance.GetTotal().GetCompliant())
 	require.EqualValues(t, log.count("install.failed")+log.count("snapshot.failed"), res.Compliance.GetTotal().GetNonCompliant())
-	require.Greater(t, log.count("install.failed"), 0, "a 15%% failure rate over %d instances fails some", instances)
+	require.Positive(t, log.count("install.failed"), "a 15%% failure rate over %d instances fails some", instances)
 	require.Len(t, res.Failed, log.count("install.failed"), "one failed patch per failed install")
 
 	// The simulated fleet saw exactly one snapshot and one installation per instance.
@@ -78,6 +82,21 @@ func TestPatchdRunsAWholeCycleThroughEveryService(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond)
 
 	require.Contains(t, out.String(), "Compliance coverage for tenant acme")
+
+	// The ops endpoints answer with the bus metrics of every service.
+	for path, want := range map[string]string{
+		"/livez":   "ok",
+		"/readyz":  "ready",
+		"/metrics": `patchwave_bus_handled_total{handler="InstallOnSnapshotCreated",outcome="ok",service="installer"}`,
+	} {
+		resp, err := http.Get("http://" + d.OpsAddr() + path)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, resp.Body.Close())
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		require.Contains(t, string(body), want, path)
+	}
 }
 
 // streamLog is the tenant stream read back in order.

@@ -66,7 +66,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "patchd: REST API http://%s, NATS %s, data %s\n", d.HTTPAddr(), d.NATSURL(), *dataDir)
 	if !*runDemo {
-		return d.Run(ctx)
+		if err := d.Run(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "patchd: stopped")
+		return nil
 	}
 	if *cycle == "" {
 		*cycle = "demo-" + time.Now().UTC().Format("2006-01")

@@ -127,7 +127,10 @@ func (c client) waitBaseline(ctx context.Context) (*catalogv1.Baseline, error) {
 			return resp.GetBaselines()[0], nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("no baseline published after 30s (last error: %v)", err)
+			if err == nil {
+				err = errors.New("the catalog lists none")
+			}
+			return nil, fmt.Errorf("no baseline published after 30s: %w", err)
 		}
 		select {
 		case <-ctx.Done():

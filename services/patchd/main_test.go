@@ -1,0 +1,15 @@
+package patchd_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if patchdBinary.path != "" {
+		_ = os.RemoveAll(filepath.Dir(patchdBinary.path))
+	}
+	os.Exit(code)
+}
