@@ -38,6 +38,18 @@ type GRPCRegistrar interface {
 	RegisterGRPC(s grpc.ServiceRegistrar)
 }
 
+// Readiness is implemented by components with a readiness condition of their own (a backend
+// connection); /readyz includes it.
+type Readiness interface {
+	Ready(ctx context.Context) error
+}
+
+// Busless is implemented by components that neither handle nor publish events (the gateway).
+// A host whose components are all Busless needs no NATS connection.
+type Busless interface {
+	Busless()
+}
+
 // Runner is implemented by components with work of their own besides handlers (an HTTP server,
 // a timer). Run blocks until ctx is done.
 type Runner interface {
@@ -48,7 +60,8 @@ type Runner interface {
 type Config struct {
 	// Name of the process, for logs. Required.
 	Name string
-	// Conn is the NATS connection every component's bus shares. Required.
+	// Conn is the NATS connection every component's bus shares. Required unless every
+	// component is Busless.
 	Conn *nats.Conn
 	// Logger. Optional, default discards.
 	Logger *slog.Logger
@@ -86,9 +99,6 @@ func (c Config) Validate() error {
 	if c.Name == "" {
 		errs = append(errs, errors.New("Name: required"))
 	}
-	if c.Conn == nil {
-		errs = append(errs, errors.New("Conn: required"))
-	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("ShutdownTimeout: must not be negative"))
 	}
@@ -100,11 +110,13 @@ type Host struct {
 	cfg   Config
 	log   *slog.Logger
 	comps []Component
-	buses []*bus.Bus
-	grpc  *grpc.Server
-	lis   net.Listener
-	ops   *obs.Ops
-	hs    *health.Server
+	// buses[i] belongs to busComps[i].
+	busComps []Component
+	buses    []*bus.Bus
+	grpc     *grpc.Server
+	lis      net.Listener
+	ops      *obs.Ops
+	hs       *health.Server
 }
 
 // New builds a bus per component, registers their handlers and APIs, and binds the listeners,
@@ -114,8 +126,14 @@ func New(ctx context.Context, cfg Config, comps ...Component) (*Host, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("host config: %w", err)
 	}
-	h := &Host{cfg: cfg, log: cfg.Logger, comps: comps}
+	h := &Host{cfg: cfg, log: cfg.Logger}
 	for _, c := range comps {
+		if _, ok := c.(Busless); ok {
+			continue
+		}
+		if cfg.Conn == nil {
+			return nil, fmt.Errorf("host config: Conn: required by component %s", c.Name())
+		}
 		bc := cfg.Bus
 		bc.Service = c.Name()
 		bc.Conn = cfg.Conn
@@ -129,7 +147,9 @@ func New(ctx context.Context, cfg Config, comps ...Component) (*Host, error) {
 			return nil, fmt.Errorf("%s: register: %w", c.Name(), err)
 		}
 		h.buses = append(h.buses, b)
+		h.busComps = append(h.busComps, c)
 	}
+	h.comps = comps
 	h.lis = cfg.GRPCListener
 	if h.lis == nil && cfg.GRPCAddr != "" {
 		lis, err := net.Listen("tcp", cfg.GRPCAddr)
@@ -153,14 +173,21 @@ func New(ctx context.Context, cfg Config, comps ...Component) (*Host, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ops server: %w", err)
 		}
-		ops.AddReadiness("nats", func(context.Context) error {
-			if !cfg.Conn.IsConnected() {
-				return fmt.Errorf("nats: %s", cfg.Conn.Status())
-			}
-			return nil
-		})
+		if cfg.Conn != nil {
+			ops.AddReadiness("nats", func(context.Context) error {
+				if !cfg.Conn.IsConnected() {
+					return fmt.Errorf("nats: %s", cfg.Conn.Status())
+				}
+				return nil
+			})
+		}
 		for i, b := range h.buses {
-			ops.AddReadiness("bus-"+comps[i].Name(), b.Ready)
+			ops.AddReadiness("bus-"+h.busComps[i].Name(), b.Ready)
+		}
+		for _, c := range comps {
+			if r, ok := c.(Readiness); ok {
+				ops.AddReadiness(c.Name(), r.Ready)
+			}
 		}
 		h.ops = ops
 	}
@@ -185,7 +212,7 @@ func (h *Host) OpsAddr() string {
 
 // Bus returns the bus of the named component, or nil.
 func (h *Host) Bus(name string) *bus.Bus {
-	for i, c := range h.comps {
+	for i, c := range h.busComps {
 		if c.Name() == name {
 			return h.buses[i]
 		}
@@ -225,7 +252,7 @@ func (h *Host) Run(ctx context.Context) error {
 	for i, b := range h.buses {
 		g.Go(func() error {
 			if err := b.Run(gctx); err != nil {
-				return fmt.Errorf("%s bus: %w", h.comps[i].Name(), err)
+				return fmt.Errorf("%s bus: %w", h.busComps[i].Name(), err)
 			}
 			return nil
 		})

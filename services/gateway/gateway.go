@@ -173,6 +173,9 @@ func (s *Service) Name() string { return Name }
 // Register does nothing: the gateway has no handlers or projections.
 func (s *Service) Register(*bus.Bus) error { return nil }
 
+// Busless marks the gateway as needing no bus, so a gateway-only process needs no NATS.
+func (s *Service) Busless() {}
+
 // Addr returns the bound HTTP address, e.g. "127.0.0.1:8080".
 func (s *Service) Addr() string { return s.lis.Addr().String() }
 
@@ -191,13 +194,15 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
-	if err := s.srv.Shutdown(sctx); err != nil {
-		_ = s.srv.Close()
-		<-errc
-		return fmt.Errorf("gateway shutdown: %w", err)
+	shutdownErr := s.srv.Shutdown(sctx)
+	if shutdownErr != nil {
+		_ = s.srv.Close() // requests still in flight are cut off
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("gateway serve: %w", err)
+	}
+	if shutdownErr != nil {
+		return fmt.Errorf("gateway shutdown: %w", shutdownErr)
 	}
 	return nil
 }

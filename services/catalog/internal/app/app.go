@@ -41,7 +41,7 @@ func (a *App) Checkpoint(ctx context.Context) (uint64, error) { return a.repo.Ch
 // domain.ErrInvalid; it can never be applied.
 func (a *App) ApplyPublished(ctx context.Context, b domain.Baseline, seq uint64) error {
 	if err := b.Validate(); err != nil {
-		return fmt.Errorf("%w: baseline %q: %w", domain.ErrInvalid, b.ID, err)
+		return domain.Invalid(fmt.Errorf("baseline %q: %w", b.ID, err))
 	}
 	if err := a.repo.Put(ctx, b); err != nil {
 		return err

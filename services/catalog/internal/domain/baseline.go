@@ -16,8 +16,24 @@ import (
 // ErrNotFound is returned for a baseline that was never published.
 var ErrNotFound = errors.New("baseline not found")
 
-// ErrInvalid marks input that breaks a rule; the message names the field and the rule.
+// ErrInvalid marks input that breaks a rule: errors.Is(err, ErrInvalid) holds for the errors
+// Invalid returns, whose messages name the field and the rule.
 var ErrInvalid = errors.New("invalid")
+
+// invalidError is an error that is ErrInvalid without saying so in its message.
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string        { return e.err.Error() }
+func (e invalidError) Unwrap() error        { return e.err }
+func (e invalidError) Is(target error) bool { return target == ErrInvalid }
+
+// Invalid marks err as ErrInvalid, keeping its message. Invalid(nil) is nil.
+func Invalid(err error) error {
+	if err == nil {
+		return nil
+	}
+	return invalidError{err: err}
+}
 
 // idPattern is the rule for baseline ids: they appear in URLs, event keys and subjects.
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
@@ -59,7 +75,7 @@ type Baseline struct {
 // ValidateID checks a baseline id.
 func ValidateID(id string) error {
 	if !idPattern.MatchString(id) {
-		return fmt.Errorf("%w: baseline id %q: must match %s (1-63 lower-case letters, digits, '.' or '-', starting with a letter or digit)", ErrInvalid, id, idPattern)
+		return Invalid(fmt.Errorf("baseline id %q: must match %s (1-63 lower-case letters, digits, '.' or '-', starting with a letter or digit)", id, idPattern))
 	}
 	return nil
 }

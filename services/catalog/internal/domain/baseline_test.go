@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -71,4 +72,11 @@ func TestValidateID(t *testing.T) {
 	err := domain.ValidateID("Nope/../x")
 	require.ErrorIs(t, err, domain.ErrInvalid)
 	require.ErrorContains(t, err, `baseline id "Nope/../x": must match`)
+}
+
+func TestInvalidKeepsTheMessageAndIsErrInvalid(t *testing.T) {
+	err := domain.Invalid(errors.New("ID \"x\": must match"))
+	require.ErrorIs(t, err, domain.ErrInvalid)
+	require.EqualError(t, err, `ID "x": must match`)
+	require.NoError(t, domain.Invalid(nil))
 }

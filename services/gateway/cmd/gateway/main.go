@@ -5,13 +5,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/patchwave/patchwave/libs/config"
 	"github.com/patchwave/patchwave/libs/host"
@@ -22,15 +19,15 @@ import (
 func main() {
 	log := obs.NewLogger(os.Stderr, gateway.Name, slog.LevelInfo)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, log, config.OS()); err != nil {
+	err := run(ctx, log, config.OS())
+	stop()
+	if err != nil {
 		log.Error("gateway stopped", "error", err)
 		os.Exit(1)
 	}
 }
 
 func run(ctx context.Context, log *slog.Logger, env config.Env) error {
-	natsURL := env.String("PATCHWAVE_NATS_URL", "nats://127.0.0.1:4222")
 	opsAddr := env.String("PATCHWAVE_OPS_ADDR", "127.0.0.1:9207")
 	// PATCHWAVE_BACKEND points every route at one gRPC server; without it each service is
 	// reached at its own default address.
@@ -49,19 +46,14 @@ func run(ctx context.Context, log *slog.Logger, env config.Env) error {
 		CatalogTarget:   target("PATCHWAVE_CATALOG_TARGET", "127.0.0.1:9101"),
 		Logger:          log,
 	}
-	log.Info("config", "nats_url", config.MaskURL(natsURL), "ops_addr", opsAddr, "http_addr", cfg.Addr,
+	log.Info("config", "ops_addr", opsAddr, "http_addr", cfg.Addr,
 		"scheduler_target", cfg.SchedulerTarget, "reporting_target", cfg.ReportingTarget, "catalog_target", cfg.CatalogTarget)
 
-	nc, err := nats.Connect(natsURL, nats.Name("patchwave-gateway"), nats.MaxReconnects(-1))
-	if err != nil {
-		return fmt.Errorf("connect nats %s: %w", config.MaskURL(natsURL), err)
-	}
-	defer nc.Close()
 	gw, err := gateway.New(cfg)
 	if err != nil {
 		return err
 	}
-	h, err := host.New(ctx, host.Config{Name: gateway.Name, Conn: nc, Logger: log, OpsAddr: opsAddr}, gw)
+	h, err := host.New(ctx, host.Config{Name: gateway.Name, Logger: log, OpsAddr: opsAddr}, gw)
 	if err != nil {
 		_ = gw.Close()
 		return err

@@ -52,6 +52,8 @@ func NewHandler(ctx context.Context, b Backends, o Options) (http.Handler, error
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, Marshaler()),
 		runtime.WithIncomingHeaderMatcher(incomingHeaders),
+		// gRPC response metadata stays inside: the services send none meant for HTTP clients.
+		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 	)

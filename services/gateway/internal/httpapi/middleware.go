@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -16,7 +17,8 @@ import (
 const maxCorrelationID = 128
 
 // withRequestLog gives each request a correlation id (the caller's X-Correlation-Id or a new
-// one), echoes it in the response, recovers a panic into a JSON 500, and logs the request once.
+// one), echoes it in the response, recovers a panic into a JSON 500, and logs the request once
+// (method, path, status, duration_ms, correlation_id; at error level for a 5xx).
 func withRequestLog(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -33,8 +35,8 @@ func withRequestLog(log *slog.Logger, next http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler { // net/http aborts the response quietly
-					panic(p)
+				if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+					panic(p) // net/http aborts the response quietly
 				}
 				log.ErrorContext(logCtx, "http handler panicked", "method", r.Method, "path", r.URL.Path,
 					"panic", fmt.Sprint(p), "stack", string(debug.Stack()), obs.CorrelationIDKey, id)
@@ -56,7 +58,7 @@ func withRequestLog(log *slog.Logger, next http.Handler) http.Handler {
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),
 				slog.Int("status", status),
-				slog.Duration("duration", time.Since(start)),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 				slog.String(obs.CorrelationIDKey, id),
 			)
 		}()

@@ -77,7 +77,7 @@ func TestRequestLog(t *testing.T) {
 			require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &last))
 			require.Equal(t, "http request", last["msg"])
 			require.Equal(t, tt.wantLevel, last["level"])
-			require.Equal(t, float64(tt.wantStatus), last["status"])
+			require.EqualValues(t, tt.wantStatus, last["status"])
 			require.Equal(t, id, last["correlation_id"])
 		})
 	}
