@@ -6,7 +6,7 @@ GO ?= go
 MODULES := $(shell sed -n 's/^[[:space:]]*\.\/\(.*\)$$/\1/p' go.work)
 
 .DEFAULT_GOAL := help
-.PHONY: help demo serve test test-go fmt-check vet lint generate check-generated check-breaking tools redis build tidy-check clean
+.PHONY: help demo serve test test-go fmt-check vet lint generate check-generated check-modules check-breaking tools redis build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -17,7 +17,7 @@ demo: ## run a whole patch cycle on patchd (embedded NATS, simulated fleet) and 
 serve: ## run patchd with the demo cycle, then keep serving the API on 127.0.0.1:8080
 	$(GO) run ./services/patchd/cmd/patchd -demo -serve -data-dir .data/patchd
 
-test: tools redis check-generated fmt-check vet lint test-go ## every check CI runs: generated code, gofmt, vet, lint, all tests
+test: tools redis check-generated check-modules fmt-check vet lint test-go ## every check CI runs: generated code, modules, gofmt, vet, lint, all tests
 
 test-go: redis ## the tests of every module (unit, integration and patchd end-to-end)
 	@scripts/test.sh $(MODULES)
@@ -36,6 +36,9 @@ generate: tools ## regenerate Go, grpc-gateway and OpenAPI code from proto/
 
 check-generated: tools ## fail if the committed generated code differs from a fresh generation
 	@scripts/check-generated.sh
+
+check-modules: ## every module builds with GOWORK=off and has a tidy go.mod
+	@scripts/check-modules.sh
 
 check-breaking: tools ## buf breaking-change check of proto/ against main
 	@scripts/check-breaking.sh

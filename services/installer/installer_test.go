@@ -324,6 +324,29 @@ func TestInstallerRetriesThrottledProviderCalls(t *testing.T) {
 	assert.Zero(t, countEvents(t, js, events.StreamTenant, failedP))
 }
 
+func TestInstallerReportsAnInstallTheProviderRejects(t *testing.T) {
+	nt := testkit.StartNATS(t)
+	nc, js := nt.Connect(t), nt.JetStream(t)
+	fleet := newFleet(t, simfleet.Config{}, 1)
+	snap, err := fleet.CreateSnapshot(t.Context(), provider.SnapshotRequest{Tenant: tenant, RunID: "run-1", InstanceID: instanceID(1)})
+	require.NoError(t, err)
+	in, err := events.New(tenant, "run-1/"+instanceID(1), &eventsv1.SnapshotCreated{
+		Tenant: tenant, RunId: "run-1", Wave: 1, InstanceId: instanceID(1), SnapshotId: snap.ID,
+		PatchIds: []string{"p1", "p1"}, // no baseline, a duplicate patch
+	})
+	require.NoError(t, err)
+	runComponent(t, nc, newService(t, installer.Config{}, installer.Deps{Fleet: fleet}))
+	require.NoError(t, publisher(t, nc, "snapshotter").Publish(t.Context(), in))
+
+	require.Eventually(t, func() bool { return countEvents(t, js, events.StreamTenant, failedP) == 1 },
+		20*time.Second, 20*time.Millisecond)
+	m, ok := readEvents(t, js, failedP)[0].Data.(*eventsv1.InstallFailed)
+	require.True(t, ok)
+	assert.Contains(t, m.GetReason(), "BaselineID is required")
+	assert.Contains(t, m.GetReason(), `PatchIDs[1] duplicate "p1"`)
+	assert.Zero(t, fleet.Stats().InstallsStarted)
+}
+
 func TestConfigValidateNamesEveryBadField(t *testing.T) {
 	valid := installer.Deps{Fleet: &countingFleet{}, Store: store.NewMemory()}
 	tests := []struct {
@@ -374,4 +397,5 @@ func TestNewFillsDefaults(t *testing.T) {
 		RebootPolicy: provider.RebootIfRequired, Concurrency: 32,
 	}, svc.Config())
 	assert.Equal(t, "installer", svc.Name())
+	assert.Equal(t, 2*time.Hour+time.Minute, svc.AckWait(), "the bus must not redeliver a job while it waits for its installation")
 }

@@ -264,5 +264,4 @@ func TestNewChecksDeps(t *testing.T) {
 	svc, err := reporting.New(reporting.Config{}, reporting.Deps{Store: store.NewMemory()})
 	require.NoError(t, err)
 	require.Equal(t, "reporting", svc.Name())
-	var _ grpc.ServiceRegistrar = grpc.NewServer()
 }

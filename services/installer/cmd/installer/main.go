@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/config"
 	"github.com/patchwave/patchwave/libs/host"
 	"github.com/patchwave/patchwave/libs/obs"
@@ -25,15 +26,15 @@ import (
 
 func main() {
 	log := obs.NewLogger(os.Stderr, installer.Name, slog.LevelInfo)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, log, config.OS()); err != nil {
+	if err := run(log, config.OS()); err != nil {
 		log.Error("installer stopped", "error", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, env config.Env) error {
+func run(log *slog.Logger, env config.Env) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	natsURL := env.String("PATCHWAVE_NATS_URL", "nats://127.0.0.1:4222")
 	redisAddr, redisPassword := env.String("PATCHWAVE_REDIS_ADDR", ""), env.String("PATCHWAVE_REDIS_PASSWORD", "")
 	grpcAddr := env.String("PATCHWAVE_GRPC_ADDR", "")
@@ -74,7 +75,8 @@ func run(ctx context.Context, log *slog.Logger, env config.Env) error {
 		return fmt.Errorf("connect nats %s: %w", config.MaskURL(natsURL), err)
 	}
 	defer nc.Close()
-	h, err := host.New(ctx, host.Config{Name: installer.Name, Conn: nc, Logger: log, GRPCAddr: grpcAddr, OpsAddr: opsAddr}, svc)
+	h, err := host.New(ctx, host.Config{Name: installer.Name, Conn: nc, Logger: log, GRPCAddr: grpcAddr, OpsAddr: opsAddr,
+		Bus: bus.Config{AckWait: svc.AckWait()}}, svc)
 	if err != nil {
 		return err
 	}

@@ -23,15 +23,15 @@ import (
 
 func main() {
 	log := obs.NewLogger(os.Stderr, notifier.Name, slog.LevelInfo)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, log, config.OS()); err != nil {
+	if err := run(log, config.OS()); err != nil {
 		log.Error("notifier stopped", "error", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, env config.Env) error {
+func run(log *slog.Logger, env config.Env) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	natsURL := env.String("PATCHWAVE_NATS_URL", "nats://127.0.0.1:4222")
 	redisAddr, redisPassword := env.String("PATCHWAVE_REDIS_ADDR", ""), env.String("PATCHWAVE_REDIS_PASSWORD", "")
 	grpcAddr := env.String("PATCHWAVE_GRPC_ADDR", "")

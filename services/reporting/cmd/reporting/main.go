@@ -23,8 +23,9 @@ import (
 func main() {
 	log := obs.NewLogger(os.Stderr, reporting.Name, slog.LevelInfo)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, log, config.OS()); err != nil {
+	err := run(ctx, log, config.OS())
+	stop()
+	if err != nil {
 		log.Error("reporting stopped", "error", err)
 		os.Exit(1)
 	}

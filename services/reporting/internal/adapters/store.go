@@ -70,8 +70,8 @@ func (s *Store) Instance(ctx context.Context, tenant, id string) (domain.Instanc
 		return domain.Instance{Tenant: tenant, ID: id}, false, nil
 	}
 	in := domain.Instance{Tenant: tenant, ID: id, LastRun: string(h["run"])}
-	wave, err1 := strconv.Atoi(string(h["wave"]))
-	state, err2 := strconv.Atoi(string(h["state"]))
+	wave, err1 := strconv.ParseInt(string(h["wave"]), 10, 32)
+	state, err2 := strconv.ParseInt(string(h["state"]), 10, 32)
 	seq, err3 := strconv.ParseUint(string(h["seq"]), 10, 64)
 	for _, err := range []error{err1, err2, err3} {
 		if err != nil {
@@ -150,7 +150,7 @@ func (s *Store) Coverage(ctx context.Context, tenant string) ([]domain.WaveCover
 	}
 	out := make([]domain.WaveCoverage, 0, len(waves))
 	for _, w := range waves {
-		n, err := strconv.Atoi(w)
+		n, err := strconv.ParseInt(w, 10, 32)
 		if err != nil {
 			return nil, fmt.Errorf("decode wave %q: %w", w, err)
 		}

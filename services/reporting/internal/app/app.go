@@ -44,8 +44,11 @@ func New(repo domain.Repository, log *slog.Logger, clock func() time.Time) *Appl
 func (a *Application) Checkpoint(ctx context.Context) (uint64, error) { return a.repo.Checkpoint(ctx) }
 
 // CaughtUp marks the read model ready for queries.
-func (a *Application) CaughtUp(context.Context) error {
-	a.readyOnce.Do(func() { close(a.ready) })
+func (a *Application) CaughtUp(ctx context.Context) error {
+	a.readyOnce.Do(func() {
+		close(a.ready)
+		a.log.InfoContext(ctx, "compliance read model caught up")
+	})
 	return nil
 }
 

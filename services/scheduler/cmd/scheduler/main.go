@@ -25,8 +25,9 @@ import (
 func main() {
 	log := obs.NewLogger(os.Stderr, scheduler.Name, slog.LevelInfo)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, log, config.OS()); err != nil {
+	err := run(ctx, log, config.OS())
+	stop()
+	if err != nil {
 		log.Error("scheduler stopped", "error", err)
 		os.Exit(1)
 	}

@@ -221,7 +221,7 @@ func (s *Store) RunHeader(ctx context.Context, tenant, runID string) (domain.Run
 		State:      typesv1.RunState_RUN_STATE_RUNNING,
 	}
 	var errs []error
-	wave, err := strconv.Atoi(string(h[fWave]))
+	wave, err := strconv.ParseInt(string(h[fWave]), 10, 32)
 	errs = append(errs, err)
 	r.Wave = int32(wave)
 	r.Total, err = strconv.Atoi(string(h[fTotal]))

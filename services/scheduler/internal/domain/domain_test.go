@@ -2,8 +2,6 @@ package domain_test
 
 import (
 	"bytes"
-	"errors"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +39,7 @@ func TestStartRunValidate(t *testing.T) {
 			}
 			require.ErrorIs(t, err, domain.ErrInvalidArgument)
 			var verr *domain.ValidationError
-			require.True(t, errors.As(err, &verr))
+			require.ErrorAs(t, err, &verr)
 			var got []string
 			for _, v := range verr.Violations {
 				got = append(got, v.Field)
@@ -83,7 +81,7 @@ func TestNewRunID(t *testing.T) {
 	later, err := domain.NewRunID(now.Add(time.Second), bytes.NewReader([]byte{0, 0, 0}))
 	require.NoError(t, err)
 	require.Less(t, id, later, "ids sort by start time")
-	require.Regexp(t, regexp.MustCompile(`^run-\d{8}T\d{6}Z-[0-9a-f]{6}$`), later)
+	require.Regexp(t, `^run-\d{8}T\d{6}Z-[0-9a-f]{6}$`, later)
 
 	_, err = domain.NewRunID(now, bytes.NewReader(nil))
 	require.Error(t, err)

@@ -49,7 +49,9 @@ func (e *ValidationError) Is(target error) bool { return target == ErrInvalidArg
 // violations collects field violations and returns nil when there are none.
 type violations []FieldViolation
 
-func (v *violations) add(field, rule string) { *v = append(*v, FieldViolation{Field: field, Rule: rule}) }
+func (v *violations) add(field, rule string) {
+	*v = append(*v, FieldViolation{Field: field, Rule: rule})
+}
 
 func (v violations) err() error {
 	if len(v) == 0 {
