@@ -3,7 +3,10 @@
 // Stage handlers run in a watermill router. Each handler reads from its own durable pull consumer
 // (named "<service>_<handler>"), which every replica of the service shares, so a stage scales by
 // adding replicas and replays by re-driving that consumer. The bus creates streams and consumers
-// itself; nothing is provisioned from topic names.
+// itself; nothing is provisioned from topic names. The router is fed by the bus's own subscriber
+// over those consumers (not watermill-nats'), which keeps HandlerSpec.Concurrency messages in
+// flight per replica, acks asynchronously, and signals progress while a handler runs longer than
+// AckWait/2. A deleted consumer makes Run fail rather than stall.
 //
 // A handler gets a decoded event. When it returns an error the message is redelivered by
 // JetStream after a backoff; after Config.MaxDeliver attempts, or at once for a Permanent error or
@@ -148,12 +151,20 @@ type Bus struct {
 	js      jetstream.JetStream
 	metrics *metrics
 
+	// pullExpiry is how long a pull request waits on the server; a consumer that stops sending
+	// heartbeats is noticed after it. Tests shorten it.
+	pullExpiry time.Duration
+
 	mu          sync.Mutex
 	handlers    []*handler
 	projections []*projection
 	started     bool
 	running     chan struct{}
 }
+
+// defaultPullExpiry bounds a pull request: heartbeats come every half of it, and a handler whose
+// consumer was deleted (its pull requests go unanswered) fails within about that time.
+const defaultPullExpiry = 10 * time.Second
 
 // New checks cfg, creates the streams and returns a Bus ready for handlers to be registered.
 func New(ctx context.Context, cfg Config) (*Bus, error) {
@@ -174,11 +185,12 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 		}
 	}
 	return &Bus{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "bus"),
-		js:      js,
-		metrics: newMetrics(cfg.Registerer, cfg.Service),
-		running: make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "bus"),
+		js:         js,
+		metrics:    newMetrics(cfg.Registerer, cfg.Service),
+		running:    make(chan struct{}),
+		pullExpiry: defaultPullExpiry,
 	}, nil
 }
 

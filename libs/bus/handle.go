@@ -199,8 +199,9 @@ func recoverer(h message.HandlerFunc) message.HandlerFunc {
 }
 
 // deadLetter acknowledges a failing message after it goes to the dead-letter subject, when the
-// failure is permanent or the message has used up its deliveries. Other failures are returned
-// so the message is redelivered after a backoff.
+// failure is permanent or the message has used up its deliveries. Other failures nack the
+// message, so it is redelivered after a backoff; the middleware logs them itself and returns
+// no error, so the router does not log each failure a second time.
 func (b *Bus) deadLetter(hd *handler) message.HandlerMiddleware {
 	return func(next message.HandlerFunc) message.HandlerFunc {
 		return func(m *message.Message) ([]*message.Message, error) {
@@ -211,18 +212,21 @@ func (b *Bus) deadLetter(hd *handler) message.HandlerMiddleware {
 			delivered, _ := strconv.ParseUint(m.Metadata.Get(mdDelivered), 10, 64)
 			if m.Context().Err() != nil && !IsPermanent(err) {
 				// The bus is stopping; the message is redelivered, not dead-lettered.
-				return nil, err
+				m.Nack()
+				return nil, nil
 			}
 			log := b.log.With("handler", hd.spec.Name, "msg_id", m.UUID,
 				"subject", m.Metadata.Get(mdSubject), "delivered", delivered,
 				"correlation_id", m.Metadata.Get(events.HeaderCorrelationID))
 			if !IsPermanent(err) && delivered < uint64(b.cfg.MaxDeliver) {
 				log.Warn("handler failed, will retry", "error", err)
-				return nil, err
+				m.Nack()
+				return nil, nil
 			}
 			if dlqErr := b.publishDeadLetter(m.Context(), hd, m, err); dlqErr != nil {
 				log.Error("dead-letter publish failed, will retry", "error", dlqErr, "cause", err)
-				return nil, dlqErr
+				m.Nack()
+				return nil, nil
 			}
 			log.Error("message dead-lettered", "error", err, "dlq", hd.dlq)
 			b.metrics.deadLettered.WithLabelValues(hd.spec.Name).Inc()

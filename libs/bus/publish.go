@@ -103,7 +103,6 @@ func (b *Bus) publishMsgs(ctx context.Context, msgs []*nats.Msg) error {
 				return fmt.Errorf("publish: %w", ctx.Err())
 			}
 		}
-		fmt.Println("attempt", attempt, "pending", len(pending), "failed", len(failed), "err", lastErr, time.Now().Format("15:04:05.000"))
 		pending = failed
 	}
 	b.metrics.published.Add(float64(len(msgs)))
@@ -154,10 +153,16 @@ func (b *Bus) publishWindow(ctx context.Context, msgs []*nats.Msg) ([]*nats.Msg,
 			lastErr = fmt.Errorf("no ack within %s", b.cfg.PublishTimeout)
 			// Everything still unacknowledged is sent again with the same id; what was in fact
 			// stored is dropped by the stream's duplicate window.
-			for j, rest := range futures[i:] {
-				if rest != nil {
-					failed = append(failed, msgs[i+j])
+			for j := i; j < len(futures); j++ {
+				if futures[j] == nil {
+					continue
 				}
+				select {
+				case <-futures[j].Ok():
+					continue
+				default:
+				}
+				failed = append(failed, msgs[j])
 			}
 			return failed, lastErr
 		case <-ctx.Done():

@@ -29,6 +29,9 @@ func (b *Bus) Run(ctx context.Context) error {
 	for _, h := range handlers {
 		c, err := b.ensureConsumer(ctx, h)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting
+			}
 			return err
 		}
 		consumers[h.consumer] = c
@@ -99,9 +102,9 @@ func waitClean(g *errgroup.Group, ctx context.Context) error {
 }
 
 func (b *Bus) newRouter(consumers map[string]jetstream.Consumer, handlers []*handler) (*message.Router, *pullSubscriber, error) {
-	wlog := watermill.NewSlogLoggerWithLevelMapping(b.cfg.Logger.With("component", "watermill"), map[slog.Level]slog.Level{
+	wlog := noTrace{watermill.NewSlogLoggerWithLevelMapping(b.cfg.Logger.With("component", "watermill"), map[slog.Level]slog.Level{
 		slog.LevelInfo: slog.LevelDebug, // watermill logs every subscription and shutdown step at info
-	})
+	})}
 	sub := newPullSubscriber(b, handlers, consumers)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
 	if err != nil {
@@ -115,4 +118,13 @@ func (b *Bus) newRouter(consumers map[string]jetstream.Consumer, handlers []*han
 		b.log.Debug("handler registered", append(logAttrs(h), "concurrency", h.concurrency())...)
 	}
 	return router, sub, nil
+}
+
+// noTrace drops watermill's per-message trace lines before they are formatted.
+type noTrace struct{ watermill.LoggerAdapter }
+
+func (noTrace) Trace(string, watermill.LogFields) {}
+
+func (l noTrace) With(fields watermill.LogFields) watermill.LoggerAdapter {
+	return noTrace{l.LoggerAdapter.With(fields)}
 }

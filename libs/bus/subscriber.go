@@ -60,22 +60,17 @@ func (s *pullSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 		return nil, errors.New("subscribe: subscriber closed")
 	default:
 	}
-	it, err := c.Messages(
-		jetstream.PullMaxMessages(s.b.cfg.FetchBatch),
-		// A missing heartbeat (the server is restarting) is not an error to report: the
-		// iterator pulls again once the connection is back.
-		jetstream.WithMessagesErrOnMissingHeartbeat(false),
-	)
+	it, err := c.Messages(jetstream.PullMaxMessages(s.b.cfg.FetchBatch), jetstream.PullExpiry(s.b.pullExpiry))
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", topic, err)
 	}
 	out := make(chan *message.Message)
 	s.wg.Add(1)
-	go s.pull(ctx, h, it, out)
+	go s.pull(ctx, h, c, it, out)
 	return out, nil
 }
 
-func (s *pullSubscriber) pull(ctx context.Context, h *handler, it jetstream.MessagesContext, out chan<- *message.Message) {
+func (s *pullSubscriber) pull(ctx context.Context, h *handler, c jetstream.Consumer, it jetstream.MessagesContext, out chan<- *message.Message) {
 	defer s.wg.Done()
 	// out is closed only here, by its only sender.
 	defer close(out)
@@ -111,7 +106,14 @@ func (s *pullSubscriber) pull(ctx context.Context, h *handler, it jetstream.Mess
 				s.fail(fmt.Errorf("handler %s: consumer %s stopped: %w", h.spec.Name, h.consumer, err))
 				return
 			}
-			s.b.log.Warn("pull failed", append(logAttrs(h), "error", err)...)
+			// Missing heartbeats: the server is away (the iterator pulls again once the
+			// connection is back), or the consumer was deleted and pull requests go unanswered,
+			// which would stall the handler for good.
+			if gone := s.consumerGone(ctx, c); gone != nil {
+				s.fail(fmt.Errorf("handler %s: consumer %s stopped: %w", h.spec.Name, h.consumer, gone))
+				return
+			}
+			s.b.log.Warn("pull interrupted", append(logAttrs(h), "error", err)...)
 			continue
 		}
 		mctx, mcancel := context.WithCancel(ctx)
@@ -134,6 +136,18 @@ func (s *pullSubscriber) pull(ctx context.Context, h *handler, it jetstream.Mess
 			s.settle(h, msg, wm)
 		}()
 	}
+}
+
+// consumerGone returns an error when the consumer no longer exists, nil when it does or when that
+// cannot be told now (the server is unreachable).
+func (s *pullSubscriber) consumerGone(ctx context.Context, c jetstream.Consumer) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := c.Info(ctx)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return err
+	}
+	return nil
 }
 
 // settle acks or nacks msg once the router has decided, and keeps it in progress meanwhile.
