@@ -72,7 +72,8 @@ type Config struct {
 	// MaxAckPending bounds the messages in flight per consumer across replicas. Optional,
 	// default 2000.
 	MaxAckPending int
-	// FetchBatch is how many messages a handler pulls at once. Optional, default 256.
+	// FetchBatch caps how many messages a handler pulls ahead (see HandlerSpec.FetchBatch).
+	// Optional, default 256.
 	FetchBatch int
 	// SkipStreamSetup leaves streams alone (they are created by deploy/nats). Optional.
 	SkipStreamSetup bool

@@ -34,6 +34,11 @@ type HandlerSpec struct {
 	DeliverNew bool
 	// Concurrency is how many events this replica handles at once. Optional, default 8.
 	Concurrency int
+	// FetchBatch is how many messages this replica pulls ahead. Optional, default
+	// min(Config.FetchBatch, Concurrency): messages pulled ahead get no in-progress signal, so
+	// behind a slow handler they would outlive AckWait and be redelivered elsewhere. Raise it
+	// only for fast handlers.
+	FetchBatch int
 }
 
 type handler struct {
@@ -51,6 +56,14 @@ func (h *handler) concurrency() int {
 		return h.spec.Concurrency
 	}
 	return defaultConcurrency
+}
+
+// fetchBatch is how many messages the handler's subscription pulls ahead.
+func (h *handler) fetchBatch(limit int) int {
+	if h.spec.FetchBatch > 0 {
+		return h.spec.FetchBatch
+	}
+	return max(1, min(limit, h.concurrency()))
 }
 
 // Consumer returns the durable consumer name of a handler of service.

@@ -47,7 +47,7 @@ func (b *Bus) Run(ctx context.Context) error {
 		select {
 		case <-p.caughtUp:
 		case <-gctx.Done():
-			return waitClean(g, ctx)
+			return waitClean(ctx, g)
 		}
 	}
 	b.log.Info("projections caught up", "count", len(projections))
@@ -55,7 +55,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	if len(handlers) == 0 {
 		close(b.running)
 		<-gctx.Done()
-		return waitClean(g, ctx)
+		return waitClean(ctx, g)
 	}
 
 	router, sub, err := b.newRouter(consumers, handlers)
@@ -89,11 +89,11 @@ func (b *Bus) Run(ctx context.Context) error {
 		}
 		return nil
 	})
-	return waitClean(g, ctx)
+	return waitClean(ctx, g)
 }
 
 // waitClean waits for g and treats a shutdown asked for by ctx as success.
-func waitClean(g *errgroup.Group, ctx context.Context) error {
+func waitClean(ctx context.Context, g *errgroup.Group) error {
 	err := g.Wait()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
 		return nil

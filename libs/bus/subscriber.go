@@ -60,7 +60,7 @@ func (s *pullSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 		return nil, errors.New("subscribe: subscriber closed")
 	default:
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(s.b.cfg.FetchBatch), jetstream.PullExpiry(s.b.pullExpiry))
+	it, err := c.Messages(jetstream.PullMaxMessages(h.fetchBatch(s.b.cfg.FetchBatch)), jetstream.PullExpiry(s.b.pullExpiry))
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", topic, err)
 	}

@@ -155,7 +155,7 @@ func Marshal(e *Event) ([]byte, error) {
 func Unmarshal(subject string, b []byte) (*Event, error) {
 	var w wire
 	if err := json.Unmarshal(b, &w); err != nil {
-		return nil, fmt.Errorf("%w: not CloudEvents JSON: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: not CloudEvents JSON: %w", ErrMalformed, err)
 	}
 	switch {
 	case w.SpecVersion != SpecVersion:
@@ -174,7 +174,7 @@ func Unmarshal(subject string, b []byte) (*Event, error) {
 	switch d.Scope {
 	case ScopeTenant:
 		if err := ValidateTenant(w.Tenant); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 	case ScopeCatalog:
 		if w.Tenant != "" {
@@ -188,7 +188,7 @@ func Unmarshal(subject string, b []byte) (*Event, error) {
 	}
 	msg := d.new()
 	if err := dataUnmarshal.Unmarshal(w.Data, msg); err != nil {
-		return nil, fmt.Errorf("%w: data of %s: %v", ErrMalformed, w.Type, err)
+		return nil, fmt.Errorf("%w: data of %s: %w", ErrMalformed, w.Type, err)
 	}
 	e := &Event{
 		ID: w.ID, Source: w.Source, Type: w.Type, Key: w.Subject, Tenant: w.Tenant,

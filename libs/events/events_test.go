@@ -161,7 +161,7 @@ func TestDefsCoverEveryEventMessage(t *testing.T) {
 		seen[d.Pattern()] = true
 		require.NotNil(t, fd.Messages().ByName(d.Message.Name()), "%s is in events.proto", d.Message)
 	}
-	require.True(t, strings.Compare(string(defs[0].Message), string(defs[1].Message)) < 0, "sorted")
+	require.Negative(t, strings.Compare(string(defs[0].Message), string(defs[1].Message)), "sorted")
 }
 
 // fill sets every field of m to a non-zero value.
@@ -262,7 +262,7 @@ func TestCloudEventsJSONIsReadableWithoutPatchwave(t *testing.T) {
 	require.True(t, ok, "data is a JSON object, got %T", doc["data"])
 	require.Equal(t, "run-1", data["runId"])
 	require.Equal(t, "i-1", data["instanceId"])
-	require.Equal(t, float64(2), data["wave"])
+	require.InDelta(t, 2.0, data["wave"], 0)
 	require.Equal(t, "boom", data["reason"])
 	_, hasCorr := doc["correlationid"]
 	require.False(t, hasCorr, "empty optional attributes are left out")

@@ -14,6 +14,10 @@
 // A crash between the side effect and the publish is covered by the provider's own idempotency
 // (the same key finds the existing snapshot or installation), and a crash between publish and
 // ack by the stream's duplicate window and the mark set.
+//
+// The mark and the projection's checkpoint are two writes. Rebuilding from an empty store is
+// safe; flushing a Redis store under a running service is not (the checkpoint may survive the
+// flush while marks written before it are gone): stop the service, flush, start it again.
 package idem
 
 import (

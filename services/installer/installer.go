@@ -144,12 +144,6 @@ func (s *Service) Name() string { return Name }
 // Config returns the configuration with defaults filled in.
 func (s *Service) Config() Config { return s.cfg }
 
-// AckWait returns the bus AckWait (host.Config.Bus.AckWait) this service needs. Its handler
-// holds an event while it waits for the installation, up to InstallTimeout; with a shorter AckWait,
-// JetStream redelivers the event while it is being handled, so the same job runs again in
-// another slot every AckWait and its acknowledgement is lost.
-func (s *Service) AckWait() time.Duration { return s.cfg.InstallTimeout + time.Minute }
-
 // Register adds the idempotency-mark projection (over InstallSucceeded and InstallFailed) and
 // the InstallOnSnapshotCreated handler to b. A Service registers on one bus only.
 func (s *Service) Register(b *bus.Bus) error {

@@ -397,5 +397,4 @@ func TestNewFillsDefaults(t *testing.T) {
 		RebootPolicy: provider.RebootIfRequired, Concurrency: 32,
 	}, svc.Config())
 	assert.Equal(t, "installer", svc.Name())
-	assert.Equal(t, 2*time.Hour+time.Minute, svc.AckWait(), "the bus must not redeliver a job while it waits for its installation")
 }

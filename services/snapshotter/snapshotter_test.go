@@ -266,5 +266,4 @@ func TestNewFillsDefaults(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, snapshotter.Config{SnapshotTimeout: 30 * time.Minute, PollInterval: 2 * time.Second, Concurrency: 32}, svc.Config())
 	assert.Equal(t, "snapshotter", svc.Name())
-	assert.Equal(t, 31*time.Minute, svc.AckWait(), "the bus must not redeliver a job while it waits for its snapshot")
 }

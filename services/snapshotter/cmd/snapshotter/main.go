@@ -14,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/config"
 	"github.com/patchwave/patchwave/libs/host"
 	"github.com/patchwave/patchwave/libs/obs"
@@ -74,8 +73,7 @@ func run(log *slog.Logger, env config.Env) error {
 		return fmt.Errorf("connect nats %s: %w", config.MaskURL(natsURL), err)
 	}
 	defer nc.Close()
-	h, err := host.New(ctx, host.Config{Name: snapshotter.Name, Conn: nc, Logger: log, GRPCAddr: grpcAddr, OpsAddr: opsAddr,
-		Bus: bus.Config{AckWait: svc.AckWait()}}, svc)
+	h, err := host.New(ctx, host.Config{Name: snapshotter.Name, Conn: nc, Logger: log, GRPCAddr: grpcAddr, OpsAddr: opsAddr}, svc)
 	if err != nil {
 		return err
 	}
