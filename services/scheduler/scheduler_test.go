@@ -297,6 +297,9 @@ func TestRunFinishedWhileTheSchedulerWasDownIsCompletedOnce(t *testing.T) {
 
 	for range 2 {
 		svc = e.start(t, store.NewMemory())
+		// The count comes from an asynchronous core subscription: wait for it, then make sure
+		// it is exactly one.
+		require.Eventually(t, func() bool { return e.flushed(t, &e.completed) >= 1 }, 10*time.Second, 10*time.Millisecond)
 		require.Equal(t, int64(1), e.flushed(t, &e.completed), "the catch-up completes the run once")
 		got, err := svc.client.GetRun(ctx, &schedulerv1.GetRunRequest{Tenant: "acme", RunId: runID})
 		require.NoError(t, err)
