@@ -18,8 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/obs"
@@ -297,13 +299,21 @@ func (h *Host) Run(ctx context.Context) error {
 }
 
 // unaryCorrelation gives every gRPC call a correlation id (from the x-correlation-id metadata
-// or a new one) and logs failed calls once, here at the edge.
+// or a new one) and logs failed calls once, here at the edge: server-side failures as errors,
+// the caller's mistakes (bad input, unknown ids) at debug level.
 func unaryCorrelation(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
 		ctx = withIncomingCorrelation(ctx)
 		resp, err := next(ctx, req)
 		if err != nil {
-			log.LogAttrs(ctx, slog.LevelWarn, "grpc call failed", slog.String("method", info.FullMethod), slog.String("error", err.Error()))
+			code := status.Code(err)
+			level := slog.LevelDebug
+			switch code {
+			case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unavailable, codes.DeadlineExceeded, codes.Unimplemented:
+				level = slog.LevelError
+			}
+			log.LogAttrs(ctx, level, "grpc call failed", slog.String("method", info.FullMethod),
+				slog.String("code", code.String()), slog.String("error", err.Error()))
 		}
 		return resp, err
 	}
