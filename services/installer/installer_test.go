@@ -17,6 +17,7 @@ import (
 	"github.com/patchwave/patchwave/libs/provider/simfleet"
 	"github.com/patchwave/patchwave/libs/store"
 	"github.com/patchwave/patchwave/libs/testkit"
+	"github.com/patchwave/patchwave/libs/testkit/stagetest"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 
@@ -116,7 +117,7 @@ func TestInstallerOutcomesMatchTheFleet(t *testing.T) {
 	fleetCfg := simfleet.Config{Seed: 7, InstallFailureRate: 0.4}
 	fleet := newFleet(t, fleetCfg, n)
 	counting := &countingFleet{Fleet: fleet}
-	stop := runComponent(t, nc, newService(t, installer.Config{RebootPolicy: provider.RebootNever}, installer.Deps{Fleet: counting}))
+	stop := stagetest.RunComponent(t, nc, newService(t, installer.Config{RebootPolicy: provider.RebootNever}, installer.Deps{Fleet: counting}))
 
 	// What the fleet decides for each job, from a twin fleet with the same seed.
 	twin := newFleet(t, fleetCfg, n)
@@ -131,13 +132,13 @@ func TestInstallerOutcomesMatchTheFleet(t *testing.T) {
 		require.NoError(t, err)
 		want[instanceID(i)] = in
 	}
-	require.NoError(t, publisher(t, nc, "snapshotter").Publish(t.Context(), inputs...))
+	require.NoError(t, stagetest.Publisher(t, nc, "snapshotter").Publish(t.Context(), inputs...))
 	require.Eventually(t, func() bool {
-		return countEvents(t, js, events.StreamTenant, succeededP)+countEvents(t, js, events.StreamTenant, failedP) == n
+		return stagetest.CountEvents(t, js, events.StreamTenant, succeededP)+stagetest.CountEvents(t, js, events.StreamTenant, failedP) == n
 	}, 20*time.Second, 20*time.Millisecond)
 
 	var nSucceeded, nFailed int
-	for _, ev := range readEvents(t, js, succeededP) {
+	for _, ev := range stagetest.ReadEvents(t, js, succeededP) {
 		nSucceeded++
 		m, ok := ev.Data.(*eventsv1.InstallSucceeded)
 		require.True(t, ok)
@@ -157,7 +158,7 @@ func TestInstallerOutcomesMatchTheFleet(t *testing.T) {
 		}
 		assert.ElementsMatch(t, patches, fleet.InstalledPatches(tenant, m.GetInstanceId()))
 	}
-	for _, ev := range readEvents(t, js, failedP) {
+	for _, ev := range stagetest.ReadEvents(t, js, failedP) {
 		nFailed++
 		m, ok := ev.Data.(*eventsv1.InstallFailed)
 		require.True(t, ok)
@@ -176,7 +177,7 @@ func TestInstallerOutcomesMatchTheFleet(t *testing.T) {
 	}
 	require.NotZero(t, nSucceeded, "the seed gives both outcomes")
 	require.NotZero(t, nFailed, "the seed gives both outcomes")
-	assert.Equal(t, n, countEvents(t, js, events.StreamTenant, startedP))
+	assert.Equal(t, n, stagetest.CountEvents(t, js, events.StreamTenant, startedP))
 	assert.Equal(t, n, fleet.Stats().InstallsStarted)
 
 	// Replay: the same jobs under new event ids, and a restarted installer with an empty store
@@ -189,17 +190,17 @@ func TestInstallerOutcomesMatchTheFleet(t *testing.T) {
 		require.NoError(t, err)
 		again = append(again, forged(t, "run-1", i, snap.ID, "/replay"))
 	}
-	require.NoError(t, publisher(t, nc, "snapshotter").Publish(t.Context(), again...))
+	require.NoError(t, stagetest.Publisher(t, nc, "snapshotter").Publish(t.Context(), again...))
 	calls := counting.installs.Load()
-	runComponent(t, nc, newService(t, installer.Config{RebootPolicy: provider.RebootNever}, installer.Deps{Fleet: counting}))
-	require.Eventually(t, func() bool { return drained(t, js, installer.Name, installer.HandlerInstall) },
+	stagetest.RunComponent(t, nc, newService(t, installer.Config{RebootPolicy: provider.RebootNever}, installer.Deps{Fleet: counting}))
+	require.Eventually(t, func() bool { return stagetest.Drained(t, js, installer.Name, installer.HandlerInstall) },
 		20*time.Second, 20*time.Millisecond)
 
 	assert.Equal(t, n, fleet.Stats().InstallsStarted, "installations in the fleet")
 	assert.Equal(t, calls, counting.installs.Load(), "the marks rebuilt from the stream stop every provider call")
-	assert.Equal(t, nSucceeded, countEvents(t, js, events.StreamTenant, succeededP))
-	assert.Equal(t, nFailed, countEvents(t, js, events.StreamTenant, failedP))
-	assert.Equal(t, n, countEvents(t, js, events.StreamTenant, startedP))
+	assert.Equal(t, nSucceeded, stagetest.CountEvents(t, js, events.StreamTenant, succeededP))
+	assert.Equal(t, nFailed, stagetest.CountEvents(t, js, events.StreamTenant, failedP))
+	assert.Equal(t, n, stagetest.CountEvents(t, js, events.StreamTenant, startedP))
 }
 
 func TestInstallerRefusesWithoutACompletedSnapshot(t *testing.T) {
@@ -262,13 +263,13 @@ func TestInstallerRefusesWithoutACompletedSnapshot(t *testing.T) {
 			nt := testkit.StartNATS(t)
 			nc, js := nt.Connect(t), nt.JetStream(t)
 			fleet := newFleet(t, tt.fleet, 1)
-			runComponent(t, nc, newService(t, installer.Config{}, installer.Deps{Fleet: fleet}))
+			stagetest.RunComponent(t, nc, newService(t, installer.Config{}, installer.Deps{Fleet: fleet}))
 			in := tt.event(t, fleet)
-			require.NoError(t, publisher(t, nc, "snapshotter").Publish(t.Context(), in))
+			require.NoError(t, stagetest.Publisher(t, nc, "snapshotter").Publish(t.Context(), in))
 
-			require.Eventually(t, func() bool { return countEvents(t, js, events.StreamTenant, failedP) == 1 },
+			require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamTenant, failedP) == 1 },
 				20*time.Second, 20*time.Millisecond)
-			ev := readEvents(t, js, failedP)[0]
+			ev := stagetest.ReadEvents(t, js, failedP)[0]
 			m, ok := ev.Data.(*eventsv1.InstallFailed)
 			require.True(t, ok)
 			assert.Equal(t, "run-1/"+instanceID(1), ev.Key)
@@ -277,7 +278,7 @@ func TestInstallerRefusesWithoutACompletedSnapshot(t *testing.T) {
 			assert.Empty(t, m.GetInstallationId())
 			assert.Equal(t, in.Data.(*eventsv1.SnapshotCreated).GetSnapshotId(), m.GetSnapshotId())
 			assert.Zero(t, fleet.Stats().InstallsStarted, "Install was never called")
-			assert.Zero(t, countEvents(t, js, events.StreamTenant, startedP))
+			assert.Zero(t, stagetest.CountEvents(t, js, events.StreamTenant, startedP))
 		})
 	}
 }
@@ -289,18 +290,18 @@ func TestInstallerFailsAnInstallationThatOutlivesTheTimeout(t *testing.T) {
 	fleet := newFleet(t, simfleet.Config{Latency: time.Hour, Clock: clock.Now}, 1)
 	in := snapshotCreated(t, fleet, "run-1", 1)
 	clock.Advance(2 * time.Hour) // the snapshot completes; the installation will stay in progress
-	runComponent(t, nc, newService(t, installer.Config{InstallTimeout: 150 * time.Millisecond},
+	stagetest.RunComponent(t, nc, newService(t, installer.Config{InstallTimeout: 150 * time.Millisecond},
 		installer.Deps{Fleet: fleet, Clock: clock.Now}))
-	require.NoError(t, publisher(t, nc, "snapshotter").Publish(t.Context(), in))
+	require.NoError(t, stagetest.Publisher(t, nc, "snapshotter").Publish(t.Context(), in))
 
-	require.Eventually(t, func() bool { return countEvents(t, js, events.StreamTenant, failedP) == 1 },
+	require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamTenant, failedP) == 1 },
 		20*time.Second, 20*time.Millisecond)
-	m, ok := readEvents(t, js, failedP)[0].Data.(*eventsv1.InstallFailed)
+	m, ok := stagetest.ReadEvents(t, js, failedP)[0].Data.(*eventsv1.InstallFailed)
 	require.True(t, ok)
 	assert.Contains(t, m.GetReason(), "did not finish within 150ms")
 	assert.NotEmpty(t, m.GetInstallationId())
 	assert.Equal(t, 1, fleet.Stats().InstallsStarted)
-	assert.Equal(t, 1, countEvents(t, js, events.StreamTenant, startedP))
+	assert.Equal(t, 1, stagetest.CountEvents(t, js, events.StreamTenant, startedP))
 }
 
 func TestInstallerRetriesThrottledProviderCalls(t *testing.T) {
@@ -311,17 +312,17 @@ func TestInstallerRetriesThrottledProviderCalls(t *testing.T) {
 	throttled := fmt.Errorf("ThrottlingException: %w", provider.ErrThrottled)
 	fleet.FailNext(simfleet.OpFindSnapshot, throttled)
 	fleet.FailNext(simfleet.OpInstall, throttled)
-	runComponent(t, nc, newService(t, installer.Config{}, installer.Deps{Fleet: fleet}))
-	require.NoError(t, publisher(t, nc, "snapshotter").Publish(t.Context(), in))
+	stagetest.RunComponent(t, nc, newService(t, installer.Config{}, installer.Deps{Fleet: fleet}))
+	require.NoError(t, stagetest.Publisher(t, nc, "snapshotter").Publish(t.Context(), in))
 
-	require.Eventually(t, func() bool { return countEvents(t, js, events.StreamTenant, succeededP) == 1 },
+	require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamTenant, succeededP) == 1 },
 		20*time.Second, 20*time.Millisecond)
-	m, ok := readEvents(t, js, succeededP)[0].Data.(*eventsv1.InstallSucceeded)
+	m, ok := stagetest.ReadEvents(t, js, succeededP)[0].Data.(*eventsv1.InstallSucceeded)
 	require.True(t, ok)
 	assert.False(t, m.GetRebootPending(), "if-required reboots for the kernel patch")
 	assert.Equal(t, 1, fleet.Stats().InstallsStarted)
 	assert.Equal(t, 1, fleet.Reboots(tenant, instanceID(1)))
-	assert.Zero(t, countEvents(t, js, events.StreamTenant, failedP))
+	assert.Zero(t, stagetest.CountEvents(t, js, events.StreamTenant, failedP))
 }
 
 func TestInstallerReportsAnInstallTheProviderRejects(t *testing.T) {
@@ -335,12 +336,12 @@ func TestInstallerReportsAnInstallTheProviderRejects(t *testing.T) {
 		PatchIds: []string{"p1", "p1"}, // no baseline, a duplicate patch
 	})
 	require.NoError(t, err)
-	runComponent(t, nc, newService(t, installer.Config{}, installer.Deps{Fleet: fleet}))
-	require.NoError(t, publisher(t, nc, "snapshotter").Publish(t.Context(), in))
+	stagetest.RunComponent(t, nc, newService(t, installer.Config{}, installer.Deps{Fleet: fleet}))
+	require.NoError(t, stagetest.Publisher(t, nc, "snapshotter").Publish(t.Context(), in))
 
-	require.Eventually(t, func() bool { return countEvents(t, js, events.StreamTenant, failedP) == 1 },
+	require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamTenant, failedP) == 1 },
 		20*time.Second, 20*time.Millisecond)
-	m, ok := readEvents(t, js, failedP)[0].Data.(*eventsv1.InstallFailed)
+	m, ok := stagetest.ReadEvents(t, js, failedP)[0].Data.(*eventsv1.InstallFailed)
 	require.True(t, ok)
 	assert.Contains(t, m.GetReason(), "BaselineID is required")
 	assert.Contains(t, m.GetReason(), `PatchIDs[1] duplicate "p1"`)

@@ -18,6 +18,7 @@ import (
 	"github.com/patchwave/patchwave/libs/events"
 	"github.com/patchwave/patchwave/libs/store"
 	"github.com/patchwave/patchwave/libs/testkit"
+	"github.com/patchwave/patchwave/libs/testkit/stagetest"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 
@@ -75,8 +76,8 @@ func restartFresh(t *testing.T, nc *nats.Conn, js jetstream.JetStream, stop, flu
 	flush()
 	require.NoError(t, js.DeleteConsumer(t.Context(), events.StreamTenant, bus.Consumer(notifier.Name, notifier.HandlerNotify)))
 	svc := newService(t, cfg, st)
-	runComponent(t, nc, svc)
-	require.Eventually(t, func() bool { return drained(t, js, notifier.Name, notifier.HandlerNotify) },
+	stagetest.RunComponent(t, nc, svc)
+	require.Eventually(t, func() bool { return stagetest.Drained(t, js, notifier.Name, notifier.HandlerNotify) },
 		20*time.Second, 20*time.Millisecond)
 	return svc
 }
@@ -110,14 +111,14 @@ func TestNotifierSendsOneNotificationPerOutcome(t *testing.T) {
 			nc, js := nt.Connect(t), nt.JetStream(t)
 			st, flush := tt.store(t)
 			svc := newService(t, notifier.Config{}, st)
-			stop := runComponent(t, nc, svc)
+			stop := stagetest.RunComponent(t, nc, svc)
 			in, want := outcomes(t)
-			require.NoError(t, publisher(t, nc, "installer").Publish(t.Context(), in...))
+			require.NoError(t, stagetest.Publisher(t, nc, "installer").Publish(t.Context(), in...))
 
-			require.Eventually(t, func() bool { return countEvents(t, js, events.StreamTenant, sentP) == len(in) },
+			require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamTenant, sentP) == len(in) },
 				20*time.Second, 20*time.Millisecond)
 			got := map[string]string{}
-			for _, ev := range readEvents(t, js, sentP) {
+			for _, ev := range stagetest.ReadEvents(t, js, sentP) {
 				m, ok := ev.Data.(*eventsv1.NotificationSent)
 				require.True(t, ok)
 				assert.Equal(t, notifier.ChannelLog, m.GetChannel())
@@ -131,7 +132,7 @@ func TestNotifierSendsOneNotificationPerOutcome(t *testing.T) {
 			// Every outcome delivered again to a notifier whose store was emptied: nothing
 			// is sent twice, and the delivery log comes back from the stream as it was.
 			svc = restartFresh(t, nc, js, stop, flush, notifier.Config{}, st)
-			assert.Equal(t, len(in), countEvents(t, js, events.StreamTenant, sentP))
+			assert.Equal(t, len(in), stagetest.CountEvents(t, js, events.StreamTenant, sentP))
 			assert.Equal(t, log, requireLog(t, svc, len(in), want))
 		})
 	}
@@ -205,15 +206,15 @@ func TestNotifierPostsCloudEventsToTheWebhook(t *testing.T) {
 	st := store.NewMemory()
 	svc := newService(t, cfg, st)
 	assert.Equal(t, []string{"log", "webhook"}, svc.Channels())
-	stop := runComponent(t, nc, svc)
+	stop := stagetest.RunComponent(t, nc, svc)
 	in, want := outcomes(t)
-	require.NoError(t, publisher(t, nc, "installer").Publish(t.Context(), in...))
+	require.NoError(t, stagetest.Publisher(t, nc, "installer").Publish(t.Context(), in...))
 
-	require.Eventually(t, func() bool { return countEvents(t, js, events.StreamTenant, sentP) == 2*len(in) },
+	require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamTenant, sentP) == 2*len(in) },
 		20*time.Second, 20*time.Millisecond)
 	require.Equal(t, len(in), hook.count())
 	stored := map[string]*events.Event{}
-	for _, ev := range readEvents(t, js, sentP) {
+	for _, ev := range stagetest.ReadEvents(t, js, sentP) {
 		stored[ev.ID] = ev
 	}
 	hook.mu.Lock()
@@ -238,7 +239,7 @@ func TestNotifierPostsCloudEventsToTheWebhook(t *testing.T) {
 	// Redelivered to a notifier with an empty store: the webhook gets nothing more.
 	restartFresh(t, nc, js, stop, func() {}, cfg, store.NewMemory())
 	assert.Equal(t, len(in), hook.count())
-	assert.Equal(t, 2*len(in), countEvents(t, js, events.StreamTenant, sentP))
+	assert.Equal(t, 2*len(in), stagetest.CountEvents(t, js, events.StreamTenant, sentP))
 }
 
 func TestNotifierGivesUpOnAFailingWebhook(t *testing.T) {
@@ -246,16 +247,16 @@ func TestNotifierGivesUpOnAFailingWebhook(t *testing.T) {
 	nc, js := nt.Connect(t), nt.JetStream(t)
 	hook := newWebhook(t, http.StatusServiceUnavailable)
 	svc := newService(t, notifier.Config{WebhookURL: hook.srv.URL, MaxAttempts: 3}, store.NewMemory())
-	runComponent(t, nc, svc)
+	stagetest.RunComponent(t, nc, svc)
 	in, want := outcomes(t)
-	require.NoError(t, publisher(t, nc, "installer").Publish(t.Context(), in[1]))
+	require.NoError(t, stagetest.Publisher(t, nc, "installer").Publish(t.Context(), in[1]))
 
-	require.Eventually(t, func() bool { return countEvents(t, js, events.StreamTenant, failedP) == 1 },
+	require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamTenant, failedP) == 1 },
 		20*time.Second, 20*time.Millisecond)
-	require.Eventually(t, func() bool { return drained(t, js, notifier.Name, notifier.HandlerNotify) },
+	require.Eventually(t, func() bool { return stagetest.Drained(t, js, notifier.Name, notifier.HandlerNotify) },
 		20*time.Second, 20*time.Millisecond)
 	assert.Equal(t, 3, hook.count(), "one POST per delivery, three deliveries")
-	ev := readEvents(t, js, failedP)[0]
+	ev := stagetest.ReadEvents(t, js, failedP)[0]
 	m, ok := ev.Data.(*eventsv1.NotificationFailed)
 	require.True(t, ok)
 	assert.Equal(t, notifier.ChannelWebhook, m.GetChannel())
@@ -263,7 +264,7 @@ func TestNotifierGivesUpOnAFailingWebhook(t *testing.T) {
 	assert.Equal(t, m.GetNotificationId()+"/webhook", ev.Key)
 	assert.Contains(t, m.GetReason(), "webhook answered status 503 Service Unavailable")
 	assert.Contains(t, m.GetReason(), "gave up after 3 attempts")
-	assert.Equal(t, 1, countEvents(t, js, events.StreamTenant, sentP), "the log channel was delivered once")
+	assert.Equal(t, 1, stagetest.CountEvents(t, js, events.StreamTenant, sentP), "the log channel was delivered once")
 
 	log, err := svc.Deliveries(t.Context(), tenant)
 	require.NoError(t, err)
@@ -281,17 +282,17 @@ func TestNotifierRetriesAWebhookThatRecovers(t *testing.T) {
 	nc, js := nt.Connect(t), nt.JetStream(t)
 	hook := newWebhook(t, http.StatusBadGateway)
 	svc := newService(t, notifier.Config{WebhookURL: hook.srv.URL, MaxAttempts: 5}, store.NewMemory())
-	runComponent(t, nc, svc)
+	stagetest.RunComponent(t, nc, svc)
 	in, _ := outcomes(t)
-	require.NoError(t, publisher(t, nc, "installer").Publish(t.Context(), in[3]))
+	require.NoError(t, stagetest.Publisher(t, nc, "installer").Publish(t.Context(), in[3]))
 
 	require.Eventually(t, func() bool { return hook.count() >= 2 }, 20*time.Second, 10*time.Millisecond)
 	hook.status.Store(http.StatusOK)
-	require.Eventually(t, func() bool { return countEvents(t, js, events.StreamTenant, sentP) == 2 },
+	require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamTenant, sentP) == 2 },
 		20*time.Second, 20*time.Millisecond)
-	require.Eventually(t, func() bool { return drained(t, js, notifier.Name, notifier.HandlerNotify) },
+	require.Eventually(t, func() bool { return stagetest.Drained(t, js, notifier.Name, notifier.HandlerNotify) },
 		20*time.Second, 20*time.Millisecond)
-	assert.Zero(t, countEvents(t, js, events.StreamTenant, failedP))
+	assert.Zero(t, stagetest.CountEvents(t, js, events.StreamTenant, failedP))
 	log, err := svc.Deliveries(t.Context(), tenant)
 	require.NoError(t, err)
 	require.Len(t, log, 2)

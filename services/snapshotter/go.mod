@@ -3,7 +3,6 @@ module github.com/patchwave/patchwave/services/snapshotter
 go 1.26.0
 
 require (
-	github.com/nats-io/nats.go v1.55.0
 	github.com/patchwave/patchwave/libs v0.0.0
 	github.com/patchwave/patchwave/proto v0.0.0
 	github.com/stretchr/testify v1.12.1
@@ -23,6 +22,7 @@ require (
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
 	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
+	github.com/nats-io/nats.go v1.55.0 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect

@@ -16,6 +16,7 @@ import (
 	"github.com/patchwave/patchwave/libs/provider/simfleet"
 	"github.com/patchwave/patchwave/libs/store"
 	"github.com/patchwave/patchwave/libs/testkit"
+	"github.com/patchwave/patchwave/libs/testkit/stagetest"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
 
 	"github.com/patchwave/patchwave/services/snapshotter"
@@ -76,15 +77,15 @@ func TestSnapshotterSnapshotsEveryRequestedJobOnce(t *testing.T) {
 	nc, js := nt.Connect(t), nt.JetStream(t)
 	fleet := newFleet(t, simfleet.Config{}, 10)
 	counting := &countingFleet{Fleet: fleet}
-	stop := runComponent(t, nc, newService(t, snapshotter.Config{}, counting))
-	pub := publisher(t, nc, "scheduler")
+	stop := stagetest.RunComponent(t, nc, newService(t, snapshotter.Config{}, counting))
+	pub := stagetest.Publisher(t, nc, "scheduler")
 
 	require.NoError(t, pub.Publish(t.Context(), jobs(t, "run-1", 10, "")...))
 	created := events.Pattern[*eventsv1.SnapshotCreated]()
-	require.Eventually(t, func() bool { return countEvents(t, js, events.StreamTenant, created) == 10 },
+	require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamTenant, created) == 10 },
 		20*time.Second, 20*time.Millisecond)
 
-	for _, ev := range readEvents(t, js, created) {
+	for _, ev := range stagetest.ReadEvents(t, js, created) {
 		sc, ok := ev.Data.(*eventsv1.SnapshotCreated)
 		require.True(t, ok)
 		snap, err := fleet.FindSnapshot(t.Context(), tenant, "run-1", sc.GetInstanceId())
@@ -109,12 +110,12 @@ func TestSnapshotterSnapshotsEveryRequestedJobOnce(t *testing.T) {
 	require.NoError(t, js.DeleteConsumer(t.Context(), events.StreamTenant, bus.Consumer(snapshotter.Name, snapshotter.HandlerTakeSnapshot)))
 	require.NoError(t, pub.Publish(t.Context(), jobs(t, "run-1", 10, "/replay")...))
 	calls := counting.creates.Load()
-	runComponent(t, nc, newService(t, snapshotter.Config{}, counting))
-	require.Eventually(t, func() bool { return drained(t, js, snapshotter.Name, snapshotter.HandlerTakeSnapshot) },
+	stagetest.RunComponent(t, nc, newService(t, snapshotter.Config{}, counting))
+	require.Eventually(t, func() bool { return stagetest.Drained(t, js, snapshotter.Name, snapshotter.HandlerTakeSnapshot) },
 		20*time.Second, 20*time.Millisecond)
 
 	assert.Equal(t, 10, fleet.Stats().SnapshotsCreated, "snapshots in the fleet")
-	assert.Equal(t, 10, countEvents(t, js, events.StreamTenant, created), "SnapshotCreated events")
+	assert.Equal(t, 10, stagetest.CountEvents(t, js, events.StreamTenant, created), "SnapshotCreated events")
 	assert.Equal(t, calls, counting.creates.Load(), "the marks rebuilt from the stream stop every provider call")
 }
 
@@ -163,20 +164,20 @@ func TestSnapshotterPublishesSnapshotFailed(t *testing.T) {
 			if tt.prepare != nil {
 				tt.prepare(t, fleet)
 			}
-			runComponent(t, nc, newService(t, tt.cfg, fleet))
-			require.NoError(t, publisher(t, nc, "scheduler").Publish(t.Context(), jobs(t, "run-9", 1, "")...))
+			stagetest.RunComponent(t, nc, newService(t, tt.cfg, fleet))
+			require.NoError(t, stagetest.Publisher(t, nc, "scheduler").Publish(t.Context(), jobs(t, "run-9", 1, "")...))
 
 			failed := events.Pattern[*eventsv1.SnapshotFailed]()
-			require.Eventually(t, func() bool { return countEvents(t, js, events.StreamTenant, failed) == 1 },
+			require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamTenant, failed) == 1 },
 				20*time.Second, 20*time.Millisecond)
-			evs := readEvents(t, js, failed)
+			evs := stagetest.ReadEvents(t, js, failed)
 			sf, ok := evs[0].Data.(*eventsv1.SnapshotFailed)
 			require.True(t, ok)
 			assert.Equal(t, "run-9/"+instanceID(1), evs[0].Key)
 			assert.Equal(t, instanceID(1), sf.GetInstanceId())
 			assert.Equal(t, int32(1), sf.GetWave())
 			assert.Contains(t, sf.GetReason(), tt.wantReason)
-			assert.Zero(t, countEvents(t, js, events.StreamTenant, events.Pattern[*eventsv1.SnapshotCreated]()))
+			assert.Zero(t, stagetest.CountEvents(t, js, events.StreamTenant, events.Pattern[*eventsv1.SnapshotCreated]()))
 		})
 	}
 }
@@ -188,27 +189,27 @@ func TestSnapshotterRetriesThrottledProviderCalls(t *testing.T) {
 	throttled := fmt.Errorf("RequestLimitExceeded: %w", provider.ErrThrottled)
 	fleet.FailNext(simfleet.OpCreateSnapshot, throttled)
 	fleet.FailNext(simfleet.OpCreateSnapshot, throttled)
-	runComponent(t, nc, newService(t, snapshotter.Config{}, fleet))
-	require.NoError(t, publisher(t, nc, "scheduler").Publish(t.Context(), jobs(t, "run-2", 1, "")...))
+	stagetest.RunComponent(t, nc, newService(t, snapshotter.Config{}, fleet))
+	require.NoError(t, stagetest.Publisher(t, nc, "scheduler").Publish(t.Context(), jobs(t, "run-2", 1, "")...))
 
 	require.Eventually(t, func() bool {
-		return countEvents(t, js, events.StreamTenant, events.Pattern[*eventsv1.SnapshotCreated]()) == 1
+		return stagetest.CountEvents(t, js, events.StreamTenant, events.Pattern[*eventsv1.SnapshotCreated]()) == 1
 	}, 20*time.Second, 20*time.Millisecond)
 	assert.Equal(t, 1, fleet.Stats().SnapshotsCreated)
-	assert.Zero(t, countEvents(t, js, events.StreamTenant, events.Pattern[*eventsv1.SnapshotFailed]()))
+	assert.Zero(t, stagetest.CountEvents(t, js, events.StreamTenant, events.Pattern[*eventsv1.SnapshotFailed]()))
 }
 
 func TestSnapshotterDeadLettersAJobWithoutInstance(t *testing.T) {
 	nt := testkit.StartNATS(t)
 	nc, js := nt.Connect(t), nt.JetStream(t)
 	fleet := newFleet(t, simfleet.Config{}, 1)
-	runComponent(t, nc, newService(t, snapshotter.Config{}, fleet))
+	stagetest.RunComponent(t, nc, newService(t, snapshotter.Config{}, fleet))
 	ev, err := events.New(tenant, "run-3/none", &eventsv1.JobRequested{Tenant: tenant, RunId: "run-3", BaselineId: "b"})
 	require.NoError(t, err)
-	require.NoError(t, publisher(t, nc, "scheduler").Publish(t.Context(), ev))
+	require.NoError(t, stagetest.Publisher(t, nc, "scheduler").Publish(t.Context(), ev))
 
 	dlq := "dlq." + snapshotter.Name + "." + snapshotter.HandlerTakeSnapshot
-	require.Eventually(t, func() bool { return countEvents(t, js, events.StreamDLQ, dlq) == 1 },
+	require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamDLQ, dlq) == 1 },
 		20*time.Second, 20*time.Millisecond)
 	s, err := js.Stream(t.Context(), events.StreamDLQ)
 	require.NoError(t, err)

@@ -5,30 +5,21 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/patchwave/patchwave/libs/config"
 	"github.com/patchwave/patchwave/libs/host"
-	"github.com/patchwave/patchwave/libs/obs"
 	"github.com/patchwave/patchwave/services/gateway"
 )
 
 func main() {
-	log := obs.NewLogger(os.Stderr, gateway.Name, slog.LevelInfo)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, log, config.OS())
-	stop()
-	if err != nil {
-		log.Error("gateway stopped", "error", err)
-		os.Exit(1)
-	}
+	// The gateway neither handles events nor keeps state: no NATS, no store, no gRPC server.
+	os.Exit(host.RunCommand(host.Command{Name: gateway.Name, OpsAddr: "127.0.0.1:9207", NoNATS: true, Build: build},
+		config.OS(), os.Stderr))
 }
 
-func run(ctx context.Context, log *slog.Logger, env config.Env) error {
-	opsAddr := env.String("PATCHWAVE_OPS_ADDR", "127.0.0.1:9207")
+// build reads the gateway's variables and builds it.
+func build(_ context.Context, env config.Env, deps host.CommandDeps) (host.Component, []any, error) {
 	// PATCHWAVE_BACKEND points every route at one gRPC server; without it each service is
 	// reached at its own default address.
 	backend := env.String("PATCHWAVE_BACKEND", "")
@@ -44,19 +35,12 @@ func run(ctx context.Context, log *slog.Logger, env config.Env) error {
 		SchedulerTarget: target("PATCHWAVE_SCHEDULER_TARGET", "127.0.0.1:9102"),
 		ReportingTarget: target("PATCHWAVE_REPORTING_TARGET", "127.0.0.1:9106"),
 		CatalogTarget:   target("PATCHWAVE_CATALOG_TARGET", "127.0.0.1:9101"),
-		Logger:          log,
+		Logger:          deps.Logger,
 	}
-	log.Info("config", "ops_addr", opsAddr, "http_addr", cfg.Addr,
-		"scheduler_target", cfg.SchedulerTarget, "reporting_target", cfg.ReportingTarget, "catalog_target", cfg.CatalogTarget)
-
 	gw, err := gateway.New(cfg)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	h, err := host.New(ctx, host.Config{Name: gateway.Name, Logger: log, OpsAddr: opsAddr}, gw)
-	if err != nil {
-		_ = gw.Close()
-		return err
-	}
-	return h.Run(ctx)
+	return gw, []any{"http_addr", cfg.Addr, "scheduler_target", cfg.SchedulerTarget,
+		"reporting_target", cfg.ReportingTarget, "catalog_target", cfg.CatalogTarget}, nil
 }

@@ -6,76 +6,41 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/patchwave/patchwave/libs/config"
 	"github.com/patchwave/patchwave/libs/host"
-	"github.com/patchwave/patchwave/libs/obs"
 	"github.com/patchwave/patchwave/libs/provider/simfleet"
-	"github.com/patchwave/patchwave/libs/store"
 	"github.com/patchwave/patchwave/services/snapshotter"
 )
 
 func main() {
-	log := obs.NewLogger(os.Stderr, snapshotter.Name, slog.LevelInfo)
-	if err := run(log, config.OS()); err != nil {
-		log.Error("snapshotter stopped", "error", err)
-		os.Exit(1)
-	}
+	os.Exit(host.RunCommand(host.Command{Name: snapshotter.Name, OpsAddr: "127.0.0.1:9203", Build: build}, config.OS(), os.Stderr))
 }
 
-func run(log *slog.Logger, env config.Env) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	natsURL := env.String("PATCHWAVE_NATS_URL", "nats://127.0.0.1:4222")
-	redisAddr, redisPassword := env.String("PATCHWAVE_REDIS_ADDR", ""), env.String("PATCHWAVE_REDIS_PASSWORD", "")
-	grpcAddr := env.String("PATCHWAVE_GRPC_ADDR", "")
-	opsAddr := env.String("PATCHWAVE_OPS_ADDR", "127.0.0.1:9203")
+// build reads the snapshotter's variables and builds it on a simulated fleet.
+func build(_ context.Context, env config.Env, deps host.CommandDeps) (host.Component, []any, error) {
 	fleetState := env.String("PATCHWAVE_SIMFLEET_STATE", "")
 	var cfg snapshotter.Config
 	var err error
 	if cfg.SnapshotTimeout, err = env.Duration("PATCHWAVE_SNAPSHOT_TIMEOUT", 0); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if cfg.PollInterval, err = env.Duration("PATCHWAVE_POLL_INTERVAL", 0); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if cfg.Concurrency, err = env.Int("PATCHWAVE_CONCURRENCY", 0); err != nil {
-		return err
+		return nil, nil, err
 	}
-	var st store.Store = store.NewMemory()
-	if redisAddr != "" {
-		if st, err = store.NewRedis(store.RedisConfig{Addr: redisAddr, Password: redisPassword, Prefix: "patchwave:"}); err != nil {
-			return err
-		}
-	}
-	defer func() { _ = st.Close() }()
 	fleet, err := simfleet.New(simfleet.Config{StatePath: fleetState})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	svc, err := snapshotter.New(cfg, snapshotter.Deps{Fleet: fleet, Store: st, Logger: log})
+	svc, err := snapshotter.New(cfg, snapshotter.Deps{Fleet: fleet, Store: deps.Store, Logger: deps.Logger})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	cfg = svc.Config()
-	log.Info("config", "nats_url", config.MaskURL(natsURL), "redis_addr", redisAddr, "redis_password", config.Mask(redisPassword),
-		"grpc_addr", grpcAddr, "ops_addr", opsAddr, "simfleet_state", fleetState, "snapshot_timeout", cfg.SnapshotTimeout,
-		"poll_interval", cfg.PollInterval, "concurrency", cfg.Concurrency)
-	nc, err := nats.Connect(natsURL, nats.Name("patchwave-snapshotter"), nats.MaxReconnects(-1))
-	if err != nil {
-		return fmt.Errorf("connect nats %s: %w", config.MaskURL(natsURL), err)
-	}
-	defer nc.Close()
-	h, err := host.New(ctx, host.Config{Name: snapshotter.Name, Conn: nc, Logger: log, GRPCAddr: grpcAddr, OpsAddr: opsAddr}, svc)
-	if err != nil {
-		return err
-	}
-	return h.Run(ctx)
+	cfg = svc.Config() // with its defaults
+	return svc, []any{"simfleet_state", fleetState, "snapshot_timeout", cfg.SnapshotTimeout,
+		"poll_interval", cfg.PollInterval, "concurrency", cfg.Concurrency}, nil
 }
