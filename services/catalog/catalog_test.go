@@ -1,7 +1,6 @@
 package catalog_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -9,9 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -20,6 +17,7 @@ import (
 	"github.com/patchwave/patchwave/libs/host"
 	"github.com/patchwave/patchwave/libs/store"
 	"github.com/patchwave/patchwave/libs/testkit"
+	"github.com/patchwave/patchwave/libs/testkit/stagetest"
 	catalogv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/catalog/v1"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
@@ -69,27 +67,7 @@ func run(t *testing.T, nc *nats.Conn, st store.Store, cfg catalog.Config) *runni
 	t.Helper()
 	svc, err := catalog.New(cfg, catalog.Deps{Store: st, Clock: fixedClock})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	h, err := host.New(ctx, host.Config{Name: catalog.Name, Conn: nc, GRPCAddr: "127.0.0.1:0"}, svc)
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	readyCtx, readyCancel := context.WithTimeout(ctx, 10*time.Second)
-	defer readyCancel()
-	require.NoError(t, h.Ready(readyCtx))
-	cc, err := grpc.NewClient(h.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = cc.Close()
-		cancel()
-		require.NoError(t, <-done)
-	}
-	t.Cleanup(stop)
+	cc, stop := stagetest.RunGRPCComponent(t, nc, svc)
 	return &running{client: catalogv1.NewCatalogServiceClient(cc), stop: stop}
 }
 

@@ -1,25 +1,22 @@
 package reporting_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/events"
-	"github.com/patchwave/patchwave/libs/host"
 	"github.com/patchwave/patchwave/libs/store"
 	"github.com/patchwave/patchwave/libs/testkit"
+	"github.com/patchwave/patchwave/libs/testkit/stagetest"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
 	reportingv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/reporting/v1"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
@@ -68,27 +65,7 @@ func (e *env) start(t *testing.T, st store.Store) *running {
 	t.Helper()
 	svc, err := reporting.New(reporting.Config{}, reporting.Deps{Store: st, Clock: func() time.Time { return t0 }})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	h, err := host.New(ctx, host.Config{Name: "reporting-test", Conn: e.nc, GRPCAddr: "127.0.0.1:0"}, svc)
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	readyCtx, readyCancel := context.WithTimeout(ctx, 30*time.Second)
-	defer readyCancel()
-	require.NoError(t, h.Ready(readyCtx))
-	conn, err := grpc.NewClient(h.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = conn.Close()
-		cancel()
-		require.NoError(t, <-done)
-	}
-	t.Cleanup(stop)
+	conn, stop := stagetest.RunGRPCComponent(t, e.nc, svc)
 	return &running{client: reportingv1.NewReportingServiceClient(conn), stop: stop}
 }
 

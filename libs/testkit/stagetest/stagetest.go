@@ -1,7 +1,8 @@
 // Package stagetest helps test a pipeline stage (a host.Component with bus handlers) through
-// the bus: host it on a test's embedded NATS, publish its input as the upstream service would,
-// and read or count what it wrote to the streams. It sits beside testkit, which starts the
-// servers and depends on no Patchwave package beyond them.
+// the bus: host it on a test's embedded NATS (with its gRPC API on a loopback port if it has
+// one), publish its input as the upstream service would, and read or count what it wrote to
+// the streams. It sits beside testkit, which starts the servers and depends on no Patchwave
+// package beyond them.
 package stagetest
 
 import (
@@ -12,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/events"
@@ -29,8 +32,32 @@ func BusConfig() bus.Config {
 // test if it stopped with an error; calling it again does nothing.
 func RunComponent(t testing.TB, nc *nats.Conn, comp host.Component) (stop func()) {
 	t.Helper()
+	_, stop = run(t, nc, comp, "", nil)
+	return stop
+}
+
+// RunGRPCComponent is RunComponent with the host's gRPC server on a free loopback port (comp's
+// API, if it is a host.GRPCRegistrar, and the health service): it returns a client connection
+// to it as well. stop closes the connection first, then stops the host as RunComponent's does.
+func RunGRPCComponent(t testing.TB, nc *nats.Conn, comp host.Component) (conn *grpc.ClientConn, stop func()) {
+	t.Helper()
+	h, stop := run(t, nc, comp, "127.0.0.1:0", func() {
+		if conn != nil {
+			_ = conn.Close()
+		}
+	})
+	conn, err := grpc.NewClient(h.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	return conn, stop
+}
+
+// run hosts comp, gRPC on grpcAddr unless empty, and returns once the host is ready. Its stop,
+// also registered as a cleanup before waiting, calls beforeStop (if not nil) before stopping
+// the host.
+func run(t testing.TB, nc *nats.Conn, comp host.Component, grpcAddr string, beforeStop func()) (*host.Host, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	h, err := host.New(ctx, host.Config{Name: "test-" + comp.Name(), Conn: nc, Bus: BusConfig()}, comp)
+	h, err := host.New(ctx, host.Config{Name: "test-" + comp.Name(), Conn: nc, GRPCAddr: grpcAddr, Bus: BusConfig()}, comp)
 	if err != nil {
 		cancel()
 		require.NoError(t, err)
@@ -38,11 +65,14 @@ func RunComponent(t testing.TB, nc *nats.Conn, comp host.Component) (stop func()
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
 	stopped := false
-	stop = func() {
+	stop := func() {
 		if stopped {
 			return
 		}
 		stopped = true
+		if beforeStop != nil {
+			beforeStop()
+		}
 		cancel()
 		require.NoError(t, <-done)
 	}
@@ -50,7 +80,7 @@ func RunComponent(t testing.TB, nc *nats.Conn, comp host.Component) (stop func()
 	readyCtx, cancelReady := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelReady()
 	require.NoError(t, h.Ready(readyCtx), "host did not become ready")
-	return stop
+	return h, stop
 }
 
 // Publisher returns a bus that publishes test input as service would.

@@ -8,6 +8,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/events"
@@ -67,6 +70,38 @@ func TestAStageRunsAndItsOutputIsReadBack(t *testing.T) {
 	assert.ElementsMatch(t, []string{"run-1", "run-2", "run-3"}, runs)
 	assert.Equal(t, len(in), stagetest.CountEvents(t, js, events.StreamTenant, events.Pattern[*eventsv1.RunStarted]()))
 	assert.Empty(t, stagetest.ReadEvents(t, js, events.Pattern[*eventsv1.SnapshotFailed]()))
+}
+
+// apiCompleter is completer with a gRPC API: it records the registrar it was given.
+type apiCompleter struct {
+	completer
+	registered *bool
+}
+
+func (c apiCompleter) RegisterGRPC(s grpc.ServiceRegistrar) { *c.registered = s != nil }
+
+func TestAGRPCComponentAnswersThroughTheReturnedConn(t *testing.T) {
+	srv := testkit.StartNATS(t)
+	nc := srv.Connect(t)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	registered := false
+	conn, stop := stagetest.RunGRPCComponent(t, nc, apiCompleter{registered: &registered})
+	require.True(t, registered, "the component registered its API on the host's gRPC server")
+
+	resp, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
+
+	run := events.MustNew("acme", "run-1", &eventsv1.RunStarted{Tenant: "acme", RunId: "run-1", Wave: 1})
+	require.NoError(t, stagetest.Publisher(t, nc, "scheduler").Publish(t.Context(), run))
+	require.Eventually(t, func() bool {
+		return stagetest.CountEvents(t, js, events.StreamTenant, events.Pattern[*eventsv1.RunCompleted]()) == 1
+	}, 10*time.Second, 10*time.Millisecond, "the component's handlers consume as well")
+
+	stop()
+	stop() // a second stop does nothing
+	require.Equal(t, connectivity.Shutdown, conn.GetState(), "stop closes the connection")
 }
 
 func TestBusConfigRetriesQuickly(t *testing.T) {

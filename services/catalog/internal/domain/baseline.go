@@ -10,15 +10,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patchwave/patchwave/libs/apierr"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 )
 
-// ErrNotFound is returned for a baseline that was never published.
-var ErrNotFound = errors.New("baseline not found")
+// ErrNotFound is returned for a baseline that was never published. It wraps
+// apierr.ErrNotFound, keeping the message "baseline not found".
+var ErrNotFound = fmt.Errorf("baseline %w", apierr.ErrNotFound)
 
 // ErrInvalid marks input that breaks a rule: errors.Is(err, ErrInvalid) holds for the errors
-// Invalid returns, whose messages name the field and the rule.
-var ErrInvalid = errors.New("invalid")
+// Invalid returns, whose messages name the field and the rule. It is apierr.ErrInvalidArgument.
+var ErrInvalid = apierr.ErrInvalidArgument
 
 // invalidError is an error that is ErrInvalid without saying so in its message.
 type invalidError struct{ err error }

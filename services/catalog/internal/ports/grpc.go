@@ -4,14 +4,10 @@ package ports
 
 import (
 	"context"
-	"errors"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
+	"github.com/patchwave/patchwave/libs/apierr"
 	catalogv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/catalog/v1"
 	"github.com/patchwave/patchwave/services/catalog/internal/app"
-	"github.com/patchwave/patchwave/services/catalog/internal/domain"
 	"github.com/patchwave/patchwave/services/catalog/internal/pb"
 )
 
@@ -28,7 +24,7 @@ func NewGRPCServer(a *app.App) *GRPCServer { return &GRPCServer{app: a} }
 func (s *GRPCServer) ListBaselines(ctx context.Context, _ *catalogv1.ListBaselinesRequest) (*catalogv1.ListBaselinesResponse, error) {
 	bs, err := s.app.ListBaselines(ctx)
 	if err != nil {
-		return nil, grpcError(err)
+		return nil, apierr.ToStatus(err)
 	}
 	resp := &catalogv1.ListBaselinesResponse{Baselines: make([]*catalogv1.Baseline, len(bs))}
 	for i, b := range bs {
@@ -41,23 +37,7 @@ func (s *GRPCServer) ListBaselines(ctx context.Context, _ *catalogv1.ListBaselin
 func (s *GRPCServer) GetBaseline(ctx context.Context, req *catalogv1.GetBaselineRequest) (*catalogv1.GetBaselineResponse, error) {
 	b, err := s.app.GetBaseline(ctx, req.GetBaselineId())
 	if err != nil {
-		return nil, grpcError(err)
+		return nil, apierr.ToStatus(err)
 	}
 	return &catalogv1.GetBaselineResponse{Baseline: pb.Baseline(b)}, nil
-}
-
-// grpcError maps domain errors to gRPC codes, once, here at the edge.
-func grpcError(err error) error {
-	switch {
-	case errors.Is(err, domain.ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, domain.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	default:
-		return status.Error(codes.Internal, err.Error())
-	}
 }

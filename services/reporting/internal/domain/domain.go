@@ -12,21 +12,21 @@
 package domain
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"sort"
 
+	"github.com/patchwave/patchwave/libs/apierr"
 	"github.com/patchwave/patchwave/libs/events"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 )
 
-// Sentinel errors. The gRPC edge maps each to one status code.
+// Sentinel errors, aliases of the apierr ones the gRPC edge maps to status codes.
 var (
 	// ErrInvalidArgument means the request is malformed; the message names the field and rule.
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrInvalidArgument = apierr.ErrInvalidArgument
 	// ErrUnavailable means the read models are still catching up with the stream.
-	ErrUnavailable = errors.New("unavailable")
+	ErrUnavailable = apierr.ErrUnavailable
 )
 
 var tenantRule = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)

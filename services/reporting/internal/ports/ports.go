@@ -4,13 +4,11 @@ package ports
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/patchwave/patchwave/libs/apierr"
 	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/events"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
@@ -53,7 +51,7 @@ func NewGRPCServer(a *app.Application) *GRPCServer { return &GRPCServer{app: a} 
 func (s *GRPCServer) GetCompliance(ctx context.Context, req *reportingv1.GetComplianceRequest) (*reportingv1.GetComplianceResponse, error) {
 	c, err := s.app.GetCompliance(ctx, req.GetTenant())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, apierr.ToStatus(err)
 	}
 	resp := &reportingv1.GetComplianceResponse{
 		Tenant: c.Tenant, Total: coverage(c.Total), AsOf: timestamppb.New(c.AsOf),
@@ -69,7 +67,7 @@ func (s *GRPCServer) GetCompliance(ctx context.Context, req *reportingv1.GetComp
 func (s *GRPCServer) ListFailedPatches(ctx context.Context, req *reportingv1.ListFailedPatchesRequest) (*reportingv1.ListFailedPatchesResponse, error) {
 	fps, err := s.app.ListFailedPatches(ctx, req.GetTenant())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, apierr.ToStatus(err)
 	}
 	resp := &reportingv1.ListFailedPatchesResponse{FailedPatches: make([]*reportingv1.FailedPatch, len(fps))}
 	for i, fp := range fps {
@@ -85,19 +83,4 @@ func coverage(c domain.Coverage) *reportingv1.Coverage {
 		InScope: int32(c.InScope), Compliant: int32(c.Compliant), NonCompliant: int32(c.NonCompliant),
 		Unknown: int32(c.Unknown), Coverage: c.Ratio(),
 	}
-}
-
-// toStatus maps a domain error to its gRPC status, once, here at the edge.
-func toStatus(err error) error {
-	switch {
-	case errors.Is(err, domain.ErrInvalidArgument):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, domain.ErrUnavailable):
-		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	}
-	return status.Error(codes.Internal, err.Error())
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/patchwave/patchwave/libs/apierr"
 	"github.com/patchwave/patchwave/libs/events"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 )
@@ -20,14 +21,14 @@ var tenantRule = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // ValidateTenant checks a tenant id and returns a ValidationError naming the field.
 func ValidateTenant(tenant string) error {
-	var v violations
+	var v apierr.Violations
 	checkTenant(&v, tenant)
-	return v.err()
+	return v.Err()
 }
 
-func checkTenant(v *violations, tenant string) {
+func checkTenant(v *apierr.Violations, tenant string) {
 	if events.ValidateTenant(tenant) != nil {
-		v.add("tenant", fmt.Sprintf("must match %s (1-63 lower-case letters, digits or '-', not starting with '-'), got %q", tenantRule, tenant))
+		v.Add("tenant", fmt.Sprintf("must match %s (1-63 lower-case letters, digits or '-', not starting with '-'), got %q", tenantRule, tenant))
 	}
 }
 
@@ -44,18 +45,18 @@ type StartRun struct {
 
 // Validate reports every problem with the command; maxWaves is the highest wave number.
 func (c StartRun) Validate(maxWaves int) error {
-	var v violations
+	var v apierr.Violations
 	checkTenant(&v, c.Tenant)
 	if c.Wave < 1 || int(c.Wave) > maxWaves {
-		v.add("wave", fmt.Sprintf("must be from 1 to %d, got %d", maxWaves, c.Wave))
+		v.Add("wave", fmt.Sprintf("must be from 1 to %d, got %d", maxWaves, c.Wave))
 	}
 	if len(c.RequestID) > MaxRequestIDLen {
-		v.add("request_id", fmt.Sprintf("must be at most %d characters, got %d", MaxRequestIDLen, len(c.RequestID)))
+		v.Add("request_id", fmt.Sprintf("must be at most %d characters, got %d", MaxRequestIDLen, len(c.RequestID)))
 	}
 	if len(c.BaselineID) > 256 {
-		v.add("baseline_id", fmt.Sprintf("must be at most 256 characters, got %d", len(c.BaselineID)))
+		v.Add("baseline_id", fmt.Sprintf("must be at most 256 characters, got %d", len(c.BaselineID)))
 	}
-	return v.err()
+	return v.Err()
 }
 
 // RunRef names a run: tenant and run id.
@@ -66,12 +67,12 @@ type RunRef struct {
 
 // Validate reports every problem with the reference.
 func (r RunRef) Validate() error {
-	var v violations
+	var v apierr.Violations
 	checkTenant(&v, r.Tenant)
 	if r.RunID == "" {
-		v.add("run_id", "is required")
+		v.Add("run_id", "is required")
 	}
-	return v.err()
+	return v.Err()
 }
 
 // RunIDForRequest returns the run id of an idempotent StartRun: the same tenant, wave and

@@ -2,13 +2,10 @@ package ports
 
 import (
 	"context"
-	"errors"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/patchwave/patchwave/libs/apierr"
 	schedulerv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/scheduler/v1"
 
 	"github.com/patchwave/patchwave/services/scheduler/internal/app"
@@ -30,7 +27,7 @@ func (s *GRPCServer) StartRun(ctx context.Context, req *schedulerv1.StartRunRequ
 		Tenant: req.GetTenant(), Wave: req.GetWave(), BaselineID: req.GetBaselineId(), RequestID: req.GetRequestId(),
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, apierr.ToStatus(err)
 	}
 	return &schedulerv1.StartRunResponse{Run: toProto(r)}, nil
 }
@@ -39,7 +36,7 @@ func (s *GRPCServer) StartRun(ctx context.Context, req *schedulerv1.StartRunRequ
 func (s *GRPCServer) GetRun(ctx context.Context, req *schedulerv1.GetRunRequest) (*schedulerv1.GetRunResponse, error) {
 	r, err := s.app.GetRun(ctx, domain.RunRef{Tenant: req.GetTenant(), RunID: req.GetRunId()})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, apierr.ToStatus(err)
 	}
 	return &schedulerv1.GetRunResponse{Run: toProto(r)}, nil
 }
@@ -48,7 +45,7 @@ func (s *GRPCServer) GetRun(ctx context.Context, req *schedulerv1.GetRunRequest)
 func (s *GRPCServer) ListRuns(ctx context.Context, req *schedulerv1.ListRunsRequest) (*schedulerv1.ListRunsResponse, error) {
 	runs, err := s.app.ListRuns(ctx, req.GetTenant())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, apierr.ToStatus(err)
 	}
 	out := &schedulerv1.ListRunsResponse{Runs: make([]*schedulerv1.Run, len(runs))}
 	for i, r := range runs {
@@ -68,35 +65,4 @@ func toProto(r domain.Run) *schedulerv1.Run {
 		p.CompletedAt = timestamppb.New(r.CompletedAt)
 	}
 	return p
-}
-
-// toStatus maps a domain error to its gRPC status, once, here at the edge. Validation errors
-// carry a BadRequest detail with one violation per field.
-func toStatus(err error) error {
-	var verr *domain.ValidationError
-	switch {
-	case errors.As(err, &verr):
-		st := status.New(codes.InvalidArgument, err.Error())
-		br := &errdetails.BadRequest{}
-		for _, v := range verr.Violations {
-			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Rule})
-		}
-		if withDetails, derr := st.WithDetails(br); derr == nil {
-			st = withDetails
-		}
-		return st.Err()
-	case errors.Is(err, domain.ErrInvalidArgument):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, domain.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, domain.ErrFailedPrecondition):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, domain.ErrUnavailable):
-		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	}
-	return status.Error(codes.Internal, err.Error())
 }

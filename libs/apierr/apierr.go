@@ -1,0 +1,126 @@
+// Package apierr is the error vocabulary shared by every service's API: a few sentinel errors,
+// a validation error listing field violations, and ToStatus, which maps them to gRPC statuses.
+//
+// A domain package defines its errors by wrapping these sentinels
+// (fmt.Errorf("%w: run %s", apierr.ErrNotFound, id), or a sentinel of its own such as
+// fmt.Errorf("baseline %w", apierr.ErrNotFound)) or by aliasing them
+// (var ErrNotFound = apierr.ErrNotFound), and reports bad requests as a *ValidationError naming
+// each field and rule. Nothing below the edge knows about gRPC: a service's gRPC port calls
+// ToStatus once, on every error it returns.
+package apierr
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Sentinel errors. ToStatus maps each to one gRPC code; wrap them with %w to add context.
+var (
+	// ErrInvalidArgument means the request is malformed; the error names the field and rule.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrNotFound means the requested entity does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrFailedPrecondition means the request is well formed but cannot be served in the
+	// current state of the system.
+	ErrFailedPrecondition = errors.New("failed precondition")
+	// ErrUnavailable means the service cannot answer yet (read models still catching up, a
+	// dependency unreachable); retrying later may succeed.
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// Violation is one problem with one request field.
+type Violation struct {
+	// Field is the request field's name as in the API, e.g. "wave".
+	Field string
+	// Rule says what is wrong and what is expected.
+	Rule string
+}
+
+// ValidationError lists every problem with a request. errors.Is(err, ErrInvalidArgument) holds
+// for it, and ToStatus gives it a BadRequest detail with one field violation per Violation.
+type ValidationError struct {
+	Violations []Violation
+}
+
+// Error joins the violations: `invalid argument: wave: must be from 1 to 3, got 0; tenant: ...`.
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Violations))
+	for i, v := range e.Violations {
+		parts[i] = v.Field + ": " + v.Rule
+	}
+	return ErrInvalidArgument.Error() + ": " + strings.Join(parts, "; ")
+}
+
+// Is makes errors.Is(err, ErrInvalidArgument) true.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalidArgument }
+
+// Violations collects the problems of one request, in the order they are found.
+type Violations []Violation
+
+// Add records that field breaks rule.
+func (v *Violations) Add(field, rule string) {
+	*v = append(*v, Violation{Field: field, Rule: rule})
+}
+
+// Err returns a *ValidationError listing the violations, or nil when there are none.
+func (v Violations) Err() error {
+	if len(v) == 0 {
+		return nil
+	}
+	return &ValidationError{Violations: v}
+}
+
+// ToStatus maps err to the gRPC status error a handler returns; the status message is
+// err.Error(). A *ValidationError is InvalidArgument with an errdetails.BadRequest detail; the
+// sentinels are InvalidArgument, NotFound, FailedPrecondition and Unavailable;
+// context.Canceled and context.DeadlineExceeded are Canceled and DeadlineExceeded; an error that
+// already carries a gRPC status is returned unchanged; anything else is Internal.
+// ToStatus(nil) is nil.
+func ToStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	var verr *ValidationError
+	if errors.As(err, &verr) {
+		return badRequest(err, verr)
+	}
+	for _, m := range []struct {
+		target error
+		code   codes.Code
+	}{
+		{ErrInvalidArgument, codes.InvalidArgument},
+		{ErrNotFound, codes.NotFound},
+		{ErrFailedPrecondition, codes.FailedPrecondition},
+		{ErrUnavailable, codes.Unavailable},
+		{context.Canceled, codes.Canceled},
+		{context.DeadlineExceeded, codes.DeadlineExceeded},
+	} {
+		if errors.Is(err, m.target) {
+			return status.Error(m.code, err.Error())
+		}
+	}
+	var grpcErr interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &grpcErr) {
+		return err
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// badRequest is InvalidArgument with one BadRequest field violation per violation of verr;
+// without the detail if it cannot be attached.
+func badRequest(err error, verr *ValidationError) error {
+	st := status.New(codes.InvalidArgument, err.Error())
+	br := &errdetails.BadRequest{FieldViolations: make([]*errdetails.BadRequest_FieldViolation, len(verr.Violations))}
+	for i, v := range verr.Violations {
+		br.FieldViolations[i] = &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Rule}
+	}
+	if withDetails, derr := st.WithDetails(br); derr == nil {
+		st = withDetails
+	}
+	return st.Err()
+}
