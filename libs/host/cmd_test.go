@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -66,24 +65,13 @@ func commandOf(comp Component, deps *CommandDeps) Command {
 }
 
 // logBuffer collects the log lines of a command.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type logBuffer struct{ testkit.Buffer }
 
 // lines returns the JSON log lines.
 func (b *logBuffer) lines(t *testing.T) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(b.Bytes()))
 	for sc.Scan() {
 		var m map[string]any
 		require.NoError(t, json.Unmarshal(sc.Bytes(), &m), "log line %q", sc.Text())
@@ -149,7 +137,7 @@ func TestRunCommandStopsWithCodeZeroWhenItsContextEnds(t *testing.T) {
 	assert.Equal(t, config.Masked, cfg[0]["redis_password"])
 	assert.Equal(t, "hello", cfg[0]["greeting"], "the component's attrs are logged with the config")
 	assert.Equal(t, "INFO", cfg[0]["log_level"])
-	assert.NotContains(t, stderr.buf.String(), "s3cret")
+	assert.NotContains(t, stderr.String(), "s3cret")
 	assert.Empty(t, withMsg(lines, "cmdtest stopped"), "a graceful stop logs no error")
 }
 

@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -78,7 +76,7 @@ type redisProcess struct {
 	addr   string
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process has exited
-	output *syncBuffer
+	output *Buffer
 }
 
 // stop kills the process and waits for it to exit.
@@ -97,7 +95,7 @@ func startRedisProcess(t testing.TB, bin, dir string) (*redisProcess, error) {
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	out := &syncBuffer{}
+	out := &Buffer{}
 	cmd := exec.Command(bin,
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
@@ -174,23 +172,4 @@ func freePort() (int, error) {
 		return 0, fmt.Errorf("release port %d: %w", port, err)
 	}
 	return port, nil
-}
-
-// syncBuffer collects a process's output; exec copies into it from its own
-// goroutine while the test may read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
