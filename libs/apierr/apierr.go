@@ -1,25 +1,21 @@
-// Package apierr is the error vocabulary shared by every service's API: a few sentinel errors,
-// a validation error listing field violations, and ToStatus, which maps them to gRPC statuses.
+// Package apierr is the error vocabulary shared by every service's API: a few sentinel errors and
+// a validation error listing field violations. It imports nothing but the standard library, so
+// domain packages use it freely; libs/grpcerr maps these errors to gRPC statuses at the edge.
 //
 // A domain package defines its errors by wrapping these sentinels
 // (fmt.Errorf("%w: run %s", apierr.ErrNotFound, id), or a sentinel of its own such as
 // fmt.Errorf("baseline %w", apierr.ErrNotFound)) or by aliasing them
 // (var ErrNotFound = apierr.ErrNotFound), and reports bad requests as a *ValidationError naming
 // each field and rule. Nothing below the edge knows about gRPC: a service's gRPC port calls
-// ToStatus once, on every error it returns.
+// grpcerr.ToStatus once, on every error it returns.
 package apierr
 
 import (
-	"context"
 	"errors"
 	"strings"
-
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
-// Sentinel errors. ToStatus maps each to one gRPC code; wrap them with %w to add context.
+// Sentinel errors. grpcerr.ToStatus maps each to one gRPC code; wrap them with %w to add context.
 var (
 	// ErrInvalidArgument means the request is malformed; the error names the field and rule.
 	ErrInvalidArgument = errors.New("invalid argument")
@@ -31,6 +27,10 @@ var (
 	// ErrUnavailable means the service cannot answer yet (read models still catching up, a
 	// dependency unreachable); retrying later may succeed.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrUnauthenticated means the call carries no credential the API accepts.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrPermissionDenied means the caller's credential does not allow the call.
+	ErrPermissionDenied = errors.New("permission denied")
 )
 
 // Violation is one problem with one request field.
@@ -42,7 +42,7 @@ type Violation struct {
 }
 
 // ValidationError lists every problem with a request. errors.Is(err, ErrInvalidArgument) holds
-// for it, and ToStatus gives it a BadRequest detail with one field violation per Violation.
+// for it, and grpcerr.ToStatus gives it a BadRequest detail with one field violation per Violation.
 type ValidationError struct {
 	Violations []Violation
 }
@@ -73,54 +73,4 @@ func (v Violations) Err() error {
 		return nil
 	}
 	return &ValidationError{Violations: v}
-}
-
-// ToStatus maps err to the gRPC status error a handler returns; the status message is
-// err.Error(). A *ValidationError is InvalidArgument with an errdetails.BadRequest detail; the
-// sentinels are InvalidArgument, NotFound, FailedPrecondition and Unavailable;
-// context.Canceled and context.DeadlineExceeded are Canceled and DeadlineExceeded; an error that
-// already carries a gRPC status is returned unchanged; anything else is Internal.
-// ToStatus(nil) is nil.
-func ToStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	var verr *ValidationError
-	if errors.As(err, &verr) {
-		return badRequest(err, verr)
-	}
-	for _, m := range []struct {
-		target error
-		code   codes.Code
-	}{
-		{ErrInvalidArgument, codes.InvalidArgument},
-		{ErrNotFound, codes.NotFound},
-		{ErrFailedPrecondition, codes.FailedPrecondition},
-		{ErrUnavailable, codes.Unavailable},
-		{context.Canceled, codes.Canceled},
-		{context.DeadlineExceeded, codes.DeadlineExceeded},
-	} {
-		if errors.Is(err, m.target) {
-			return status.Error(m.code, err.Error())
-		}
-	}
-	var grpcErr interface{ GRPCStatus() *status.Status }
-	if errors.As(err, &grpcErr) {
-		return err
-	}
-	return status.Error(codes.Internal, err.Error())
-}
-
-// badRequest is InvalidArgument with one BadRequest field violation per violation of verr;
-// without the detail if it cannot be attached.
-func badRequest(err error, verr *ValidationError) error {
-	st := status.New(codes.InvalidArgument, err.Error())
-	br := &errdetails.BadRequest{FieldViolations: make([]*errdetails.BadRequest_FieldViolation, len(verr.Violations))}
-	for i, v := range verr.Violations {
-		br.FieldViolations[i] = &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Rule}
-	}
-	if withDetails, derr := st.WithDetails(br); derr == nil {
-		st = withDetails
-	}
-	return st.Err()
 }

@@ -35,7 +35,7 @@ func BenchmarkRelayStage(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := events.EnsureStreams(b.Context(), js, events.StreamOptions{}); err != nil {
+	if err := bus.EnsureStreams(b.Context(), js, bus.StreamOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	var busTime, rawTime time.Duration
@@ -52,14 +52,17 @@ func BenchmarkRelayStage(b *testing.B) {
 }
 
 // seedJobs stores relayMsgs JobRequested events of tenant, untimed.
-func seedJobs(b *testing.B, js jetstream.JetStream, tenant string) {
+func seedJobs(b *testing.B, js jetstream.JetStream, tenant string) { seedN(b, js, tenant, relayMsgs) }
+
+// seedN stores n JobRequested events of tenant, untimed.
+func seedN(b *testing.B, js jetstream.JetStream, tenant string, n int) {
 	b.Helper()
 	b.StopTimer()
 	defer b.StartTimer()
-	for i := range relayMsgs {
+	for i := range n {
 		ev := events.MustNew(tenant, fmt.Sprintf("run-1/i-%d", i), &eventsv1.JobRequested{Tenant: tenant, RunId: "run-1",
 			InstanceId: fmt.Sprintf("i-%d", i), PatchIds: []string{"KB5034441", "KB5034439"}})
-		ev.Source, ev.Time = "/patchwave/bench", time.Now()
+		ev.Time = time.Now()
 		data, err := events.Marshal(ev)
 		if err != nil {
 			b.Fatal(err)
@@ -88,7 +91,7 @@ func relayThroughBus(b *testing.B, nc *nats.Conn, js jetstream.JetStream, iter i
 	tenant := fmt.Sprintf("bus-%d", iter)
 	seedJobs(b, js, tenant)
 
-	bs, err := bus.New(b.Context(), bus.Config{Service: "bench", Conn: nc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	bs, err := bus.New(b.Context(), bus.Config{Service: "snapshotter", Conn: nc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		FetchBatch: 512, SkipStreamSetup: true})
 	if err != nil {
 		b.Fatal(err)
@@ -166,7 +169,7 @@ func relayRaw(b *testing.B, nc *nats.Conn, js jetstream.JetStream, iter int) tim
 			if err != nil {
 				b.Fatal(err)
 			}
-			out.Source, out.Time, out.CorrelationID = "/patchwave/bench", time.Now(), ev.CorrelationID
+			out.Time, out.CorrelationID = time.Now(), ev.CorrelationID
 			data, err := events.Marshal(out)
 			if err != nil {
 				b.Fatal(err)

@@ -12,6 +12,15 @@
 // JetStream after a backoff; after Config.MaxDeliver attempts, or at once for a Permanent error or
 // a message that is not a valid event, the raw message goes to dlq.<service>.<handler> with the
 // reason in its headers and is acknowledged. A panic in a handler is an error like any other.
+// A Throttled error (a rate-limited dependency) gets Config.MaxDeliverThrottled deliveries and a
+// longer backoff instead. Before a valid event is dead-lettered the handler's OnDeadLetter hook
+// runs, so the stage can publish the job's failure outcome; if the hook fails the message is
+// kept and retried, so no job is left without an outcome.
+//
+// Trackers (Bus.Track) follow operations that run elsewhere without a router: a tracker holds
+// up to MaxHeld messages of its durable consumer unacknowledged, keeps them in progress with one
+// loop, and hands the held set to a check function every poll interval, which acks, retries or
+// dead-letters each. A replica that dies lets JetStream redeliver what it held to another.
 //
 // Publishing is asynchronous with a bounded wait: every event is sent with its id as Nats-Msg-Id,
 // each attempt has an ack timeout, and a timed-out or failed attempt is sent again with the same
@@ -30,14 +39,13 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/patchwave/patchwave/libs/events"
 )
 
 // Config configures a Bus.
@@ -51,7 +59,7 @@ type Config struct {
 	// Registerer for the bus metrics. Optional, default none.
 	Registerer prometheus.Registerer
 	// Streams tunes the stream definitions. Optional.
-	Streams events.StreamOptions
+	Streams StreamOptions
 	// PublishTimeout bounds the wait for one publish attempt's ack. Optional, default 5s.
 	PublishTimeout time.Duration
 	// PublishAttempts is how many times an event is sent before Publish gives up. Optional, default 5.
@@ -66,6 +74,13 @@ type Config struct {
 	RetryBackoff time.Duration
 	// MaxRetryBackoff caps the redelivery delay. Optional, default 30s.
 	MaxRetryBackoff time.Duration
+	// MaxDeliverThrottled replaces MaxDeliver for a message whose last failure was Throttled
+	// (a cloud API's rate limit), so that throttling is waited out rather than turned into a
+	// failure within seconds. Optional, default 20 (with the defaults about 8 minutes).
+	MaxDeliverThrottled int
+	// ThrottledBackoff is the first redelivery delay after a Throttled failure; it doubles per
+	// delivery up to MaxRetryBackoff. Optional, default 2s.
+	ThrottledBackoff time.Duration
 	// AckWait is how long a delivered message may stay unacknowledged before JetStream
 	// redelivers it (a crashed replica). Optional, default 60s.
 	AckWait time.Duration
@@ -103,6 +118,12 @@ func (c *Config) setDefaults() {
 	if c.MaxRetryBackoff == 0 {
 		c.MaxRetryBackoff = 30 * time.Second
 	}
+	if c.MaxDeliverThrottled == 0 {
+		c.MaxDeliverThrottled = max(20, c.MaxDeliver)
+	}
+	if c.ThrottledBackoff == 0 {
+		c.ThrottledBackoff = 2 * time.Second
+	}
 	if c.AckWait == 0 {
 		c.AckWait = 60 * time.Second
 	}
@@ -125,7 +146,7 @@ func (c Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"PublishTimeout": c.PublishTimeout, "RetryBackoff": c.RetryBackoff,
-		"MaxRetryBackoff": c.MaxRetryBackoff, "AckWait": c.AckWait,
+		"MaxRetryBackoff": c.MaxRetryBackoff, "AckWait": c.AckWait, "ThrottledBackoff": c.ThrottledBackoff,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %s: must not be negative", name, d))
@@ -133,7 +154,7 @@ func (c Config) Validate() error {
 	}
 	for name, n := range map[string]int{
 		"PublishAttempts": c.PublishAttempts, "PublishWindow": c.PublishWindow, "MaxDeliver": c.MaxDeliver,
-		"MaxAckPending": c.MaxAckPending, "FetchBatch": c.FetchBatch,
+		"MaxAckPending": c.MaxAckPending, "FetchBatch": c.FetchBatch, "MaxDeliverThrottled": c.MaxDeliverThrottled,
 	} {
 		if n < 0 {
 			errs = append(errs, fmt.Errorf("%s %d: must not be negative", name, n))
@@ -158,6 +179,7 @@ type Bus struct {
 
 	mu          sync.Mutex
 	handlers    []*handler
+	trackers    []*tracker
 	projections []*projection
 	started     bool
 	running     chan struct{}
@@ -181,7 +203,7 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	if !cfg.SkipStreamSetup {
-		if err := events.EnsureStreams(ctx, js, cfg.Streams); err != nil {
+		if err := EnsureStreams(ctx, js, cfg.Streams); err != nil {
 			return nil, err
 		}
 	}
@@ -198,8 +220,47 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 // JetStream returns the JetStream context, for tooling and tests.
 func (b *Bus) JetStream() jetstream.JetStream { return b.js }
 
+// Registerer returns the metrics registerer the bus was built with (nil when none), so a
+// component can register its own metrics beside the bus's.
+func (b *Bus) Registerer() prometheus.Registerer { return b.cfg.Registerer }
+
 // Service returns the service name the bus was built for.
 func (b *Bus) Service() string { return b.cfg.Service }
+
+// HandlerInfo describes a registered handler: its name, its durable consumer and its stream.
+type HandlerInfo struct {
+	Name, Consumer, Stream string
+}
+
+// Handlers lists the handlers and then the trackers registered so far, each in registration
+// order: every durable consumer of the service.
+func (b *Bus) Handlers() []HandlerInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]HandlerInfo, 0, len(b.handlers)+len(b.trackers))
+	for _, h := range b.handlers {
+		out = append(out, HandlerInfo{Name: h.spec.Name, Consumer: h.consumer, Stream: h.stream})
+	}
+	// A tracker is a durable consumer of its service like a handler.
+	for _, t := range b.trackers {
+		out = append(out, HandlerInfo{Name: t.spec.Name, Consumer: t.consumer, Stream: t.stream})
+	}
+	return out
+}
+
+// ProjectionStreams lists the streams the projections registered so far read, each once, in
+// registration order.
+func (b *Bus) ProjectionStreams() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, p := range b.projections {
+		if !slices.Contains(out, p.stream) {
+			out = append(out, p.stream)
+		}
+	}
+	return out
+}
 
 // Running is closed once every projection has caught up and every handler is consuming.
 func (b *Bus) Running() <-chan struct{} { return b.running }

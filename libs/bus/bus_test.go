@@ -34,7 +34,7 @@ func TestConfigValidate(t *testing.T) {
 		{"a connection is required", bus.Config{Service: "svc"}, "Conn"},
 		{"a negative publish timeout is refused", bus.Config{Service: "svc", Conn: e.nc, PublishTimeout: -1}, "PublishTimeout"},
 		{"a negative max deliver is refused", bus.Config{Service: "svc", Conn: e.nc, MaxDeliver: -2}, "MaxDeliver"},
-		{"bad stream options are refused", bus.Config{Service: "svc", Conn: e.nc, Streams: events.StreamOptions{Replicas: 9}}, "Streams"},
+		{"bad stream options are refused", bus.Config{Service: "svc", Conn: e.nc, Streams: bus.StreamOptions{Replicas: 9}}, "Streams"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,7 +46,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestRegistrationErrors(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	noop := func(context.Context, *events.Event) error { return nil }
 	tests := []struct {
 		name string
@@ -77,7 +77,7 @@ func TestRegistrationErrors(t *testing.T) {
 
 func TestPublishRefusesInvalidEvents(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	ctx := t.Context()
 
 	err := b.Publish(ctx, nil)
@@ -89,6 +89,17 @@ func TestPublishRefusesInvalidEvents(t *testing.T) {
 	err = b.Publish(ctx, handMade)
 	require.ErrorContains(t, err, "do not match")
 	require.True(t, bus.IsPermanent(err), "no retry fixes an invalid event")
+	require.Zero(t, e.count(t, events.StreamTenant, "patch.>"))
+
+	notOurs := events.MustNew("acme", "run-1/i-1", &eventsv1.InstallSucceeded{Tenant: "acme", RunId: "run-1", InstanceId: "i-1"})
+	err = b.Publish(ctx, notOurs)
+	require.ErrorContains(t, err, `service "scheduler" does not publish patchwave.events.v1.InstallSucceeded, its producer is "installer"`)
+	require.True(t, bus.IsPermanent(err))
+	forged := runStarted(t, "acme", "run-1")
+	forged.Source = "/patchwave/installer"
+	err = b.Publish(ctx, forged)
+	require.ErrorContains(t, err, `source "/patchwave/installer" is not the producer of patchwave.events.v1.RunStarted`)
+	require.True(t, bus.IsPermanent(err))
 	require.Zero(t, e.count(t, events.StreamTenant, "patch.>"))
 
 	huge := runStarted(t, "acme", "huge")
@@ -104,7 +115,7 @@ func TestPublishRefusesInvalidEvents(t *testing.T) {
 
 func TestHandlerContextContinuesThePublishersTrace(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	got := make(chan string, 1)
 	require.NoError(t, bus.Handle(b, "H", func(ctx context.Context, _ *events.Event, _ *eventsv1.RunStarted) error {
 		got <- bus.TraceParent(ctx)
@@ -128,7 +139,7 @@ func TestHandlerContextContinuesThePublishersTrace(t *testing.T) {
 func TestHandlerReceivesDecodedEventWithCorrelationAndItsPublishesCarryIt(t *testing.T) {
 	e := newEnv(t)
 	reg := prometheus.NewRegistry()
-	cfg := e.config(t, "relay")
+	cfg := e.config(t, "scheduler")
 	cfg.Registerer = reg
 	b := newBus(t, cfg)
 
@@ -167,7 +178,7 @@ func TestHandlerReceivesDecodedEventWithCorrelationAndItsPublishesCarryIt(t *tes
 	require.Equal(t, "corr-123", s.corr, "correlation id in the handler's context")
 	require.Equal(t, "corr-123", s.ev.CorrelationID)
 	require.Equal(t, "patch.acme.run.started/run-1", s.ev.ID)
-	require.Equal(t, "/patchwave/relay", s.ev.Source)
+	require.Equal(t, "/patchwave/scheduler", s.ev.Source)
 	require.Equal(t, "acme", s.ev.Tenant)
 	require.Equal(t, uint64(1), s.ev.Sequence)
 	require.Equal(t, uint64(1), s.ev.Delivered)
@@ -181,7 +192,7 @@ func TestHandlerReceivesDecodedEventWithCorrelationAndItsPublishesCarryIt(t *tes
 	require.NoError(t, err)
 	require.Equal(t, "corr-123", outEv.CorrelationID, "envelope of the handler's event")
 
-	require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "relay_CompleteOnRunStarted") }, eventually, tick,
+	require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "scheduler_CompleteOnRunStarted") }, eventually, tick,
 		"the input is acknowledged")
 	require.Zero(t, e.count(t, events.StreamDLQ, "dlq.>"))
 
@@ -197,7 +208,7 @@ func TestHandlerReceivesDecodedEventWithCorrelationAndItsPublishesCarryIt(t *tes
 
 func TestHandlerWithoutCorrelationGetsANewOne(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	got := make(chan string, 1)
 	require.NoError(t, bus.Handle(b, "H", func(ctx context.Context, _ *events.Event, _ *eventsv1.RunStarted) error {
 		got <- bus.CorrelationID(ctx)
@@ -216,7 +227,7 @@ func TestHandlerWithoutCorrelationGetsANewOne(t *testing.T) {
 // (2) redelivery after a failed handler.
 func TestFailedHandlerIsRetriedUntilItSucceeds(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	rec := newRecorder()
 	done := make(chan *events.Event, 1)
 	require.NoError(t, bus.Handle(b, "FlakyOnRunStarted", func(_ context.Context, ev *events.Event, _ *eventsv1.RunStarted) error {
@@ -240,7 +251,7 @@ func TestFailedHandlerIsRetriedUntilItSucceeds(t *testing.T) {
 		delivered = append(delivered, ev.Delivered)
 	}
 	require.Equal(t, []uint64{1, 2, 3}, delivered)
-	require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "svc_FlakyOnRunStarted") }, eventually, tick)
+	require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "scheduler_FlakyOnRunStarted") }, eventually, tick)
 	require.Zero(t, e.count(t, events.StreamDLQ, "dlq.>"), "nothing dead-lettered")
 }
 
@@ -258,7 +269,7 @@ func TestFailingHandlerDeadLettersAndMovesOn(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			b := newBus(t, e.config(t, "svc"))
+			b := newBus(t, e.config(t, "scheduler"))
 			rec := newRecorder()
 			require.NoError(t, bus.Handle(b, "PickyOnRunStarted", func(_ context.Context, ev *events.Event, _ *eventsv1.RunStarted) error {
 				rec.add(ev)
@@ -272,12 +283,12 @@ func TestFailingHandlerDeadLettersAndMovesOn(t *testing.T) {
 			bad := runStarted(t, "acme", "bad")
 			require.NoError(t, b.Publish(ctx, bad))
 
-			require.Eventually(t, func() bool { return e.count(t, events.StreamDLQ, "dlq.svc.PickyOnRunStarted") == 1 }, eventually, tick)
-			dl := e.msgs(t, events.StreamDLQ, "dlq.svc.PickyOnRunStarted")[0]
+			require.Eventually(t, func() bool { return e.count(t, events.StreamDLQ, "dlq.scheduler.PickyOnRunStarted") == 1 }, eventually, tick)
+			dl := e.msgs(t, events.StreamDLQ, "dlq.scheduler.PickyOnRunStarted")[0]
 			require.Contains(t, dl.Header.Get(events.HeaderDLQReason), tt.reason)
 			require.Equal(t, "patch.acme.run.started", dl.Header.Get(events.HeaderDLQSubject))
 			require.Equal(t, "1", dl.Header.Get(events.HeaderDLQSequence))
-			require.Equal(t, "svc_PickyOnRunStarted", dl.Header.Get(events.HeaderDLQHandler))
+			require.Equal(t, "scheduler_PickyOnRunStarted", dl.Header.Get(events.HeaderDLQHandler))
 			require.Equal(t, "corr-dlq", dl.Header.Get(events.HeaderCorrelationID), "original headers are kept")
 			orig := e.msgs(t, events.StreamTenant, "patch.acme.run.started")[0]
 			require.Equal(t, orig.Data, dl.Data, "the original payload")
@@ -286,7 +297,7 @@ func TestFailingHandlerDeadLettersAndMovesOn(t *testing.T) {
 			// The consumer moves on.
 			require.NoError(t, b.Publish(t.Context(), runStarted(t, "acme", "good")))
 			require.Eventually(t, func() bool { return rec.callsOf("good") == 1 }, eventually, tick)
-			require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "svc_PickyOnRunStarted") }, eventually, tick)
+			require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "scheduler_PickyOnRunStarted") }, eventually, tick)
 			require.Equal(t, tt.wantCalls, rec.callsOf("bad"), "a dead letter is not redelivered")
 			require.Equal(t, uint64(1), e.count(t, events.StreamDLQ, "dlq.>"))
 		})
@@ -296,7 +307,7 @@ func TestFailingHandlerDeadLettersAndMovesOn(t *testing.T) {
 // (4) the same event published twice is stored once.
 func TestDuplicatePublishIsStoredOnce(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	ctx := t.Context()
 	require.NoError(t, b.Publish(ctx, runStarted(t, "acme", "run-1")))
 	require.NoError(t, b.Publish(ctx, runStarted(t, "acme", "run-1")), "a retry of the same event")
@@ -314,7 +325,7 @@ func TestDuplicatePublishIsStoredOnce(t *testing.T) {
 // (5) messages that are not valid events are dead-lettered, and the consumer goes on.
 func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	rec := newRecorder()
 	require.NoError(t, bus.Handle(b, "ReadOnRunStarted", func(_ context.Context, ev *events.Event, _ *eventsv1.RunStarted) error {
 		rec.add(ev)
@@ -324,11 +335,12 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 	ctx := t.Context()
 	const subject = "patch.acme.run.started"
 
-	valid, err := events.Marshal(&events.Event{ID: subject + "/run-x", Source: "/patchwave/test", Type: "patchwave.events.v1.RunStarted",
+	valid, err := events.Marshal(&events.Event{ID: subject + "/run-x", Source: "/patchwave/scheduler", Type: "patchwave.events.v1.RunStarted",
 		Key: "run-x", Tenant: "acme", Data: &eventsv1.RunStarted{RunId: "run-x"}})
 	require.NoError(t, err)
 	unknown := strings.Replace(string(valid), "patchwave.events.v1.RunStarted", "patchwave.events.v1.Nope", 1)
 	wrongTenant := strings.Replace(string(valid), `"tenant":"acme"`, `"tenant":"globex"`, 1)
+	forged := strings.Replace(string(valid), `"/patchwave/scheduler"`, `"/patchwave/notifier"`, 1)
 	dupHeader := nats.NewMsg(subject)
 	dupHeader.Data = valid
 	dupHeader.Header["X-Dup"] = []string{"a", "b"}
@@ -342,6 +354,8 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 		{"an unknown type", &nats.Msg{Subject: subject, Data: []byte(unknown)}, "unknown type"},
 		{"a tenant that does not match the subject", &nats.Msg{Subject: subject, Data: []byte(wrongTenant)}, "belongs on"},
 		{"a repeated header", dupHeader, "repeated header(s) X-Dup"},
+		{"a source that is not the type's producer", &nats.Msg{Subject: subject, Data: []byte(forged)},
+			`source "/patchwave/notifier" is not the producer of patchwave.events.v1.RunStarted`},
 		{"an empty body", &nats.Msg{Subject: subject}, "not CloudEvents JSON"},
 	}
 	for _, m := range bad {
@@ -351,10 +365,10 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 	require.NoError(t, b.Publish(ctx, runStarted(t, "acme", "good")))
 
 	require.Eventually(t, func() bool { return rec.callsOf("good") == 1 }, eventually, tick, "the consumer goes on")
-	require.Eventually(t, func() bool { return e.count(t, events.StreamDLQ, "dlq.svc.ReadOnRunStarted") == uint64(len(bad)) }, eventually, tick)
+	require.Eventually(t, func() bool { return e.count(t, events.StreamDLQ, "dlq.scheduler.ReadOnRunStarted") == uint64(len(bad)) }, eventually, tick)
 	// Handlers run concurrently, so dead letters are matched by the sequence they name.
 	bySeq := map[string]*jetstream.RawStreamMsg{}
-	for _, dl := range e.msgs(t, events.StreamDLQ, "dlq.svc.ReadOnRunStarted") {
+	for _, dl := range e.msgs(t, events.StreamDLQ, "dlq.scheduler.ReadOnRunStarted") {
 		bySeq[dl.Header.Get(events.HeaderDLQSequence)] = dl
 	}
 	for i, m := range bad {
@@ -367,7 +381,7 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 		})
 	}
 	require.Equal(t, 1, rec.len(), "the handler saw only the valid event")
-	require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "svc_ReadOnRunStarted") }, eventually, tick)
+	require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "scheduler_ReadOnRunStarted") }, eventually, tick)
 }
 
 func nilIfEmpty(b []byte) []byte {
@@ -379,7 +393,7 @@ func nilIfEmpty(b []byte) []byte {
 
 func TestTypedHandlerDeadLettersOtherPayloads(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	calls := atomic.Int32{}
 	require.NoError(t, bus.Handle(b, "OnlyRunStarted", func(context.Context, *events.Event, *eventsv1.RunStarted) error {
 		calls.Add(1)
@@ -387,7 +401,7 @@ func TestTypedHandlerDeadLettersOtherPayloads(t *testing.T) {
 	}, "patch.acme.>"))
 	start(t, b)
 	require.NoError(t, b.Publish(t.Context(), events.MustNew("acme", "run-1", &eventsv1.RunCompleted{RunId: "run-1"})))
-	require.Eventually(t, func() bool { return e.count(t, events.StreamDLQ, "dlq.svc.OnlyRunStarted") == 1 }, eventually, tick)
+	require.Eventually(t, func() bool { return e.count(t, events.StreamDLQ, "dlq.scheduler.OnlyRunStarted") == 1 }, eventually, tick)
 	dl := e.msgs(t, events.StreamDLQ, "dlq.>")[0]
 	require.Contains(t, dl.Header.Get(events.HeaderDLQReason), "want *eventsv1.RunStarted")
 	require.Zero(t, calls.Load())
@@ -396,7 +410,7 @@ func TestTypedHandlerDeadLettersOtherPayloads(t *testing.T) {
 // (6) a panic is a failure: retried, then dead-lettered, and the consumer keeps going.
 func TestPanickingHandlerIsDeadLetteredAndConsumerKeepsGoing(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	rec := newRecorder()
 	require.NoError(t, bus.Handle(b, "PanicOnRunStarted", func(_ context.Context, ev *events.Event, _ *eventsv1.RunStarted) error {
 		rec.add(ev)
@@ -407,7 +421,7 @@ func TestPanickingHandlerIsDeadLetteredAndConsumerKeepsGoing(t *testing.T) {
 	}))
 	start(t, b)
 	require.NoError(t, b.Publish(t.Context(), runStarted(t, "acme", "bad")))
-	require.Eventually(t, func() bool { return e.count(t, events.StreamDLQ, "dlq.svc.PanicOnRunStarted") == 1 }, eventually, tick)
+	require.Eventually(t, func() bool { return e.count(t, events.StreamDLQ, "dlq.scheduler.PanicOnRunStarted") == 1 }, eventually, tick)
 	dl := e.msgs(t, events.StreamDLQ, "dlq.>")[0]
 	reason := dl.Header.Get(events.HeaderDLQReason)
 	require.Contains(t, reason, "handler panic: handler bug")
@@ -421,7 +435,7 @@ func TestPanickingHandlerIsDeadLetteredAndConsumerKeepsGoing(t *testing.T) {
 // (7) publishing is bounded in time when the server is down, and works again once it is back.
 func TestPublishFailsInBoundedTimeWhileTheServerIsDown(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.config(t, "svc")
+	cfg := e.config(t, "scheduler")
 	cfg.PublishTimeout = 300 * time.Millisecond
 	cfg.PublishAttempts = 3
 	cfg.RetryBackoff = 50 * time.Millisecond
@@ -449,7 +463,7 @@ func TestPublishFailsInBoundedTimeWhileTheServerIsDown(t *testing.T) {
 
 func TestPublishInFlightAcrossAServerRestartStoresEveryEventOnce(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.config(t, "svc")
+	cfg := e.config(t, "scheduler")
 	cfg.PublishTimeout = 2 * time.Second
 	cfg.PublishAttempts = 10
 	cfg.RetryBackoff = 100 * time.Millisecond
@@ -484,6 +498,7 @@ func TestPublishInFlightAcrossAServerRestartStoresEveryEventOnce(t *testing.T) {
 	t.Logf("events sent again: %v", retries)
 }
 
+// counterValue sums the samples of the counter or gauge called name.
 func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	families, err := reg.Gather()
@@ -492,7 +507,7 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	for _, f := range families {
 		if f.GetName() == name {
 			for _, m := range f.GetMetric() {
-				sum += m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}
@@ -507,7 +522,7 @@ func TestReplicasShareTheDurableConsumer(t *testing.T) {
 	handled := map[string]int{}
 	byReplica := [2]atomic.Int32{}
 	for r := range 2 {
-		cfg := e.config(t, "svc")
+		cfg := e.config(t, "scheduler")
 		cfg.Conn = e.srv.Connect(t)
 		cfg.FetchBatch = 16
 		b := newBus(t, cfg)
@@ -523,14 +538,14 @@ func TestReplicasShareTheDurableConsumer(t *testing.T) {
 		}))
 		start(t, b)
 	}
-	pub := newBus(t, e.config(t, "publisher"))
+	pub := newBus(t, e.config(t, "scheduler"))
 	evs := make([]*events.Event, n)
 	for i := range evs {
 		evs[i] = jobRequested(t, "acme", "run-1", fmt.Sprintf("i-%d", i))
 	}
 	require.NoError(t, pub.Publish(t.Context(), evs...))
 
-	require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "svc_CountOnJobRequested") }, eventually, tick)
+	require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "scheduler_CountOnJobRequested") }, eventually, tick)
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, handled, n)
@@ -544,7 +559,7 @@ func TestReplicasShareTheDurableConsumer(t *testing.T) {
 // (10) Run returns nil on cancel, promptly, also with a handler in flight.
 func TestRunReturnsNilPromptlyOnCancel(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	inHandler := make(chan struct{})
 	var once sync.Once
 	require.NoError(t, bus.Handle(b, "BlockOnRunStarted", func(ctx context.Context, _ *events.Event, _ *eventsv1.RunStarted) error {
@@ -569,7 +584,7 @@ func TestRunReturnsNilPromptlyOnCancel(t *testing.T) {
 
 func TestRunWithoutHandlersOrProjectionsRunsUntilCancel(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	r := start(t, b)
 	require.NoError(t, b.Ready(t.Context()))
 	require.NoError(t, r.stop(t))
@@ -579,7 +594,7 @@ func TestRunWithoutHandlersOrProjectionsRunsUntilCancel(t *testing.T) {
 // the next consumer.
 func TestStopWithBufferedMessagesLosesNone(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.config(t, "svc")
+	cfg := e.config(t, "scheduler")
 	cfg.AckWait = time.Second
 	cfg.FetchBatch = 64
 	const n = 200
@@ -624,7 +639,7 @@ func TestStopWithBufferedMessagesLosesNone(t *testing.T) {
 // A handler that runs longer than AckWait is kept in progress, not redelivered meanwhile.
 func TestLongHandlerIsNotRedeliveredWhileRunning(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.config(t, "svc")
+	cfg := e.config(t, "scheduler")
 	cfg.AckWait = 400 * time.Millisecond
 	b := newBus(t, cfg)
 	var calls atomic.Int32
@@ -643,19 +658,19 @@ func TestLongHandlerIsNotRedeliveredWhileRunning(t *testing.T) {
 	require.Eventually(t, func() bool { return calls.Load() == 1 }, eventually, tick)
 	require.Never(t, func() bool { return calls.Load() > 1 }, 5*cfg.AckWait, 20*time.Millisecond)
 	close(release)
-	require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "svc_LongOnRunStarted") }, eventually, tick)
+	require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "scheduler_LongOnRunStarted") }, eventually, tick)
 	require.Equal(t, int32(1), calls.Load())
 }
 
 func TestDeadLetterKeepsHeadersButNotNatsOnes(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	require.NoError(t, bus.Handle(b, "RefuseOnRunStarted", func(context.Context, *events.Event, *eventsv1.RunStarted) error {
 		return bus.Permanent(errBoom)
 	}))
 	start(t, b)
 	ev := runStarted(t, "acme", "run-1")
-	ev.Source = "/patchwave/test"
+	ev.Source = "/patchwave/scheduler"
 	ev.Time = time.Now()
 	body, err := events.Marshal(ev)
 	require.NoError(t, err)
@@ -671,7 +686,7 @@ func TestDeadLetterKeepsHeadersButNotNatsOnes(t *testing.T) {
 	dl := e.msgs(t, events.StreamDLQ, "dlq.>")[0]
 	require.Equal(t, "kept", dl.Header.Get("X-Custom"))
 	require.Empty(t, dl.Header.Get("Nats-Expected-Stream"))
-	require.Equal(t, "dlq/svc_RefuseOnRunStarted/1", dl.Header.Get(nats.MsgIdHdr))
+	require.Equal(t, "dlq/scheduler_RefuseOnRunStarted/1", dl.Header.Get(nats.MsgIdHdr))
 	var doc map[string]any
 	require.NoError(t, json.Unmarshal(dl.Data, &doc))
 	require.Equal(t, ev.ID, doc["id"])
@@ -679,15 +694,15 @@ func TestDeadLetterKeepsHeadersButNotNatsOnes(t *testing.T) {
 
 func TestRunFailsWhenItsConsumerIsDeleted(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	bus.SetPullExpiry(b, time.Second)
 	require.NoError(t, bus.Handle(b, "H", func(context.Context, *events.Event, *eventsv1.RunStarted) error { return nil }))
 	r := start(t, b)
-	require.NoError(t, e.js.DeleteConsumer(t.Context(), events.StreamTenant, bus.Consumer("svc", "H")))
+	require.NoError(t, e.js.DeleteConsumer(t.Context(), events.StreamTenant, bus.Consumer("scheduler", "H")))
 	select {
 	case err := <-r.done:
 		r.done <- err
-		require.ErrorContains(t, err, "consumer svc_H stopped", "the process exits and starts over rather than stall")
+		require.ErrorContains(t, err, "consumer scheduler_H stopped", "the process exits and starts over rather than stall")
 	case <-time.After(eventually):
 		t.Fatal("Run goes on without its consumer")
 	}
@@ -695,7 +710,7 @@ func TestRunFailsWhenItsConsumerIsDeleted(t *testing.T) {
 
 func TestDeliverNewSkipsEventsStoredBeforeTheConsumer(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	require.NoError(t, b.Publish(t.Context(), runStarted(t, "acme", "old")))
 	rec := newRecorder()
 	require.NoError(t, b.Handle(bus.HandlerSpec{Name: "NewOnly", Subjects: []string{"patch.>"}, DeliverNew: true,
@@ -708,7 +723,7 @@ func TestDeliverNewSkipsEventsStoredBeforeTheConsumer(t *testing.T) {
 
 func TestRunStoppedBeforeItStartsReturnsNil(t *testing.T) {
 	e := newEnv(t)
-	b := newBus(t, e.config(t, "svc"))
+	b := newBus(t, e.config(t, "scheduler"))
 	require.NoError(t, bus.Handle(b, "H", func(context.Context, *events.Event, *eventsv1.RunStarted) error { return nil }))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()

@@ -39,6 +39,37 @@ type HandlerSpec struct {
 	// behind a slow handler they would outlive AckWait and be redelivered elsewhere. Raise it
 	// only for fast handlers.
 	FetchBatch int
+	// OnDeadLetter runs before a valid event of this handler goes to the dead-letter subject
+	// (its deliveries are used up, or the error is Permanent), so the stage can publish the
+	// job's failure outcome. When it fails the message is redelivered later, never lost.
+	// Optional.
+	OnDeadLetter DeadLetterFunc
+}
+
+// DeadLetterFunc is called with a valid event that is about to be dead-lettered. Return nil
+// once whatever must follow from the failure (a failure outcome) is stored; an error keeps the
+// message and retries it after a backoff.
+type DeadLetterFunc func(ctx context.Context, dl DeadLetter) error
+
+// DeadLetter describes an event that is about to be dead-lettered.
+type DeadLetter struct {
+	// Event is the decoded event.
+	Event *events.Event
+	// Cause is the last handler (or tracker) error.
+	Cause error
+	// Deliveries is how many times the message was delivered.
+	Deliveries uint64
+	// Reason is the sentence a failure outcome should carry: "dead-lettered after 5 attempts:
+	// <cause>", or "dead-lettered: <cause>" for a Permanent error.
+	Reason string
+}
+
+// deadLetterReason is DeadLetter.Reason.
+func deadLetterReason(cause error, deliveries uint64) string {
+	if IsPermanent(cause) {
+		return "dead-lettered: " + cause.Error()
+	}
+	return fmt.Sprintf("dead-lettered after %d attempts: %v", deliveries, cause)
 }
 
 type handler struct {
@@ -46,6 +77,22 @@ type handler struct {
 	stream   string
 	consumer string
 	dlq      string
+}
+
+// retry decides what happens to a message that failed with err at its delivered-th delivery:
+// dead-lettered (Permanent, or out of deliveries), or redelivered after delay.
+func (b *Bus) retry(err error, delivered uint64) (deadLetter bool, delay time.Duration) {
+	if IsPermanent(err) {
+		return true, 0
+	}
+	limit, base := b.cfg.MaxDeliver, b.cfg.RetryBackoff
+	if IsThrottled(err) {
+		limit, base = b.cfg.MaxDeliverThrottled, b.cfg.ThrottledBackoff
+	}
+	if delivered >= uint64(limit) {
+		return true, 0
+	}
+	return false, backoff(base, max(base, b.cfg.MaxRetryBackoff), int(min(delivered, 32)))
 }
 
 // defaultConcurrency is HandlerSpec.Concurrency's default.
@@ -134,28 +181,43 @@ func streamOf(subjects []string) (string, error) {
 	return stream, nil
 }
 
-// ensureConsumer creates or updates the handler's durable pull consumer.
-func (b *Bus) ensureConsumer(ctx context.Context, h *handler) (jetstream.Consumer, error) {
+// consumerSpec is what a durable pull consumer of a handler or tracker is made of.
+type consumerSpec struct {
+	name, stream, description string
+	subjects                  []string
+	deliverNew                bool
+	maxAckPending             int
+}
+
+// ensureConsumer creates or updates a handler's or tracker's durable pull consumer.
+func (b *Bus) ensureConsumer(ctx context.Context, cs consumerSpec) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
-		Durable:        h.consumer,
-		Description:    fmt.Sprintf("%s handler %s", b.cfg.Service, h.spec.Name),
-		FilterSubjects: h.spec.Subjects,
+		Durable:        cs.name,
+		Description:    cs.description,
+		FilterSubjects: cs.subjects,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        b.cfg.AckWait,
 		// Unlimited at the server: the bus counts deliveries and dead-letters the message
 		// itself, so a message is never dropped silently.
 		MaxDeliver:    -1,
-		MaxAckPending: b.cfg.MaxAckPending,
+		MaxAckPending: cs.maxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
-	if h.spec.DeliverNew {
+	if cs.deliverNew {
 		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
 	}
-	c, err := b.js.CreateOrUpdateConsumer(ctx, h.stream, cfg)
+	c, err := b.js.CreateOrUpdateConsumer(ctx, cs.stream, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("consumer %s on %s: %w", h.consumer, h.stream, err)
+		return nil, fmt.Errorf("consumer %s on %s: %w", cs.name, cs.stream, err)
 	}
 	return c, nil
+}
+
+func (h *handler) consumerSpec(service string, maxAckPending int) consumerSpec {
+	return consumerSpec{
+		name: h.consumer, stream: h.stream, description: fmt.Sprintf("%s handler %s", service, h.spec.Name),
+		subjects: h.spec.Subjects, deliverNew: h.spec.DeliverNew, maxAckPending: maxAckPending,
+	}
 }
 
 // watermillHandler decodes the message and calls the handler with correlation and trace context.
@@ -164,7 +226,7 @@ func (b *Bus) watermillHandler(h *handler) message.NoPublishHandlerFunc {
 		if bad := m.Metadata.Get(mdBadHeader); bad != "" {
 			return Permanent(fmt.Errorf("%w: repeated header(s) %s", events.ErrMalformed, bad))
 		}
-		ev, err := events.Unmarshal(m.Metadata.Get(mdSubject), m.Payload)
+		ev, err := decoded.unmarshal(m.Metadata.Get(mdSubject), m.Payload)
 		if err != nil {
 			return Permanent(err)
 		}
@@ -212,9 +274,10 @@ func recoverer(h message.HandlerFunc) message.HandlerFunc {
 }
 
 // deadLetter acknowledges a failing message after it goes to the dead-letter subject, when the
-// failure is permanent or the message has used up its deliveries. Other failures nack the
-// message, so it is redelivered after a backoff; the middleware logs them itself and returns
-// no error, so the router does not log each failure a second time.
+// failure is permanent or the message has used up its deliveries; the handler's OnDeadLetter
+// hook runs first for a valid event. Other failures nack the message, so it is redelivered
+// after a backoff; the middleware logs them itself and returns no error, so the router does
+// not log each failure a second time.
 func (b *Bus) deadLetter(hd *handler) message.HandlerMiddleware {
 	return func(next message.HandlerFunc) message.HandlerFunc {
 		return func(m *message.Message) ([]*message.Message, error) {
@@ -225,50 +288,107 @@ func (b *Bus) deadLetter(hd *handler) message.HandlerMiddleware {
 			delivered, _ := strconv.ParseUint(m.Metadata.Get(mdDelivered), 10, 64)
 			if m.Context().Err() != nil && !IsPermanent(err) {
 				// The bus is stopping; the message is redelivered, not dead-lettered.
+				m.Metadata.Set(mdRetryDelay, "0s")
 				m.Nack()
 				return nil, nil
 			}
 			log := b.log.With("handler", hd.spec.Name, "msg_id", m.UUID,
 				"subject", m.Metadata.Get(mdSubject), "delivered", delivered,
 				"correlation_id", m.Metadata.Get(events.HeaderCorrelationID))
-			if !IsPermanent(err) && delivered < uint64(b.cfg.MaxDeliver) {
-				log.Warn("handler failed, will retry", "error", err)
+			dead, delay := b.retry(err, delivered)
+			if !dead {
+				log.Warn("handler failed, will retry", "error", err, "retry_in", delay)
+				m.Metadata.Set(mdRetryDelay, delay.String())
 				m.Nack()
 				return nil, nil
 			}
-			if dlqErr := b.publishDeadLetter(m.Context(), hd, m, err); dlqErr != nil {
-				log.Error("dead-letter publish failed, will retry", "error", dlqErr, "cause", err)
+			raw := rawFromWatermill(m)
+			if ok := b.sendToDeadLetter(m.Context(), log, dlqTarget{name: hd.spec.Name, consumer: hd.consumer, subject: hd.dlq, hook: hd.spec.OnDeadLetter}, raw, err, delivered); !ok {
+				m.Metadata.Set(mdRetryDelay, b.keepDelay(delivered).String())
 				m.Nack()
-				return nil, nil
 			}
-			log.Error("message dead-lettered", "error", err, "dlq", hd.dlq)
-			b.metrics.deadLettered.WithLabelValues(hd.spec.Name).Inc()
 			return nil, nil
 		}
 	}
 }
 
-func (b *Bus) publishDeadLetter(ctx context.Context, hd *handler, m *message.Message, cause error) error {
-	dl := nats.NewMsg(hd.dlq)
-	dl.Data = m.Payload
+// keepDelay is the redelivery delay of a message that could not be dead-lettered yet.
+func (b *Bus) keepDelay(delivered uint64) time.Duration {
+	return backoff(b.cfg.RetryBackoff, b.cfg.MaxRetryBackoff, int(min(delivered, 32)))
+}
+
+// dlqTarget is where a handler's or tracker's dead letters go.
+type dlqTarget struct {
+	name, consumer, subject string
+	hook                    DeadLetterFunc
+}
+
+// rawMsg is a received message as the dead-letter path needs it.
+type rawMsg struct {
+	subject string
+	seq     string
+	data    []byte
+	// header holds the original headers, first value of each.
+	header nats.Header
+	// malformed says why the message is not a valid event ("" when it is one).
+	malformed string
+}
+
+func rawFromWatermill(m *message.Message) rawMsg {
+	r := rawMsg{subject: m.Metadata.Get(mdSubject), seq: m.Metadata.Get(mdSequence), data: m.Payload, header: nats.Header{}}
 	for k, v := range m.Metadata {
-		// Nats-* headers (message id, expected stream or sequence) would change how the dead
-		// letter is stored, so they are left out.
-		if orig, ok := strings.CutPrefix(k, mdHeader); ok && !strings.HasPrefix(strings.ToLower(orig), "nats-") {
-			dl.Header.Set(orig, v)
+		if orig, ok := strings.CutPrefix(k, mdHeader); ok {
+			r.header.Set(orig, v)
 		}
 	}
-	seq := m.Metadata.Get(mdSequence)
-	reason := cause.Error()
+	r.malformed = m.Metadata.Get(mdBadHeader)
+	return r
+}
+
+// sendToDeadLetter runs the hook for a valid event, then publishes the dead letter. It reports
+// false when the message must be kept (and retried later) because the hook or the publish
+// failed.
+func (b *Bus) sendToDeadLetter(ctx context.Context, log *slog.Logger, t dlqTarget, raw rawMsg, cause error, delivered uint64) bool {
+	reason := deadLetterReason(cause, delivered)
+	if t.hook != nil && raw.malformed == "" {
+		if ev, err := events.Unmarshal(raw.subject, raw.data); err == nil {
+			ev.Sequence, _ = strconv.ParseUint(raw.seq, 10, 64)
+			ev.Delivered = delivered
+			if err := t.hook(ctx, DeadLetter{Event: ev, Cause: cause, Deliveries: delivered, Reason: reason}); err != nil {
+				log.Error("dead-letter hook failed, will retry", "error", err, "cause", cause)
+				b.metrics.deadLetterHookFailed.WithLabelValues(t.name).Inc()
+				return false
+			}
+		}
+	}
+	if err := b.publishDeadLetter(ctx, t, raw, reason); err != nil {
+		log.Error("dead-letter publish failed, will retry", "error", err, "cause", cause)
+		return false
+	}
+	log.Error("message dead-lettered", "error", cause, "dlq", t.subject)
+	b.metrics.deadLettered.WithLabelValues(t.name).Inc()
+	return true
+}
+
+func (b *Bus) publishDeadLetter(ctx context.Context, t dlqTarget, raw rawMsg, reason string) error {
+	dl := nats.NewMsg(t.subject)
+	dl.Data = raw.data
+	for k, v := range raw.header {
+		// Nats-* headers (message id, expected stream or sequence) would change how the dead
+		// letter is stored, so they are left out.
+		if len(v) > 0 && !strings.HasPrefix(strings.ToLower(k), "nats-") {
+			dl.Header.Set(k, v[0])
+		}
+	}
 	if len(reason) > 2048 {
 		reason = reason[:2048]
 	}
 	dl.Header.Set(events.HeaderDLQReason, headerSafe.Replace(reason))
-	dl.Header.Set(events.HeaderDLQSubject, m.Metadata.Get(mdSubject))
-	dl.Header.Set(events.HeaderDLQSequence, seq)
-	dl.Header.Set(events.HeaderDLQHandler, hd.consumer)
+	dl.Header.Set(events.HeaderDLQSubject, raw.subject)
+	dl.Header.Set(events.HeaderDLQSequence, raw.seq)
+	dl.Header.Set(events.HeaderDLQHandler, t.consumer)
 	// One dead letter per stored message and handler, however often this runs.
-	dl.Header.Set(nats.MsgIdHdr, "dlq/"+hd.consumer+"/"+seq)
+	dl.Header.Set(nats.MsgIdHdr, "dlq/"+t.consumer+"/"+raw.seq)
 	return b.publishMsgs(ctx, []*nats.Msg{dl})
 }
 

@@ -10,6 +10,12 @@ type metrics struct {
 	handleSeconds  *prometheus.HistogramVec
 	deadLettered   *prometheus.CounterVec
 	projected      *prometheus.CounterVec
+
+	deadLetterHookFailed *prometheus.CounterVec
+	trackerHeld          *prometheus.GaugeVec
+	trackerChecks        *prometheus.CounterVec
+	trackerCheckSeconds  *prometheus.HistogramVec
+	trackerOutcomes      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, service string) *metrics {
@@ -33,9 +39,25 @@ func newMetrics(reg prometheus.Registerer, service string) *metrics {
 		projected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchwave_bus_projected_total", Help: "Events applied to read models.", ConstLabels: labels},
 			[]string{"projection"}),
+		deadLetterHookFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchwave_bus_dead_letter_hook_failed_total", Help: "Dead-letter hooks that failed (the message is kept and retried).", ConstLabels: labels},
+			[]string{"handler"}),
+		trackerHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchwave_bus_tracker_held", Help: "Messages a tracker holds on this replica.", ConstLabels: labels},
+			[]string{"tracker"}),
+		trackerChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchwave_bus_tracker_checks_total", Help: "Tracker check calls by outcome (ok, error).", ConstLabels: labels},
+			[]string{"tracker", "outcome"}),
+		trackerCheckSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "patchwave_bus_tracker_check_seconds", Help: "Tracker check call duration.", ConstLabels: labels,
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"tracker"}),
+		trackerOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchwave_bus_tracker_outcomes_total", Help: "Held messages released by outcome (done, retry, dead_lettered).", ConstLabels: labels},
+			[]string{"tracker", "outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.published, m.publishRetries, m.publishFailed, m.handled, m.handleSeconds, m.deadLettered, m.projected)
+		reg.MustRegister(m.published, m.publishRetries, m.publishFailed, m.handled, m.handleSeconds, m.deadLettered, m.projected,
+			m.deadLetterHookFailed, m.trackerHeld, m.trackerChecks, m.trackerCheckSeconds, m.trackerOutcomes)
 	}
 	return m
 }

@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -86,7 +87,7 @@ func seedRuns(t *testing.T, b *bus.Bus, n int) {
 
 func TestProjectionReplayFromZeroGivesTheSameReadModel(t *testing.T) {
 	e := newEnv(t)
-	pub := newBus(t, e.config(t, "pub"))
+	pub := newBus(t, e.config(t, "scheduler"))
 	seedRuns(t, pub, 50)
 
 	first := newRunsModel()
@@ -124,7 +125,7 @@ func TestProjectionReplayFromZeroGivesTheSameReadModel(t *testing.T) {
 
 func TestProjectionResumesAfterItsCheckpoint(t *testing.T) {
 	e := newEnv(t)
-	pub := newBus(t, e.config(t, "pub"))
+	pub := newBus(t, e.config(t, "scheduler"))
 	seedRuns(t, pub, 10)
 
 	full := newRunsModel()
@@ -149,7 +150,7 @@ func TestProjectionResumesAfterItsCheckpoint(t *testing.T) {
 
 func TestProjectionWithCheckpointAtTheEndIsCaughtUpAtOnce(t *testing.T) {
 	e := newEnv(t)
-	pub := newBus(t, e.config(t, "pub"))
+	pub := newBus(t, e.config(t, "scheduler"))
 	seedRuns(t, pub, 3)
 	last := e.msgs(t, events.StreamTenant, "patch.>")
 	m := newRunsModel()
@@ -177,7 +178,7 @@ func TestProjectionOverAFilterWithNothingStoredCatchesUp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			pub := newBus(t, e.config(t, "pub"))
+			pub := newBus(t, e.config(t, "scheduler"))
 			seedRuns(t, pub, 5)
 			var caught atomic.Int32
 			var applied atomic.Int32
@@ -200,7 +201,7 @@ func TestProjectionOverAFilterWithNothingStoredCatchesUp(t *testing.T) {
 // one that does.
 func TestProjectionCatchesUpWhenTheStreamEndsWithOtherEvents(t *testing.T) {
 	e := newEnv(t)
-	pub := newBus(t, e.config(t, "pub"))
+	pub := newBus(t, e.config(t, "scheduler"))
 	seedRuns(t, pub, 5) // ends with a JobRequested
 	m := newRunsModel()
 	b := newBus(t, e.config(t, "reader"))
@@ -212,7 +213,7 @@ func TestProjectionCatchesUpWhenTheStreamEndsWithOtherEvents(t *testing.T) {
 
 func TestHandlersStartOnlyAfterProjectionsCaughtUp(t *testing.T) {
 	e := newEnv(t)
-	pub := newBus(t, e.config(t, "pub"))
+	pub := newBus(t, e.config(t, "scheduler"))
 	const n = 400
 	seedRuns(t, pub, n)
 
@@ -260,7 +261,7 @@ func expectedRuns(n, parity int) []string {
 
 func TestProjectionSkipsPermanentFailuresAndMalformedMessages(t *testing.T) {
 	e := newEnv(t)
-	pub := newBus(t, e.config(t, "pub"))
+	pub := newBus(t, e.config(t, "scheduler"))
 	require.NoError(t, pub.Publish(t.Context(), runStarted(t, "acme", "run-1")))
 	_, err := e.js.Publish(t.Context(), "patch.acme.run.started", []byte("not an event"))
 	require.NoError(t, err)
@@ -321,7 +322,7 @@ func TestProjectionCheckpointErrorStopsRun(t *testing.T) {
 
 func TestProjectionSurvivesAServerRestart(t *testing.T) {
 	e := newEnv(t)
-	pub := newBus(t, e.config(t, "pub"))
+	pub := newBus(t, e.config(t, "scheduler"))
 	seedRuns(t, pub, 4)
 	m := newRunsModel()
 	b := newBus(t, e.config(t, "reader"))
@@ -345,4 +346,72 @@ func slicesSortedUnique(s []uint64) bool {
 		}
 	}
 	return true
+}
+
+func TestAProjectionReplaysFromItsCheckpointWhenAskedOrWhenApplySaysSo(t *testing.T) {
+	e := newEnv(t)
+	pub := newBus(t, e.config(t, "scheduler"))
+	seedRuns(t, pub, 6)
+
+	m := newRunsModel()
+	replay := make(chan struct{}, 1)
+	spec := m.spec("Runs", 0)
+	spec.Replay = replay
+	apply := spec.Apply
+	var failOnce atomic.Bool
+	spec.Apply = func(ctx context.Context, ev *events.Event, live bool) error {
+		if rs, ok := ev.Data.(*eventsv1.RunStarted); ok && rs.GetRunId() == "run-boom" && failOnce.CompareAndSwap(false, true) {
+			return fmt.Errorf("store emptied: %w", bus.ErrReplay)
+		}
+		return apply(ctx, ev, live)
+	}
+	b := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b.Project(spec))
+	start(t, b)
+	require.Equal(t, 6, m.applied())
+
+	replay <- struct{}{}
+	require.Eventually(t, func() bool { return m.applied() == 12 }, eventually, tick, "a replay applies the stream again from the checkpoint (0)")
+	require.NoError(t, pub.Publish(t.Context(), runStarted(t, "acme", "run-boom")))
+	require.Eventually(t, func() bool { return m.applied() == 19 }, eventually, tick, "ErrReplay from Apply replays too, the failed event included")
+	require.Equal(t, int32(1), m.caughtUp.Load(), "CaughtUp is called once")
+}
+
+func TestABatchingProjectionGetsTheStreamInOrderInBatches(t *testing.T) {
+	e := newEnv(t)
+	pub := newBus(t, e.config(t, "scheduler"))
+	seedRuns(t, pub, 1200)
+
+	var mu sync.Mutex
+	var seqs []uint64
+	var sizes []int
+	var mixed bool
+	b := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b.Project(bus.ProjectionSpec{
+		Name: "Batches", Subjects: []string{events.Pattern[*eventsv1.RunStarted]()}, BatchSize: 500,
+		ApplyBatch: func(_ context.Context, evs []*events.Event, live bool) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, ev := range evs {
+				seqs = append(seqs, ev.Sequence)
+			}
+			sizes = append(sizes, len(evs))
+			mixed = mixed || (live && len(seqs) <= 1200)
+			return nil
+		},
+	}))
+	start(t, b)
+	mu.Lock()
+	require.Len(t, seqs, 1200, "Running waits for the catch-up")
+	require.True(t, slices.IsSorted(seqs))
+	require.LessOrEqual(t, len(sizes), 10, "stored events come in batches: %v", sizes)
+	for _, n := range sizes {
+		require.LessOrEqual(t, n, 500)
+	}
+	mu.Unlock()
+	require.NoError(t, pub.Publish(t.Context(), runStarted(t, "acme", "run-live")))
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(seqs) == 1201 }, eventually, tick)
+	mu.Lock()
+	require.False(t, mixed, "no batch mixes replayed and live events")
+	mu.Unlock()
 }

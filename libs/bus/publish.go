@@ -12,8 +12,9 @@ import (
 	"github.com/patchwave/patchwave/libs/events"
 )
 
-// Publish stores evs in their streams and returns once JetStream acknowledged every one. It fills
-// in source, time, correlation id and trace context from ctx where the event has none. Each
+// Publish stores evs in their streams and returns once JetStream acknowledged every one. Every
+// event must be one the bus's service produces (events.Def.Producer). It fills in source, time,
+// correlation id and trace context from ctx where the event has none. Each
 // event is published with its id as Nats-Msg-Id; an attempt that fails or is not acknowledged
 // within Config.PublishTimeout is sent again with the same id, up to Config.PublishAttempts.
 // An error no retry can fix (an invalid event, one the stream refuses) is Permanent, so a
@@ -43,8 +44,17 @@ func (b *Bus) encode(ctx context.Context, e *events.Event) (*nats.Msg, error) {
 		return nil, fmt.Errorf("publish event %s: subject %q and type %q do not match payload %s with tenant %q (want subject %q); build events with events.New",
 			e.ID, e.Subject, e.Type, d.Message, e.Tenant, want)
 	}
+	// Only an event's producer publishes it (its NATS user could not publish the subject
+	// anyway): say so before the server refuses with a bare permissions violation.
+	if d.Producer != b.cfg.Service {
+		return nil, fmt.Errorf("publish event %s: service %q does not publish %s, its producer is %q (events registry)",
+			e.ID, b.cfg.Service, d.Message, d.Producer)
+	}
 	if e.Source == "" {
-		e.Source = events.SourcePrefix + b.cfg.Service
+		e.Source = d.Source()
+	}
+	if e.Source != d.Source() {
+		return nil, fmt.Errorf("publish event %s: source %q is not the producer of %s (want %q)", e.ID, e.Source, d.Message, d.Source())
 	}
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()

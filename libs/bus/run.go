@@ -22,12 +22,12 @@ func (b *Bus) Run(ctx context.Context) error {
 		return errors.New("bus: Run called twice")
 	}
 	b.started = true
-	handlers, projections := b.handlers, b.projections
+	handlers, trackers, projections := b.handlers, b.trackers, b.projections
 	b.mu.Unlock()
 
 	consumers := make(map[string]jetstream.Consumer, len(handlers))
 	for _, h := range handlers {
-		c, err := b.ensureConsumer(ctx, h)
+		c, err := b.ensureConsumer(ctx, h.consumerSpec(b.cfg.Service, b.cfg.MaxAckPending))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil // stopped while starting
@@ -35,6 +35,17 @@ func (b *Bus) Run(ctx context.Context) error {
 			return err
 		}
 		consumers[h.consumer] = c
+	}
+	trackerCons := make([]jetstream.Consumer, len(trackers))
+	for i, t := range trackers {
+		c, err := b.ensureConsumer(ctx, t.consumerSpec(b.cfg.Service))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		trackerCons[i] = c
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -52,6 +63,9 @@ func (b *Bus) Run(ctx context.Context) error {
 	}
 	b.log.Info("projections caught up", "count", len(projections))
 
+	for i, t := range trackers {
+		g.Go(func() error { return b.runTracker(gctx, t, trackerCons[i]) })
+	}
 	if len(handlers) == 0 {
 		close(b.running)
 		<-gctx.Done()
@@ -84,7 +98,7 @@ func (b *Bus) Run(ctx context.Context) error {
 		select {
 		case <-router.Running():
 			close(b.running)
-			b.log.Info("handlers consuming", "count", len(handlers))
+			b.log.Info("handlers consuming", "handlers", len(handlers), "trackers", len(trackers))
 		case <-gctx.Done():
 		}
 		return nil

@@ -109,7 +109,7 @@ func (s *pullSubscriber) pull(ctx context.Context, h *handler, c jetstream.Consu
 			// Missing heartbeats: the server is away (the iterator pulls again once the
 			// connection is back), or the consumer was deleted and pull requests go unanswered,
 			// which would stall the handler for good.
-			if gone := s.consumerGone(ctx, c); gone != nil {
+			if gone := consumerGone(ctx, c); gone != nil {
 				s.fail(fmt.Errorf("handler %s: consumer %s stopped: %w", h.spec.Name, h.consumer, gone))
 				return
 			}
@@ -140,7 +140,7 @@ func (s *pullSubscriber) pull(ctx context.Context, h *handler, c jetstream.Consu
 
 // consumerGone returns an error when the consumer no longer exists, nil when it does or when that
 // cannot be told now (the server is unreachable).
-func (s *pullSubscriber) consumerGone(ctx context.Context, c jetstream.Consumer) error {
+func consumerGone(ctx context.Context, c jetstream.Consumer) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	_, err := c.Info(ctx)
@@ -166,8 +166,13 @@ func (s *pullSubscriber) settle(h *handler, msg jetstream.Msg, wm *message.Messa
 			}
 			return
 		case <-wm.Nacked():
-			delivered, _ := strconv.ParseUint(wm.Metadata.Get(mdDelivered), 10, 64)
-			delay := backoff(s.b.cfg.RetryBackoff, s.b.cfg.MaxRetryBackoff, int(min(delivered, 32)))
+			// The dead-letter middleware chose the delay; without it (a nack from elsewhere)
+			// the default backoff applies.
+			delay, err := time.ParseDuration(wm.Metadata.Get(mdRetryDelay))
+			if err != nil {
+				delivered, _ := strconv.ParseUint(wm.Metadata.Get(mdDelivered), 10, 64)
+				delay = s.b.keepDelay(delivered)
+			}
 			if err := msg.NakWithDelay(delay); err != nil {
 				s.b.log.Warn("nak failed", append(logAttrs(h), "msg_id", wm.UUID, "error", err)...)
 			}
@@ -201,7 +206,9 @@ const (
 	mdSequence  = "nats_sequence"
 	mdDelivered = "nats_delivered"
 	mdBadHeader = "nats_bad_header"
-	mdHeader    = "hdr_"
+	// mdRetryDelay carries the redelivery delay from the dead-letter middleware to settle.
+	mdRetryDelay = "patchwave_retry_delay"
+	mdHeader     = "hdr_"
 )
 
 // toMessage turns a JetStream message into a watermill message and never fails: what is wrong

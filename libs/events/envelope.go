@@ -39,7 +39,7 @@ var ErrMalformed = errors.New("malformed event")
 type Event struct {
 	// ID is the CloudEvents id and the Nats-Msg-Id: "<subject>/<key>".
 	ID string
-	// Source is the CloudEvents source, "/patchwave/<service>"; the bus sets it on publish.
+	// Source is the CloudEvents source, "/patchwave/<producer>" (Def.Source); New sets it.
 	Source string
 	// Type is the payload's full protobuf name.
 	Type string
@@ -64,9 +64,10 @@ type Event struct {
 	Delivered uint64
 }
 
-// New builds an event for payload data with a deterministic id from its subject and key. key is
-// the event's business key (for example "<run>/<instance>"): two events with the same kind, tenant
-// and key are the same event. tenant must be empty for catalog events.
+// New builds an event for payload data with a deterministic id from its subject and key, and
+// the source of its producer. key is the event's business key (for example "<run>/<instance>"):
+// two events with the same kind, tenant and key are the same event. tenant must be empty for
+// catalog events.
 func New(tenant, key string, data proto.Message) (*Event, error) {
 	d, err := DefOf(data)
 	if err != nil {
@@ -88,6 +89,7 @@ func New(tenant, key string, data proto.Message) (*Event, error) {
 	subject := d.Subject(tenant)
 	return &Event{
 		ID:      subject + "/" + key,
+		Source:  d.Source(),
 		Type:    string(d.Message),
 		Key:     key,
 		Tenant:  tenant,
@@ -150,8 +152,9 @@ func Marshal(e *Event) ([]byte, error) {
 }
 
 // Unmarshal decodes a CloudEvents document published on subject. Every failure wraps
-// ErrMalformed: an unknown type, a payload of the wrong shape, missing attributes, or a
-// tenant or type that does not match the subject.
+// ErrMalformed: an unknown type, a payload of the wrong shape, missing attributes, a source
+// that is not the registered producer of the type (Def.Producer), or a tenant or type that does
+// not match the subject.
 func Unmarshal(subject string, b []byte) (*Event, error) {
 	var w wire
 	if err := json.Unmarshal(b, &w); err != nil {
@@ -170,6 +173,9 @@ func Unmarshal(subject string, b []byte) (*Event, error) {
 	d, ok := registry[protoreflect.FullName(w.Type)]
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown type %q", ErrMalformed, w.Type)
+	}
+	if w.Source != d.Source() {
+		return nil, fmt.Errorf("%w: source %q is not the producer of %s (want %q)", ErrMalformed, w.Source, w.Type, d.Source())
 	}
 	switch d.Scope {
 	case ScopeTenant:

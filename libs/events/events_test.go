@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
@@ -160,6 +162,7 @@ func TestDefsCoverEveryEventMessage(t *testing.T) {
 		require.False(t, seen[d.Pattern()], "subject %s used twice", d.Pattern())
 		seen[d.Pattern()] = true
 		require.NotNil(t, fd.Messages().ByName(d.Message.Name()), "%s is in events.proto", d.Message)
+		require.NoError(t, validateToken("producer", d.Producer), "%s names the service that publishes it", d.Message)
 	}
 	require.Negative(t, strings.Compare(string(defs[0].Message), string(defs[1].Message)), "sorted")
 }
@@ -173,12 +176,23 @@ func fill(m protoreflect.Message, tenant string) {
 			m.Set(f, protoreflect.ValueOfString(tenant))
 			continue
 		}
+		// Maps and the recursive JSON well-known types (Value, ListValue) stay empty.
+		if f.IsMap() || (f.Kind() == protoreflect.MessageKind &&
+			(f.Message().FullName() == "google.protobuf.Value" || f.Message().FullName() == "google.protobuf.ListValue")) {
+			continue
+		}
 		scalar := func() protoreflect.Value {
 			switch f.Kind() {
 			case protoreflect.StringKind:
 				return protoreflect.ValueOfString(fmt.Sprintf("%s-1", f.Name()))
 			case protoreflect.Int32Kind:
 				return protoreflect.ValueOfInt32(int32(f.Number()) + 2)
+			case protoreflect.Int64Kind:
+				return protoreflect.ValueOfInt64(int64(f.Number()) + 2)
+			case protoreflect.Uint64Kind:
+				return protoreflect.ValueOfUint64(uint64(f.Number()) + 2)
+			case protoreflect.DoubleKind:
+				return protoreflect.ValueOfFloat64(float64(f.Number()) + 0.5)
 			case protoreflect.BoolKind:
 				return protoreflect.ValueOfBool(true)
 			case protoreflect.EnumKind:
@@ -196,6 +210,14 @@ func fill(m protoreflect.Message, tenant string) {
 			l := m.Mutable(f).List()
 			l.Append(scalar())
 			l.Append(scalar())
+		case f.Kind() == protoreflect.MessageKind && f.Message().FullName() == "google.protobuf.Duration":
+			m.Set(f, protoreflect.ValueOfMessage(durationpb.New(90*time.Minute).ProtoReflect()))
+		case f.Kind() == protoreflect.MessageKind && f.Message().FullName() == "google.protobuf.Struct":
+			st, err := structpb.NewStruct(map[string]any{string(f.Name()): "value", "n": 2.0})
+			if err != nil {
+				panic(err)
+			}
+			m.Set(f, protoreflect.ValueOfMessage(st.ProtoReflect()))
 		case f.Kind() == protoreflect.MessageKind && f.Message().FullName() == "google.protobuf.Timestamp":
 			m.Set(f, protoreflect.ValueOfMessage(timestamppb.New(time.Date(2025, 3, 4, 5, 6, 7, 8000, time.UTC)).ProtoReflect()))
 		case f.Kind() == protoreflect.MessageKind:
@@ -217,7 +239,7 @@ func TestMarshalUnmarshalRoundTripsEveryEventType(t *testing.T) {
 			fill(data.ProtoReflect(), tenant)
 			e, err := New(tenant, "run-1/i-1", data)
 			require.NoError(t, err)
-			e.Source = SourcePrefix + "test"
+			require.Equal(t, SourcePrefix+d.Producer, e.Source, "New sets the producer's source")
 			e.Time = time.Date(2025, 1, 2, 3, 4, 5, 6, time.FixedZone("X", 3600))
 			e.CorrelationID = "corr-1"
 			e.TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -243,7 +265,6 @@ func TestMarshalUnmarshalRoundTripsEveryEventType(t *testing.T) {
 
 func TestCloudEventsJSONIsReadableWithoutPatchwave(t *testing.T) {
 	e := MustNew("acme", "run-1/i-1", &eventsv1.InstallFailed{Tenant: "acme", RunId: "run-1", InstanceId: "i-1", Wave: 2, Reason: "boom"})
-	e.Source = "/patchwave/installer"
 	e.Time = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	b, err := Marshal(e)
 	require.NoError(t, err)
@@ -270,6 +291,7 @@ func TestCloudEventsJSONIsReadableWithoutPatchwave(t *testing.T) {
 
 func TestMarshalRefusesIncompleteEvents(t *testing.T) {
 	e := MustNew("acme", "k", &eventsv1.RunStarted{})
+	e.Source = ""
 	_, err := Marshal(e)
 	require.ErrorContains(t, err, "source")
 	_, err = Marshal(nil)
@@ -326,8 +348,17 @@ func TestUnmarshalRejectsMalformedEvents(t *testing.T) {
 		{"a tenant event without a tenant", subject, encode(func(d map[string]any) { delete(d, "tenant") }), "tenant"},
 		{"a catalog event with a tenant", "catalog.baseline.published", encode(func(d map[string]any) {
 			d["type"] = "patchwave.events.v1.BaselinePublished"
+			d["source"] = "/patchwave/catalog"
 			d["data"] = map[string]any{}
 		}), "catalog event"},
+		{"a run started from a service that is not its producer", subject, encode(func(d map[string]any) { d["source"] = "/patchwave/notifier" }),
+			`source "/patchwave/notifier" is not the producer of patchwave.events.v1.RunStarted (want "/patchwave/scheduler")`},
+		{"a baseline published by the scheduler", "catalog.baseline.published", encode(func(d map[string]any) {
+			d["type"] = "patchwave.events.v1.BaselinePublished"
+			d["id"] = "catalog.baseline.published/b-1"
+			delete(d, "tenant")
+			d["data"] = map[string]any{}
+		}), "not the producer"},
 		{"an invalid tenant without a subject to compare", "", encode(func(d map[string]any) { d["tenant"] = "Acme.x" }), "tenant"},
 	}
 	for _, tt := range tests {

@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/patchwave/patchwave/libs/config"
+	"github.com/patchwave/patchwave/libs/mtls"
+	"github.com/patchwave/patchwave/libs/natsauth"
 	"github.com/patchwave/patchwave/libs/obs"
 	"github.com/patchwave/patchwave/libs/store"
 )
@@ -21,11 +23,15 @@ import (
 // Variables every Command reads besides its own (see RunCommand).
 const (
 	envNATSURL       = "PATCHWAVE_NATS_URL"
+	envNATSCreds     = "PATCHWAVE_NATS_CREDS" //nolint:gosec // G101: the name of the variable, not a credential
 	envRedisAddr     = "PATCHWAVE_REDIS_ADDR"
 	envRedisPassword = "PATCHWAVE_REDIS_PASSWORD" //nolint:gosec // G101: the name of the variable, not a credential
 	envGRPCAddr      = "PATCHWAVE_GRPC_ADDR"
 	envOpsAddr       = "PATCHWAVE_OPS_ADDR"
 	envLogLevel      = "PATCHWAVE_LOG_LEVEL"
+	envTLSCA         = "PATCHWAVE_TLS_CA"
+	envTLSCert       = "PATCHWAVE_TLS_CERT"
+	envTLSKey        = "PATCHWAVE_TLS_KEY"
 	defaultNATSURL   = "nats://127.0.0.1:4222"
 )
 
@@ -60,14 +66,34 @@ type CommandDeps struct {
 	Store store.Store
 	// Logger is the process logger, at PATCHWAVE_LOG_LEVEL.
 	Logger *slog.Logger
+	// TLS names the process's mutual-TLS files (PATCHWAVE_TLS_CA, PATCHWAVE_TLS_CERT,
+	// PATCHWAVE_TLS_KEY): the gRPC server's, and a client's towards the services (the
+	// gateway). Empty when the variables are not set.
+	TLS mtls.Files
+
+	// onConnect holds what OnConnect registered.
+	onConnect *[]func(context.Context, *nats.Conn) error
+}
+
+// OnConnect registers fn to run once the process's NATS connection is up, before the host
+// starts: for collaborators of the component that read from NATS themselves (the service
+// design's watched View that gives a fleet adapter its accounts, for example). An error stops
+// the program. Nothing runs with NoNATS.
+func (d CommandDeps) OnConnect(fn func(ctx context.Context, nc *nats.Conn) error) {
+	if d.onConnect != nil {
+		*d.onConnect = append(*d.onConnect, fn)
+	}
 }
 
 // RunCommand runs cmd until SIGINT or SIGTERM and returns the process exit code: 0 after a
 // graceful stop, 1 after a failure, which it logs once to stderr. Besides the component's own
 // variables it reads PATCHWAVE_LOG_LEVEL (debug, info, warn or error; default info),
-// PATCHWAVE_NATS_URL (default nats://127.0.0.1:4222), PATCHWAVE_REDIS_ADDR (empty: in-memory
-// store), PATCHWAVE_REDIS_PASSWORD, PATCHWAVE_GRPC_ADDR and PATCHWAVE_OPS_ADDR (defaults from
-// cmd). main calls os.Exit with the code; everything RunCommand opened is closed by then.
+// PATCHWAVE_NATS_URL (default nats://127.0.0.1:4222), PATCHWAVE_NATS_CREDS (the .creds file of
+// the service's NATS user, libs/natsauth; empty: no credentials, for an open server),
+// PATCHWAVE_REDIS_ADDR (empty: in-memory store), PATCHWAVE_REDIS_PASSWORD, PATCHWAVE_GRPC_ADDR
+// and PATCHWAVE_OPS_ADDR (defaults from cmd), and PATCHWAVE_TLS_CA, PATCHWAVE_TLS_CERT and
+// PATCHWAVE_TLS_KEY, the mutual-TLS files every gRPC server requires. main calls os.Exit with
+// the code; everything RunCommand opened is closed by then.
 func RunCommand(cmd Command, env config.Env, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -102,7 +128,7 @@ func (c Command) validate() error {
 	return nil
 }
 
-// run builds the store, the component and the host, in that order, and runs the host; the
+// run builds the store, the component, the NATS connection and the host, in that order, and runs the host; the
 // deferred closes release the store and the NATS connection once it has stopped.
 func (c Command) run(ctx context.Context, env config.Env, log *slog.Logger, level slog.Level) error {
 	if err := c.validate(); err != nil {
@@ -110,12 +136,23 @@ func (c Command) run(ctx context.Context, env config.Env, log *slog.Logger, leve
 	}
 	hcfg := Config{Name: c.Name, Logger: log, OpsAddr: env.String(envOpsAddr, c.OpsAddr)}
 	attrs := []any{"log_level", level.String()}
-	natsURL := env.String(envNATSURL, defaultNATSURL)
-	deps := CommandDeps{Logger: log}
+	natsURL, natsCreds := env.String(envNATSURL, defaultNATSURL), env.String(envNATSCreds, "")
+	deps := CommandDeps{Logger: log, TLS: mtls.Files{
+		CA: env.String(envTLSCA, ""), Cert: env.String(envTLSCert, ""), Key: env.String(envTLSKey, ""),
+	}}
+	attrs = append(attrs, "tls_ca", deps.TLS.CA, "tls_cert", deps.TLS.Cert, "tls_key", deps.TLS.Key)
 	if !c.NoNATS {
 		redisAddr, redisPassword := env.String(envRedisAddr, ""), env.String(envRedisPassword, "")
 		hcfg.GRPCAddr = env.String(envGRPCAddr, c.GRPCAddr)
-		attrs = append(attrs, "nats_url", config.MaskURL(natsURL), "redis_addr", redisAddr,
+		if hcfg.GRPCAddr != "" {
+			tc, err := deps.TLS.ServerConfig()
+			if err != nil {
+				return fmt.Errorf("%s, %s, %s: the gRPC API accepts only peers with a certificate of the deployment's CA: %w",
+					envTLSCA, envTLSCert, envTLSKey, err)
+			}
+			hcfg.GRPCTLS = tc
+		}
+		attrs = append(attrs, "nats_url", config.MaskURL(natsURL), "nats_creds", natsCreds, "redis_addr", redisAddr,
 			"redis_password", config.Mask(redisPassword), "grpc_addr", hcfg.GRPCAddr)
 		var st store.Store = store.NewMemory()
 		if redisAddr != "" {
@@ -130,19 +167,34 @@ func (c Command) run(ctx context.Context, env config.Env, log *slog.Logger, leve
 	}
 	attrs = append(attrs, "ops_addr", hcfg.OpsAddr)
 
+	var onConnect []func(context.Context, *nats.Conn) error
+	deps.onConnect = &onConnect
 	comp, own, err := c.Build(ctx, env, deps)
 	if err != nil {
 		return err
 	}
 	log.Info("config", append(attrs, own...)...)
 	if !c.NoNATS {
-		nc, err := nats.Connect(natsURL, nats.Name("patchwave-"+c.Name), nats.MaxReconnects(-1))
+		opts := []nats.Option{nats.Name("patchwave-" + c.Name), nats.MaxReconnects(-1)}
+		if natsCreds != "" {
+			// The service's user may subscribe to its own inbox only, and do only what the
+			// permission table declares: check the component against it before the server does.
+			opts = append(opts, natsauth.ConnectOptions(natsCreds, c.Name)...)
+			hcfg.Permissions = &natsauth.Default
+		}
+		nc, err := nats.Connect(natsURL, opts...)
 		if err != nil {
 			closeUnrun(comp)
 			return fmt.Errorf("connect nats %s: %w", config.MaskURL(natsURL), err)
 		}
 		defer nc.Close()
 		hcfg.Conn = nc
+		for _, fn := range onConnect {
+			if err := fn(ctx, nc); err != nil {
+				closeUnrun(comp)
+				return err
+			}
+		}
 	}
 	h, err := New(ctx, hcfg, comp)
 	if err != nil {

@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/config"
+	"github.com/patchwave/patchwave/libs/events"
 	"github.com/patchwave/patchwave/libs/store"
 	"github.com/patchwave/patchwave/libs/testkit"
 )
@@ -262,4 +264,92 @@ func TestRunCommandRejectsAnIncompleteCommand(t *testing.T) {
 	lines := stderr.lines(t)
 	require.Len(t, lines, 1)
 	assert.Contains(t, lines[0]["error"], "Build: required")
+}
+
+func TestRunCommandWithAGRPCServerNeedsTheTLSFiles(t *testing.T) {
+	comp := newCmdComponent(nil)
+	cmd := commandOf(comp, nil)
+	cmd.GRPCAddr = "127.0.0.1:0"
+	var stderr logBuffer
+
+	require.Equal(t, 1, runCommand(t.Context(), cmd, config.Map(map[string]string{"PATCHWAVE_TLS_CERT": "/nonexistent/cert.pem"}), &stderr))
+
+	lines := stderr.lines(t)
+	require.Len(t, lines, 1)
+	for _, want := range []string{"PATCHWAVE_TLS_CA", "CA: required", "Cert: stat /nonexistent/cert.pem", "Key: required"} {
+		assert.Contains(t, lines[0]["error"], want)
+	}
+}
+
+// stageComponent is a component named after a real service with one handler on the tenant
+// stream; it runs until the end.
+type stageComponent struct {
+	name, handler string
+	running       chan struct{}
+}
+
+func (c *stageComponent) Name() string { return c.name }
+
+func (c *stageComponent) Register(b *bus.Bus) error {
+	return b.Handle(bus.HandlerSpec{Name: c.handler, Subjects: []string{"patch.*.snapshot.created"},
+		Handle: func(context.Context, *events.Event) error { return nil }})
+}
+
+func (c *stageComponent) Run(ctx context.Context) error {
+	close(c.running)
+	<-ctx.Done()
+	return nil
+}
+
+// installerCommand is a command hosting an "installer" with one handler, and the environment
+// that connects it to srv as the installer's NATS user.
+func installerCommand(srv *testkit.NATS, handler string) (*stageComponent, Command, map[string]string) {
+	comp := &stageComponent{name: "installer", handler: handler, running: make(chan struct{})}
+	cmd := Command{Name: "installer", Build: func(context.Context, config.Env, CommandDeps) (Component, []any, error) { return comp, nil, nil }}
+	return comp, cmd, map[string]string{"PATCHWAVE_NATS_URL": srv.URL(), "PATCHWAVE_NATS_CREDS": srv.CredsFile("installer")}
+}
+
+func TestRunCommandConnectsAsTheServicesNATSUser(t *testing.T) {
+	srv := testkit.StartSecureNATS(t)
+	comp, cmd, env := installerCommand(srv, "InstallOnSnapshotCreated")
+	var stderr logBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	code := make(chan int, 1)
+	go func() { code <- runCommand(ctx, cmd, config.Map(env), &stderr) }()
+	select {
+	case <-comp.running:
+	case c := <-code:
+		t.Fatalf("command ended with code %d: %s", c, stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("component did not start running")
+	}
+	js, err := jetstream.New(srv.Connect(t))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := js.Consumer(t.Context(), events.StreamTenant, "installer_InstallOnSnapshotCreated")
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond, "its user created its consumer")
+	cancel()
+	require.Equal(t, 0, <-code, stderr.String())
+	cfg := withMsg(stderr.lines(t), "config")
+	require.Len(t, cfg, 1)
+	assert.Equal(t, srv.CredsFile("installer"), cfg[0]["nats_creds"], "the file is logged, not its content")
+}
+
+func TestRunCommandRefusesAHandlerThePermissionTableDoesNotDeclare(t *testing.T) {
+	srv := testkit.StartSecureNATS(t)
+	_, cmd, env := installerCommand(srv, "RebootOnInstallSucceeded")
+	var stderr logBuffer
+	require.Equal(t, 1, runCommand(t.Context(), cmd, config.Map(env), &stderr))
+	require.Contains(t, stderr.String(), "installer: handler RebootOnInstallSucceeded on PATCH_EVENTS is not in the NATS permission table")
+}
+
+func TestRunCommandFailsWithoutCredentialsOnASecuredServer(t *testing.T) {
+	srv := testkit.StartSecureNATS(t)
+	comp := newCmdComponent(nil)
+	var stderr logBuffer
+	require.Equal(t, 1, runCommand(t.Context(), commandOf(comp, nil), config.Map(map[string]string{"PATCHWAVE_NATS_URL": srv.URL()}), &stderr))
+	require.Contains(t, stderr.String(), "Authorization Violation")
+	require.True(t, comp.closed.Load())
 }

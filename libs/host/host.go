@@ -2,16 +2,18 @@
 // (so consumer names belong to the service, whichever process hosts it), one gRPC server for
 // every component's API, the ops server (/metrics, /livez, /readyz), and each component's own
 // work, under one errgroup with graceful shutdown. cmd/<service> hosts one component; patchd
-// hosts them all.
+// hosts them all, each on a NATS connection of its own service's user (Config.Dial).
 package host
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,11 +21,14 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/patchwave/patchwave/libs/bus"
+	"github.com/patchwave/patchwave/libs/mtls"
+	"github.com/patchwave/patchwave/libs/natsauth"
 	"github.com/patchwave/patchwave/libs/obs"
 )
 
@@ -62,9 +67,17 @@ type Runner interface {
 type Config struct {
 	// Name of the process, for logs. Required.
 	Name string
-	// Conn is the NATS connection every component's bus shares. Required unless every
-	// component is Busless.
+	// Conn is the NATS connection every component's bus shares. Required unless Dial is set or
+	// every component is Busless.
 	Conn *nats.Conn
+	// Dial opens the NATS connection of one service, so that each component's bus runs as its
+	// own service's NATS user (libs/natsauth). Optional: when nil, every component shares Conn.
+	// The host closes the connections Dial opened when Run returns (or Close is called).
+	Dial func(ctx context.Context, service string) (*nats.Conn, error)
+	// Permissions is the NATS permission table the services' users were made from. Optional:
+	// when set, New refuses a component that registers a handler or a projection the table
+	// does not declare, naming what to add, rather than let the server refuse it at run time.
+	Permissions *natsauth.Table
 	// Logger. Optional, default discards.
 	Logger *slog.Logger
 	// Registry for metrics. Optional, default a new registry with Go and process collectors.
@@ -81,6 +94,12 @@ type Config struct {
 	Bus bus.Config
 	// ShutdownTimeout bounds the graceful stop of the gRPC server. Optional, default 10s.
 	ShutdownTimeout time.Duration
+	// GRPCTLS is the gRPC server's TLS configuration, which must require and verify client
+	// certificates (mtls.Files.ServerConfig). Required with a gRPC server (see auth.go).
+	GRPCTLS *tls.Config
+	// Forwarder is the peer name (mtls) whose forwarded caller identity the gRPC server
+	// believes. Optional, default mtls.Gateway.
+	Forwarder string
 }
 
 func (c *Config) setDefaults() {
@@ -93,6 +112,9 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	if c.Forwarder == "" {
+		c.Forwarder = mtls.Gateway
+	}
 }
 
 // Validate reports every problem with the configuration.
@@ -104,41 +126,61 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("ShutdownTimeout: must not be negative"))
 	}
+	if (c.GRPCListener != nil || c.GRPCAddr != "") && c.GRPCTLS == nil {
+		errs = append(errs, errNoGRPCTLS)
+	}
+	if c.GRPCTLS != nil && c.GRPCTLS.ClientAuth != tls.RequireAndVerifyClientCert {
+		errs = append(errs, errors.New("GRPCTLS: must require and verify client certificates (tls.RequireAndVerifyClientCert)"))
+	}
 	return errors.Join(errs...)
 }
+
+// MaxMessageSize bounds a gRPC request the host's server takes: large enough for one vendor
+// advisory document (an MSRC monthly CVRF file is some 20 MiB), instead of gRPC's 4 MiB.
+const MaxMessageSize = 48 << 20
 
 // Host runs components.
 type Host struct {
 	cfg   Config
 	log   *slog.Logger
 	comps []Component
-	// buses[i] belongs to busComps[i].
+	// buses[i] and conns[i] belong to busComps[i].
 	busComps []Component
 	buses    []*bus.Bus
-	grpc     *grpc.Server
-	lis      net.Listener
-	ops      *obs.Ops
-	hs       *health.Server
+	conns    []*nats.Conn
+	// dialed are the connections Dial opened, closed by Close.
+	dialed    []*nats.Conn
+	closeOnce sync.Once
+	grpc      *grpc.Server
+	lis       net.Listener
+	ops       *obs.Ops
+	hs        *health.Server
 }
 
 // New builds a bus per component, registers their handlers and APIs, and binds the listeners,
-// so addresses are known before Run.
-func New(ctx context.Context, cfg Config, comps ...Component) (*Host, error) {
+// so addresses are known before Run. When New fails it closes what it opened.
+func New(ctx context.Context, cfg Config, comps ...Component) (_ *Host, err error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("host config: %w", err)
 	}
 	h := &Host{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			h.Close()
+		}
+	}()
 	for _, c := range comps {
 		if _, ok := c.(Busless); ok {
 			continue
 		}
-		if cfg.Conn == nil {
-			return nil, fmt.Errorf("host config: Conn: required by component %s", c.Name())
+		nc, err := h.conn(ctx, c.Name())
+		if err != nil {
+			return nil, err
 		}
 		bc := cfg.Bus
 		bc.Service = c.Name()
-		bc.Conn = cfg.Conn
+		bc.Conn = nc
 		bc.Logger = cfg.Logger.With("service", c.Name())
 		bc.Registerer = cfg.Registry
 		b, err := bus.New(ctx, bc)
@@ -148,8 +190,12 @@ func New(ctx context.Context, cfg Config, comps ...Component) (*Host, error) {
 		if err := c.Register(b); err != nil {
 			return nil, fmt.Errorf("%s: register: %w", c.Name(), err)
 		}
+		if err := checkPermissions(cfg.Permissions, c.Name(), b); err != nil {
+			return nil, err
+		}
 		h.buses = append(h.buses, b)
 		h.busComps = append(h.busComps, c)
+		h.conns = append(h.conns, nc)
 	}
 	h.comps = comps
 	h.lis = cfg.GRPCListener
@@ -161,7 +207,9 @@ func New(ctx context.Context, cfg Config, comps ...Component) (*Host, error) {
 		h.lis = lis
 	}
 	if h.lis != nil {
-		h.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(unaryCorrelation(cfg.Logger)))
+		h.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg.GRPCTLS)),
+			grpc.ChainUnaryInterceptor(unaryCorrelation(cfg.Logger), unaryAuth(cfg.Forwarder)),
+			grpc.ChainStreamInterceptor(streamAuth(cfg.Forwarder)), grpc.MaxRecvMsgSize(MaxMessageSize))
 		h.hs = health.NewServer()
 		healthpb.RegisterHealthServer(h.grpc, h.hs)
 		for _, c := range comps {
@@ -169,19 +217,25 @@ func New(ctx context.Context, cfg Config, comps ...Component) (*Host, error) {
 				r.RegisterGRPC(h.grpc)
 			}
 		}
+		if err := checkServedRules(h.grpc); err != nil {
+			if cfg.GRPCListener == nil {
+				_ = h.lis.Close()
+			}
+			return nil, err
+		}
 	}
 	if cfg.OpsAddr != "" {
 		ops, err := obs.NewOps(obs.OpsConfig{Addr: cfg.OpsAddr, Registry: cfg.Registry, Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("ops server: %w", err)
 		}
-		if cfg.Conn != nil {
-			ops.AddReadiness("nats", func(context.Context) error {
-				if !cfg.Conn.IsConnected() {
-					return fmt.Errorf("nats: %s", cfg.Conn.Status())
-				}
-				return nil
-			})
+		if cfg.Conn != nil && cfg.Dial == nil {
+			ops.AddReadiness("nats", connected(cfg.Conn))
+		}
+		if cfg.Dial != nil {
+			for i, nc := range h.conns {
+				ops.AddReadiness("nats-"+h.busComps[i].Name(), connected(nc))
+			}
 		}
 		for i, b := range h.buses {
 			ops.AddReadiness("bus-"+h.busComps[i].Name(), b.Ready)
@@ -194,6 +248,54 @@ func New(ctx context.Context, cfg Config, comps ...Component) (*Host, error) {
 		h.ops = ops
 	}
 	return h, nil
+}
+
+// conn returns the NATS connection of a component: its own from Dial, or the shared Conn.
+func (h *Host) conn(ctx context.Context, service string) (*nats.Conn, error) {
+	if h.cfg.Dial == nil {
+		if h.cfg.Conn == nil {
+			return nil, fmt.Errorf("host config: Conn or Dial: required by component %s", service)
+		}
+		return h.cfg.Conn, nil
+	}
+	nc, err := h.cfg.Dial(ctx, service)
+	if err != nil {
+		return nil, fmt.Errorf("%s: connect nats: %w", service, err)
+	}
+	h.dialed = append(h.dialed, nc)
+	return nc, nil
+}
+
+// checkPermissions refuses a bus whose handlers or projections the permission table does not
+// declare for its service.
+func checkPermissions(t *natsauth.Table, service string, b *bus.Bus) error {
+	if t == nil {
+		return nil
+	}
+	var handlers []natsauth.Handler
+	for _, hi := range b.Handlers() {
+		handlers = append(handlers, natsauth.Handler{Name: hi.Name, Stream: hi.Stream})
+	}
+	return t.Check(service, handlers, b.ProjectionStreams())
+}
+
+func connected(nc *nats.Conn) func(context.Context) error {
+	return func(context.Context) error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("nats: %s", nc.Status())
+		}
+		return nil
+	}
+}
+
+// Close closes the NATS connections Dial opened. Run calls it when it returns; call it when Run
+// is never called. It is safe to call twice.
+func (h *Host) Close() {
+	h.closeOnce.Do(func() {
+		for _, nc := range h.dialed {
+			nc.Close()
+		}
+	})
 }
 
 // GRPCAddr returns the bound gRPC address, or "" without a gRPC server.
@@ -237,6 +339,8 @@ func (h *Host) Ready(ctx context.Context) error {
 // Run runs everything until ctx is done or a part fails, then shuts down: the gRPC server stops
 // taking calls first, then handlers finish their messages and the ops server goes last.
 func (h *Host) Run(ctx context.Context) error {
+	// Deferred first, so the connections close after the ops server has stopped.
+	defer h.Close()
 	g, gctx := errgroup.WithContext(ctx)
 	if h.ops != nil {
 		// The ops server outlives the rest so /livez answers during shutdown.

@@ -9,15 +9,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/events"
 	"github.com/patchwave/patchwave/libs/host"
+	"github.com/patchwave/patchwave/libs/mtls"
+	"github.com/patchwave/patchwave/libs/natsauth"
 	"github.com/patchwave/patchwave/libs/testkit"
+	"github.com/patchwave/patchwave/libs/testkit/stagetest"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
 )
 
@@ -61,22 +64,22 @@ func TestHostRunsHandlersGRPCAndOpsThenStopsCleanly(t *testing.T) {
 	comp := &echo{}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	h, err := host.New(ctx, host.Config{Name: "test", Conn: nc, GRPCAddr: "127.0.0.1:0", OpsAddr: "127.0.0.1:0"}, comp)
+	pki := stagetest.PKI(t)
+	h, err := host.New(ctx, host.Config{Name: "test", Conn: nc, GRPCAddr: "127.0.0.1:0", OpsAddr: "127.0.0.1:0",
+		GRPCTLS: stagetest.ServerTLS(t, pki[mtls.Services])}, comp)
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
 	require.NoError(t, h.Ready(ctx))
 
 	// Handlers consume.
-	pub, err := bus.New(ctx, bus.Config{Service: "publisher", Conn: nc})
+	pub, err := bus.New(ctx, bus.Config{Service: "scheduler", Conn: nc})
 	require.NoError(t, err)
 	require.NoError(t, pub.Publish(ctx, events.MustNew("acme", "run-1", &eventsv1.RunStarted{Tenant: "acme", RunId: "run-1"})))
 	require.Eventually(t, func() bool { return comp.handled.Load() == 1 }, 10*time.Second, 10*time.Millisecond)
 
 	// gRPC serves the health service.
-	conn, err := grpc.NewClient(h.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer func() { require.NoError(t, conn.Close()) }()
+	conn := stagetest.Dial(t, h.GRPCAddr(), pki[mtls.Gateway])
 	hr, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
 	require.Equal(t, healthpb.HealthCheckResponse_SERVING, hr.GetStatus())
@@ -120,7 +123,90 @@ func TestHostOfBuslessComponentsNeedsNoNATS(t *testing.T) {
 
 func TestHostRefusesABusComponentWithoutNATS(t *testing.T) {
 	_, err := host.New(t.Context(), host.Config{Name: "broken"}, &echo{})
-	require.ErrorContains(t, err, "Conn: required by component echo")
+	require.ErrorContains(t, err, "Conn or Dial: required by component echo")
+}
+
+// stage is a component named after a real service, with its handler as the permission table
+// declares it.
+type stage struct {
+	name    string
+	handler string
+	// more handlers, which the table need not declare.
+	more []string
+}
+
+func (s *stage) Name() string { return s.name }
+
+func (s *stage) Register(b *bus.Bus) error {
+	for _, h := range append([]string{s.handler}, s.more...) {
+		if err := b.Handle(bus.HandlerSpec{Name: h, Subjects: []string{"patch.*.install.>"},
+			Handle: func(context.Context, *events.Event) error { return nil }}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dialer connects each service as its own user of ns and records the connections.
+func dialer(ns *testkit.NATS) (func(context.Context, string) (*nats.Conn, error), *[]*nats.Conn) {
+	var conns []*nats.Conn
+	return func(_ context.Context, service string) (*nats.Conn, error) {
+		nc, err := nats.Connect(ns.URL(), natsauth.ConnectOptions(ns.CredsFile(service), service)...)
+		if err == nil {
+			conns = append(conns, nc)
+		}
+		return nc, err
+	}, &conns
+}
+
+func TestHostGivesEveryComponentItsOwnNATSUser(t *testing.T) {
+	ns := testkit.StartSecureNATS(t)
+	comps := []*stage{
+		{name: "installer", handler: "InstallOnSnapshotCreated"},
+		{name: "notifier", handler: "NotifyOnOutcome"},
+	}
+	dial, conns := dialer(ns)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h, err := host.New(ctx, host.Config{Name: "test", Dial: dial, Permissions: &natsauth.Default, OpsAddr: "127.0.0.1:0"}, comps[0], comps[1])
+	require.NoError(t, err)
+	require.Len(t, *conns, 2, "one connection per component")
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	require.NoError(t, h.Ready(ctx))
+
+	js, err := jetstream.New(ns.Connect(t))
+	require.NoError(t, err)
+	for _, c := range comps {
+		_, err := js.Consumer(t.Context(), events.StreamTenant, c.name+"_"+c.handler)
+		require.NoError(t, err, "%s created its consumer as its own user", c.name)
+	}
+	resp, err := http.Get("http://" + h.OpsAddr() + "/readyz")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, resp.Body.Close())
+	require.NoError(t, err)
+	require.Contains(t, string(body), "nats-installer")
+	require.Contains(t, string(body), "nats-notifier")
+
+	cancel()
+	require.NoError(t, <-done)
+	for _, nc := range *conns {
+		require.True(t, nc.IsClosed(), "the host closes the connections it dialed")
+	}
+}
+
+func TestHostRefusesAComponentThePermissionTableDoesNotDeclare(t *testing.T) {
+	ns := testkit.StartSecureNATS(t)
+	dial, conns := dialer(ns)
+	_, err := host.New(t.Context(), host.Config{Name: "test", Dial: dial, Permissions: &natsauth.Default},
+		&stage{name: "installer", handler: "InstallOnSnapshotCreated"},
+		&stage{name: "notifier", handler: "NotifyOnOutcome", more: []string{"DigestOnRunCompleted"}})
+	require.ErrorContains(t, err, "notifier: handler DigestOnRunCompleted on PATCH_EVENTS is not in the NATS permission table (libs/natsauth Default)")
+	require.Len(t, *conns, 2)
+	for _, nc := range *conns {
+		require.True(t, nc.IsClosed(), "a failed New closes what it dialed")
+	}
 }
 
 func TestHostConfigNamesEveryProblem(t *testing.T) {

@@ -134,8 +134,11 @@ func (h *harness) count(t *testing.T, filter string) uint64 {
 	return n
 }
 
-func (h *harness) publishJobs(t *testing.T, b *bus.Bus) {
+// publishJobs publishes the jobs as their producer, the scheduler, would.
+func (h *harness) publishJobs(t *testing.T) {
 	t.Helper()
+	b, err := bus.New(t.Context(), bus.Config{Service: "scheduler", Conn: h.nc})
+	require.NoError(t, err)
 	var evs []*events.Event
 	for i := range jobs {
 		inst := fmt.Sprintf("i-%d", i)
@@ -199,7 +202,7 @@ func TestMarksAreRebuiltFromTheStreamAfterARestart(t *testing.T) {
 			b1 := h.bus(t)
 			first.register(t, b1)
 			stop := run(t, b1)
-			h.publishJobs(t, b1)
+			h.publishJobs(t)
 			require.Eventually(t, func() bool { return h.count(t, "patch.*.snapshot.created") == jobs }, 15*time.Second, 10*time.Millisecond)
 			require.Eventually(t, func() bool { n, _ := first.marks.Count(t.Context()); return n == jobs }, 15*time.Second, 10*time.Millisecond)
 			stop()
@@ -241,7 +244,7 @@ func TestMarksResumeFromTheirCheckpoint(t *testing.T) {
 	first := &stage{marks: marks, effects: map[string]int{}}
 	first.register(t, b1)
 	stop := run(t, b1)
-	h.publishJobs(t, b1)
+	h.publishJobs(t)
 	require.Eventually(t, func() bool { return h.count(t, "patch.*.snapshot.created") == jobs }, 15*time.Second, 10*time.Millisecond)
 	// The projection applies the outputs after the handler published them.
 	require.Eventually(t, func() bool {
@@ -312,4 +315,59 @@ func TestMarksBasics(t *testing.T) {
 	require.NoError(t, st.Set(ctx, "idem:a:seq", []byte("garbage")))
 	_, err = spec.Checkpoint(ctx)
 	require.Error(t, err, "a corrupt checkpoint is an error, not a silent replay")
+}
+
+// TestMarksSurviveAFlushUnderARunningService flushes Redis under a running stage: no handler is
+// told "not done" for a job finished before the flush (Done answers ErrRebuilding), the next
+// output makes the projection replay the stream, and every mark comes back with the checkpoint.
+func TestMarksSurviveAFlushUnderARunningService(t *testing.T) {
+	srv := testkit.StartNATS(t)
+	nc := srv.Connect(t)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	h := &harness{nats: srv, nc: nc, js: js}
+	r := testkit.StartRedis(t)
+	st, err := store.NewRedis(store.RedisConfig{Addr: r.Addr(), Prefix: "t:"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+
+	s := &stage{marks: idem.New(st, service), effects: map[string]int{}}
+	b := h.bus(t)
+	s.register(t, b)
+	run(t, b)
+	h.publishJobs(t)
+	require.Eventually(t, func() bool {
+		_, found, err := st.Get(t.Context(), "idem:"+service+":seq")
+		require.NoError(t, err)
+		n, _ := s.marks.Count(t.Context())
+		return found && n == jobs && h.count(t, "patch.*.snapshot.created") == jobs
+	}, 15*time.Second, 10*time.Millisecond)
+
+	r.Flush(t)
+	_, err = s.marks.Done(t.Context(), "run-1/i-7")
+	require.ErrorIs(t, err, idem.ErrRebuilding, "a finished job is never reported not done while its mark is gone")
+
+	// More work: its outputs make the projection notice the loss and replay.
+	sched, err := bus.New(t.Context(), bus.Config{Service: "scheduler", Conn: nc})
+	require.NoError(t, err)
+	var evs []*events.Event
+	for i := range 5 {
+		inst := fmt.Sprintf("i-%d", i)
+		evs = append(evs, events.MustNew("acme", "run-2/"+inst, &eventsv1.JobRequested{Tenant: "acme", RunId: "run-2", InstanceId: inst}))
+	}
+	require.NoError(t, sched.Publish(t.Context(), evs...))
+	require.Eventually(t, func() bool {
+		n, err := s.marks.Count(t.Context())
+		require.NoError(t, err)
+		done, err := s.marks.Done(t.Context(), "run-1/i-7")
+		return n == jobs+5 && err == nil && done
+	}, 15*time.Second, 10*time.Millisecond, "the marks written before the flush are back")
+	seq, found, err := st.Get(t.Context(), "idem:"+service+":seq")
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, fmt.Sprint(h.count(t, "patch.>")), string(seq), "the checkpoint is the last event of the stream")
+	effects, _ := s.counts()
+	for k, n := range effects {
+		require.Equal(t, 1, n, "one side effect for %s", k)
+	}
 }

@@ -2,15 +2,26 @@
 // process. patchd uses it to ship as a single binary with its own event log,
 // and libs/testkit uses it to give every test a private server, so the two
 // configure the server the same way.
+//
+// The server is open by default. With Options.AuthDir it runs secured, in NATS
+// operator mode: the operator, the system account and the Patchwave account
+// (libs/natsauth) are generated there at first start and kept, every service of
+// the permission table gets its own user's credentials file there, and the
+// account JWTs live in a full (directory) resolver under it, so revocations
+// pushed at run time survive a restart.
 package natsembed
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/patchwave/patchwave/libs/natsauth"
 )
 
 // RandomPort asks the server to listen on a free port chosen by the kernel.
@@ -42,6 +53,15 @@ type Options struct {
 	// ReadyTimeout bounds how long Run waits for the server to accept
 	// connections. Optional, default 10s.
 	ReadyTimeout time.Duration
+	// AuthDir makes the server secured: its operator and accounts are loaded
+	// from this directory or generated there at first start
+	// (natsauth.LoadOrCreate), and the credentials of every user of AuthTable are
+	// (re)written there (natsauth.CredsPath). Optional, default "": an open
+	// server that lets any client do anything.
+	AuthDir string
+	// AuthTable is the permission table whose users get credentials in AuthDir.
+	// Optional, default natsauth.Default; ignored without AuthDir.
+	AuthTable *natsauth.Table
 }
 
 func (o *Options) setDefaults() {
@@ -50,6 +70,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 10 * time.Second
+	}
+	if o.AuthTable == nil {
+		o.AuthTable = &natsauth.Default
 	}
 }
 
@@ -90,6 +113,11 @@ func Run(opts Options) (*server.Server, error) {
 		NoSigs:     true,
 		NoLog:      opts.Logger == nil,
 	}
+	if opts.AuthDir != "" {
+		if err := secure(srvOpts, opts.AuthDir, *opts.AuthTable); err != nil {
+			return nil, fmt.Errorf("embedded nats auth: %w", err)
+		}
+	}
 	srv, err := server.NewServer(srvOpts)
 	if err != nil {
 		return nil, fmt.Errorf("create embedded nats server: %w", err)
@@ -109,6 +137,45 @@ func Run(opts Options) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded nats server started without JetStream (store dir %q)", opts.StoreDir)
 	}
 	return srv, nil
+}
+
+// ResolverDir returns the directory of a secured server's account resolver
+// under its AuthDir.
+func ResolverDir(authDir string) string { return filepath.Join(authDir, "resolver") }
+
+// secure puts the server in operator mode with the material of dir, writes the
+// users' credentials, and stores the account JWTs in the resolver unless it
+// has them already (then it has the newest, with the revocations pushed since).
+func secure(o *server.Options, dir string, t natsauth.Table) error {
+	m, err := natsauth.LoadOrCreate(dir)
+	if err != nil {
+		return err
+	}
+	if err := m.WriteCreds(t); err != nil {
+		return err
+	}
+	oc, err := m.OperatorClaims()
+	if err != nil {
+		return err
+	}
+	res, err := server.NewDirAccResolver(ResolverDir(dir), 0, time.Minute, server.NoDelete)
+	if err != nil {
+		return fmt.Errorf("account resolver: %w", err)
+	}
+	for pub, token := range map[string]string{m.SystemAccount(): m.SystemAccountJWT(), m.Account(): m.AccountJWT()} {
+		if token, _ := res.LoadAcc(pub); token != "" {
+			continue
+		}
+		if err := res.Store(pub, token); err != nil {
+			return fmt.Errorf("account resolver: store %s: %w", pub, err)
+		}
+	}
+	// A user JWT travels in the CONNECT line; a service's permissions list tens of subjects.
+	o.MaxControlLine = natsauth.MaxControlLine
+	o.TrustedOperators = []*jwt.OperatorClaims{oc}
+	o.SystemAccount = m.SystemAccount()
+	o.AccountResolver = res
+	return nil
 }
 
 // slogAdapter routes the server's warnings and errors to slog. Notices are

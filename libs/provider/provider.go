@@ -1,28 +1,26 @@
-// Package provider defines the fleet provider interface: what Patchwave needs from a cloud to
-// discover a tenant's virtual machines by tag, snapshot them, install a patch set, reboot them,
-// check their health, restore them from a snapshot and delete old snapshots.
+// Package provider defines the fleet provider interface (Fleet, fleet.go): what Patchwave needs
+// from a cloud to discover a tenant's virtual machines by tag, snapshot them, install a patch set,
+// reboot them, check their health, restore them from a snapshot and delete old snapshots.
 //
 // # Idempotency
 //
 // Patchwave's event handlers are redelivered and replayed, so every method that creates something
 // is idempotent per business key, and calling it again returns what the first call created:
 //
-//   - CreateSnapshot per (Tenant, RunID, InstanceID): never a second snapshot of an instance in a run.
-//   - Install per (Tenant, RunID, InstanceID): never a second installation. The first request wins;
-//     a repeat with a different patch list still returns the first installation.
+//   - CreateSnapshots per (Tenant, RunID, InstanceID): never a second snapshot set of an instance
+//     in a run (SnapshotSetID names the set).
+//   - Install does not look for an installation started before: the caller does, with
+//     FindInstallations, when it may have started one (a redelivered job).
 //   - RestoreFromSnapshot per (Tenant, RestoreKey): the caller chooses the key (say, the restore
 //     request id), so a replayed restore request restores once and a new request restores again.
 //   - DeleteSnapshot of a snapshot that does not exist (or no longer does) succeeds.
 //
-// FindSnapshot and FindInstallation read by the same business keys, so a handler can also check
-// before it acts.
-//
 // # Asynchronous operations
 //
-// Snapshots, installations and restores take minutes on a real cloud. The create call starts the
-// work and returns at once, usually in a non-terminal state (SnapshotPending, InstallInProgress,
-// RestoreInProgress); callers poll with the Get methods, or WaitSnapshot, WaitInstallation and
-// WaitRestore, until the state is terminal.
+// Snapshots, installations and restores take minutes on a real cloud. The create calls start the
+// work and return at once, usually in a non-terminal state (SnapshotPending, InstallInProgress,
+// RestoreInProgress); callers track them with the batched Get methods until the state is
+// terminal (the stages do so with bus trackers, libs/stage).
 //
 // # States and AWS
 //
@@ -37,7 +35,7 @@
 //     and failed-detached to RestoreFailed. Only the root volume is restored, from the set's
 //     root-volume snapshot, and the instance must be running, as on AWS.
 //   - An Installation is one SSM command invocation of AWS-RunPatchBaseline (SendCommand, polled
-//     with GetCommandInvocation): Pending, InProgress and Delayed map to InstallInProgress,
+//     with ListCommandInvocations): Pending, InProgress and Delayed map to InstallInProgress,
 //     Success to InstallSucceeded, Failed to InstallFailed, TimedOut to InstallTimedOut,
 //     Cancelled to InstallCancelled. Per-patch results come from DescribeInstancePatches, whose
 //     states (INSTALLED, MISSING, FAILED, ...) are PatchState values in lower kebab case.
@@ -46,51 +44,11 @@
 package provider
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"regexp"
 	"time"
 )
-
-// Fleet is the interface every cloud adapter implements. All methods are safe for concurrent use.
-// Methods that create something are idempotent per business key (tenant, run, instance): calling
-// them again returns what the first call created, never a second snapshot or installation.
-//
-// Every method is scoped to a tenant: an id that belongs to another tenant is ErrNotFound.
-// Invalid requests return an error that wraps ErrInvalidArgument and names the field and rule.
-type Fleet interface {
-	// DiscoverInstances lists the tenant's instances matching the query, sorted by ID.
-	DiscoverInstances(ctx context.Context, q DiscoverQuery) ([]Instance, error)
-	// CreateSnapshot starts a crash-consistent snapshot of all volumes of an instance, or returns
-	// the snapshot already created for (Tenant, RunID, InstanceID).
-	CreateSnapshot(ctx context.Context, req SnapshotRequest) (Snapshot, error)
-	// GetSnapshot reads a snapshot by id; ErrNotFound if none.
-	GetSnapshot(ctx context.Context, tenant, snapshotID string) (Snapshot, error)
-	// FindSnapshot reads the snapshot created for (tenant, runID, instanceID); ErrNotFound if none.
-	FindSnapshot(ctx context.Context, tenant, runID, instanceID string) (Snapshot, error)
-	// DeleteSnapshot deletes a snapshot and all its volume snapshots. Deleting a snapshot that
-	// does not exist succeeds.
-	DeleteSnapshot(ctx context.Context, tenant, snapshotID string) error
-	// RestoreFromSnapshot starts replacing the instance's root volume from a completed snapshot,
-	// or returns the restore already started for (Tenant, RestoreKey).
-	RestoreFromSnapshot(ctx context.Context, req RestoreRequest) (Restore, error)
-	// GetRestore reads a restore by id; ErrNotFound if none.
-	GetRestore(ctx context.Context, tenant, restoreID string) (Restore, error)
-	// Install starts installing a patch set (it may return InstallInProgress), or returns the
-	// installation already started for (Tenant, RunID, InstanceID).
-	Install(ctx context.Context, req InstallRequest) (Installation, error)
-	// GetInstallation reads an installation by id; ErrNotFound if none.
-	GetInstallation(ctx context.Context, tenant, installationID string) (Installation, error)
-	// FindInstallation reads the installation started for (tenant, runID, instanceID);
-	// ErrNotFound if none.
-	FindInstallation(ctx context.Context, tenant, runID, instanceID string) (Installation, error)
-	// Reboot reboots a running instance; ErrInstanceNotRunning otherwise.
-	Reboot(ctx context.Context, tenant, instanceID string) error
-	// CheckHealth reports whether the instance is up and passing its checks. An unhealthy
-	// instance is a Health, not an error; an unknown one is ErrNotFound.
-	CheckHealth(ctx context.Context, tenant, instanceID string) (Health, error)
-}
 
 // InstanceState is the lifecycle state of an instance; the values are EC2's.
 type InstanceState string
@@ -226,14 +184,28 @@ func (q DiscoverQuery) Validate() error {
 
 // Instance is a virtual machine of a tenant.
 type Instance struct {
-	ID       string
-	Tenant   string
-	Name     string
+	ID     string
+	Tenant string
+	// Account and Region say where the instance lives (its Target).
+	Account string
+	Region  string
+	Name    string
+	// OSFamily names the operating system release the baselines are made for, e.g.
+	// "amazon-linux-2023", "ubuntu-22.04", "windows-server-2022".
 	OSFamily string
+	// Platform is "linux" or "windows".
+	Platform string
 	State    InstanceState
-	Tags     map[string]string
+	// Agent is the state of the instance's patch agent; AgentNone when it has none.
+	Agent AgentState
+	Tags  map[string]string
 	// VolumeIDs lists the attached volumes, root volume first.
 	VolumeIDs []string
+}
+
+// Target returns where the instance lives.
+func (i Instance) Target() Target {
+	return Target{Tenant: i.Tenant, Account: i.Account, Region: i.Region}
 }
 
 // SnapshotRequest asks for a pre-patch snapshot of all volumes of an instance.
@@ -266,7 +238,11 @@ type Snapshot struct {
 	// Error says why the snapshot is in SnapshotError.
 	Error string
 	// Tags are the request's extra tags.
-	Tags      map[string]string
+	Tags map[string]string
+	// RootSnapshotID is the snapshot of the root volume, the one a restore uses.
+	RootSnapshotID string
+	// Progress is the percentage done, 0..100 (the least advanced volume's).
+	Progress  int
 	CreatedAt time.Time
 }
 
@@ -296,7 +272,8 @@ type Restore struct {
 	SnapshotID string
 	State      RestoreState
 	// Error says why the restore failed.
-	Error string
+	Error     string
+	StartedAt time.Time
 }
 
 // InstallRequest asks to install a patch set on an instance.
@@ -314,6 +291,9 @@ type InstallRequest struct {
 	PatchIDs []string
 	// RebootPolicy is optional. Default: RebootIfRequired.
 	RebootPolicy RebootPolicy
+	// Timeout is optional: how long the installation may run before the cloud stops it.
+	// Default: the provider's (the caller also enforces its own per-instance timeout).
+	Timeout time.Duration
 }
 
 // Validate reports every problem with the request.
@@ -338,7 +318,10 @@ func (r InstallRequest) Validate() error {
 
 // Installation is the installation of a patch set on one instance for one run.
 type Installation struct {
-	ID         string
+	// ID is InstallationID(CommandID, InstanceID) on AWS.
+	ID string
+	// CommandID is the cloud command that runs the installation (one per batch of instances).
+	CommandID  string
 	Tenant     string
 	RunID      string
 	InstanceID string
@@ -365,6 +348,12 @@ type Health struct {
 	Healthy bool
 	// Detail explains the verdict in a few words.
 	Detail string
+	// State is the instance state; Agent the agent's. Fleet fills them in.
+	State InstanceState
+	Agent AgentState
+	// Initializing is true while status checks have not passed yet after a start or reboot:
+	// not healthy, but not failed either.
+	Initializing bool
 }
 
 var tenantPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)

@@ -13,17 +13,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/patchwave/patchwave/libs/auth"
+	"github.com/patchwave/patchwave/libs/design/designtest"
 	"github.com/patchwave/patchwave/libs/host"
+	"github.com/patchwave/patchwave/libs/testkit"
 	catalogv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/catalog/v1"
+	designv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/design/v1"
 	reportingv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/reporting/v1"
 	schedulerv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/scheduler/v1"
+	snapshotterv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/snapshotter/v1"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 	"github.com/patchwave/patchwave/services/gateway"
 )
@@ -33,6 +42,7 @@ type calls struct {
 	mu       sync.Mutex
 	requests []any
 	corrIDs  []string
+	mds      []metadata.MD
 }
 
 func (c *calls) record(ctx context.Context, req any) {
@@ -41,6 +51,7 @@ func (c *calls) record(ctx context.Context, req any) {
 	c.requests = append(c.requests, req)
 	md, _ := metadata.FromIncomingContext(ctx)
 	c.corrIDs = append(c.corrIDs, strings.Join(md.Get("x-correlation-id"), ","))
+	c.mds = append(c.mds, md)
 }
 
 func (c *calls) last(t *testing.T) (any, string) {
@@ -105,6 +116,25 @@ func (f *fakeScheduler) ListRuns(ctx context.Context, req *schedulerv1.ListRunsR
 	}}, nil
 }
 
+type fakeRestore struct {
+	snapshotterv1.UnimplementedRestoreServiceServer
+	calls *calls
+}
+
+func (f *fakeRestore) RestoreInstance(ctx context.Context, req *snapshotterv1.RestoreInstanceRequest) (*snapshotterv1.RestoreInstanceResponse, error) {
+	f.calls.record(ctx, req)
+	md, _ := metadata.FromIncomingContext(ctx)
+	return &snapshotterv1.RestoreInstanceResponse{Restore: &snapshotterv1.Restore{
+		Tenant: req.GetTenant(), RestoreId: "rst-1", InstanceId: req.GetInstance(), RunId: req.GetRunId(),
+		State: snapshotterv1.RestoreState_RESTORE_STATE_REQUESTED, Actor: strings.Join(md.Get(auth.MetadataSubject), ","),
+	}}, nil
+}
+
+func (f *fakeRestore) ListRestores(ctx context.Context, req *snapshotterv1.ListRestoresRequest) (*snapshotterv1.ListRestoresResponse, error) {
+	f.calls.record(ctx, req)
+	return &snapshotterv1.ListRestoresResponse{}, nil
+}
+
 type fakeReporting struct {
 	reportingv1.UnimplementedReportingServiceServer
 	calls *calls
@@ -153,6 +183,32 @@ func (f *fakeCatalog) GetBaseline(ctx context.Context, req *catalogv1.GetBaselin
 	}}, nil
 }
 
+type fakeDesign struct {
+	designv1.UnimplementedDesignServiceServer
+	calls *calls
+}
+
+// GetTenant answers an etag and a header that must not leave the gateway.
+func (f *fakeDesign) GetTenant(ctx context.Context, req *designv1.GetTenantRequest) (*designv1.GetTenantResponse, error) {
+	f.calls.record(ctx, req)
+	if err := errorFor(req.GetTenant()); err != nil {
+		return nil, err
+	}
+	_ = grpc.SetHeader(ctx, metadata.Pairs("etag", `"42"`, "x-internal", "secret"))
+	return &designv1.GetTenantResponse{Tenant: &typesv1.Tenant{TenantId: req.GetTenant(), DisplayName: "Acme"}}, nil
+}
+
+func (f *fakeDesign) PutWave(ctx context.Context, req *designv1.PutWaveRequest) (*designv1.PutWaveResponse, error) {
+	f.calls.record(ctx, req)
+	_ = grpc.SetHeader(ctx, metadata.Pairs("etag", `"43"`))
+	return &designv1.PutWaveResponse{Wave: req.GetDefinition()}, nil
+}
+
+func (f *fakeDesign) ImportFreezes(ctx context.Context, req *designv1.ImportFreezesRequest) (*designv1.ImportFreezesResponse, error) {
+	f.calls.record(ctx, req)
+	return &designv1.ImportFreezesResponse{}, nil
+}
+
 // syncBuffer is a log sink safe for the server's goroutines.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -176,9 +232,31 @@ type env struct {
 	calls *calls
 	logs  *syncBuffer
 	gw    *gateway.Service
+	js    jetstream.JetStream
+	nc    *nats.Conn
+	// token is an operator's HS256 token, sent unless a request names its own Authorization.
+	token      string
+	httpClient *http.Client
 }
 
-// startBackend serves the three fake services on a real gRPC server and returns its address.
+// testKey signs the tests' HS256 tokens.
+var testKey = []byte("gateway-test-key-0123456789abcdef")
+
+// mint signs an HS256 token for subject with roles (and tenant, for tenant roles), valid for
+// an hour.
+func mint(t *testing.T, subject, tenant string, roles ...string) string {
+	t.Helper()
+	c := jwt.MapClaims{"iss": "patchwave", "aud": "patchwave", "sub": subject, "roles": roles,
+		"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()}
+	if tenant != "" {
+		c["tenant"] = tenant
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(testKey)
+	require.NoError(t, err)
+	return tok
+}
+
+// startBackend serves the fake services on a real gRPC server and returns its address.
 func startBackend(t *testing.T, c *calls) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -187,33 +265,64 @@ func startBackend(t *testing.T, c *calls) string {
 	schedulerv1.RegisterSchedulerServiceServer(srv, &fakeScheduler{calls: c})
 	reportingv1.RegisterReportingServiceServer(srv, &fakeReporting{calls: c})
 	catalogv1.RegisterCatalogServiceServer(srv, &fakeCatalog{calls: c})
+	designv1.RegisterDesignServiceServer(srv, &fakeDesign{calls: c})
+	snapshotterv1.RegisterRestoreServiceServer(srv, &fakeRestore{calls: c})
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(lis) }()
 	t.Cleanup(func() { srv.Stop(); <-done })
 	return lis.Addr().String()
 }
 
-// start runs a gateway in front of the fakes.
-func start(t *testing.T) *env {
+// plain is the transport to the fakes, which serve plain text (the services' mutual TLS is
+// libs/host's, tested there and end to end in patchd).
+var plain = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+
+// start runs a gateway in front of the fakes, hosted with its bus on an embedded NATS, with
+// tenants acme and globex in the service design. mods change its configuration.
+func start(t *testing.T, mods ...func(*gateway.Config)) *env {
 	t.Helper()
 	e := &env{calls: &calls{}, logs: &syncBuffer{}}
-	backend := startBackend(t, e.calls)
-	gw, err := gateway.New(gateway.Config{
-		Addr:    "127.0.0.1:0",
-		Backend: backend,
-		Logger:  slog.New(slog.NewJSONHandler(e.logs, nil)),
-	})
+	ns := testkit.StartNATS(t)
+	e.nc, e.js = ns.Connect(t), ns.JetStream(t)
+	for _, tenant := range []string{"acme", "globex"} {
+		designtest.PutTenant(t, e.js, tenant, &typesv1.TenantDesign{Tenant: &typesv1.Tenant{TenantId: tenant, DisplayName: tenant}})
+	}
+	cfg := gateway.Config{
+		Addr:        "127.0.0.1:0",
+		Backend:     startBackend(t, e.calls),
+		Logger:      slog.New(slog.NewJSONHandler(e.logs, nil)),
+		DialOptions: plain,
+		LocalJWT:    gateway.LocalJWT{Key: testKey},
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	gw, err := gateway.New(cfg)
 	require.NoError(t, err)
 	e.gw = gw
+	runHosted(t, e.nc, gw)
+	e.base = gw.URL()
+	e.token = mint(t, "ops@provider", "", "operator")
+	return e
+}
+
+// runHosted runs gw in a host on nc until the test ends.
+func runHosted(t *testing.T, nc *nats.Conn, gw *gateway.Service) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	h, err := host.New(ctx, host.Config{Name: "test-gateway", Conn: nc}, gw)
+	if err != nil {
+		cancel()
+		_ = gw.Close()
+		require.NoError(t, err)
+	}
 	runErr := make(chan error, 1)
-	go func() { runErr <- gw.Run(ctx) }()
+	go func() { runErr <- h.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		require.NoError(t, <-runErr)
 	})
-	e.base = "http://" + gw.Addr()
-	return e
+	require.Eventually(t, func() bool { return gw.Ready(t.Context()) == nil }, 10*time.Second, 5*time.Millisecond, "the gateway loads its API keys")
 }
 
 type response struct {
@@ -237,18 +346,30 @@ func (e *env) do(t *testing.T, method, path, body string, header http.Header) re
 	}
 	req, err := http.NewRequestWithContext(t.Context(), method, e.base+path, rd)
 	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+e.token)
 	for k, v := range header {
 		req.Header[k] = v
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if req.Header.Get("Authorization") == "" {
+		req.Header.Del("Authorization") // http.Header{"Authorization": {""}} sends none
+	}
+	resp, err := e.client().Do(req)
 	require.NoError(t, err)
 	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// client is the HTTP client of the gateway (one that trusts its certificate over HTTPS).
+func (e *env) client() *http.Client {
+	if e.httpClient != nil {
+		return e.httpClient
+	}
+	return http.DefaultClient
 }
 
 func TestRoutesMapToTheServices(t *testing.T) {
@@ -429,9 +550,88 @@ func TestOpenAPIDocumentNamesEveryRoute(t *testing.T) {
 		"/v1/tenants/{tenant}/failed-patches",
 		"/v1/baselines",
 		"/v1/baselines/{baselineId}",
+		"/v1/tenants/{tenant}",
+		"/v1/tenants/{tenant}/waves/{wave}",
+		"/v1/tenants/{tenant}/waves/{wave}:preview",
+		"/v1/tenants/{tenant}/freezes:import",
+		"/v1/freezes",
+		"/v1/tenants/{tenant}/service-requests/{requestId}:apply",
+		"/v1/schedules:preview",
 	} {
 		require.Contains(t, paths, p)
 	}
+}
+
+func TestDesignHeadersCrossTheGateway(t *testing.T) {
+	e := start(t)
+	resp := e.do(t, http.MethodGet, "/v1/tenants/acme", "", nil)
+	require.Equal(t, http.StatusOK, resp.status, string(resp.body))
+	require.Equal(t, `"42"`, resp.header.Get("ETag"), "the service's etag is the ETag header")
+	for k := range resp.header {
+		require.NotContains(t, strings.ToLower(k), "internal", "no other response metadata leaves the gateway")
+	}
+
+	put := e.do(t, http.MethodPut, "/v1/tenants/acme/waves/2?reason=CAB-9", `{"name":"second"}`, http.Header{
+		"X-Patchwave-Actor": {"mallory"}, "X-Patchwave-Subject": {"mallory"}, "If-Match": {`"42"`}, "X-Other": {"dropped"},
+		// grpc-gateway turns Grpc-Metadata-* headers into metadata: a forged identity must not survive.
+		"Grpc-Metadata-X-Patchwave-Subject": {"mallory"}, "Grpc-Metadata-X-Patchwave-Tenant": {"acme"},
+	})
+	require.Equal(t, http.StatusOK, put.status, string(put.body))
+	require.Equal(t, `"43"`, put.header.Get("ETag"))
+	e.calls.mu.Lock()
+	defer e.calls.mu.Unlock()
+	req := e.calls.requests[len(e.calls.requests)-1].(*designv1.PutWaveRequest)
+	require.Equal(t, "CAB-9", req.GetReason())
+	require.Equal(t, "second", req.GetDefinition().GetName())
+	md := e.calls.mds[len(e.calls.mds)-1]
+	require.Equal(t, []string{"ops@provider"}, md.Get("x-patchwave-subject"), "the actor is the credential's subject")
+	require.Equal(t, []string{"operator"}, md.Get("x-patchwave-roles"))
+	require.Empty(t, md.Get("x-patchwave-tenant"), "a forged tenant is dropped with the forged subject")
+	require.Empty(t, md.Get("x-patchwave-actor"), "no header names the actor")
+	require.Equal(t, []string{`"42"`}, md.Get("if-match"))
+	require.Empty(t, md.Get("x-other"), "other headers do not reach the services")
+	require.Empty(t, md.Get("authorization"), "the credential stays at the gateway")
+	require.Empty(t, md.Get("grpcgateway-authorization"))
+}
+
+func TestARawICSUploadIsImportFreezes(t *testing.T) {
+	e := start(t)
+	const ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n"
+	for _, path := range []string{"/v1/tenants/acme/freezes:import", "/v1/freezes:import"} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost,
+			e.base+path+"?timeZone=Europe/Berlin&policy=FREEZE_POLICY_DEFER&deferDays=3&reason=cab", strings.NewReader(ics))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "text/calendar; charset=utf-8")
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		got, _ := e.calls.last(t)
+		imp := got.(*designv1.ImportFreezesRequest)
+		require.Equal(t, ics, imp.GetIcs(), "the file is the ics field, byte for byte")
+		require.Equal(t, "Europe/Berlin", imp.GetTimeZone())
+		require.Equal(t, typesv1.FreezePolicy_FREEZE_POLICY_DEFER, imp.GetPolicy())
+		require.EqualValues(t, 3, imp.GetDeferDays())
+		require.Equal(t, "cab", imp.GetReason())
+		require.Equal(t, strings.HasPrefix(path, "/v1/tenants/"), imp.GetTenant() == "acme")
+	}
+	resp := e.do(t, http.MethodPost, "/v1/tenants/acme/freezes:import", `{"ics":"BEGIN:VCALENDAR","policy":"FREEZE_POLICY_SKIP"}`, nil)
+	require.Equal(t, http.StatusOK, resp.status, "the JSON form goes straight through")
+	got, _ := e.calls.last(t)
+	require.Equal(t, "BEGIN:VCALENDAR", got.(*designv1.ImportFreezesRequest).GetIcs())
+
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.base+"/v1/freezes:import?deferDays=three", strings.NewReader(ics))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "text/calendar")
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	bad, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, err := io.ReadAll(bad.Body)
+	require.NoError(t, err)
+	require.NoError(t, bad.Body.Close())
+	require.Equal(t, http.StatusBadRequest, bad.StatusCode)
+	require.Contains(t, string(body), `"field":"deferDays"`)
 }
 
 func TestReadyWhenBackendConnectionsAreIdleOrReady(t *testing.T) {
@@ -447,9 +647,12 @@ func TestNewRefusesAnIncompleteConfig(t *testing.T) {
 		cfg  gateway.Config
 		want []string
 	}{
-		{"no address and no backend", gateway.Config{}, []string{"Addr: required", "SchedulerTarget: required", "ReportingTarget: required", "CatalogTarget: required"}},
-		{"per-service targets without Backend are enough", gateway.Config{Addr: "127.0.0.1:0", SchedulerTarget: "a:1", ReportingTarget: "b:1"}, []string{"CatalogTarget: required"}},
-		{"negative timeouts", gateway.Config{Addr: "127.0.0.1:0", Backend: "a:1", ShutdownTimeout: -1, ReadHeaderTimeout: -1}, []string{"ShutdownTimeout", "ReadHeaderTimeout"}},
+		{"no address and no backend", gateway.Config{}, []string{"Addr: required", "SchedulerTarget: required", "ReportingTarget: required", "CatalogTarget: required", "RestoreTarget: required"}},
+		{"per-service targets without Backend are enough", gateway.Config{Addr: "127.0.0.1:0", SchedulerTarget: "a:1", ReportingTarget: "b:1", DialOptions: plain}, []string{"CatalogTarget: required", "RestoreTarget: required"}},
+		{"negative timeouts", gateway.Config{Addr: "127.0.0.1:0", Backend: "a:1", DialOptions: plain, ShutdownTimeout: -1, ReadHeaderTimeout: -1}, []string{"ShutdownTimeout", "ReadHeaderTimeout"}},
+		{"no mutual TLS towards the services", gateway.Config{Addr: "127.0.0.1:0", Backend: "a:1"}, []string{"ServicesTLS: the services accept only mutual TLS", "CA: required"}},
+		{"half an HTTPS certificate", gateway.Config{Addr: "127.0.0.1:0", Backend: "a:1", DialOptions: plain, TLSCertFile: "cert.pem"}, []string{"TLSCertFile and TLSKeyFile: both or neither"}},
+		{"a short HS256 key", gateway.Config{Addr: "127.0.0.1:0", Backend: "a:1", DialOptions: plain, LocalJWT: gateway.LocalJWT{Key: []byte("short")}}, []string{"Local.Key: must be at least 32 bytes"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -463,32 +666,49 @@ func TestNewRefusesAnIncompleteConfig(t *testing.T) {
 }
 
 func TestPerServiceTargetsReachTheirOwnBackends(t *testing.T) {
-	sched, rep, cat := &calls{}, &calls{}, &calls{}
-	gw, err := gateway.New(gateway.Config{
-		Addr:            "127.0.0.1:0",
-		SchedulerTarget: startBackend(t, sched),
-		ReportingTarget: startBackend(t, rep),
-		CatalogTarget:   startBackend(t, cat),
+	sched, rep, cat, des, rst := &calls{}, &calls{}, &calls{}, &calls{}, &calls{}
+	e := start(t, func(c *gateway.Config) {
+		c.Backend = ""
+		c.SchedulerTarget, c.ReportingTarget = startBackend(t, sched), startBackend(t, rep)
+		c.CatalogTarget, c.DesignTarget, c.RestoreTarget = startBackend(t, cat), startBackend(t, des), startBackend(t, rst)
+		c.NotifierTarget = startBackend(t, &calls{})
 	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	runErr := make(chan error, 1)
-	go func() { runErr <- gw.Run(ctx) }()
-	e := &env{base: "http://" + gw.Addr()}
-	for _, p := range []string{"/v1/tenants/acme/runs", "/v1/tenants/acme/compliance", "/v1/baselines"} {
+	for _, p := range []string{"/v1/tenants/acme/runs", "/v1/tenants/acme/compliance", "/v1/baselines", "/v1/tenants/acme", "/v1/tenants/acme/restores"} {
 		require.Equal(t, http.StatusOK, e.do(t, http.MethodGet, p, "", nil).status, p)
 	}
-	for name, c := range map[string]*calls{"scheduler": sched, "reporting": rep, "catalog": cat} {
+	for name, c := range map[string]*calls{"scheduler": sched, "reporting": rep, "catalog": cat, "design": des, "restore": rst} {
 		c.mu.Lock()
 		require.Len(t, c.requests, 1, name)
 		c.mu.Unlock()
 	}
-	cancel()
-	require.NoError(t, <-runErr)
+}
+
+func TestRestoreRouteCarriesTheBodyAndTheCallersSubject(t *testing.T) {
+	e := start(t)
+	e.token = mint(t, "alice@acme", "acme", "tenant-admin")
+	res := e.do(t, http.MethodPost, "/v1/tenants/acme/instances/i-0abc:restore", `{"runId":"run-7","reason":"app broken","requestId":"r-1"}`,
+		http.Header{"X-Patchwave-Actor": {"mallory"}})
+	require.Equal(t, http.StatusOK, res.status, string(res.body))
+	req, _ := e.calls.last(t)
+	rr := req.(*snapshotterv1.RestoreInstanceRequest)
+	require.Equal(t, "acme", rr.GetTenant())
+	require.Equal(t, "i-0abc", rr.GetInstance())
+	require.Equal(t, "run-7", rr.GetRunId())
+	require.Equal(t, "app broken", rr.GetReason())
+	require.Equal(t, "r-1", rr.GetRequestId())
+	var doc map[string]map[string]any
+	require.NoError(t, json.Unmarshal(res.body, &doc))
+	require.Equal(t, "alice@acme", doc["restore"]["actor"], "the caller's subject reaches the service as metadata, not a header")
+	require.Equal(t, "RESTORE_STATE_REQUESTED", doc["restore"]["state"])
+
+	res = e.do(t, http.MethodGet, "/v1/tenants/acme/instances/i-0abc/restores", "", nil)
+	require.Equal(t, http.StatusOK, res.status)
+	req, _ = e.calls.last(t)
+	require.Equal(t, "i-0abc", req.(*snapshotterv1.ListRestoresRequest).GetInstanceId())
 }
 
 func TestCloseReleasesTheListenerOfAGatewayNeverRun(t *testing.T) {
-	gw, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", Backend: "127.0.0.1:1"})
+	gw, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", Backend: "127.0.0.1:1", DialOptions: plain})
 	require.NoError(t, err)
 	addr := gw.Addr()
 	require.NoError(t, gw.Close())
@@ -500,12 +720,13 @@ func TestCloseReleasesTheListenerOfAGatewayNeverRun(t *testing.T) {
 var (
 	_ host.Component = (*gateway.Service)(nil)
 	_ host.Runner    = (*gateway.Service)(nil)
+	_ host.Readiness = (*gateway.Service)(nil)
 )
 
 func TestGatewayIsAHostComponentNamedGateway(t *testing.T) {
-	gw, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", Backend: "127.0.0.1:1"})
+	gw, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", Backend: "127.0.0.1:1", DialOptions: plain})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = gw.Close() })
 	require.Equal(t, "gateway", gw.Name())
-	require.NoError(t, gw.Register(nil))
+	require.ErrorContains(t, gw.Register(nil), "needs a bus", "API keys and audit events need NATS")
 }

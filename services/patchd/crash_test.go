@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/patchwave/patchwave/libs/natsauth"
 	"github.com/patchwave/patchwave/libs/natsembed"
 )
 
@@ -40,6 +41,11 @@ func TestPatchdKilledMidRunFinishesTheRunAfterRestart(t *testing.T) {
 	require.True(t, first.waitLine(90*time.Second, progressed.MatchString), "wave 2 makes progress before the kill:\n%s", first.output())
 	require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
 	_ = first.cmd.Wait()
+	keyFile := filepath.Join(dataDir, "operator.key")
+	require.Contains(t, first.output(), "wrote a new operator API key to "+keyFile+" (mode 0600)", "the first start writes the key")
+	st, err := os.Stat(keyFile)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 
 	// Second start: the same cycle resumes and completes.
 	second := startPatchd(t, bin, args)
@@ -49,15 +55,18 @@ func TestPatchdKilledMidRunFinishesTheRunAfterRestart(t *testing.T) {
 	defer cancel()
 	require.NoError(t, waitExit(waitCtx, second.cmd), second.output())
 	out := second.output()
+	require.NotContains(t, out, "wrote a new operator API key", "a restart keeps the key, and the demo calls with it")
+	require.Contains(t, out, "Authorization: Bearer $(cat "+keyFile+")")
 	for w := 1; w <= 3; w++ {
 		require.Regexp(t, `wave `+strconv.Itoa(w)+`: COMPLETED`, out)
 	}
 
 	// The stream, read from the same store, has exactly one outcome per instance.
-	ns, err := natsembed.Run(natsembed.Options{Port: natsembed.RandomPort, StoreDir: filepath.Join(dataDir, "jetstream"), ServerName: "patchd"})
+	authDir := filepath.Join(dataDir, "nats")
+	ns, err := natsembed.Run(natsembed.Options{Port: natsembed.RandomPort, StoreDir: filepath.Join(dataDir, "jetstream"), ServerName: "patchd", AuthDir: authDir})
 	require.NoError(t, err)
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, err := nats.Connect(ns.ClientURL(), natsauth.ConnectOptions(natsauth.CredsPath(authDir, natsauth.UserAdmin), natsauth.UserAdmin)...)
 	require.NoError(t, err)
 	defer nc.Close()
 	readStream(t, t.Context(), nc).requireOneOutcomePerInstance(t, instances)

@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/patchwave/patchwave/libs/bus"
+	"github.com/patchwave/patchwave/libs/design/designtest"
 	"github.com/patchwave/patchwave/libs/events"
 	"github.com/patchwave/patchwave/libs/store"
 	"github.com/patchwave/patchwave/libs/testkit"
@@ -28,15 +29,18 @@ var t0 = time.Date(2026, 11, 23, 15, 48, 0, 0, time.UTC)
 
 type env struct {
 	nc *nats.Conn
-	in *bus.Bus
+	js jetstream.JetStream
 }
 
+// newEnv is an embedded NATS whose service design has the tenants acme and globex.
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	nc := testkit.StartNATS(t).Connect(t)
-	in, err := bus.New(t.Context(), bus.Config{Service: "tester", Conn: nc})
+	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	return &env{nc: nc, in: in}
+	designtest.PutTenant(t, js, "acme", nil)
+	designtest.PutTenant(t, js, "globex", nil)
+	return &env{nc: nc, js: js}
 }
 
 // keyed is an event payload with its business key.
@@ -51,9 +55,12 @@ func (e *env) publish(t *testing.T, evs ...keyed) {
 	for i, k := range evs {
 		ev, err := events.New(k.tenant, k.key, k.msg)
 		require.NoError(t, err)
+		if ev.Time.IsZero() {
+			ev.Time = t0
+		}
 		out[i] = ev
 	}
-	require.NoError(t, e.in.Publish(t.Context(), out...))
+	stagetest.Publish(t, e.nc, out...)
 }
 
 type running struct {
@@ -128,12 +135,15 @@ var wantCompliance = &reportingv1.GetComplianceResponse{
 		{Wave: 1, Coverage: &reportingv1.Coverage{InScope: 10, Compliant: 6, NonCompliant: 3, Unknown: 1, Coverage: 0.6}},
 		{Wave: 2, Coverage: &reportingv1.Coverage{InScope: 10, Compliant: 10, Coverage: 1}},
 	},
+	OsFamilies: []*reportingv1.OSFamilyCoverage{
+		{OsFamily: "unknown", Coverage: &reportingv1.Coverage{InScope: 20, Compliant: 16, NonCompliant: 3, Unknown: 1, Coverage: 0.8}},
+	},
 	AsOf: timestamppb.New(t0),
 }
 
 var wantFailed = &reportingv1.ListFailedPatchesResponse{FailedPatches: []*reportingv1.FailedPatch{
-	{PatchId: "p1", InstanceId: "i-07", Wave: 1, RunId: "r1", Error: "package conflict"},
-	{PatchId: "p2", InstanceId: "i-08", Wave: 1, RunId: "r1", Error: "exit status 1"},
+	{PatchId: "p1", InstanceId: "i-07", Wave: 1, RunId: "r1", Error: "package conflict", FirstSeen: timestamppb.New(t0), OsFamily: "unknown"},
+	{PatchId: "p2", InstanceId: "i-08", Wave: 1, RunId: "r1", Error: "exit status 1", FirstSeen: timestamppb.New(t0), OsFamily: "unknown"},
 }}
 
 // reports reads both reports of a tenant.
@@ -163,10 +173,25 @@ func TestReportsFromTheEventStream(t *testing.T) {
 	require.Len(t, failed.GetFailedPatches(), 1)
 	require.Equal(t, "p9", failed.GetFailedPatches()[0].GetPatchId())
 
-	comp, failed = reports(t, svc.client, "unknown-tenant")
-	require.True(t, proto.Equal(&reportingv1.Coverage{}, comp.GetTotal()), "an unknown tenant gets zeros")
-	require.Empty(t, comp.GetWaves())
-	require.Empty(t, failed.GetFailedPatches())
+	// A tenant that is not in the service design is unknown, even with events in the stream.
+	e.publish(t, runStarted("ghost", "r9", 1, "x-1"))
+	_, err := svc.client.GetCompliance(t.Context(), &reportingv1.GetComplianceRequest{Tenant: "ghost"})
+	require.Equal(t, codes.NotFound, status.Code(err), "%v", err)
+	require.ErrorContains(t, err, "tenant ghost is not in the service design")
+	_, err = svc.client.ListFailedPatches(t.Context(), &reportingv1.ListFailedPatchesRequest{Tenant: "nobody"})
+	require.Equal(t, codes.NotFound, status.Code(err), "%v", err)
+
+	// Once the design has it, its report is there; a tenant without events gets zeros.
+	designtest.PutTenant(t, e.js, "ghost", nil)
+	require.Eventually(t, func() bool {
+		comp, err := svc.client.GetCompliance(t.Context(), &reportingv1.GetComplianceRequest{Tenant: "ghost"})
+		return err == nil && comp.GetTotal().GetInScope() == 1
+	}, 10*time.Second, 20*time.Millisecond, "the watched design sees the new tenant")
+	designtest.PutTenant(t, e.js, "quiet", nil)
+	require.Eventually(t, func() bool {
+		comp, err := svc.client.GetCompliance(t.Context(), &reportingv1.GetComplianceRequest{Tenant: "quiet"})
+		return err == nil && proto.Equal(&reportingv1.Coverage{}, comp.GetTotal()) && len(comp.GetWaves()) == 0
+	}, 10*time.Second, 20*time.Millisecond, "a known tenant without events gets zeros")
 }
 
 // TestReportsAreRebuiltFromTheStream is the architecture's proof that the store holds nothing

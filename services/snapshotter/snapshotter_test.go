@@ -1,270 +1,208 @@
 package snapshotter_test
 
 import (
-	"context"
-	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/patchwave/patchwave/libs/bus"
-	"github.com/patchwave/patchwave/libs/events"
 	"github.com/patchwave/patchwave/libs/provider"
-	"github.com/patchwave/patchwave/libs/provider/simfleet"
 	"github.com/patchwave/patchwave/libs/store"
 	"github.com/patchwave/patchwave/libs/testkit"
 	"github.com/patchwave/patchwave/libs/testkit/stagetest"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
+	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 
+	"github.com/patchwave/patchwave/services/cloudsim"
 	"github.com/patchwave/patchwave/services/snapshotter"
 )
 
-const tenant = "acme"
+func TestEveryJobGetsOneSnapshotSetTrackedToItsOutcome(t *testing.T) {
+	h := newHarness(t, 10, func(c *cloudsim.Config) { c.Timing.Snapshot = 150 * time.Millisecond })
+	r := h.start(t, snapshotter.Config{})
+	policy := &typesv1.JobPolicy{RebootPolicy: typesv1.RebootPolicy_REBOOT_POLICY_ALWAYS}
+	instances := h.InstanceIDs()
+	h.jobs(t, "run-1", instances, policy)
 
-// countingFleet counts the snapshots the service asks for, idempotent repeats included.
-type countingFleet struct {
-	provider.Fleet
-	creates atomic.Int64
-}
+	h.WaitCount(t, "snapshot.started", 10)
+	for _, id := range instances {
+		require.Equal(t, int64(1), h.Calls(id, "ec2:CreateSnapshots"), "instance %s snapshotted once", id)
+	}
+	checks0 := stagetest.Metric(t, r.reg, "patchwave_bus_tracker_checks_total", map[string]string{"tracker": snapshotter.TrackerSnapshots})
+	h.Cloud.Sim.ResetStats()
+	h.WaitCount(t, "snapshot.created", 10)
+	checks1 := stagetest.Metric(t, r.reg, "patchwave_bus_tracker_checks_total", map[string]string{"tracker": snapshotter.TrackerSnapshots})
+	require.LessOrEqual(t, float64(h.Cloud.Calls("DescribeSnapshots")), checks1-checks0+1,
+		"one DescribeSnapshots per check for the ten sets, not one per set")
 
-func (f *countingFleet) CreateSnapshot(ctx context.Context, req provider.SnapshotRequest) (provider.Snapshot, error) {
-	f.creates.Add(1)
-	return f.Fleet.CreateSnapshot(ctx, req)
-}
-
-func newFleet(t *testing.T, cfg simfleet.Config, instances int) *simfleet.Fleet {
-	t.Helper()
-	f, err := simfleet.New(cfg)
+	for _, ev := range h.Read(t, "snapshot.created") {
+		sc := ev.Data.(*eventsv1.SnapshotCreated)
+		require.Equal(t, provider.SnapshotSetID(tenant, "run-1", sc.GetInstanceId()), sc.GetSnapshotId())
+		require.Equal(t, "al2023-v7", sc.GetBaselineId())
+		require.Equal(t, []string{"ALAS-2024-001", "ALAS-2024-007"}, sc.GetPatchIds())
+		require.Equal(t, h.Location().GetAccount(), sc.GetLocation().GetAccount(), "the location is carried downstream")
+		require.Equal(t, typesv1.RebootPolicy_REBOOT_POLICY_ALWAYS, sc.GetPolicy().GetRebootPolicy(), "the policy is carried downstream")
+	}
+	got, err := h.Cloud.Fleet.GetSnapshots(t.Context(), h.Target(), []string{provider.SnapshotSetID(tenant, "run-1", instances[0])})
 	require.NoError(t, err)
-	require.NoError(t, f.Populate(tenant, instances, 3))
-	return f
+	require.Equal(t, provider.SnapshotCompleted, got[provider.SnapshotSetID(tenant, "run-1", instances[0])].State)
+
+	// The same jobs again (a scheduler replaying its run): nothing is snapshotted twice.
+	h.jobs(t, "run-1", instances, policy)
+	require.Eventually(t, func() bool { return h.drained(t, snapshotter.HandlerTakeSnapshot, snapshotter.TrackerSnapshots) }, eventually, tick)
+	require.Zero(t, h.Cloud.Calls("CreateSnapshots"), "no set is taken again")
+	require.Equal(t, 10, h.Count(t, "snapshot.created"))
+	require.Zero(t, h.Count(t, "snapshot.failed"))
 }
 
-func newService(t *testing.T, cfg snapshotter.Config, fleet provider.Fleet) *snapshotter.Service {
-	t.Helper()
-	if cfg.PollInterval == 0 {
-		cfg.PollInterval = 5 * time.Millisecond
-	}
-	svc, err := snapshotter.New(cfg, snapshotter.Deps{Fleet: fleet, Store: store.NewMemory()})
-	require.NoError(t, err)
-	return svc
-}
-
-func instanceID(i int) string { return fmt.Sprintf("i-%s-%04d", tenant, i) }
-
-// jobs returns JobRequested events for instances 1..n of run; suffix makes the event ids new
-// while run and instance stay the same, as a replay by another scheduler instance would.
-func jobs(t *testing.T, run string, n int, suffix string) []*events.Event {
-	t.Helper()
-	var evs []*events.Event
-	for i := 1; i <= n; i++ {
-		id := instanceID(i)
-		ev, err := events.New(tenant, run+"/"+id+suffix, &eventsv1.JobRequested{
-			Tenant: tenant, RunId: run, Wave: int32((i-1)%3 + 1), InstanceId: id,
-			BaselineId: "al2023-v7", PatchIds: []string{"ALAS-2024-001", "kernel-6.1.2"},
-		})
-		require.NoError(t, err)
-		evs = append(evs, ev)
-	}
-	return evs
-}
-
-func TestSnapshotterSnapshotsEveryRequestedJobOnce(t *testing.T) {
-	nt := testkit.StartNATS(t)
-	nc, js := nt.Connect(t), nt.JetStream(t)
-	fleet := newFleet(t, simfleet.Config{}, 10)
-	counting := &countingFleet{Fleet: fleet}
-	stop := stagetest.RunComponent(t, nc, newService(t, snapshotter.Config{}, counting))
-	pub := stagetest.Publisher(t, nc, "scheduler")
-
-	require.NoError(t, pub.Publish(t.Context(), jobs(t, "run-1", 10, "")...))
-	created := events.Pattern[*eventsv1.SnapshotCreated]()
-	require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamTenant, created) == 10 },
-		20*time.Second, 20*time.Millisecond)
-
-	for _, ev := range stagetest.ReadEvents(t, js, created) {
-		sc, ok := ev.Data.(*eventsv1.SnapshotCreated)
-		require.True(t, ok)
-		snap, err := fleet.FindSnapshot(t.Context(), tenant, "run-1", sc.GetInstanceId())
-		require.NoError(t, err)
-		assert.Equal(t, "run-1/"+sc.GetInstanceId(), ev.Key)
-		assert.Equal(t, "/patchwave/snapshotter", ev.Source)
-		assert.Equal(t, snap.ID, sc.GetSnapshotId())
-		assert.Equal(t, provider.SnapshotCompleted, snap.State)
-		assert.Equal(t, map[string]string{
-			"patchwave:tenant": tenant, "patchwave:run": "run-1", "patchwave:instance": sc.GetInstanceId(),
-		}, snap.Tags)
-		assert.Equal(t, "al2023-v7", sc.GetBaselineId())
-		assert.Equal(t, []string{"ALAS-2024-001", "kernel-6.1.2"}, sc.GetPatchIds())
-		assert.NotZero(t, sc.GetWave())
-		assert.NotNil(t, sc.GetCreatedAt())
-	}
-	require.Equal(t, 10, fleet.Stats().SnapshotsCreated)
-
-	// Replay: the same jobs again under new event ids, and a restarted snapshotter with an
-	// empty store whose consumer starts over, so it sees all twenty requests.
-	stop()
-	require.NoError(t, js.DeleteConsumer(t.Context(), events.StreamTenant, bus.Consumer(snapshotter.Name, snapshotter.HandlerTakeSnapshot)))
-	require.NoError(t, pub.Publish(t.Context(), jobs(t, "run-1", 10, "/replay")...))
-	calls := counting.creates.Load()
-	stagetest.RunComponent(t, nc, newService(t, snapshotter.Config{}, counting))
-	require.Eventually(t, func() bool { return stagetest.Drained(t, js, snapshotter.Name, snapshotter.HandlerTakeSnapshot) },
-		20*time.Second, 20*time.Millisecond)
-
-	assert.Equal(t, 10, fleet.Stats().SnapshotsCreated, "snapshots in the fleet")
-	assert.Equal(t, 10, stagetest.CountEvents(t, js, events.StreamTenant, created), "SnapshotCreated events")
-	assert.Equal(t, calls, counting.creates.Load(), "the marks rebuilt from the stream stop every provider call")
-}
-
-func TestSnapshotterPublishesSnapshotFailed(t *testing.T) {
+func TestSnapshotsThatCannotBeTakenAreFailureOutcomesNamingWhy(t *testing.T) {
 	tests := []struct {
-		name       string
-		fleet      simfleet.Config
-		cfg        snapshotter.Config
-		noInstance bool
-		prepare    func(t *testing.T, f *simfleet.Fleet)
-		wantReason string
+		name   string
+		sim    func(*cloudsim.Config)
+		setup  func(t *testing.T, h *harness, id string)
+		noLoc  bool
+		reason string
 	}{
-		{
-			name:       "a snapshot that ends in error is a failure with the provider's reason",
-			fleet:      simfleet.Config{SnapshotFailureRate: 1},
-			wantReason: "failed: internal error: snapshot of volume vol-",
-		},
-		{
-			name: "a terminated instance is a failure that says it is not running",
-			prepare: func(t *testing.T, f *simfleet.Fleet) {
-				require.NoError(t, f.SetInstanceState(tenant, instanceID(1), provider.InstanceTerminated))
-			},
-			wantReason: "instance " + instanceID(1) + " is not running",
-		},
-		{
-			name:       "a snapshot still pending after SnapshotTimeout is a failure",
-			fleet:      simfleet.Config{Latency: time.Hour},
-			cfg:        snapshotter.Config{SnapshotTimeout: 150 * time.Millisecond},
-			wantReason: "not completed within 150ms (state pending)",
-		},
-		{
-			name:       "an instance the provider does not know is a failure",
-			noInstance: true,
-			wantReason: "not found",
-		},
+		{"a snapshot that ends in error", func(c *cloudsim.Config) { c.Faults.SnapshotErrorRate = 1 }, nil, false, "failed"},
+		{"a terminated instance", nil, func(t *testing.T, h *harness, id string) {
+			require.NoError(t, h.Cloud.Sim.InjectFault(cloudsim.Fault{Kind: cloudsim.FaultTerminateInstance, InstanceID: id}))
+		}, false, "create snapshot set"},
+		{"a job without a location", nil, nil, true, "the job names no location"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			nt := testkit.StartNATS(t)
-			nc, js := nt.Connect(t), nt.JetStream(t)
-			n := 1
-			if tt.noInstance {
-				n = 0
+			h := newHarness(t, 1, tt.sim)
+			h.start(t, snapshotter.Config{})
+			id := h.InstanceIDs()[0]
+			if tt.setup != nil {
+				tt.setup(t, h, id)
 			}
-			fleet := newFleet(t, tt.fleet, n)
-			if tt.prepare != nil {
-				tt.prepare(t, fleet)
+			if tt.noLoc {
+				h.Publish(t, "run-1/"+id, &eventsv1.JobRequested{Tenant: tenant, RunId: "run-1", InstanceId: id})
+			} else {
+				h.jobs(t, "run-1", []string{id}, nil)
 			}
-			stagetest.RunComponent(t, nc, newService(t, tt.cfg, fleet))
-			require.NoError(t, stagetest.Publisher(t, nc, "scheduler").Publish(t.Context(), jobs(t, "run-9", 1, "")...))
-
-			failed := events.Pattern[*eventsv1.SnapshotFailed]()
-			require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamTenant, failed) == 1 },
-				20*time.Second, 20*time.Millisecond)
-			evs := stagetest.ReadEvents(t, js, failed)
-			sf, ok := evs[0].Data.(*eventsv1.SnapshotFailed)
-			require.True(t, ok)
-			assert.Equal(t, "run-9/"+instanceID(1), evs[0].Key)
-			assert.Equal(t, instanceID(1), sf.GetInstanceId())
-			assert.Equal(t, int32(1), sf.GetWave())
-			assert.Contains(t, sf.GetReason(), tt.wantReason)
-			assert.Zero(t, stagetest.CountEvents(t, js, events.StreamTenant, events.Pattern[*eventsv1.SnapshotCreated]()))
+			h.WaitCount(t, "snapshot.failed", 1)
+			failed := h.Read(t, "snapshot.failed")[0].Data.(*eventsv1.SnapshotFailed)
+			require.Contains(t, failed.GetReason(), tt.reason)
+			require.Zero(t, h.Count(t, "snapshot.created"))
 		})
 	}
 }
 
-func TestSnapshotterRetriesThrottledProviderCalls(t *testing.T) {
-	nt := testkit.StartNATS(t)
-	nc, js := nt.Connect(t), nt.JetStream(t)
-	fleet := newFleet(t, simfleet.Config{}, 1)
-	throttled := fmt.Errorf("RequestLimitExceeded: %w", provider.ErrThrottled)
-	fleet.FailNext(simfleet.OpCreateSnapshot, throttled)
-	fleet.FailNext(simfleet.OpCreateSnapshot, throttled)
-	stagetest.RunComponent(t, nc, newService(t, snapshotter.Config{}, fleet))
-	require.NoError(t, stagetest.Publisher(t, nc, "scheduler").Publish(t.Context(), jobs(t, "run-2", 1, "")...))
+func TestASnapshotNotCompletedWithinTheTimeoutFails(t *testing.T) {
+	h := newHarness(t, 2, func(c *cloudsim.Config) { c.Timing.Snapshot = time.Hour })
+	h.start(t, snapshotter.Config{SnapshotTimeout: 30 * time.Minute})
+	h.jobs(t, "run-1", h.InstanceIDs(), nil)
+	h.WaitCount(t, "snapshot.started", 2)
+	h.Clock.Advance(29 * time.Minute)
+	require.Never(t, func() bool { return h.Count(t, "snapshot.failed") > 0 }, 200*time.Millisecond, tick, "still within the timeout")
+	h.Clock.Advance(2 * time.Minute)
+	h.WaitCount(t, "snapshot.failed", 2)
+	for _, ev := range h.Read(t, "snapshot.failed") {
+		require.Contains(t, ev.Data.(*eventsv1.SnapshotFailed).GetReason(), "not completed within 30m0s of its start")
+	}
+	require.Zero(t, h.Count(t, "snapshot.created"))
+}
 
+// A job whose cloud calls keep being throttled is dead-lettered after its deliveries, and the
+// dead-letter hook first gives it a SnapshotFailed naming why, so its run does not wait for it
+// (patchd's TestACloudThatKeepsThrottlingStillCompletesTheRun shows the run completing).
+func TestAJobWhoseCloudCallsKeepFailingEndsInAFailureOutcome(t *testing.T) {
+	h := newHarness(t, 3, nil)
+	h.start(t, snapshotter.Config{})
+	require.NoError(t, h.Cloud.Sim.InjectFault(cloudsim.Fault{Kind: cloudsim.FaultThrottle, Operation: "CreateSnapshots", Rate: 1}))
+	h.jobs(t, "run-1", h.InstanceIDs(), nil)
+
+	h.WaitCount(t, "snapshot.failed", 3)
+	for _, ev := range h.Read(t, "snapshot.failed") {
+		reason := ev.Data.(*eventsv1.SnapshotFailed).GetReason()
+		require.Regexp(t, `^dead-lettered after 8 attempts: create snapshot set of i-[0-9a-f]+: .*[Tt]hrottl`, reason)
+	}
+	require.Equal(t, 3, stagetest.CountEvents(t, h.JS, "DLQ", "dlq.snapshotter.TakeSnapshotOnJobRequested"))
+	require.Zero(t, h.Count(t, "snapshot.started"))
+}
+
+// A snapshotter replica stopped while it tracks pending sets hands them back; another replica
+// resumes tracking. Every job ends with exactly one outcome and one snapshot set.
+func TestAReplicaStoppedWhileTrackingHandsItsSnapshotsToAnother(t *testing.T) {
+	cloudClock := testkit.NewClock(time.Now())
+	h := newHarness(t, 20, func(c *cloudsim.Config) {
+		c.Clock, c.Timing.Snapshot = cloudClock.Now, 10*time.Minute
+	})
+	first := h.start(t, snapshotter.Config{})
+	instances := h.InstanceIDs()
+	h.jobs(t, "run-1", instances, nil)
+	h.WaitCount(t, "snapshot.started", 20)
+	first.stop()
+	require.Zero(t, h.Count(t, "snapshot.created"), "the sets are still pending")
+
+	h.start(t, snapshotter.Config{})
+	cloudClock.Advance(10 * time.Minute)
+	h.WaitCount(t, "snapshot.created", 20)
+	require.Eventually(t, func() bool { return h.drained(t, snapshotter.HandlerTakeSnapshot, snapshotter.TrackerSnapshots) }, eventually, tick)
+	seen := map[string]int{}
+	for _, ev := range h.Read(t, "snapshot.created") {
+		seen[ev.Data.(*eventsv1.SnapshotCreated).GetInstanceId()]++
+	}
+	for _, id := range instances {
+		require.Equal(t, 1, seen[id], "one outcome for %s", id)
+		require.Equal(t, int64(1), h.Calls(id, "ec2:CreateSnapshots"), "one snapshot set for %s", id)
+	}
+	require.Zero(t, h.Count(t, "snapshot.failed"))
+}
+
+// One replica keeps many snapshot operations in flight: every set is pending at once, held by
+// the tracker (its gauge shows them all), and read back with one DescribeSnapshots per 200 sets
+// per check. The figures for 10,000 are in BenchmarkSnapshotter10000InFlight.
+func TestOneReplicaHoldsEveryPendingSnapshotAtOnce(t *testing.T) {
+	const n = 400
+	cloudClock := testkit.NewClock(time.Now())
+	h := newHarness(t, n, func(c *cloudsim.Config) { c.Clock, c.Timing.Snapshot = cloudClock.Now, 10*time.Minute })
+	r := h.start(t, snapshotter.Config{MaxTracked: n, PollInterval: 100 * time.Millisecond})
+	h.jobs(t, "run-1", h.InstanceIDs(), nil)
+	h.WaitCount(t, "snapshot.started", n)
+	held := map[string]string{"tracker": snapshotter.TrackerSnapshots}
 	require.Eventually(t, func() bool {
-		return stagetest.CountEvents(t, js, events.StreamTenant, events.Pattern[*eventsv1.SnapshotCreated]()) == 1
-	}, 20*time.Second, 20*time.Millisecond)
-	assert.Equal(t, 1, fleet.Stats().SnapshotsCreated)
-	assert.Zero(t, stagetest.CountEvents(t, js, events.StreamTenant, events.Pattern[*eventsv1.SnapshotFailed]()))
+		return stagetest.Metric(t, r.reg, "patchwave_bus_tracker_held", held) == n
+	}, eventually, tick, "every pending set is held by the one replica")
+	checks0 := stagetest.Metric(t, r.reg, "patchwave_bus_tracker_checks_total", held)
+	h.Cloud.Sim.ResetStats()
+	require.Eventually(t, func() bool {
+		return stagetest.Metric(t, r.reg, "patchwave_bus_tracker_checks_total", held) >= checks0+3
+	}, eventually, tick)
+	checks := stagetest.Metric(t, r.reg, "patchwave_bus_tracker_checks_total", held) - checks0
+	calls := float64(h.Cloud.Calls("DescribeSnapshots"))
+	require.LessOrEqual(t, calls, (checks+1)*n/200, "at most one DescribeSnapshots per 200 sets per check")
+	t.Logf("%d sets held; %.0f checks made %.0f DescribeSnapshots calls (max in flight %d)", n, checks, calls,
+		h.Cloud.Sim.Stats().Operations["ec2:DescribeSnapshots"].MaxInFlight)
+	require.Zero(t, h.Count(t, "snapshot.created"))
+
+	cloudClock.Advance(10 * time.Minute)
+	h.WaitCount(t, "snapshot.created", n)
+	require.Eventually(t, func() bool { return stagetest.Metric(t, r.reg, "patchwave_bus_tracker_held", held) == 0 }, eventually, tick)
 }
 
-func TestSnapshotterDeadLettersAJobWithoutInstance(t *testing.T) {
-	nt := testkit.StartNATS(t)
-	nc, js := nt.Connect(t), nt.JetStream(t)
-	fleet := newFleet(t, simfleet.Config{}, 1)
-	stagetest.RunComponent(t, nc, newService(t, snapshotter.Config{}, fleet))
-	ev, err := events.New(tenant, "run-3/none", &eventsv1.JobRequested{Tenant: tenant, RunId: "run-3", BaselineId: "b"})
-	require.NoError(t, err)
-	require.NoError(t, stagetest.Publisher(t, nc, "scheduler").Publish(t.Context(), ev))
-
-	dlq := "dlq." + snapshotter.Name + "." + snapshotter.HandlerTakeSnapshot
-	require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamDLQ, dlq) == 1 },
-		20*time.Second, 20*time.Millisecond)
-	s, err := js.Stream(t.Context(), events.StreamDLQ)
-	require.NoError(t, err)
-	msg, err := s.GetLastMsgForSubject(t.Context(), dlq)
-	require.NoError(t, err)
-	assert.Contains(t, msg.Header.Get(events.HeaderDLQReason), "instance_id: required")
-	assert.Zero(t, fleet.Stats().SnapshotsCreated)
-}
-
-func TestConfigValidateNamesEveryBadField(t *testing.T) {
-	valid := snapshotter.Deps{Fleet: &countingFleet{}, Store: store.NewMemory()}
+func TestConfigIsValidated(t *testing.T) {
 	tests := []struct {
-		name string
-		cfg  snapshotter.Config
-		deps snapshotter.Deps
-		want []string
+		name  string
+		cfg   snapshotter.Config
+		field string
 	}{
-		{
-			name: "missing dependencies are named",
-			deps: snapshotter.Deps{},
-			want: []string{"Fleet: required", "Store: required"},
-		},
-		{
-			name: "negative durations and a poll longer than the timeout are refused",
-			cfg:  snapshotter.Config{SnapshotTimeout: -time.Second, PollInterval: -1},
-			deps: valid,
-			want: []string{"SnapshotTimeout -1s: must be > 0", "PollInterval -1ns: must be > 0"},
-		},
-		{
-			name: "a poll interval above the timeout is refused",
-			cfg:  snapshotter.Config{SnapshotTimeout: time.Second, PollInterval: time.Minute},
-			deps: valid,
-			want: []string{"PollInterval 1m0s: must not exceed SnapshotTimeout 1s"},
-		},
-		{
-			name: "an absurd concurrency is refused",
-			cfg:  snapshotter.Config{Concurrency: 5000},
-			deps: valid,
-			want: []string{"Concurrency 5000: must be from 1 to 1024"},
-		},
+		{"a negative timeout is refused", snapshotter.Config{SnapshotTimeout: -time.Second}, "SnapshotTimeout"},
+		{"a poll longer than the timeout is refused", snapshotter.Config{SnapshotTimeout: time.Second, PollInterval: time.Minute}, "PollInterval 1m0s: must not exceed SnapshotTimeout"},
+		{"too many workers are refused", snapshotter.Config{Concurrency: 100000}, "Concurrency 100000: must be from 1 to 4096"},
+		{"a batch larger than a call takes is refused", snapshotter.Config{BatchSize: 5000}, "BatchSize 5000"},
+		{"a negative retention is refused", snapshotter.Config{Retention: -time.Hour}, "Retention"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := snapshotter.New(tt.cfg, tt.deps)
-			require.Error(t, err)
-			for _, w := range tt.want {
-				assert.Contains(t, err.Error(), w)
-			}
+			_, err := snapshotter.New(tt.cfg, snapshotter.Deps{})
+			require.ErrorContains(t, err, tt.field)
+			require.ErrorContains(t, err, "Fleet: required")
+			require.ErrorContains(t, err, "Store: required")
 		})
 	}
-}
-
-func TestNewFillsDefaults(t *testing.T) {
-	svc, err := snapshotter.New(snapshotter.Config{}, snapshotter.Deps{Fleet: &countingFleet{}, Store: store.NewMemory()})
+	_, err := snapshotter.New(snapshotter.Config{}, snapshotter.Deps{Fleet: newHarness(t, 0, nil).Cloud.Fleet, Store: store.NewMemory()})
 	require.NoError(t, err)
-	assert.Equal(t, snapshotter.Config{SnapshotTimeout: 30 * time.Minute, PollInterval: 2 * time.Second, Concurrency: 32}, svc.Config())
-	assert.Equal(t, "snapshotter", svc.Name())
 }

@@ -440,6 +440,34 @@ var contract = []contractCase{
 			require.ErrorIs(t, call(), store.ErrClosed, name)
 		}
 	}},
+	{"Update applies its writes only while the guard holds", func(t *testing.T, ctx context.Context, s store.Store) {
+		u, ok := s.(store.Updater)
+		require.True(t, ok, "the store implements store.Updater")
+		writes := func(seq string) []store.Write {
+			return []store.Write{
+				store.SetW("seq", []byte(seq)), store.SAddW("set", "a", "b"), store.HSetW("h", map[string][]byte{"f": []byte(seq)}),
+			}
+		}
+		applied, err := u.Update(ctx, "seq", []byte("1"), writes("2")...)
+		require.NoError(t, err)
+		require.False(t, applied, "the guard is absent, not 1")
+		requireKeys(t, ctx, s, "")
+		applied, err = u.Update(ctx, "seq", nil, writes("1")...)
+		require.NoError(t, err)
+		require.True(t, applied, "absent guard, as wanted")
+		requireString(t, ctx, s, "seq", "1")
+		requireMembers(t, ctx, s, "set", "a", "b")
+		applied, err = u.Update(ctx, "seq", []byte("1"), store.SetW("seq", []byte("2")), store.SRemW("set", "a"), store.DelW("h"))
+		require.NoError(t, err)
+		require.True(t, applied)
+		requireString(t, ctx, s, "seq", "2")
+		requireMembers(t, ctx, s, "set", "b")
+		requireKeys(t, ctx, s, "", "seq", "set")
+		applied, err = u.Update(ctx, "seq", []byte("1"), store.SetW("seq", []byte("3")))
+		require.NoError(t, err)
+		require.False(t, applied, "a stale guard writes nothing")
+		requireString(t, ctx, s, "seq", "2")
+	}},
 }
 
 func requireString(t *testing.T, ctx context.Context, s store.Store, key, want string) {

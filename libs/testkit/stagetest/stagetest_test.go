@@ -24,7 +24,7 @@ type completer struct{}
 
 const handlerComplete = "CompleteOnRunStarted"
 
-func (completer) Name() string { return "completer" }
+func (completer) Name() string { return "scheduler" }
 
 func (completer) Register(b *bus.Bus) error {
 	return bus.Handle(b, handlerComplete, func(ctx context.Context, ev *events.Event, msg *eventsv1.RunStarted) error {
@@ -52,7 +52,7 @@ func TestAStageRunsAndItsOutputIsReadBack(t *testing.T) {
 	completed := events.Pattern[*eventsv1.RunCompleted]()
 	require.Eventually(t, func() bool { return stagetest.CountEvents(t, js, events.StreamTenant, completed) == len(in) },
 		10*time.Second, 10*time.Millisecond)
-	require.Eventually(t, func() bool { return stagetest.Drained(t, js, "completer", handlerComplete) },
+	require.Eventually(t, func() bool { return stagetest.Drained(t, js, "scheduler", handlerComplete) },
 		10*time.Second, 10*time.Millisecond)
 	stop()
 	stop() // a second stop does nothing
@@ -64,7 +64,7 @@ func TestAStageRunsAndItsOutputIsReadBack(t *testing.T) {
 		m, ok := ev.Data.(*eventsv1.RunCompleted)
 		require.True(t, ok, "payload %T", ev.Data)
 		assert.Equal(t, "acme", ev.Tenant)
-		assert.Equal(t, events.SourcePrefix+"completer", ev.Source, "the component publishes as itself")
+		assert.Equal(t, events.SourcePrefix+"scheduler", ev.Source, "the component publishes as itself")
 		runs = append(runs, m.GetRunId())
 	}
 	assert.ElementsMatch(t, []string{"run-1", "run-2", "run-3"}, runs)

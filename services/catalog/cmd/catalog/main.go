@@ -1,12 +1,16 @@
-// Command catalog runs the Patchwave catalog on its own: it connects to NATS, publishes its
-// configured baselines once, projects catalog.baseline.published into its read model in Redis
-// (or in memory when PATCHWAVE_REDIS_ADDR is empty), and serves
-// patchwave.catalog.v1.CatalogService over gRPC.
+// Command catalog runs the Patchwave catalog on its own: it connects to NATS, keeps its state
+// in JetStream KV buckets, polls its feed sources, and serves patchwave.catalog.v1.CatalogService
+// over gRPC.
+//
+// Sources come from PATCHWAVE_CATALOG_FEED_DIRS: a comma-separated list of name=directory
+// (e.g. "ubuntu=/var/lib/feeds/ubuntu,rocky=/var/lib/feeds/rocky"), polled daily.
 package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strings"
 
 	"github.com/patchwave/patchwave/libs/config"
 	"github.com/patchwave/patchwave/libs/host"
@@ -18,11 +22,21 @@ func main() {
 		config.OS(), os.Stderr))
 }
 
-// build builds the catalog, which has no variables of its own.
-func build(_ context.Context, _ config.Env, deps host.CommandDeps) (host.Component, []any, error) {
-	svc, err := catalog.New(catalog.Config{}, catalog.Deps{Store: deps.Store, Logger: deps.Logger})
+// build builds the catalog from its variables.
+func build(_ context.Context, env config.Env, deps host.CommandDeps) (host.Component, []any, error) {
+	var cfg catalog.Config
+	if dirs := env.String("PATCHWAVE_CATALOG_FEED_DIRS", ""); dirs != "" {
+		for _, pair := range strings.Split(dirs, ",") {
+			name, dir, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if !ok {
+				return nil, nil, fmt.Errorf("PATCHWAVE_CATALOG_FEED_DIRS %q: want name=directory[,name=directory...]", dirs)
+			}
+			cfg.Sources = append(cfg.Sources, catalog.Source{Name: name, Kind: catalog.KindDir, Dir: dir})
+		}
+	}
+	svc, err := catalog.New(cfg, catalog.Deps{Logger: deps.Logger})
 	if err != nil {
 		return nil, nil, err
 	}
-	return svc, nil, nil
+	return svc, []any{"feed_dirs", env.String("PATCHWAVE_CATALOG_FEED_DIRS", "")}, nil
 }

@@ -1,125 +1,200 @@
-// Package app is the catalog's application layer: applying published baselines to the read
-// model, publishing the configured baselines the stream does not hold yet, and the queries the
-// API serves.
+// Package app is the catalog's application layer: ingesting vendor documents into patch
+// records, certification by people and by auto-approval rules, publishing baselines, the
+// tenants' approvals and auto-approve policies, and the queries the API serves. State lives
+// in JetStream KV buckets (kvstore), each change is also an event on the bus.
 package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
+	"sync"
 	"time"
 
-	"github.com/patchwave/patchwave/services/catalog/internal/domain"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchwave/patchwave/libs/events"
+	catalogv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/catalog/v1"
+	"github.com/patchwave/patchwave/services/catalog/internal/adapters/kvstore"
 )
 
-// Publisher publishes BaselinePublished events.
+// Publisher publishes events (the bus).
 type Publisher interface {
-	PublishBaselines(ctx context.Context, bs ...domain.Baseline) error
+	Publish(ctx context.Context, evs ...*events.Event) error
+}
+
+// Bucket names.
+const (
+	BucketPatches   = "catalog_patches"
+	BucketBaselines = "catalog_baselines"
+	BucketApprovals = "catalog_approvals"
+	BucketPolicies  = "catalog_approval_policies"
+	BucketRules     = "catalog_rules"
+	BucketSources   = "catalog_sources"
+)
+
+// PatchHistory is how many revisions of each patch record the patches bucket keeps: the
+// previous contents of an updated advisory and the steps of its certification.
+const PatchHistory = 16
+
+// Stores are the catalog's KV buckets.
+type Stores struct {
+	Patches   *kvstore.Bucket[*catalogv1.CatalogPatch]
+	Baselines *kvstore.Bucket[*catalogv1.Baseline]
+	Approvals *kvstore.Bucket[*catalogv1.Approval]
+	Policies  *kvstore.Bucket[*catalogv1.ApprovalPolicy]
+	Rules     *kvstore.Bucket[*catalogv1.AutoApprovalRule]
+	Sources   *kvstore.Bucket[*catalogv1.Source]
+}
+
+// OpenStores creates or opens every bucket.
+func OpenStores(ctx context.Context, js jetstream.JetStream, replicas int, storage jetstream.StorageType) (Stores, error) {
+	var s Stores
+	var err error
+	cfg := func(name, desc string, history uint8) kvstore.Config {
+		return kvstore.Config{Name: name, Description: desc, History: history, Replicas: replicas, Storage: storage}
+	}
+	if s.Patches, err = kvstore.Open(ctx, js, cfg(BucketPatches, "catalog: normalized patches and their certification", PatchHistory), func() *catalogv1.CatalogPatch { return &catalogv1.CatalogPatch{} }); err != nil {
+		return s, err
+	}
+	if s.Baselines, err = kvstore.Open(ctx, js, cfg(BucketBaselines, "catalog: published baselines (b.<id>) and version claims (v.<family>.<version>)", 1), func() *catalogv1.Baseline { return &catalogv1.Baseline{} }); err != nil {
+		return s, err
+	}
+	if s.Approvals, err = kvstore.Open(ctx, js, cfg(BucketApprovals, "catalog: tenants' decisions on baselines (<tenant>.<baseline>)", 8), func() *catalogv1.Approval { return &catalogv1.Approval{} }); err != nil {
+		return s, err
+	}
+	if s.Policies, err = kvstore.Open(ctx, js, cfg(BucketPolicies, "catalog: tenants' auto-approve policies", 8), func() *catalogv1.ApprovalPolicy { return &catalogv1.ApprovalPolicy{} }); err != nil {
+		return s, err
+	}
+	if s.Rules, err = kvstore.Open(ctx, js, cfg(BucketRules, "catalog: auto-approval rules", 8), func() *catalogv1.AutoApprovalRule { return &catalogv1.AutoApprovalRule{} }); err != nil {
+		return s, err
+	}
+	if s.Sources, err = kvstore.Open(ctx, js, cfg(BucketSources, "catalog: feed sources' polling state", 4), func() *catalogv1.Source { return &catalogv1.Source{} }); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// Run mirrors every bucket until ctx is done.
+func (s Stores) Run(ctx context.Context) error {
+	errs := make(chan error, 6)
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context) error{s.Patches.Run, s.Baselines.Run, s.Approvals.Run, s.Policies.Run, s.Rules.Run, s.Sources.Run} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// Ready returns once every mirror is loaded.
+func (s Stores) Ready(ctx context.Context) error {
+	for _, ready := range []func(context.Context) error{s.Patches.Ready, s.Baselines.Ready, s.Approvals.Ready, s.Policies.Ready, s.Rules.Ready, s.Sources.Ready} {
+		if err := ready(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // App is the catalog's use cases.
 type App struct {
-	repo       domain.Repository
-	log        *slog.Logger
-	now        func() time.Time
-	configured []domain.Baseline
+	st      Stores
+	pub     Publisher
+	tenants TenantChecker
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu      sync.Mutex
+	digests map[string]int // source document digests of the stored patches, with counts
+
+	announced announced
+	heard     heard
+	wake      chan struct{}
 }
 
-// New returns the catalog application over repo. configured are the baselines the catalog
-// publishes when the stream does not hold them yet; they must be valid.
-func New(repo domain.Repository, log *slog.Logger, now func() time.Time, configured []domain.Baseline) *App {
-	return &App{repo: repo, log: log, now: now, configured: configured}
+// New returns the application over st, publishing on pub. tenants says which tenants exist
+// (ShapeOnly when nil).
+func New(st Stores, pub Publisher, tenants TenantChecker, log *slog.Logger, now func() time.Time) *App {
+	if tenants == nil {
+		tenants = ShapeOnly{}
+	}
+	a := &App{st: st, pub: pub, tenants: tenants, log: log, now: now, digests: map[string]int{}, wake: make(chan struct{}, 1)}
+	st.Patches.OnChange(func(key string, prev, next *kvstore.Entry[*catalogv1.CatalogPatch]) {
+		a.indexDigests(key, prev, next)
+		a.signal()
+	})
+	// The mirror keeps no per-document contributions (the merged patch has every list and its
+	// sources): a replica holds each patch about once, not twice.
+	st.Patches.Compact(func(c *catalogv1.CatalogPatch) *catalogv1.CatalogPatch {
+		c.Contributions = nil
+		return c
+	})
+	st.Rules.OnChange(func(string, *kvstore.Entry[*catalogv1.AutoApprovalRule], *kvstore.Entry[*catalogv1.AutoApprovalRule]) {
+		a.signal()
+	})
+	st.Policies.OnChange(func(string, *kvstore.Entry[*catalogv1.ApprovalPolicy], *kvstore.Entry[*catalogv1.ApprovalPolicy]) {
+		a.signal()
+	})
+	st.Baselines.OnChange(func(string, *kvstore.Entry[*catalogv1.Baseline], *kvstore.Entry[*catalogv1.Baseline]) { a.signal() })
+	return a
 }
 
-// Checkpoint returns the stream sequence the read model has applied up to.
-func (a *App) Checkpoint(ctx context.Context) (uint64, error) { return a.repo.Checkpoint(ctx) }
+// Changed is signalled when rules, policies, baselines or patches change, so the evaluation
+// timer can recompute when the next rule or policy falls due.
+func (a *App) Changed() <-chan struct{} { return a.wake }
 
-// ApplyPublished records a published baseline, the event at stream sequence seq. Applying the
-// same event twice changes nothing. An invalid baseline is refused with an error wrapping
-// domain.ErrInvalid; it can never be applied.
-func (a *App) ApplyPublished(ctx context.Context, b domain.Baseline, seq uint64) error {
-	if err := b.Validate(); err != nil {
-		return domain.Invalid(fmt.Errorf("baseline %q: %w", b.ID, err))
+func (a *App) signal() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
 	}
-	if err := a.repo.Put(ctx, b); err != nil {
-		return err
-	}
-	if seq > 0 {
-		if err := a.repo.SetCheckpoint(ctx, seq); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
-// PublishConfigured publishes each configured baseline the read model does not hold, so a
-// restart publishes nothing again. It must run once the read model has caught up with the
-// stream. A configured baseline whose id is already published with other content is left as
-// published (baselines are immutable) and logged.
-func (a *App) PublishConfigured(ctx context.Context, pub Publisher) error {
-	var missing []domain.Baseline
-	for _, b := range a.configured {
-		have, err := a.repo.Get(ctx, b.ID)
-		switch {
-		case err == nil:
-			if !sameContent(have, b) {
-				a.log.WarnContext(ctx, "configured baseline differs from the published one; baselines are immutable, publish a new id instead",
-					"baseline_id", b.ID, "published_version", have.Version, "configured_version", b.Version)
+// Stores returns the buckets.
+func (a *App) Stores() Stores { return a.st }
+
+// Now returns the application clock's time.
+func (a *App) Now() time.Time { return a.now() }
+
+// indexDigests keeps the digest index in step with the patches mirror: the merged patch lists
+// the sources of every contribution.
+func (a *App) indexDigests(_ string, prev, next *kvstore.Entry[*catalogv1.CatalogPatch]) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if prev != nil {
+		for _, s := range prev.Value.GetPatch().GetSources() {
+			if a.digests[s.GetDigest()]--; a.digests[s.GetDigest()] <= 0 {
+				delete(a.digests, s.GetDigest())
 			}
-			continue
-		case isNotFound(err):
-		default:
-			return err
 		}
-		b.PublishedAt = a.now().UTC()
-		missing = append(missing, b)
 	}
-	if len(missing) == 0 {
+	if next != nil {
+		for _, s := range next.Value.GetPatch().GetSources() {
+			a.digests[s.GetDigest()]++
+		}
+	}
+}
+
+// KnownDigest reports whether a document with this digest was ingested (its patches hold it).
+func (a *App) KnownDigest(digest string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.digests[digest] > 0
+}
+
+func (a *App) publish(ctx context.Context, evs ...*events.Event) error {
+	if len(evs) == 0 {
 		return nil
 	}
-	if err := pub.PublishBaselines(ctx, missing...); err != nil {
-		return fmt.Errorf("publish configured baselines: %w", err)
-	}
-	// The projection applies the events too; storing them now makes them visible at once.
-	for _, b := range missing {
-		if err := a.repo.Put(ctx, b); err != nil {
-			return err
-		}
-		a.log.InfoContext(ctx, "baseline published", "baseline_id", b.ID, "os_family", b.OSFamily,
-			"version", b.Version, "patches", len(b.Patches))
+	if err := a.pub.Publish(ctx, evs...); err != nil {
+		return fmt.Errorf("%w: publish %s: %w", errUnavailable, evs[0].Subject, err)
 	}
 	return nil
 }
-
-// ListBaselines returns every published baseline, newest first.
-func (a *App) ListBaselines(ctx context.Context) ([]domain.Baseline, error) {
-	return a.repo.List(ctx)
-}
-
-// GetBaseline returns one published baseline; an invalid id wraps domain.ErrInvalid and an
-// unknown one domain.ErrNotFound.
-func (a *App) GetBaseline(ctx context.Context, id string) (domain.Baseline, error) {
-	if err := domain.ValidateID(id); err != nil {
-		return domain.Baseline{}, err
-	}
-	return a.repo.Get(ctx, id)
-}
-
-func sameContent(a, b domain.Baseline) bool {
-	if a.OSFamily != b.OSFamily || a.Version != b.Version || len(a.Patches) != len(b.Patches) {
-		return false
-	}
-	for i := range a.Patches {
-		p, q := a.Patches[i], b.Patches[i]
-		if p.ID != q.ID || p.Vendor != q.Vendor || p.Title != q.Title || p.OSFamily != q.OSFamily ||
-			p.Severity != q.Severity || p.Classification != q.Classification ||
-			p.RebootRequired != q.RebootRequired || !slices.Equal(p.CVEs, q.CVEs) {
-			return false
-		}
-	}
-	return true
-}
-
-func isNotFound(err error) bool { return errors.Is(err, domain.ErrNotFound) }

@@ -2,38 +2,62 @@ package ports
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/events"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
 	"github.com/patchwave/patchwave/services/catalog/internal/app"
-	"github.com/patchwave/patchwave/services/catalog/internal/domain"
-	"github.com/patchwave/patchwave/services/catalog/internal/pb"
 )
 
-// ProjectionName names the baseline read model's projection.
-const ProjectionName = "baselines"
+// Projection names.
+const (
+	ProjectionBaselines = "baselines_announced"
+	ProjectionPatches   = "patches_announced"
+	ProjectionDecisions = "decisions_announced"
+)
 
-// Projection returns the projection of catalog.baseline.published into the read model. Once
-// it has caught up it publishes the configured baselines the stream does not hold yet.
-func Projection(a *app.App, pub app.Publisher) bus.ProjectionSpec {
-	return bus.ProjectionSpec{
-		Name:       ProjectionName,
-		Subjects:   []string{events.Pattern[*eventsv1.BaselinePublished]()},
-		Checkpoint: a.Checkpoint,
-		Apply: func(ctx context.Context, ev *events.Event, _ bool) error {
-			msg, ok := ev.Data.(*eventsv1.BaselinePublished)
-			if !ok {
-				return bus.Permanent(fmt.Errorf("event %s: type %s, want BaselinePublished", ev.ID, ev.Type))
+// Projections read back the catalog's own events to learn what the stream holds; once each has
+// caught up (and the KV mirrors are loaded, which ready waits for) it publishes the events of
+// the changes stored without one (a crash between a KV write and its publish). The bus counts
+// the catalog as running only after that.
+func Projections(a *app.App, ready func(context.Context) error) []bus.ProjectionSpec {
+	caughtUp := func(repair func(context.Context) error) func(context.Context) error {
+		return func(ctx context.Context) error {
+			if err := ready(ctx); err != nil {
+				return err
 			}
-			err := a.ApplyPublished(ctx, pb.FromPublished(msg), ev.Sequence)
-			if errors.Is(err, domain.ErrInvalid) {
-				return bus.Permanent(err)
-			}
-			return err
+			return repair(ctx)
+		}
+	}
+	return []bus.ProjectionSpec{
+		{
+			Name:     ProjectionBaselines,
+			Subjects: []string{events.Pattern[*eventsv1.BaselinePublished]()},
+			Apply: func(_ context.Context, ev *events.Event, _ bool) error {
+				if msg, ok := ev.Data.(*eventsv1.BaselinePublished); ok {
+					a.MarkBaselineAnnounced(msg.GetBaselineId())
+				}
+				return nil
+			},
+			CaughtUp: caughtUp(a.RepairBaselines),
 		},
-		CaughtUp: func(ctx context.Context) error { return a.PublishConfigured(ctx, pub) },
+		{
+			Name:     ProjectionPatches,
+			Subjects: []string{events.CatalogSubject("patch", ">")},
+			Apply: func(_ context.Context, ev *events.Event, _ bool) error {
+				a.HearPatchEvent(ev)
+				return nil
+			},
+			CaughtUp: caughtUp(a.RepairPatches),
+		},
+		{
+			Name:     ProjectionDecisions,
+			Subjects: []string{events.Pattern[*eventsv1.BaselineApproved](), events.Pattern[*eventsv1.BaselineRejected]()},
+			Apply: func(_ context.Context, ev *events.Event, _ bool) error {
+				a.HearDecisionEvent(ev)
+				return nil
+			},
+			CaughtUp: caughtUp(a.RepairDecisions),
+		},
 	}
 }

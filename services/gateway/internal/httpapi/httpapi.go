@@ -1,10 +1,13 @@
 // Package httpapi builds the gateway's HTTP handler: the grpc-gateway mux over the scheduler,
-// reporting and catalog gRPC APIs, the OpenAPI document, and the middleware that gives every
-// request a correlation id, logs it once and turns a panic into a JSON 500.
+// service design, reporting and catalog gRPC APIs and the gateway's own credentials API, the
+// OpenAPI document, the Guard (authentication, rate limits, body limits, authorization of every
+// call by its declared rule, audit), and the middleware that gives every request a correlation
+// id, logs it once, turns a panic into a JSON 500 and takes raw iCalendar uploads.
 package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -18,8 +21,12 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	catalogv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/catalog/v1"
+	credentialsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/credentials/v1"
+	designv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/design/v1"
+	notifierv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/notifier/v1"
 	reportingv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/reporting/v1"
 	schedulerv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/scheduler/v1"
+	snapshotterv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/snapshotter/v1"
 )
 
 // CorrelationHeader is the HTTP header carrying a request's correlation id, in and out.
@@ -28,11 +35,27 @@ const CorrelationHeader = "X-Correlation-Id"
 // correlationMetadata is the gRPC metadata key the services read (host.CorrelationHeader).
 const correlationMetadata = "x-correlation-id"
 
+// Headers of the service design API and the gRPC metadata that carries them. Who makes a
+// change is the caller's credential, never a header.
+const (
+	// IfMatchHeader carries the revision a change is based on.
+	IfMatchHeader   = "If-Match"
+	ifMatchMetadata = "if-match"
+	// ETagHeader answers the revision of what was read or written.
+	ETagHeader   = "ETag"
+	etagMetadata = "etag"
+)
+
 // Backends are the gRPC connections of the services the gateway fronts.
 type Backends struct {
 	Scheduler grpc.ClientConnInterface
 	Reporting grpc.ClientConnInterface
 	Catalog   grpc.ClientConnInterface
+	Design    grpc.ClientConnInterface
+	Restore   grpc.ClientConnInterface
+	Notifier  grpc.ClientConnInterface
+	// Auth is the gateway's own credentials service, called in process behind the guard.
+	Auth credentialsv1.CredentialsServiceServer
 }
 
 // Options configure the handler.
@@ -41,6 +64,9 @@ type Options struct {
 	Logger *slog.Logger
 	// OpenAPI holds the generated OpenAPI v2 documents (*.json at any depth). Required.
 	OpenAPI fs.FS
+	// Guard authenticates and authorizes every request. Required; the backend connections
+	// must call through its Interceptor.
+	Guard *Guard
 }
 
 // NewHandler returns the gateway's HTTP handler.
@@ -49,11 +75,14 @@ func NewHandler(ctx context.Context, b Backends, o Options) (http.Handler, error
 	if err != nil {
 		return nil, err
 	}
+	if o.Guard == nil || b.Auth == nil {
+		return nil, errors.New("httpapi: Guard and Backends.Auth are required")
+	}
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, Marshaler()),
+		runtime.WithMarshalerOption(MIMECSV, CSVMarshaler{JSON: Marshaler()}),
 		runtime.WithIncomingHeaderMatcher(incomingHeaders),
-		// gRPC response metadata stays inside: the services send none meant for HTTP clients.
-		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithOutgoingHeaderMatcher(outgoingHeaders),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 	)
@@ -66,13 +95,28 @@ func NewHandler(ctx context.Context, b Backends, o Options) (http.Handler, error
 	if err := catalogv1.RegisterCatalogServiceHandlerClient(ctx, mux, catalogv1.NewCatalogServiceClient(b.Catalog)); err != nil {
 		return nil, fmt.Errorf("register catalog routes: %w", err)
 	}
-	if err := mux.HandlePath(http.MethodGet, "/openapi.json", func(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
+	if err := designv1.RegisterDesignServiceHandlerClient(ctx, mux, designv1.NewDesignServiceClient(b.Design)); err != nil {
+		return nil, fmt.Errorf("register design routes: %w", err)
+	}
+	if err := snapshotterv1.RegisterRestoreServiceHandlerClient(ctx, mux, snapshotterv1.NewRestoreServiceClient(b.Restore)); err != nil {
+		return nil, fmt.Errorf("register restore routes: %w", err)
+	}
+	if b.Notifier != nil {
+		if err := notifierv1.RegisterNotifierServiceHandlerClient(ctx, mux, notifierv1.NewNotifierServiceClient(b.Notifier)); err != nil {
+			return nil, fmt.Errorf("register notifier routes: %w", err)
+		}
+	}
+	local := newLocalConn(&credentialsv1.CredentialsService_ServiceDesc, b.Auth, o.Guard.Interceptor())
+	if err := credentialsv1.RegisterCredentialsServiceHandlerClient(ctx, mux, credentialsv1.NewCredentialsServiceClient(local)); err != nil {
+		return nil, fmt.Errorf("register credentials routes: %w", err)
+	}
+	if err := mux.HandlePath(http.MethodGet, OpenAPIPath, func(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(doc)
 	}); err != nil {
 		return nil, fmt.Errorf("register /openapi.json: %w", err)
 	}
-	return withRequestLog(o.Logger, mux), nil
+	return withRequestLog(o.Logger, o.Guard.middleware(withICSUpload(withAdvisoryImport(withCSVExport(mux))))), nil
 }
 
 // Marshaler returns the JSON marshaler of requests and responses. Responses carry every field,
@@ -86,20 +130,38 @@ func Marshaler() *runtime.JSONPb {
 	}
 }
 
-// incomingHeaders forwards the correlation id header as the metadata key the services read,
-// and the permanent HTTP headers as grpc-gateway does by default. Nothing else reaches the
-// services, so a client cannot set arbitrary metadata.
+// incomingHeaders forwards the correlation id and If-Match headers as the metadata keys the
+// services read, and the permanent HTTP headers as grpc-gateway does by default (but not
+// Authorization, which the guard has taken off: the credential stays at the gateway, which
+// forwards the identity it proved).
+// Nothing else reaches the services, so a client cannot set arbitrary metadata, least of all
+// an identity.
 func incomingHeaders(key string) (string, bool) {
-	if textproto.CanonicalMIMEHeaderKey(key) == CorrelationHeader {
+	switch textproto.CanonicalMIMEHeaderKey(key) {
+	case CorrelationHeader:
 		return correlationMetadata, true
+	case IfMatchHeader:
+		return ifMatchMetadata, true
+	case "Authorization":
+		return "", false
 	}
 	return runtime.DefaultHeaderMatcher(key)
+}
+
+// outgoingHeaders lets exactly one piece of gRPC response metadata out: the design API's etag,
+// as the ETag header. Everything else stays inside.
+func outgoingHeaders(key string) (string, bool) {
+	if key == etagMetadata {
+		return ETagHeader, true
+	}
+	return "", false
 }
 
 // errorHandler writes grpc-gateway's JSON status body. It differs from the default mapping in one
 // place: FailedPrecondition is 412 Precondition Failed (grpc-gateway says 400), so a client can
 // tell "your request is malformed" from "the system is not in a state to do it".
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	err = tooLarge(r, err)
 	if s, ok := status.FromError(err); ok && s.Code() == codes.FailedPrecondition {
 		err = &runtime.HTTPStatusError{HTTPStatus: http.StatusPreconditionFailed, Err: err}
 	}

@@ -1,17 +1,17 @@
-// Command installer runs the Patchwave installer service on its own: it connects to NATS,
-// keeps its idempotency marks in Redis (or in memory when PATCHWAVE_REDIS_ADDR is empty), and
-// installs each snapshotted job's patch set. The fleet is simulated (simfleet) until the AWS
-// adapter lands; it must be the fleet the snapshotter uses, or every job is refused.
+// Command installer runs the Patchwave installer service on its own: it connects to NATS, keeps
+// its idempotency marks in Redis (or in memory when PATCHWAVE_REDIS_ADDR is empty), and installs
+// each snapshotted job's patch set through the configured fleet provider
+// (libs/provider/fleets: PATCHWAVE_PROVIDER, PATCHWAVE_AWS_*), the one the snapshotter uses.
 package main
 
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/patchwave/patchwave/libs/config"
 	"github.com/patchwave/patchwave/libs/host"
-	"github.com/patchwave/patchwave/libs/provider"
-	"github.com/patchwave/patchwave/libs/provider/simfleet"
+	"github.com/patchwave/patchwave/libs/provider/fleets"
 	"github.com/patchwave/patchwave/services/installer"
 )
 
@@ -19,21 +19,33 @@ func main() {
 	os.Exit(host.RunCommand(host.Command{Name: installer.Name, OpsAddr: "127.0.0.1:9204", Build: build}, config.OS(), os.Stderr))
 }
 
-// build reads the installer's variables and builds it on a simulated fleet.
+// build reads the installer's variables and builds it on the configured fleet.
 func build(_ context.Context, env config.Env, deps host.CommandDeps) (host.Component, []any, error) {
-	fleetState := env.String("PATCHWAVE_SIMFLEET_STATE", "")
-	cfg := installer.Config{RebootPolicy: provider.RebootPolicy(env.String("PATCHWAVE_REBOOT_POLICY", ""))}
+	var cfg installer.Config
 	var err error
-	if cfg.InstallTimeout, err = env.Duration("PATCHWAVE_INSTALL_TIMEOUT", 0); err != nil {
-		return nil, nil, err
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{
+		{"PATCHWAVE_INSTALL_TIMEOUT", &cfg.InstallTimeout}, {"PATCHWAVE_POLL_INTERVAL", &cfg.PollInterval},
+		{"PATCHWAVE_HEALTH_GRACE", &cfg.HealthGrace}, {"PATCHWAVE_BATCH_LINGER", &cfg.BatchLinger},
+		{"PATCHWAVE_SCAN_TIMEOUT", &cfg.ScanTimeout},
+	} {
+		if *d.dst, err = env.Duration(d.name, 0); err != nil {
+			return nil, nil, err
+		}
 	}
-	if cfg.PollInterval, err = env.Duration("PATCHWAVE_POLL_INTERVAL", 0); err != nil {
-		return nil, nil, err
+	for _, n := range []struct {
+		name string
+		dst  *int
+	}{
+		{"PATCHWAVE_CONCURRENCY", &cfg.Concurrency}, {"PATCHWAVE_MAX_TRACKED", &cfg.MaxTracked}, {"PATCHWAVE_BATCH_SIZE", &cfg.BatchSize},
+	} {
+		if *n.dst, err = env.Int(n.name, 0); err != nil {
+			return nil, nil, err
+		}
 	}
-	if cfg.Concurrency, err = env.Int("PATCHWAVE_CONCURRENCY", 0); err != nil {
-		return nil, nil, err
-	}
-	fleet, err := simfleet.New(simfleet.Config{StatePath: fleetState})
+	fleet, err := fleets.FromEnv(env, fleets.Options{Accounts: fleets.DesignAccounts(env, deps), Logger: deps.Logger})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -42,6 +54,7 @@ func build(_ context.Context, env config.Env, deps host.CommandDeps) (host.Compo
 		return nil, nil, err
 	}
 	cfg = svc.Config() // with its defaults
-	return svc, []any{"simfleet_state", fleetState, "install_timeout", cfg.InstallTimeout,
-		"poll_interval", cfg.PollInterval, "reboot_policy", cfg.RebootPolicy, "concurrency", cfg.Concurrency}, nil
+	return svc, []any{"provider", fleet.Provider, "aws_endpoint", env.String(fleets.EnvEndpoint, ""),
+		"install_timeout", cfg.InstallTimeout, "poll_interval", cfg.PollInterval, "concurrency", cfg.Concurrency,
+		"max_tracked", cfg.MaxTracked, "health_grace", cfg.HealthGrace}, nil
 }

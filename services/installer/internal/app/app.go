@@ -1,6 +1,9 @@
-// Package app installs patch sets: it turns each SnapshotCreated into at most one provider
-// installation and exactly one InstallSucceeded or InstallFailed, and never installs on an
-// instance whose pre-patch snapshot for the run is not complete.
+// Package app installs patch sets. InstallOnSnapshotCreated checks each job's pre-patch
+// snapshot at the provider (in batches) and starts installations in batches, publishing
+// InstallStarted; the TrackInstallations tracker follows them with one read per command, reboots
+// by policy, checks health, reads per-patch results, and publishes exactly one InstallSucceeded
+// or InstallFailed per job. It never installs on an instance whose pre-patch snapshot of the
+// run is not complete.
 package app
 
 import (
@@ -8,176 +11,190 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
-	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/events"
+	"github.com/patchwave/patchwave/libs/idem"
 	"github.com/patchwave/patchwave/libs/provider"
-	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
-	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
-
-	"github.com/patchwave/patchwave/services/installer/internal/domain"
+	"github.com/patchwave/patchwave/libs/stage"
 )
-
-// Marks records the business keys of finished jobs (libs/idem).
-type Marks interface {
-	Done(ctx context.Context, key string) (bool, error)
-	Mark(ctx context.Context, key string) error
-}
-
-// Publisher stores events in the stream (libs/bus).
-type Publisher interface {
-	Publish(ctx context.Context, evs ...*events.Event) error
-}
 
 // Config tunes the installer; the service's public Config has set the defaults.
 type Config struct {
-	// InstallTimeout bounds one installation, counted from its start.
+	// InstallTimeout is the per-instance timeout of a job whose policy names none.
 	InstallTimeout time.Duration
-	// PollInterval is the pause between two reads of a running installation.
-	PollInterval time.Duration
-	// RebootPolicy is passed to every installation.
-	RebootPolicy provider.RebootPolicy
+	// HealthGrace is how long after an installation ends (or the installer's reboot) an
+	// instance may stay short of healthy before the job fails.
+	HealthGrace time.Duration
+	// Install tunes the batched Install calls (Size at most 50 per SSM command).
+	Install stage.BatcherConfig
+	// Check tunes the batched snapshot checks and installation look-ups.
+	Check stage.BatcherConfig
+	// Publish tunes the batched publishing of the handler's events.
+	Publish stage.BatcherConfig
+	// CheckConcurrency bounds the targets a tracker check reads at once.
+	CheckConcurrency int
+	// CheckChunk is how many held installations a check decides before it settles their
+	// outcomes. Optional, default 0: the whole held set.
+	CheckChunk int
+	// ResultsConcurrency bounds the per-instance result reads (DescribeInstancePatches) one
+	// target's check makes at once. Optional, default 1.
+	ResultsConcurrency int
 }
 
-// Installer handles snapshot-created events.
+// Deps are the application's collaborators.
+type Deps struct {
+	Fleet provider.Fleet
+	// Started marks jobs whose installation the handler started or refused.
+	Started *idem.Marks
+	// Finished marks jobs with an install outcome.
+	Finished *idem.Marks
+	// Reboots marks jobs the installer rebooted (policy always), so a reboot is asked once.
+	Reboots *idem.Marks
+	// Scans are the marks and timeout of the scan stage.
+	Scans  Scans
+	Logger *slog.Logger
+	Clock  func() time.Time
+}
+
+// findKey groups installation look-ups: one FindInstallations per target and run.
+type findKey struct {
+	target provider.Target
+	runID  string
+}
+
+// Installer runs the installer's handler and tracker.
 type Installer struct {
-	cfg   Config
-	fleet provider.Fleet
-	marks Marks
-	pub   Publisher
-	log   *slog.Logger
-	now   func() time.Time
+	cfg Config
+	d   Deps
+	log *slog.Logger
+	now func() time.Time
+
+	snapshots *stage.Batcher[provider.Target, string, snapshotLookup]
+	finds     *stage.Batcher[findKey, string, installLookup]
+	installs  *stage.Batcher[provider.Target, provider.InstallRequest, provider.InstallResult]
+
+	scans Scans
+
+	mu   sync.Mutex
+	pub  stage.EventPublisher
+	bpub *stage.Publisher
+
+	// post holds what this replica knows of jobs past their installation (reboot asked,
+	// reboot seen), by InstallStarted event id. A replica that takes over starts afresh.
+	postMu sync.Mutex
+	post   map[string]*postInstall
 }
 
-// New returns an Installer. All arguments are required.
-func New(cfg Config, fleet provider.Fleet, marks Marks, pub Publisher, log *slog.Logger, now func() time.Time) *Installer {
-	return &Installer{cfg: cfg, fleet: fleet, marks: marks, pub: pub, log: log, now: now}
+type snapshotLookup struct {
+	snap  provider.Snapshot
+	found bool
 }
 
-// InstallOnSnapshotCreated installs the job's patch set once per run and publishes the outcome.
-// It first checks, at the provider, that the run's snapshot of the instance exists, is
-// completed and is the one the event names; if not, it publishes InstallFailed with the refusal
-// and installs nothing. A job already finished is acknowledged without a provider call; the
-// provider's idempotency per (tenant, run, instance) covers a crash between the install and the
-// publish. Retryable provider errors are returned so the bus redelivers the event.
-func (a *Installer) InstallOnSnapshotCreated(ctx context.Context, ev *events.Event, sc *eventsv1.SnapshotCreated) error {
-	if err := domain.ValidateJob(ev.Tenant, sc.GetTenant(), sc.GetRunId(), sc.GetInstanceId()); err != nil {
-		return bus.Permanent(fmt.Errorf("snapshot created %s: %w", ev.ID, err))
+type installLookup struct {
+	in    provider.Installation
+	found bool
+}
+
+type postInstall struct {
+	rebootAskedAt time.Time
+	sawReboot     bool
+}
+
+// New returns an Installer.
+func New(cfg Config, d Deps) (*Installer, error) {
+	a := &Installer{cfg: cfg, d: d, log: d.Logger, now: d.Clock, post: map[string]*postInstall{}, scans: d.Scans}
+	var err error
+	if a.snapshots, err = stage.NewBatcher(cfg.Check, a.getSnapshots); err != nil {
+		return nil, err
 	}
-	key := domain.Key(sc.GetRunId(), sc.GetInstanceId())
-	done, err := a.marks.Done(ctx, key)
+	if a.finds, err = stage.NewBatcher(cfg.Check, a.findInstallations); err != nil {
+		return nil, err
+	}
+	if a.installs, err = stage.NewBatcher(cfg.Install, a.install); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Attach sets the publisher (the bus).
+func (a *Installer) Attach(p stage.EventPublisher) error {
+	bp, err := stage.NewPublisher(p, a.cfg.Publish)
 	if err != nil {
 		return err
 	}
-	if done {
-		a.log.DebugContext(ctx, "job already installed", "tenant", ev.Tenant, "key", key, "event", ev.ID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pub, a.bpub = p, bp
+	return nil
+}
+
+func (a *Installer) publishAll(ctx context.Context, evs []*events.Event) error {
+	if len(evs) == 0 {
 		return nil
 	}
-	out, err := a.install(ctx, ev.Tenant, sc)
-	if err != nil {
-		return err
+	a.mu.Lock()
+	pub := a.pub
+	a.mu.Unlock()
+	if pub == nil {
+		return errors.New("installer: not attached to a bus")
 	}
-	if err := a.pub.Publish(ctx, out); err != nil {
-		return fmt.Errorf("publish %s: %w", out.ID, err)
+	if err := pub.Publish(ctx, evs...); err != nil {
+		return fmt.Errorf("publish %d events: %w", len(evs), err)
 	}
-	return a.marks.Mark(ctx, key)
+	return nil
 }
 
-// install checks the snapshot, installs, waits, and returns the outcome event, or an error
-// when the event must be redelivered.
-func (a *Installer) install(ctx context.Context, tenant string, sc *eventsv1.SnapshotCreated) (*events.Event, error) {
-	run, inst := sc.GetRunId(), sc.GetInstanceId()
-	snap, err := a.fleet.FindSnapshot(ctx, tenant, run, inst)
-	if err != nil && domain.Retry(ctx, err) {
-		return nil, fmt.Errorf("find snapshot of %s: %w", inst, err)
+func (a *Installer) publishBatched(ctx context.Context, evs ...*events.Event) error {
+	a.mu.Lock()
+	bp := a.bpub
+	a.mu.Unlock()
+	if bp == nil {
+		return errors.New("installer: not attached to a bus")
 	}
-	if reason := domain.CheckSnapshot(snap, err, sc.GetSnapshotId()); reason != "" {
-		a.log.WarnContext(ctx, "install refused", "tenant", tenant, "run", run, "instance", inst, "reason", reason)
-		return a.failed(tenant, sc, "", reason, nil)
-	}
-	in, err := a.fleet.Install(ctx, provider.InstallRequest{
-		Tenant:       tenant,
-		RunID:        run,
-		InstanceID:   inst,
-		BaselineID:   sc.GetBaselineId(),
-		PatchIDs:     sc.GetPatchIds(),
-		RebootPolicy: a.cfg.RebootPolicy,
-	})
-	if err != nil {
-		if domain.Retry(ctx, err) {
-			return nil, fmt.Errorf("install on %s: %w", inst, err)
-		}
-		return a.failed(tenant, sc, "", fmt.Sprintf("install: %v", err), nil)
-	}
-	// The installation exists at the provider: say so before the long wait. A redelivery
-	// publishes the same event id again, which the stream drops.
-	started, err := events.New(tenant, domain.Key(run, inst), &eventsv1.InstallStarted{
-		Tenant: tenant, RunId: run, Wave: sc.GetWave(), InstanceId: inst,
-		SnapshotId: sc.GetSnapshotId(), InstallationId: in.ID,
-	})
+	return bp.Publish(ctx, evs...)
+}
+
+func (a *Installer) getSnapshots(ctx context.Context, t provider.Target, ids []string) ([]snapshotLookup, error) {
+	got, err := a.d.Fleet.GetSnapshots(ctx, t, dedup(ids))
 	if err != nil {
 		return nil, err
 	}
-	if err := a.pub.Publish(ctx, started); err != nil {
-		return nil, fmt.Errorf("publish %s: %w", started.ID, err)
+	out := make([]snapshotLookup, len(ids))
+	for i, id := range ids {
+		s, ok := got[id]
+		out[i] = snapshotLookup{snap: s, found: ok}
 	}
-	if !in.State.Terminal() {
-		in, err = a.wait(ctx, tenant, in)
-		switch {
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			return a.failed(tenant, sc, in.ID, fmt.Sprintf("installation %s did not finish within %s", in.ID, a.cfg.InstallTimeout), nil)
-		case err != nil && domain.Retry(ctx, err):
-			return nil, err
-		case err != nil:
-			return a.failed(tenant, sc, in.ID, fmt.Sprintf("wait for installation: %v", err), nil)
+	return out, nil
+}
+
+func (a *Installer) findInstallations(ctx context.Context, k findKey, instanceIDs []string) ([]installLookup, error) {
+	got, err := a.d.Fleet.FindInstallations(ctx, k.target, k.runID, dedup(instanceIDs))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]installLookup, len(instanceIDs))
+	for i, id := range instanceIDs {
+		in, ok := got[id]
+		out[i] = installLookup{in: in, found: ok}
+	}
+	return out, nil
+}
+
+func (a *Installer) install(ctx context.Context, t provider.Target, reqs []provider.InstallRequest) ([]provider.InstallResult, error) {
+	return a.d.Fleet.Install(ctx, t, reqs)
+}
+
+// dedup drops repeated ids (two deliveries of one job in one batch), keeping the order.
+func dedup(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
 		}
 	}
-	results, rebootPending := domain.Results(in.Results)
-	if in.State != provider.InstallSucceeded {
-		return a.failed(tenant, sc, in.ID, domain.FailureReason(in), results)
-	}
-	return events.New(tenant, domain.Key(run, inst), &eventsv1.InstallSucceeded{
-		Tenant:         tenant,
-		RunId:          run,
-		Wave:           sc.GetWave(),
-		InstanceId:     inst,
-		SnapshotId:     sc.GetSnapshotId(),
-		InstallationId: in.ID,
-		RebootPending:  rebootPending || in.RebootPending,
-		Results:        results,
-	})
-}
-
-// wait polls a running installation until it is terminal or InstallTimeout after its start,
-// so that a redelivered job does not wait a full timeout again. On timeout it returns the last
-// installation seen and an error wrapping context.DeadlineExceeded.
-func (a *Installer) wait(ctx context.Context, tenant string, in provider.Installation) (provider.Installation, error) {
-	left := a.cfg.InstallTimeout
-	if !in.StartedAt.IsZero() {
-		left = min(left, in.StartedAt.Add(a.cfg.InstallTimeout).Sub(a.now()))
-	}
-	if left <= 0 {
-		return in, fmt.Errorf("wait installation %s: %w", in.ID, context.DeadlineExceeded)
-	}
-	wctx, cancel := context.WithTimeout(ctx, left)
-	defer cancel()
-	last, err := provider.WaitInstallation(wctx, a.fleet, tenant, in.ID, a.cfg.PollInterval)
-	if last.ID == "" {
-		last = in
-	}
-	return last, err
-}
-
-func (a *Installer) failed(tenant string, sc *eventsv1.SnapshotCreated, installationID, reason string, results []*typesv1.PatchResult) (*events.Event, error) {
-	return events.New(tenant, domain.Key(sc.GetRunId(), sc.GetInstanceId()), &eventsv1.InstallFailed{
-		Tenant:         tenant,
-		RunId:          sc.GetRunId(),
-		Wave:           sc.GetWave(),
-		InstanceId:     sc.GetInstanceId(),
-		SnapshotId:     sc.GetSnapshotId(),
-		InstallationId: installationID,
-		Reason:         reason,
-		Results:        results,
-	})
+	return out
 }

@@ -1,12 +1,13 @@
-// Package domain holds the installer's rules: the business key of a job, the no-snapshot-no-
-// install rule, how provider results map to compliance states, and which errors are retried.
+// Package domain holds the installer's rules: no snapshot, no install; how provider results map
+// to compliance states and job states; why a job failed; and how the post-install health
+// check waits through a reboot.
 package domain
 
 import (
-	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/patchwave/patchwave/libs/provider"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
@@ -16,59 +17,26 @@ import (
 // completed pre-patch snapshot: the installer never installs without one.
 const RefusalPrefix = "no completed pre-patch snapshot for this run: "
 
-// Key returns the business key of one instance in one run, "<run>/<instance>": the key of
-// InstallStarted, InstallSucceeded and InstallFailed and of the idempotency marks.
-func Key(runID, instanceID string) string { return runID + "/" + instanceID }
-
-// ValidateJob reports every problem with a SnapshotCreated received on a subject of
-// eventTenant that prevents even naming the job. A payload tenant, when set, must be the
-// subject's tenant.
-func ValidateJob(eventTenant, payloadTenant, runID, instanceID string) error {
-	var errs []error
-	if eventTenant == "" {
-		errs = append(errs, errors.New("tenant: required (the event has no tenant)"))
-	}
-	if payloadTenant != "" && payloadTenant != eventTenant {
-		errs = append(errs, fmt.Errorf("tenant %q: must equal the event's tenant %q", payloadTenant, eventTenant))
-	}
-	errs = append(errs, token("run_id", runID), token("instance_id", instanceID))
-	return errors.Join(errs...)
-}
-
-func token(field, v string) error {
-	switch {
-	case v == "":
-		return fmt.Errorf("%s: required", field)
-	case strings.ContainsAny(v, "/ \t\r\n"):
-		return fmt.Errorf("%s %q: must not contain '/' or white space", field, v)
-	}
-	return nil
-}
-
-// CheckSnapshot applies the no-snapshot-no-install rule: the provider's snapshot of the run
-// (found, or the error of looking it up) must exist, be completed and be the snapshot the
+// CheckSnapshot applies the no-snapshot-no-install rule. The run's snapshot set of the
+// instance is the set with the deterministic id provider.SnapshotSetID(tenant, run,
+// instance); snap is what the provider returned for that id (found false when it has none).
+// The set must exist, belong to this tenant, run and instance, be completed, and be the set the
 // event names. It returns "" when the job may be installed, else the refusal reason.
-func CheckSnapshot(snap provider.Snapshot, findErr error, wantID string) string {
+func CheckSnapshot(tenant, runID, instanceID, namedID string, snap provider.Snapshot, found bool) string {
+	want := provider.SnapshotSetID(tenant, runID, instanceID)
 	switch {
-	case errors.Is(findErr, provider.ErrNotFound):
-		return RefusalPrefix + "the provider has no snapshot of this instance for this run"
-	case findErr != nil:
-		return RefusalPrefix + findErr.Error()
-	case wantID == "":
+	case namedID == "":
 		return RefusalPrefix + "the event names no snapshot"
-	case snap.ID != wantID:
-		return RefusalPrefix + fmt.Sprintf("the event names snapshot %s but the run's snapshot is %s", wantID, snap.ID)
+	case namedID != want:
+		return RefusalPrefix + fmt.Sprintf("the event names snapshot %s but the run's snapshot set of this instance is %s", namedID, want)
+	case !found:
+		return RefusalPrefix + fmt.Sprintf("the provider has no snapshot set %s", want)
+	case snap.InstanceID != "" && snap.InstanceID != instanceID, snap.RunID != "" && snap.RunID != runID:
+		return RefusalPrefix + fmt.Sprintf("snapshot set %s belongs to run %s and instance %s", want, snap.RunID, snap.InstanceID)
 	case snap.State != provider.SnapshotCompleted:
-		return RefusalPrefix + fmt.Sprintf("snapshot %s is %s", snap.ID, snap.State)
+		return RefusalPrefix + fmt.Sprintf("snapshot set %s is %s", want, snap.State)
 	}
 	return ""
-}
-
-// Retry reports whether a provider error must be retried by redelivering the event rather
-// than become the job's outcome: a retryable provider error or the end of the handler's context
-// (shutdown). Any other error will not go away on retry, so it is the job's outcome.
-func Retry(ctx context.Context, err error) bool {
-	return provider.IsRetryable(err) || ctx.Err() != nil
 }
 
 // PatchState maps a provider patch state to the compliance state in events.
@@ -92,22 +60,109 @@ func PatchState(s provider.PatchState) typesv1.PatchState {
 	return typesv1.PatchState_PATCH_STATE_UNSPECIFIED
 }
 
-// Results maps an installation's per-patch results, and reports whether any patch waits for
-// a reboot.
-func Results(in []provider.PatchResult) (out []*typesv1.PatchResult, rebootPending bool) {
-	out = make([]*typesv1.PatchResult, 0, len(in))
-	for _, r := range in {
-		st := PatchState(r.State)
-		rebootPending = rebootPending || st == typesv1.PatchState_PATCH_STATE_INSTALLED_PENDING_REBOOT
-		out = append(out, &typesv1.PatchResult{PatchId: r.PatchID, State: st, Error: r.Error})
+// Results maps the per-patch states the agent reported for the requested patches, in the order
+// of patchIDs; a requested patch the agent did not report is MISSING (it was not installed). It
+// reports whether any patch waits for a reboot and which failed.
+func Results(patchIDs []string, states []provider.PatchResult) (out []*typesv1.PatchResult, rebootPending bool, failed []string) {
+	byID := make(map[string]provider.PatchResult, len(states))
+	for _, s := range states {
+		byID[s.PatchID] = s
 	}
-	return out, rebootPending
+	ids := patchIDs
+	if len(ids) == 0 {
+		for _, s := range states {
+			ids = append(ids, s.PatchID)
+		}
+	}
+	out = make([]*typesv1.PatchResult, 0, len(ids))
+	for _, id := range ids {
+		r, ok := byID[id]
+		st := typesv1.PatchState_PATCH_STATE_MISSING
+		if ok {
+			st = PatchState(r.State)
+		}
+		switch st {
+		case typesv1.PatchState_PATCH_STATE_INSTALLED_PENDING_REBOOT:
+			rebootPending = true
+		case typesv1.PatchState_PATCH_STATE_FAILED:
+			failed = append(failed, id)
+		}
+		out = append(out, &typesv1.PatchResult{PatchId: id, State: st, Error: r.Error})
+	}
+	return out, rebootPending, failed
 }
 
-// FailureReason says why a terminal installation did not succeed.
-func FailureReason(in provider.Installation) string {
-	if in.Error != "" {
-		return fmt.Sprintf("installation %s %s: %s", in.ID, in.State, in.Error)
+// FailureReason says why a terminal installation did not succeed, naming the failed patches.
+func FailureReason(in provider.Installation, failed []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "installation %s %s", in.ID, in.State)
+	if len(failed) > 0 {
+		fmt.Fprintf(&b, ": %d patch(es) failed: %s", len(failed), strings.Join(failed, ", "))
 	}
-	return fmt.Sprintf("installation %s %s", in.ID, in.State)
+	if in.Error != "" {
+		fmt.Fprintf(&b, " (%s)", in.Error)
+	}
+	return b.String()
+}
+
+// JobStateOf is the job state of a failed installation: TIMED_OUT when the cloud timed it out,
+// FAILED otherwise.
+func JobStateOf(s provider.InstallState) typesv1.JobState {
+	if s == provider.InstallTimedOut {
+		return typesv1.JobState_JOB_STATE_TIMED_OUT
+	}
+	return typesv1.JobState_JOB_STATE_FAILED
+}
+
+// Verdict is what the post-install health check concludes.
+type Verdict int
+
+// Verdicts.
+const (
+	// Wait: the instance is coming back from a reboot (status checks initializing, agent not
+	// online yet) within the grace period: look again later.
+	Wait Verdict = iota + 1
+	// Healthy: running, status checks passed, agent online.
+	Healthy
+	// Unhealthy: not healthy and not coming back within the grace period.
+	Unhealthy
+)
+
+// Judge decides about one health check at now: a reboot must never mark a good install failed,
+// so anything short of healthy is waited through until graceEnd.
+func Judge(h provider.Health, found bool, now, graceEnd time.Time) Verdict {
+	if found && h.Healthy && !h.Initializing {
+		return Healthy
+	}
+	if now.Before(graceEnd) {
+		return Wait
+	}
+	return Unhealthy
+}
+
+// Rebooting reports whether a health check shows an instance in the middle of a reboot.
+func Rebooting(h provider.Health) bool {
+	return h.Initializing || h.State == provider.InstancePending || h.State == provider.InstanceStopping ||
+		(h.State == provider.InstanceRunning && h.Agent == provider.AgentConnectionLost)
+}
+
+// HealthDetail names what a health check saw.
+func HealthDetail(h provider.Health, found bool) string {
+	if !found {
+		return "the provider no longer knows the instance"
+	}
+	parts := []string{}
+	if h.Detail != "" {
+		parts = append(parts, h.Detail)
+	}
+	if h.State != "" {
+		parts = append(parts, "state "+string(h.State))
+	}
+	if h.Agent != "" {
+		parts = append(parts, "agent "+string(h.Agent))
+	}
+	if h.Initializing {
+		parts = append(parts, "status checks initializing")
+	}
+	return strings.Join(slices.Compact(parts), ", ")
 }

@@ -31,10 +31,20 @@ const DefaultServer = "http://127.0.0.1:8080"
 // EnvServer names the environment variable holding the API address.
 const EnvServer = "PATCHWAVE_SERVER"
 
-const usage = `usage: patchctl [--server URL] [--output table|json] <command> [flags]
+// Environment variables of the credential: the key itself, or a file holding it (patchd
+// writes its operator key to <data-dir>/operator.key).
+const (
+	EnvKey     = "PATCHWAVE_API_KEY"
+	EnvKeyFile = "PATCHWAVE_API_KEY_FILE"
+)
+
+const usage = `usage: patchctl [--server URL] [--key KEY | --key-file FILE] [--output table|json] <command> [flags]
 
 Global flags:
   --server URL     REST API address (env PATCHWAVE_SERVER, default http://127.0.0.1:8080)
+  --key KEY        API key or token, sent as Authorization: Bearer (env PATCHWAVE_API_KEY)
+  --key-file FILE  file holding the key (env PATCHWAVE_API_KEY_FILE; patchd writes
+                   <data-dir>/operator.key); --key wins over --key-file, flags over env
   --output FORMAT  table or json (default table)
 
 Commands:
@@ -51,6 +61,12 @@ Commands:
   baselines list   published baselines, newest first
   baselines get --baseline B
                    one baseline with its patches
+  subscriptions list --tenant T
+                   a tenant's notification subscriptions
+  deliveries list --tenant T [--subscription S] [--status pending|sent|dead]
+                   a tenant's notification deliveries, newest first
+  deliveries redeliver --tenant T --delivery D
+                   send a delivery again (a dead-lettered one, typically)
 
 Exit status: 0 success, 2 API error, 64 usage error.
 `
@@ -119,10 +135,14 @@ func (c *CLI) run(ctx context.Context, args []string) error {
 	}
 	fs := newFlagSet("patchctl")
 	fs.StringVar(&server, "server", server, "REST API address")
+	keyFlag := fs.String("key", "", "API key or token")
+	keyFile := fs.String("key-file", "", "file holding the API key")
 	output := fs.String("output", "table", "table or json")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	// A missing credential is reported by the first call, after the command line is checked.
+	key, keyErr := credential(*keyFlag, *keyFile, getenv)
 	if *output != "table" && *output != "json" {
 		return usagef("--output %q: must be table or json", *output)
 	}
@@ -134,7 +154,7 @@ func (c *CLI) run(ctx context.Context, args []string) error {
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
-	o := options{client: &client{base: strings.TrimRight(server, "/"), http: hc}, json: *output == "json"}
+	o := options{client: &client{base: strings.TrimRight(server, "/"), http: hc, key: key, keyErr: keyErr}, json: *output == "json"}
 
 	rest := fs.Args()
 	if len(rest) == 0 {
@@ -174,9 +194,49 @@ func (c *CLI) run(ctx context.Context, args []string) error {
 		default:
 			return usagef("baselines %s: unknown subcommand (want list or get)", sub)
 		}
+	case "subscriptions":
+		if len(rest) == 0 || rest[0] != "list" {
+			return usagef("subscriptions: missing or unknown subcommand (want list)")
+		}
+		return c.subscriptionsList(ctx, o, rest[1:])
+	case "deliveries":
+		if len(rest) == 0 {
+			return usagef("deliveries: missing subcommand (list or redeliver)")
+		}
+		sub, rest := rest[0], rest[1:]
+		switch sub {
+		case "list":
+			return c.deliveriesList(ctx, o, rest)
+		case "redeliver":
+			return c.deliveriesRedeliver(ctx, o, rest)
+		default:
+			return usagef("deliveries %s: unknown subcommand (want list or redeliver)", sub)
+		}
 	default:
 		return usagef("unknown command %q", cmd)
 	}
+}
+
+// credential picks the key: --key, --key-file, PATCHWAVE_API_KEY, PATCHWAVE_API_KEY_FILE, in
+// that order. Nothing answers without one.
+func credential(key, file string, getenv func(string) string) (string, error) {
+	if key == "" && file == "" {
+		key, file = getenv(EnvKey), getenv(EnvKeyFile)
+	}
+	if key != "" {
+		return strings.TrimSpace(key), nil
+	}
+	if file == "" {
+		return "", usagef("no credential: give --key or --key-file (or %s, %s); patchd writes its operator key to <data-dir>/operator.key", EnvKey, EnvKeyFile)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", usagef("--key-file: %v", err)
+	}
+	if k := strings.TrimSpace(string(b)); k != "" {
+		return k, nil
+	}
+	return "", usagef("--key-file %s: the file is empty", file)
 }
 
 // newFlagSet returns a flag set that reports errors instead of printing them or exiting.

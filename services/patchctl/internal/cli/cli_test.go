@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	catalogv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/catalog/v1"
+	notifierv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/notifier/v1"
 	reportingv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/reporting/v1"
 	schedulerv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/scheduler/v1"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
@@ -35,7 +38,15 @@ type api struct {
 	bodies   []string
 }
 
+// testKey is the one credential the fake API accepts.
+const testKey = "pwk_0123456789abcdef0123_secret"
+
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "Bearer "+testKey {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="patchwave"`)
+		a.fail(w, http.StatusUnauthorized, 16, "unauthenticated: this API needs a credential")
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
 	a.mu.Lock()
 	a.requests = append(a.requests, r.Method+" "+r.URL.EscapedPath())
@@ -94,6 +105,24 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				Classification: typesv1.Classification_CLASSIFICATION_SECURITY, Cves: []string{"CVE-2026-23112"}, RebootRequired: true,
 			}},
 		}})
+	case "GET /v1/tenants/acme/subscriptions":
+		a.write(w, &notifierv1.ListSubscriptionsResponse{Subscriptions: []*typesv1.Subscription{
+			{Tenant: "acme", SubscriptionId: "ops", Channel: typesv1.NotificationChannel_NOTIFICATION_CHANNEL_SLACK, Mode: typesv1.NotificationMode_NOTIFICATION_MODE_DIGEST,
+				Url: "https://hooks.slack.com/***", UpdatedBy: "admin@acme"},
+			{Tenant: "acme", SubscriptionId: "mail", Channel: typesv1.NotificationChannel_NOTIFICATION_CHANNEL_EMAIL, Mode: typesv1.NotificationMode_NOTIFICATION_MODE_IMMEDIATE,
+				EmailTo: []string{"ops@acme.example"}, Filter: &typesv1.SubscriptionFilter{EventTypes: []string{"install.failed", "run.halted"}}, UpdatedBy: "admin@acme"},
+		}})
+	case "GET /v1/tenants/acme/deliveries":
+		if r.URL.Query().Get("status") != "DELIVERY_STATUS_DEAD" || r.URL.Query().Get("subscriptionId") != "ops" {
+			a.fail(w, http.StatusBadRequest, 3, "want status and subscriptionId, got "+r.URL.RawQuery)
+			return
+		}
+		a.write(w, &notifierv1.ListDeliveriesResponse{Deliveries: []*notifierv1.Delivery{{
+			DeliveryId: "ops.n-0123456789abcdef", EventType: "run.digest", Status: notifierv1.DeliveryStatus_DELIVERY_STATUS_DEAD,
+			Attempts: 12, CreatedAt: started, LastError: "slack answered status 500\ninternal",
+		}}})
+	case "POST /v1/tenants/acme/deliveries/ops.n-0123456789abcdef:redeliver":
+		a.write(w, &notifierv1.RedeliverDeliveryResponse{Delivery: &notifierv1.Delivery{DeliveryId: "ops.n-0123456789abcdef", Status: notifierv1.DeliveryStatus_DELIVERY_STATUS_PENDING}})
 	case "GET /v1/tenants/ghost/runs/nope":
 		a.fail(w, http.StatusNotFound, 5, `run "nope" not found`)
 	case "POST /v1/tenants/acme/waves/9/runs":
@@ -134,12 +163,22 @@ func start(t *testing.T) (*api, string) {
 	return a, srv.URL
 }
 
+// runCLI runs patchctl with env; the key is in PATCHWAVE_API_KEY unless env names a
+// credential itself (an empty PATCHWAVE_API_KEY for none).
 func runCLI(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	c := &cli.CLI{
 		Stdout: &stdout, Stderr: &stderr, PollInterval: time.Millisecond,
-		Getenv: func(k string) string { return env[k] },
+		Getenv: func(k string) string {
+			if v, ok := env[k]; ok {
+				return v
+			}
+			if k == cli.EnvKey {
+				return testKey
+			}
+			return ""
+		},
 	}
 	code := c.Run(t.Context(), args)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
@@ -196,6 +235,28 @@ func TestCommandsPrintTables(t *testing.T) {
 				"PATCH INSTANCE WAVE RUN ERROR",
 				"ALAS2023-2026-1007 i-0abc 1 run-1 dnf: transaction failed",
 			},
+		},
+		{
+			name: "subscriptions list prints each subscription's channel and target",
+			args: []string{"subscriptions", "list", "--tenant", "acme"},
+			want: []string{
+				"SUBSCRIPTION CHANNEL MODE TARGET TYPES UPDATED BY",
+				"ops slack digest https://hooks.slack.com/*** all admin@acme",
+				"mail email immediate ops@acme.example install.failed,run.halted admin@acme",
+			},
+		},
+		{
+			name: "deliveries list filters by subscription and status",
+			args: []string{"deliveries", "list", "--tenant", "acme", "--subscription", "ops", "--status", "dead"},
+			want: []string{
+				"DELIVERY TYPE STATUS ATTEMPTS CREATED LAST ERROR",
+				"ops.n-0123456789abcdef run.digest dead 12 2026-11-10T09:00:00Z slack answered status 500 internal",
+			},
+		},
+		{
+			name: "deliveries redeliver sends one again",
+			args: []string{"deliveries", "redeliver", "--tenant", "acme", "--delivery", "ops.n-0123456789abcdef"},
+			want: []string{"delivery ops.n-0123456789abcdef: pending, sent again"},
 		},
 		{
 			name: "baselines list prints the baselines",
@@ -362,4 +423,41 @@ func TestHelpPrintsUsageAndSucceeds(t *testing.T) {
 		require.Equal(t, cli.ExitOK, r.code, "%v", args)
 		require.Contains(t, r.stdout, "usage: patchctl")
 	}
+}
+
+func TestTheKeyComesFromAFlagAFileOrTheEnvironment(t *testing.T) {
+	a, url := start(t)
+	file := filepath.Join(t.TempDir(), "operator.key")
+	require.NoError(t, os.WriteFile(file, []byte(testKey+"\n"), 0o600))
+	none := map[string]string{cli.EnvKey: ""}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+	}{
+		{"--key", none, []string{"--key", testKey}},
+		{"--key-file", none, []string{"--key-file", file}},
+		{"PATCHWAVE_API_KEY", map[string]string{cli.EnvKey: testKey}, nil},
+		{"PATCHWAVE_API_KEY_FILE", map[string]string{cli.EnvKey: "", cli.EnvKeyFile: file}, nil},
+		{"--key wins over the environment", map[string]string{cli.EnvKey: "wrong"}, []string{"--key", testKey}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCLI(t, tt.env, append(append([]string{"--server", url}, tt.args...), "baselines", "list")...)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+		})
+	}
+	a.mu.Lock()
+	require.Len(t, a.requests, len(tests), "every call reached the API with the key")
+	a.mu.Unlock()
+
+	r := runCLI(t, none, "--server", url, "baselines", "list")
+	require.Equal(t, cli.ExitUsage, r.code)
+	require.Contains(t, r.stderr, "no credential: give --key or --key-file")
+	r = runCLI(t, none, "--server", url, "--key", "wrong", "baselines", "list")
+	require.Equal(t, cli.ExitAPI, r.code)
+	require.Contains(t, r.stderr, "401 Unauthorized: unauthenticated: this API needs a credential (check --key / --key-file)")
+	r = runCLI(t, none, "--server", url, "--key-file", filepath.Join(t.TempDir(), "missing"), "baselines", "list")
+	require.Equal(t, cli.ExitUsage, r.code)
+	require.Contains(t, r.stderr, "--key-file:")
 }

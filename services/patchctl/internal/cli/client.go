@@ -30,6 +30,9 @@ func (e *apiError) Error() string {
 type client struct {
 	base string
 	http *http.Client
+	// key is sent as the bearer credential of every call; keyErr says why there is none.
+	key    string
+	keyErr error
 }
 
 var (
@@ -39,6 +42,9 @@ var (
 
 // call sends req (nil for no body) to method path and decodes the answer into resp.
 func (c *client) call(ctx context.Context, method, path string, req, resp proto.Message) error {
+	if c.keyErr != nil {
+		return c.keyErr
+	}
 	var body io.Reader
 	if req != nil {
 		b, err := marshal.Marshal(req)
@@ -52,6 +58,7 @@ func (c *client) call(ctx context.Context, method, path string, req, resp proto.
 		return fmt.Errorf("request %s %s: %w", method, path, err)
 	}
 	hreq.Header.Set("Accept", "application/json")
+	hreq.Header.Set("Authorization", "Bearer "+c.key)
 	if req != nil {
 		hreq.Header.Set("Content-Type", "application/json")
 	}
@@ -65,7 +72,11 @@ func (c *client) call(ctx context.Context, method, path string, req, resp proto.
 		return fmt.Errorf("read response of %s %s: %w", method, path, err)
 	}
 	if hresp.StatusCode < 200 || hresp.StatusCode > 299 {
-		return &apiError{status: hresp.StatusCode, message: errorMessage(b)}
+		e := &apiError{status: hresp.StatusCode, message: errorMessage(b)}
+		if hresp.StatusCode == http.StatusUnauthorized {
+			e.message += " (check --key / --key-file)"
+		}
+		return e
 	}
 	if err := unmarshal.Unmarshal(b, resp); err != nil {
 		return fmt.Errorf("decode response of %s %s: %w", method, path, err)

@@ -13,8 +13,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/patchwave/patchwave/libs/natsauth"
 	"github.com/patchwave/patchwave/libs/obs"
-	"github.com/patchwave/patchwave/libs/provider/simfleet"
+	"github.com/patchwave/patchwave/services/cloudsim"
 	"github.com/patchwave/patchwave/services/patchd"
 	"github.com/patchwave/patchwave/services/patchd/internal/demo"
 )
@@ -30,11 +31,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		httpAddr    = fs.String("http", "127.0.0.1:8080", "REST API listen address")
 		opsAddr     = fs.String("ops", "127.0.0.1:9090", "ops listen address (/metrics, /livez, /readyz); - disables")
 		natsPort    = fs.Int("nats-port", 4222, "embedded NATS port on 127.0.0.1 (-1: random)")
-		tenant      = fs.String("tenant", "acme", "tenant of the simulated fleet")
-		instances   = fs.Int("instances", 300, "simulated instances, seeded when the fleet is empty")
-		waves       = fs.Int("waves", 3, "waves the simulated instances are tagged into")
-		failureRate = fs.Float64("failure-rate", 0.03, "share of installations that fail (deterministic per run and instance)")
-		latency     = fs.Duration("latency", 300*time.Millisecond, "how long a simulated snapshot or installation takes")
+		tenant      = fs.String("tenant", "acme", "tenant of the emulated AWS account")
+		instances   = fs.Int("instances", 300, "emulated instances, generated when the emulator has no state yet")
+		waves       = fs.Int("waves", 3, "waves the emulated instances are tagged into")
+		failureRate = fs.Float64("failure-rate", 0.01, "share of (instance, patch) installs that fail (deterministic per instance and patch)")
+		latency     = fs.Duration("latency", 300*time.Millisecond, "how long an emulated snapshot or command takes")
 		runDemo     = fs.Bool("demo", false, "run one patch cycle over every wave and print the results")
 		serve       = fs.Bool("serve", false, "with -demo: keep serving after the cycle")
 		cycle       = fs.String("cycle", "", "with -demo: cycle id (default: from the current month); the same id resumes a cycle")
@@ -56,15 +57,31 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(*dataDir, 0o750); err != nil {
 		return fmt.Errorf("-data-dir: %w", err)
 	}
+	// The demo cycle starts its waves itself: without -serve the scheduler does not also fire
+	// them (a wave whose window happens to be open would run twice).
+	var fireInterval time.Duration
+	if *runDemo && !*serve {
+		fireInterval = -1
+	}
 	d, err := patchd.New(ctx, patchd.Config{
 		DataDir: *dataDir, NATSPort: *natsPort, HTTPAddr: *httpAddr, OpsAddr: *opsAddr, Logger: log,
-		Fleet:  simfleet.Config{InstallFailureRate: *failureRate, Latency: *latency},
+		Cloud: cloudsim.Config{
+			Timing: cloudsim.Timing{Snapshot: *latency, Command: *latency, ReplaceRootVolume: *latency},
+			Faults: cloudsim.FaultConfig{PatchFailureRate: *failureRate},
+		},
 		Tenant: *tenant, Instances: *instances, Waves: *waves,
+		FireInterval: fireInterval,
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "patchd: REST API http://%s, NATS %s, data %s\n", d.HTTPAddr(), d.NATSURL(), *dataDir)
+	fmt.Fprintf(stdout, "patchd: REST API %s, NATS %s (credentials: %s), data %s\n",
+		d.URL(), d.NATSURL(), d.CredsFile(natsauth.UserAdmin), *dataDir)
+	keyFile := patchd.OperatorKeyFile(*dataDir)
+	if d.OperatorKeyCreated() {
+		fmt.Fprintf(stdout, "patchd: wrote a new operator API key to %s (mode 0600)\n", keyFile)
+	}
+	fmt.Fprintf(stdout, "patchd: every request needs a credential: Authorization: Bearer $(cat %s)\n", keyFile)
 	if !*runDemo {
 		if err := d.Run(ctx); err != nil {
 			return err
@@ -84,13 +101,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		_, err := demo.Run(gctx, demo.Config{
-			BaseURL: "http://" + d.HTTPAddr(), Tenant: *tenant, Waves: *waves, CycleID: *cycle, Out: stdout,
+			BaseURL: d.URL(), Key: d.OperatorKey(), Tenant: *tenant, Waves: *waves, CycleID: *cycle, Out: stdout,
 		})
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
 		if *serve {
-			fmt.Fprintf(stdout, "\nServing on http://%s until Ctrl-C (try: curl http://%s/v1/tenants/%s/compliance)\n", d.HTTPAddr(), d.HTTPAddr(), *tenant)
+			fmt.Fprintf(stdout, "\nServing on %s until Ctrl-C (try: curl -H \"Authorization: Bearer $(cat %s)\" %s/v1/tenants/%s/compliance)\n",
+				d.URL(), keyFile, d.URL(), *tenant)
 			return nil
 		}
 		stop()

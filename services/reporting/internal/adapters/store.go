@@ -1,5 +1,5 @@
-// Package adapters keeps reporting's compliance read model in a store.Store (Redis or memory).
-// Coverage is counted with one set of instance ids per (tenant, wave, state), so a query is a
+// Package adapters keeps reporting's read models in a store.Store (Redis or memory). Coverage is
+// counted with one set of instance ids per (tenant, wave, OS family, state), so a query is a
 // few SCARDs however large the fleet, and moving an instance between sets (SREM, SADD) is
 // idempotent.
 package adapters
@@ -8,7 +8,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/patchwave/patchwave/libs/store"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
@@ -18,12 +21,22 @@ import (
 
 // Key layout. Every key starts with "reporting:" so the service can share a store.
 //
-//	reporting:checkpoint                          string, last applied stream sequence
-//	reporting:inst:<tenant>:<instance>            hash: wave, state, run, seq
-//	reporting:waves:<tenant>                      set of wave numbers seen
-//	reporting:bucket:<tenant>:<wave>:<state>      set of instance ids (state as a number)
-//	reporting:failed:<tenant>:<instance>          hash: patch id -> JSON {wave, run_id, error}
-//	reporting:failed-instances:<tenant>           set of instance ids with failed patches
+//	reporting:checkpoint                               string, last applied tenant-stream sequence
+//	reporting:catalog-checkpoint                       string, last applied catalog-stream sequence
+//	reporting:inst:<tenant>:<instance>                 string, JSON record (domain.Instance, times in Unix ns)
+//	reporting:groups:<tenant>                          set of "<wave>|<os family>"
+//	reporting:bucket:<tenant>:<wave>:<family>:<state>  set of instance ids (state as a number)
+//	reporting:family:<tenant>:<family>                 set of instance ids
+//	reporting:failed-instances:<tenant>                set of instance ids with FAILED patches
+//	reporting:missing:<tenant>:<patch>                 set of instance ids missing the patch
+//	reporting:baseline:<id>                            string, JSON domain.Baseline
+//	reporting:certified:<patch>                        string, RFC 3339 certification time
+//	reporting:approved:<tenant>:<family>               string, JSON domain.Approval (newest)
+//	reporting:last-day:<tenant>                        string, UTC date of the latest event
+//	reporting:history:<tenant>:<kind>:<key>            string, JSON domain.Snapshot
+//	reporting:run:<tenant>:<run>                       string, JSON domain.Run
+//	reporting:jobs:<tenant>:<run>                      hash instance -> job state (number)
+//	reporting:marker:<name>                            string, e.g. the last day of a daily scan
 const root = "reporting:"
 
 // Store is the compliance repository over a store.Store.
@@ -36,17 +49,40 @@ func New(st store.Store) *Store { return &Store{st: st} }
 
 var _ domain.Repository = (*Store)(nil)
 
-// Checkpoint implements domain.Repository.
-func (s *Store) Checkpoint(ctx context.Context) (uint64, error) {
-	v, found, err := s.st.Get(ctx, root+"checkpoint")
+func (s *Store) getUint(ctx context.Context, key string) (uint64, error) {
+	v, found, err := s.st.Get(ctx, key)
 	if err != nil || !found {
 		return 0, err
 	}
 	n, err := strconv.ParseUint(string(v), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("compliance checkpoint: %w", err)
+		return 0, fmt.Errorf("decode %s: %w", key, err)
 	}
 	return n, nil
+}
+
+func (s *Store) getJSON(ctx context.Context, key string, v any) (bool, error) {
+	b, found, err := s.st.Get(ctx, key)
+	if err != nil || !found {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return true, nil
+}
+
+func (s *Store) setJSON(ctx context.Context, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	return s.st.Set(ctx, key, b)
+}
+
+// Checkpoint implements domain.Repository.
+func (s *Store) Checkpoint(ctx context.Context) (uint64, error) {
+	return s.getUint(ctx, root+"checkpoint")
 }
 
 // SetCheckpoint implements domain.Repository.
@@ -54,138 +90,392 @@ func (s *Store) SetCheckpoint(ctx context.Context, seq uint64) error {
 	return s.st.Set(ctx, root+"checkpoint", []byte(strconv.FormatUint(seq, 10)))
 }
 
+// CatalogCheckpoint implements domain.Repository.
+func (s *Store) CatalogCheckpoint(ctx context.Context) (uint64, error) {
+	return s.getUint(ctx, root+"catalog-checkpoint")
+}
+
+// SetCatalogCheckpoint implements domain.Repository.
+func (s *Store) SetCatalogCheckpoint(ctx context.Context, seq uint64) error {
+	return s.st.Set(ctx, root+"catalog-checkpoint", []byte(strconv.FormatUint(seq, 10)))
+}
+
 func instKey(tenant, id string) string { return root + "inst:" + tenant + ":" + id }
 
-func bucketKey(tenant string, wave int32, state typesv1.ComplianceState) string {
-	return root + "bucket:" + tenant + ":" + strconv.Itoa(int(wave)) + ":" + strconv.Itoa(int(state))
+func groupMember(g domain.Group) string { return strconv.Itoa(int(g.Wave)) + "|" + g.OSFamily }
+
+func bucketKey(tenant string, g domain.Group, state typesv1.ComplianceState) string {
+	return root + "bucket:" + tenant + ":" + strconv.Itoa(int(g.Wave)) + ":" + g.OSFamily + ":" + strconv.Itoa(int(state))
 }
+
+func familyKey(tenant, family string) string { return root + "family:" + tenant + ":" + family }
+
+func missingKey(tenant, patch string) string { return root + "missing:" + tenant + ":" + patch }
+
+func failedIndex(tenant string) string { return root + "failed-instances:" + tenant }
 
 // Instance implements domain.Repository.
 func (s *Store) Instance(ctx context.Context, tenant, id string) (domain.Instance, bool, error) {
-	h, err := s.st.HGetAll(ctx, instKey(tenant, id))
+	in := domain.Instance{Tenant: tenant, ID: id}
+	b, found, err := s.st.Get(ctx, instKey(tenant, id))
 	if err != nil {
 		return domain.Instance{}, false, fmt.Errorf("read instance %s: %w", id, err)
 	}
-	if len(h) == 0 {
-		return domain.Instance{Tenant: tenant, ID: id}, false, nil
-	}
-	in := domain.Instance{Tenant: tenant, ID: id, LastRun: string(h["run"])}
-	wave, err1 := strconv.ParseInt(string(h["wave"]), 10, 32)
-	state, err2 := strconv.ParseInt(string(h["state"]), 10, 32)
-	seq, err3 := strconv.ParseUint(string(h["seq"]), 10, 64)
-	for _, err := range []error{err1, err2, err3} {
-		if err != nil {
+	if found {
+		if err := decodeInstance(b, &in); err != nil {
 			return domain.Instance{}, false, fmt.Errorf("decode instance %s: %w", id, err)
 		}
 	}
-	in.Wave, in.State, in.Seq = int32(wave), typesv1.ComplianceState(state), seq
-	return in, true, nil
+	return in, found, nil
 }
 
 // SaveInstance implements domain.Repository.
 func (s *Store) SaveInstance(ctx context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
-	newBucket := bucketKey(next.Tenant, next.Wave, next.State)
+	if err := s.saveIndexes(ctx, prev, prevFound, next); err != nil {
+		return err
+	}
+	// Last: once the record (with its sequence) is saved, the event counts as applied.
+	return s.putInstance(ctx, next)
+}
+
+func (s *Store) putInstance(ctx context.Context, in domain.Instance) error {
+	b, err := encodeInstance(in)
+	if err == nil {
+		err = s.st.Set(ctx, instKey(in.Tenant, in.ID), b)
+	}
+	if err != nil {
+		return fmt.Errorf("save instance %s: %w", in.ID, err)
+	}
+	return nil
+}
+
+// saveIndexes moves the instance between the coverage buckets and indexes.
+func (s *Store) saveIndexes(ctx context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
+	g := domain.Group{Wave: next.Wave, OSFamily: next.Family()}
+	newBucket := bucketKey(next.Tenant, g, next.State)
+	var prevMissing []string
 	if prevFound {
-		if old := bucketKey(prev.Tenant, prev.Wave, prev.State); old != newBucket {
+		pg := domain.Group{Wave: prev.Wave, OSFamily: prev.Family()}
+		if old := bucketKey(prev.Tenant, pg, prev.State); old != newBucket {
 			if _, err := s.st.SRem(ctx, old, prev.ID); err != nil {
 				return fmt.Errorf("move instance %s: %w", prev.ID, err)
 			}
 		}
+		if prev.Family() != next.Family() {
+			if _, err := s.st.SRem(ctx, familyKey(prev.Tenant, prev.Family()), prev.ID); err != nil {
+				return fmt.Errorf("move instance %s: %w", prev.ID, err)
+			}
+		}
+		prevMissing = prev.Missing
 	}
 	if _, err := s.st.SAdd(ctx, newBucket, next.ID); err != nil {
 		return fmt.Errorf("move instance %s: %w", next.ID, err)
 	}
-	if _, err := s.st.SAdd(ctx, root+"waves:"+next.Tenant, strconv.Itoa(int(next.Wave))); err != nil {
-		return fmt.Errorf("index wave %d: %w", next.Wave, err)
+	if _, err := s.st.SAdd(ctx, root+"groups:"+next.Tenant, groupMember(g)); err != nil {
+		return fmt.Errorf("index group of %s: %w", next.ID, err)
 	}
-	err := s.st.HSet(ctx, instKey(next.Tenant, next.ID), map[string][]byte{
-		"wave":  []byte(strconv.Itoa(int(next.Wave))),
-		"state": []byte(strconv.Itoa(int(next.State))),
-		"run":   []byte(next.LastRun),
-		"seq":   []byte(strconv.FormatUint(next.Seq, 10)),
-	})
+	if _, err := s.st.SAdd(ctx, familyKey(next.Tenant, next.Family()), next.ID); err != nil {
+		return fmt.Errorf("index family of %s: %w", next.ID, err)
+	}
+	for _, p := range prevMissing {
+		if !slices.Contains(next.Missing, p) {
+			if _, err := s.st.SRem(ctx, missingKey(next.Tenant, p), next.ID); err != nil {
+				return fmt.Errorf("unindex missing %s of %s: %w", p, next.ID, err)
+			}
+		}
+	}
+	for _, p := range next.Missing {
+		if !slices.Contains(prevMissing, p) {
+			if _, err := s.st.SAdd(ctx, missingKey(next.Tenant, p), next.ID); err != nil {
+				return fmt.Errorf("index missing %s of %s: %w", p, next.ID, err)
+			}
+		}
+	}
+	var err error
+	if len(next.Failed()) > 0 {
+		_, err = s.st.SAdd(ctx, failedIndex(next.Tenant), next.ID)
+	} else if prevFound {
+		_, err = s.st.SRem(ctx, failedIndex(next.Tenant), next.ID)
+	}
 	if err != nil {
-		return fmt.Errorf("save instance %s: %w", next.ID, err)
+		return fmt.Errorf("index failed patches of %s: %w", next.ID, err)
 	}
 	return nil
 }
 
-func failedKey(tenant, instanceID string) string { return root + "failed:" + tenant + ":" + instanceID }
-
-// ReplaceFailedPatches implements domain.Repository.
-func (s *Store) ReplaceFailedPatches(ctx context.Context, tenant, instanceID string, fps []domain.FailedPatch) error {
-	key := failedKey(tenant, instanceID)
-	if err := s.st.Delete(ctx, key); err != nil {
-		return fmt.Errorf("clear failed patches of %s: %w", instanceID, err)
+// Groups implements domain.Repository.
+func (s *Store) Groups(ctx context.Context, tenant string) ([]domain.Group, error) {
+	ms, err := s.st.SMembers(ctx, root+"groups:"+tenant)
+	if err != nil {
+		return nil, fmt.Errorf("list groups of %s: %w", tenant, err)
 	}
-	index := root + "failed-instances:" + tenant
-	if len(fps) == 0 {
-		if _, err := s.st.SRem(ctx, index, instanceID); err != nil {
-			return fmt.Errorf("unindex failed patches of %s: %w", instanceID, err)
+	out := make([]domain.Group, 0, len(ms))
+	for _, m := range ms {
+		w, f, ok := strings.Cut(m, "|")
+		n, err := strconv.ParseInt(w, 10, 32)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("decode group %q of %s", m, tenant)
 		}
+		out = append(out, domain.Group{Wave: int32(n), OSFamily: f})
+	}
+	return out, nil
+}
+
+// Count implements domain.Repository.
+func (s *Store) Count(ctx context.Context, tenant string, g domain.Group, state typesv1.ComplianceState) (int, error) {
+	n, err := s.st.SCard(ctx, bucketKey(tenant, g, state))
+	if err != nil {
+		return 0, fmt.Errorf("count wave %d %s: %w", g.Wave, g.OSFamily, err)
+	}
+	return n, nil
+}
+
+// Members implements domain.Repository.
+func (s *Store) Members(ctx context.Context, tenant string, g domain.Group, state typesv1.ComplianceState) ([]string, error) {
+	return s.st.SMembers(ctx, bucketKey(tenant, g, state))
+}
+
+// FamilyInstances implements domain.Repository.
+func (s *Store) FamilyInstances(ctx context.Context, tenant, family string) ([]string, error) {
+	return s.st.SMembers(ctx, familyKey(tenant, family))
+}
+
+// FailedInstances implements domain.Repository.
+func (s *Store) FailedInstances(ctx context.Context, tenant string) ([]string, error) {
+	return s.st.SMembers(ctx, failedIndex(tenant))
+}
+
+// MissingCount implements domain.Repository.
+func (s *Store) MissingCount(ctx context.Context, tenant, patch string) (int, error) {
+	return s.st.SCard(ctx, missingKey(tenant, patch))
+}
+
+// Baseline implements domain.Repository.
+func (s *Store) Baseline(ctx context.Context, id string) (domain.Baseline, bool, error) {
+	var b domain.Baseline
+	found, err := s.getJSON(ctx, root+"baseline:"+id, &b)
+	return b, found, err
+}
+
+// PutBaseline implements domain.Repository.
+func (s *Store) PutBaseline(ctx context.Context, b domain.Baseline) error {
+	return s.setJSON(ctx, root+"baseline:"+b.ID, b)
+}
+
+// CertifiedAt implements domain.Repository.
+func (s *Store) CertifiedAt(ctx context.Context, patch string) (time.Time, bool, error) {
+	v, found, err := s.st.Get(ctx, root+"certified:"+patch)
+	if err != nil || !found {
+		return time.Time{}, false, err
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(v))
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("decode certification time of %s: %w", patch, err)
+	}
+	return t, true, nil
+}
+
+// PutCertifiedAt implements domain.Repository.
+func (s *Store) PutCertifiedAt(ctx context.Context, patch string, at time.Time) error {
+	return s.st.Set(ctx, root+"certified:"+patch, []byte(at.UTC().Format(time.RFC3339Nano)))
+}
+
+// Approval implements domain.Repository.
+func (s *Store) Approval(ctx context.Context, tenant, family string) (domain.Approval, bool, error) {
+	var a domain.Approval
+	found, err := s.getJSON(ctx, root+"approved:"+tenant+":"+family, &a)
+	return a, found, err
+}
+
+// PutApproval implements domain.Repository.
+func (s *Store) PutApproval(ctx context.Context, tenant string, a domain.Approval) error {
+	return s.setJSON(ctx, root+"approved:"+tenant+":"+a.OSFamily, a)
+}
+
+// LastDay implements domain.Repository.
+func (s *Store) LastDay(ctx context.Context, tenant string) (string, error) {
+	v, _, err := s.st.Get(ctx, root+"last-day:"+tenant)
+	return string(v), err
+}
+
+// SetLastDay implements domain.Repository.
+func (s *Store) SetLastDay(ctx context.Context, tenant, day string) error {
+	return s.st.Set(ctx, root+"last-day:"+tenant, []byte(day))
+}
+
+// Marker implements domain.Repository.
+func (s *Store) Marker(ctx context.Context, name string) (string, error) {
+	v, _, err := s.st.Get(ctx, root+"marker:"+name)
+	return string(v), err
+}
+
+// SetMarker implements domain.Repository.
+func (s *Store) SetMarker(ctx context.Context, name, value string) error {
+	return s.st.Set(ctx, root+"marker:"+name, []byte(value))
+}
+
+func historyPrefix(tenant, kind string) string { return root + "history:" + tenant + ":" + kind + ":" }
+
+// PutSnapshot implements domain.Repository.
+func (s *Store) PutSnapshot(ctx context.Context, tenant string, snap domain.Snapshot) error {
+	return s.setJSON(ctx, historyPrefix(tenant, snap.Kind)+snap.Key, snap)
+}
+
+// Snapshots implements domain.Repository.
+func (s *Store) Snapshots(ctx context.Context, tenant, kind string) ([]domain.Snapshot, error) {
+	keys, err := s.st.Keys(ctx, historyPrefix(tenant, kind))
+	if err != nil {
+		return nil, fmt.Errorf("list history of %s: %w", tenant, err)
+	}
+	out := make([]domain.Snapshot, 0, len(keys))
+	for _, k := range keys {
+		var snap domain.Snapshot
+		if found, err := s.getJSON(ctx, k, &snap); err != nil {
+			return nil, err
+		} else if found {
+			out = append(out, snap)
+		}
+	}
+	slices.SortFunc(out, func(a, b domain.Snapshot) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+func runKey(tenant, runID string) string  { return root + "run:" + tenant + ":" + runID }
+func jobsKey(tenant, runID string) string { return root + "jobs:" + tenant + ":" + runID }
+
+// Run implements domain.Repository.
+func (s *Store) Run(ctx context.Context, tenant, runID string) (domain.Run, bool, error) {
+	var r domain.Run
+	found, err := s.getJSON(ctx, runKey(tenant, runID), &r)
+	return r, found, err
+}
+
+// PutRun implements domain.Repository.
+func (s *Store) PutRun(ctx context.Context, tenant string, r domain.Run) error {
+	return s.setJSON(ctx, runKey(tenant, r.RunID), r)
+}
+
+// SetJobStates implements domain.Repository.
+func (s *Store) SetJobStates(ctx context.Context, tenant, runID string, states map[string]typesv1.JobState) error {
+	if len(states) == 0 {
 		return nil
 	}
-	fields := make(map[string][]byte, len(fps))
-	for _, fp := range fps {
-		v, err := json.Marshal(fp)
+	fields := make(map[string][]byte, len(states))
+	for id, st := range states {
+		fields[id] = []byte(strconv.Itoa(int(st)))
+	}
+	return s.st.HSet(ctx, jobsKey(tenant, runID), fields)
+}
+
+// JobStates implements domain.Repository.
+func (s *Store) JobStates(ctx context.Context, tenant, runID string) (map[string]typesv1.JobState, error) {
+	h, err := s.st.HGetAll(ctx, jobsKey(tenant, runID))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]typesv1.JobState, len(h))
+	for id, v := range h {
+		n, err := strconv.Atoi(string(v))
 		if err != nil {
-			return fmt.Errorf("encode failed patch %s: %w", fp.PatchID, err)
+			return nil, fmt.Errorf("decode job state of %s: %w", id, err)
 		}
-		fields[fp.PatchID] = v
+		out[id] = typesv1.JobState(n)
 	}
-	if err := s.st.HSet(ctx, key, fields); err != nil {
-		return fmt.Errorf("record failed patches of %s: %w", instanceID, err)
+	return out, nil
+}
+
+// unit is a unit of work: the repository over a store.Batch of the store. It keeps the
+// instances it read or saved decoded, and encodes each saved one once, at the commit.
+type unit struct {
+	*Store
+	b     *store.Batch
+	insts map[string]*cached
+}
+
+type cached struct {
+	in           domain.Instance
+	found, dirty bool
+}
+
+// Instance implements domain.Repository from the decoded instances.
+func (u *unit) Instance(ctx context.Context, tenant, id string) (domain.Instance, bool, error) {
+	k := instKey(tenant, id)
+	if c, ok := u.insts[k]; ok {
+		return c.in, c.found, nil
 	}
-	if _, err := s.st.SAdd(ctx, index, instanceID); err != nil {
-		return fmt.Errorf("index failed patches of %s: %w", instanceID, err)
+	in, found, err := u.Store.Instance(ctx, tenant, id)
+	if err != nil {
+		return in, found, err
 	}
+	u.insts[k] = &cached{in: in, found: found}
+	return in, found, nil
+}
+
+// SaveInstance implements domain.Repository: the indexes now, the record at the commit.
+func (u *unit) SaveInstance(ctx context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
+	if err := u.saveIndexes(ctx, prev, prevFound, next); err != nil {
+		return err
+	}
+	u.insts[instKey(next.Tenant, next.ID)] = &cached{in: next, found: true, dirty: true}
 	return nil
 }
 
-// Coverage implements domain.Repository.
-func (s *Store) Coverage(ctx context.Context, tenant string) ([]domain.WaveCoverage, error) {
-	waves, err := s.st.SMembers(ctx, root+"waves:"+tenant)
-	if err != nil {
-		return nil, fmt.Errorf("list waves of %s: %w", tenant, err)
-	}
-	out := make([]domain.WaveCoverage, 0, len(waves))
-	for _, w := range waves {
-		n, err := strconv.ParseInt(w, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("decode wave %q: %w", w, err)
+// encode writes the saved instances into the batch.
+func (u *unit) encode(ctx context.Context) error {
+	for _, c := range u.insts {
+		if !c.dirty {
+			continue
 		}
-		wc := domain.WaveCoverage{Wave: int32(n)}
-		for _, state := range domain.States {
-			c, err := s.st.SCard(ctx, bucketKey(tenant, wc.Wave, state))
-			if err != nil {
-				return nil, fmt.Errorf("count wave %d: %w", n, err)
-			}
-			wc.Coverage.Add(state, c)
+		if err := u.putInstance(ctx, c.in); err != nil {
+			return err
 		}
-		out = append(out, wc)
 	}
-	return out, nil
+	clear(u.insts)
+	return nil
 }
 
-// FailedPatches implements domain.Repository.
-func (s *Store) FailedPatches(ctx context.Context, tenant string) ([]domain.FailedPatch, error) {
-	ids, err := s.st.SMembers(ctx, root+"failed-instances:"+tenant)
+var _ domain.UnitOfWorkStarter = (*Store)(nil)
+
+// Begin implements domain.UnitOfWorkStarter: the store must implement store.Updater.
+func (s *Store) Begin() (domain.UnitOfWork, error) {
+	b, err := store.NewBatch(s.st)
 	if err != nil {
-		return nil, fmt.Errorf("list failed patches of %s: %w", tenant, err)
+		return nil, err
 	}
-	var out []domain.FailedPatch
-	for _, id := range ids {
-		h, err := s.st.HGetAll(ctx, failedKey(tenant, id))
-		if err != nil {
-			return nil, fmt.Errorf("read failed patches of %s: %w", id, err)
-		}
-		for patch, v := range h {
-			fp := domain.FailedPatch{PatchID: patch, InstanceID: id}
-			if err := json.Unmarshal(v, &fp); err != nil {
-				return nil, fmt.Errorf("decode failed patch %s of %s: %w", patch, id, err)
-			}
-			out = append(out, fp)
-		}
+	return &unit{Store: New(b), b: b, insts: map[string]*cached{}}, nil
+}
+
+// Prefetch implements domain.UnitOfWork.
+func (u *unit) Prefetch(ctx context.Context, refs []domain.InstanceRef) error {
+	keys := make([]string, len(refs))
+	for i, r := range refs {
+		keys[i] = instKey(r.Tenant, r.ID)
 	}
-	return out, nil
+	return u.b.Prefetch(ctx, keys)
+}
+
+// Pending implements domain.UnitOfWork.
+func (u *unit) Pending() int { return u.b.Pending() + len(u.insts) }
+
+func checkpointWant(prev uint64) []byte {
+	if prev == 0 {
+		return nil
+	}
+	return []byte(strconv.FormatUint(prev, 10))
+}
+
+// Flush implements domain.UnitOfWork.
+func (u *unit) Flush(ctx context.Context, prev uint64) (bool, error) {
+	if err := u.encode(ctx); err != nil {
+		return false, err
+	}
+	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev))
+}
+
+// Commit implements domain.UnitOfWork.
+func (u *unit) Commit(ctx context.Context, prev, seq uint64) (bool, error) {
+	if err := u.encode(ctx); err != nil {
+		return false, err
+	}
+	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
 }

@@ -2,6 +2,7 @@ package adapters_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -21,7 +22,9 @@ func stores(t *testing.T, test func(t *testing.T, repo *adapters.Store)) {
 	})
 }
 
-func TestInstancesMoveBetweenBuckets(t *testing.T) {
+var t0 = time.Date(2026, 11, 10, 3, 0, 0, 0, time.UTC)
+
+func TestInstancesMoveBetweenBucketsAndIndexes(t *testing.T) {
 	stores(t, func(t *testing.T, repo *adapters.Store) {
 		ctx := t.Context()
 		prev, found, err := repo.Instance(ctx, "acme", "i-1")
@@ -29,65 +32,124 @@ func TestInstancesMoveBetweenBuckets(t *testing.T) {
 		require.False(t, found)
 		require.Equal(t, domain.Instance{Tenant: "acme", ID: "i-1"}, prev)
 
-		in, _ := prev.InScope(1, "run-1", 5)
+		b := &domain.Baseline{ID: "b1", Patches: []domain.BaselinePatch{{ID: "p1"}, {ID: "p2"}}}
+		in, _ := prev.InScope(1, "run-1", "b1", "al2023", 5)
+		in = in.Evaluate(b, 5)
 		require.NoError(t, repo.SaveInstance(ctx, prev, false, in))
 		other := domain.Instance{Tenant: "acme", ID: "i-2"}
-		o2, _ := other.InScope(1, "run-1", 5)
-		require.NoError(t, repo.SaveInstance(ctx, other, false, o2))
+		o2, _ := other.InScope(1, "run-1", "", "", 5)
+		require.NoError(t, repo.SaveInstance(ctx, other, false, o2.Evaluate(nil, 5)))
 
 		got, found, err := repo.Instance(ctx, "acme", "i-1")
 		require.NoError(t, err)
 		require.True(t, found)
 		require.Equal(t, in, got)
 
-		ok, _ := got.Assess(typesv1.ComplianceState_COMPLIANCE_STATE_COMPLIANT, 1, "run-1", 9)
+		failedOne, _ := got.Assess(domain.Assessment{Outcome: domain.OutcomeInstallFailed, RunID: "run-1", At: t0,
+			Results: []*typesv1.PatchResult{{PatchId: "p1", State: typesv1.PatchState_PATCH_STATE_FAILED, Error: "x"}}}, 9)
+		failedOne = failedOne.Evaluate(b, 9)
 		for range 2 { // applying the same change twice is harmless
-			require.NoError(t, repo.SaveInstance(ctx, got, true, ok))
+			require.NoError(t, repo.SaveInstance(ctx, got, true, failedOne))
 		}
-		moved, _ := ok.InScope(2, "run-2", 12)
-		require.NoError(t, repo.SaveInstance(ctx, ok, true, moved))
-
-		cov, err := repo.Coverage(ctx, "acme")
+		ids, err := repo.FailedInstances(ctx, "acme")
 		require.NoError(t, err)
-		report := domain.NewReport("acme", cov)
-		require.Equal(t, domain.Coverage{InScope: 2, Compliant: 1, Unknown: 1}, report.Total)
-		require.Equal(t, []domain.WaveCoverage{
-			{Wave: 1, Coverage: domain.Coverage{InScope: 1, Unknown: 1}},
-			{Wave: 2, Coverage: domain.Coverage{InScope: 1, Compliant: 1}},
-		}, report.Waves)
+		require.Equal(t, []string{"i-1"}, ids)
+		for p, want := range map[string]int{"p1": 1, "p2": 1} {
+			n, err := repo.MissingCount(ctx, "acme", p)
+			require.NoError(t, err)
+			require.Equal(t, want, n, p)
+		}
 
-		none, err := repo.Coverage(ctx, "nobody")
+		fixed, _ := failedOne.Assess(domain.Assessment{Outcome: domain.OutcomeInstalled, RunID: "run-2", At: t0,
+			Results: []*typesv1.PatchResult{{PatchId: "p1", State: typesv1.PatchState_PATCH_STATE_INSTALLED}, {PatchId: "p2", State: typesv1.PatchState_PATCH_STATE_INSTALLED}}}, 12)
+		moved, _ := fixed.InScope(2, "run-2", "b1", "al2023", 13)
+		moved = moved.Evaluate(b, 13)
+		require.NoError(t, repo.SaveInstance(ctx, failedOne, true, moved))
+		ids, err = repo.FailedInstances(ctx, "acme")
+		require.NoError(t, err)
+		require.Empty(t, ids)
+		n, err := repo.MissingCount(ctx, "acme", "p1")
+		require.NoError(t, err)
+		require.Zero(t, n)
+
+		groups, err := repo.Groups(ctx, "acme")
+		require.NoError(t, err)
+		require.ElementsMatch(t, []domain.Group{{Wave: 1, OSFamily: "al2023"}, {Wave: 1, OSFamily: "unknown"}, {Wave: 2, OSFamily: "al2023"}}, groups)
+		count := func(g domain.Group, s typesv1.ComplianceState) int {
+			n, err := repo.Count(ctx, "acme", g, s)
+			require.NoError(t, err)
+			return n
+		}
+		require.Zero(t, count(domain.Group{Wave: 1, OSFamily: "al2023"}, typesv1.ComplianceState_COMPLIANCE_STATE_NON_COMPLIANT))
+		require.Equal(t, 1, count(domain.Group{Wave: 2, OSFamily: "al2023"}, typesv1.ComplianceState_COMPLIANCE_STATE_COMPLIANT))
+		require.Equal(t, 1, count(domain.Group{Wave: 1, OSFamily: "unknown"}, typesv1.ComplianceState_COMPLIANCE_STATE_UNKNOWN))
+		fam, err := repo.FamilyInstances(ctx, "acme", "al2023")
+		require.NoError(t, err)
+		require.Equal(t, []string{"i-1"}, fam)
+
+		none, err := repo.Groups(ctx, "nobody")
 		require.NoError(t, err)
 		require.Empty(t, none)
 	})
 }
 
-func TestFailedPatchesAreReplacedAndCleared(t *testing.T) {
+func TestCatalogHistoryAndRuns(t *testing.T) {
 	stores(t, func(t *testing.T, repo *adapters.Store) {
 		ctx := t.Context()
-		first := []domain.FailedPatch{
-			{PatchID: "p1", InstanceID: "i-1", Wave: 1, RunID: "run-1", Error: "conflict"},
-			{PatchID: "p2", InstanceID: "i-1", Wave: 1, RunID: "run-1", Error: "conflict"},
-		}
-		require.NoError(t, repo.ReplaceFailedPatches(ctx, "acme", "i-1", first))
-		require.NoError(t, repo.ReplaceFailedPatches(ctx, "acme", "i-2", []domain.FailedPatch{{PatchID: "p9", InstanceID: "i-2", Wave: 2, RunID: "run-2", Error: "x"}}))
-		got, err := repo.FailedPatches(ctx, "acme")
+		b := domain.Baseline{ID: "b1", OSFamily: "al2023", Version: 3, PublishedAt: t0,
+			Patches: []domain.BaselinePatch{{ID: "p1", Severity: typesv1.Severity_SEVERITY_CRITICAL}}}
+		require.NoError(t, repo.PutBaseline(ctx, b))
+		got, found, err := repo.Baseline(ctx, "b1")
 		require.NoError(t, err)
-		require.ElementsMatch(t, append(first, domain.FailedPatch{PatchID: "p9", InstanceID: "i-2", Wave: 2, RunID: "run-2", Error: "x"}), got)
+		require.True(t, found)
+		require.Equal(t, b, got)
+		require.NoError(t, repo.PutCertifiedAt(ctx, "p1", t0))
+		at, found, err := repo.CertifiedAt(ctx, "p1")
+		require.NoError(t, err)
+		require.True(t, found)
+		require.True(t, t0.Equal(at))
+		ap := domain.Approval{BaselineID: "b1", OSFamily: "al2023", Version: 3, At: t0}
+		require.NoError(t, repo.PutApproval(ctx, "acme", ap))
+		gotAp, found, err := repo.Approval(ctx, "acme", "al2023")
+		require.NoError(t, err)
+		require.True(t, found)
+		require.Equal(t, ap, gotAp)
 
-		second := []domain.FailedPatch{{PatchID: "p3", InstanceID: "i-1", Wave: 1, RunID: "run-3", Error: "disk full"}}
-		require.NoError(t, repo.ReplaceFailedPatches(ctx, "acme", "i-1", second))
-		require.NoError(t, repo.ReplaceFailedPatches(ctx, "acme", "i-2", nil))
-		got, err = repo.FailedPatches(ctx, "acme")
+		for _, day := range []string{"2026-11-02", "2026-10-30"} {
+			require.NoError(t, repo.PutSnapshot(ctx, "acme", domain.Snapshot{Kind: "day", Key: day, At: t0,
+				Report: domain.Report{Tenant: "acme", Total: domain.Coverage{InScope: 1}, Waves: []domain.WaveCoverage{}, Families: []domain.FamilyCoverage{}}}))
+		}
+		snaps, err := repo.Snapshots(ctx, "acme", "day")
 		require.NoError(t, err)
-		require.Equal(t, second, got)
+		require.Len(t, snaps, 2)
+		require.Equal(t, "2026-10-30", snaps[0].Key)
+		require.NoError(t, repo.SetLastDay(ctx, "acme", "2026-11-02"))
+		last, err := repo.LastDay(ctx, "acme")
+		require.NoError(t, err)
+		require.Equal(t, "2026-11-02", last)
+
+		run := domain.Run{RunID: "r1", Wave: 1, State: typesv1.RunState_RUN_STATE_RUNNING, StartedAt: t0, Total: 2}
+		require.NoError(t, repo.PutRun(ctx, "acme", run))
+		gotRun, found, err := repo.Run(ctx, "acme", "r1")
+		require.NoError(t, err)
+		require.True(t, found)
+		require.Equal(t, run, gotRun)
+		require.NoError(t, repo.SetJobStates(ctx, "acme", "r1", map[string]typesv1.JobState{"i-1": typesv1.JobState_JOB_STATE_PENDING, "i-2": typesv1.JobState_JOB_STATE_PENDING}))
+		require.NoError(t, repo.SetJobStates(ctx, "acme", "r1", map[string]typesv1.JobState{"i-1": typesv1.JobState_JOB_STATE_FAILED}))
+		jobs, err := repo.JobStates(ctx, "acme", "r1")
+		require.NoError(t, err)
+		require.Equal(t, map[string]typesv1.JobState{"i-1": typesv1.JobState_JOB_STATE_FAILED, "i-2": typesv1.JobState_JOB_STATE_PENDING}, jobs)
 
 		cp, err := repo.Checkpoint(ctx)
 		require.NoError(t, err)
 		require.Zero(t, cp)
 		require.NoError(t, repo.SetCheckpoint(ctx, 77))
+		require.NoError(t, repo.SetCatalogCheckpoint(ctx, 7))
 		cp, err = repo.Checkpoint(ctx)
 		require.NoError(t, err)
 		require.Equal(t, uint64(77), cp)
+		cp, err = repo.CatalogCheckpoint(ctx)
+		require.NoError(t, err)
+		require.Equal(t, uint64(7), cp)
 	})
 }

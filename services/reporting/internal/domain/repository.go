@@ -1,23 +1,125 @@
 package domain
 
-import "context"
+import (
+	"context"
+	"time"
 
-// Repository keeps the compliance read model. Writes are idempotent; SaveInstance is the last
-// write of each event, so an event whose writes were cut short by a crash is applied again in
-// full (its sequence was not recorded).
+	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
+)
+
+// Group is one (wave, OS family) of a tenant's in-scope instances.
+type Group struct {
+	Wave     int32
+	OSFamily string
+}
+
+// Run is the report of one run: what run.started and run.completed said.
+type Run struct {
+	RunID       string           `json:"id"`
+	Wave        int32            `json:"w"`
+	BaselineID  string           `json:"b,omitempty"`
+	State       typesv1.RunState `json:"s"`
+	StartedAt   time.Time        `json:"st"`
+	CompletedAt time.Time        `json:"ct"`
+	Total       int32            `json:"n"`
+	Succeeded   int32            `json:"ok"`
+	Failed      int32            `json:"ko"`
+	TimedOut    int32            `json:"to"`
+}
+
+// Repository keeps the compliance read model. Writes are idempotent; SaveInstance writes the
+// instance's record (with its sequence) last, so an event whose writes were cut short by a crash
+// is applied again in full.
 type Repository interface {
-	// Checkpoint returns the last stream sequence the projection applied, 0 if none.
+	// Checkpoint returns the last stream sequence the compliance projection applied, 0 if none.
 	Checkpoint(ctx context.Context) (uint64, error)
-	// SetCheckpoint records the last stream sequence the projection applied.
+	// SetCheckpoint records it.
 	SetCheckpoint(ctx context.Context, seq uint64) error
+	// CatalogCheckpoint returns the last catalog stream sequence the baselines projection
+	// applied, 0 if none.
+	CatalogCheckpoint(ctx context.Context) (uint64, error)
+	// SetCatalogCheckpoint records it.
+	SetCatalogCheckpoint(ctx context.Context, seq uint64) error
+
 	// Instance returns an instance's record; false if the instance was never seen.
 	Instance(ctx context.Context, tenant, id string) (Instance, bool, error)
-	// SaveInstance stores next, moving the instance from prev's coverage bucket to next's.
+	// SaveInstance stores next, moving the instance from prev's coverage bucket, OS family and
+	// missing-patch sets to next's.
 	SaveInstance(ctx context.Context, prev Instance, prevFound bool, next Instance) error
-	// ReplaceFailedPatches sets an instance's failed patches (none clears them).
-	ReplaceFailedPatches(ctx context.Context, tenant, instanceID string, fps []FailedPatch) error
-	// Coverage returns the tenant's coverage per wave.
-	Coverage(ctx context.Context, tenant string) ([]WaveCoverage, error)
-	// FailedPatches returns the tenant's failed patches, in no particular order.
-	FailedPatches(ctx context.Context, tenant string) ([]FailedPatch, error)
+	// Groups returns the (wave, OS family) groups the tenant's instances are in.
+	Groups(ctx context.Context, tenant string) ([]Group, error)
+	// Count returns how many of the tenant's instances of g are in state.
+	Count(ctx context.Context, tenant string, g Group, state typesv1.ComplianceState) (int, error)
+	// Members returns the ids of the tenant's instances of g in state, sorted.
+	Members(ctx context.Context, tenant string, g Group, state typesv1.ComplianceState) ([]string, error)
+	// FamilyInstances returns the ids of the tenant's instances of an OS family, sorted.
+	FamilyInstances(ctx context.Context, tenant, family string) ([]string, error)
+	// FailedInstances returns the ids of the tenant's instances with FAILED patches, sorted.
+	FailedInstances(ctx context.Context, tenant string) ([]string, error)
+	// MissingCount returns how many of the tenant's instances miss patch.
+	MissingCount(ctx context.Context, tenant, patch string) (int, error)
+
+	// Baseline returns a published baseline; false if unknown.
+	Baseline(ctx context.Context, id string) (Baseline, bool, error)
+	// PutBaseline stores a published baseline.
+	PutBaseline(ctx context.Context, b Baseline) error
+	// CertifiedAt returns when a patch was certified; false if unknown.
+	CertifiedAt(ctx context.Context, patch string) (time.Time, bool, error)
+	// PutCertifiedAt records it.
+	PutCertifiedAt(ctx context.Context, patch string, at time.Time) error
+	// Approval returns the newest baseline the tenant approved for family; false if none.
+	Approval(ctx context.Context, tenant, family string) (Approval, bool, error)
+	// PutApproval records the tenant's newest approval of a family.
+	PutApproval(ctx context.Context, tenant string, a Approval) error
+
+	// LastDay returns the UTC date (YYYY-MM-DD) of the tenant's latest event, "" if none.
+	LastDay(ctx context.Context, tenant string) (string, error)
+	// SetLastDay records it.
+	SetLastDay(ctx context.Context, tenant, day string) error
+	// PutSnapshot stores a snapshot of the tenant's figures under its kind and key. A day's or
+	// run's snapshot is written once its day or run is over and is never written again with
+	// other figures.
+	PutSnapshot(ctx context.Context, tenant string, s Snapshot) error
+	// Snapshots returns the tenant's snapshots of a kind, sorted by key.
+	Snapshots(ctx context.Context, tenant, kind string) ([]Snapshot, error)
+
+	// Marker returns a small named value ("" if unset), e.g. the last day a daily job ran.
+	Marker(ctx context.Context, name string) (string, error)
+	// SetMarker sets it.
+	SetMarker(ctx context.Context, name, value string) error
+
+	// Run returns a run's report; false if unknown.
+	Run(ctx context.Context, tenant, runID string) (Run, bool, error)
+	// PutRun stores it.
+	PutRun(ctx context.Context, tenant string, r Run) error
+	// SetJobStates records the job state of instances in a run.
+	SetJobStates(ctx context.Context, tenant, runID string, states map[string]typesv1.JobState) error
+	// JobStates returns the job state of every instance of a run.
+	JobStates(ctx context.Context, tenant, runID string) (map[string]typesv1.JobState, error)
+}
+
+// InstanceRef names one instance of a tenant.
+type InstanceRef struct {
+	Tenant, ID string
+}
+
+// UnitOfWork is a Repository whose writes wait in memory (its reads see them) until Commit
+// writes them in one atomic write with the checkpoint.
+type UnitOfWork interface {
+	Repository
+	// Prefetch reads the records of the instances in one round trip.
+	Prefetch(ctx context.Context, refs []InstanceRef) error
+	// Pending is how many writes wait.
+	Pending() int
+	// Flush writes what waits, without the checkpoint, if the checkpoint is still prev; false
+	// when it is not (nothing written).
+	Flush(ctx context.Context, prev uint64) (bool, error)
+	// Commit writes what waits and the checkpoint seq, if the checkpoint is still prev (0:
+	// absent); false when it is not (nothing written).
+	Commit(ctx context.Context, prev, seq uint64) (bool, error)
+}
+
+// UnitOfWorkStarter is a Repository that begins units of work.
+type UnitOfWorkStarter interface {
+	Begin() (UnitOfWork, error)
 }

@@ -1,6 +1,6 @@
 // Package adapters keeps the scheduler's read models in a store.Store (Redis or memory): known
-// baselines, runs with their per-outcome instance sets, the bookkeeping that rebuilds the
-// "jobs requested" marks, and the projection checkpoints. Everything here is rebuilt from
+// baselines, runs with their membership chunks, released jobs, control events and per-outcome
+// instance sets, and the projection checkpoints. Everything here is rebuilt from
 // JetStream, and every write is idempotent (sets, hash fields written by one kind of event
 // only), so re-applying an event, or two replicas applying the same events, converges.
 package adapters
@@ -31,6 +31,9 @@ import (
 //	scheduler:runs:open                      set of "<tenant>/<run>" without run.completed (index)
 //	scheduler:jobs:<tenant>/<run>:total      string, instances of a run (marks rebuild)
 //	scheduler:jobs:<tenant>/<run>:requested  set of instance ids seen in job.requested (rebuild)
+//	scheduler:run:<tenant>:<run>:requested   set of instance ids with a job.requested
+//	scheduler:run:<tenant>:<run>:pending_reboot set of succeeded instances waiting for a reboot
+//	scheduler:chunk:<tenant>:<run>:<membership>:<n> string, a RunMembership chunk (protobuf)
 //	scheduler:checkpoint:<projection>        string, last applied stream sequence
 const root = "scheduler:"
 
@@ -45,6 +48,17 @@ const (
 	fStartedAt   = "started_at"
 	fFinalState  = "completed_state"
 	fCompletedAt = "completed_at"
+	// Written by run.started too: the domain.RunDetail as JSON.
+	fDetail = "detail"
+	// Control events, one field each (so replicas applying them in any order converge): the
+	// halt, the cancel and the dispatch stop are set once; pauses and resumes are fields
+	// "pause:<seq>" and "resume:<seq>" (stream sequences), and the run is paused when its
+	// latest pause is after its latest resume.
+	fHalted    = "halted_at"
+	fCancelled = "cancelled_at"
+	fStopped   = "stopped_at"
+	pPause     = "pause:"
+	pResume    = "resume:"
 )
 
 // Store is the scheduler's repository over a store.Store.
@@ -128,15 +142,103 @@ func outcomeKey(tenant, runID string, o domain.Outcome) string {
 
 func doneKey(tenant, runID string) string { return runKey(tenant, runID) + ":done" }
 
+func requestedKey(tenant, runID string) string { return runKey(tenant, runID) + ":requested" }
+
+func rebootKey(tenant, runID string) string { return runKey(tenant, runID) + ":pending_reboot" }
+
+func chunkKey(tenant, runID, membershipID string, n int) string {
+	return root + "chunk:" + tenant + ":" + runID + ":" + membershipID + ":" + strconv.Itoa(n)
+}
+
+// PutChunk keeps one membership chunk of a run (its RunMembership event, encoded).
+func (s *Store) PutChunk(ctx context.Context, tenant, runID, membershipID string, n int, data []byte) error {
+	if err := s.st.Set(ctx, chunkKey(tenant, runID, membershipID, n), data); err != nil {
+		return fmt.Errorf("record chunk %d of run %s: %w", n, runID, err)
+	}
+	return nil
+}
+
+// Chunk returns one membership chunk of a run; false if it was not recorded.
+func (s *Store) Chunk(ctx context.Context, tenant, runID, membershipID string, n int) ([]byte, bool, error) {
+	v, found, err := s.st.Get(ctx, chunkKey(tenant, runID, membershipID, n))
+	if err != nil {
+		return nil, false, fmt.Errorf("read chunk %d of run %s: %w", n, runID, err)
+	}
+	return v, found, nil
+}
+
+// AddRequested records a released job (its job.requested).
+func (s *Store) AddRequested(ctx context.Context, tenant, runID, instanceID string) error {
+	if _, err := s.st.SAdd(ctx, requestedKey(tenant, runID), instanceID); err != nil {
+		return fmt.Errorf("record job %s/%s: %w", runID, instanceID, err)
+	}
+	return nil
+}
+
+// RequestedIDs returns the instances of a run whose job was released.
+func (s *Store) RequestedIDs(ctx context.Context, tenant, runID string) ([]string, error) {
+	ids, err := s.st.SMembers(ctx, requestedKey(tenant, runID))
+	if err != nil {
+		return nil, fmt.Errorf("list jobs of run %s: %w", runID, err)
+	}
+	return ids, nil
+}
+
+// OutcomeIDs returns the instances of a run with outcome o.
+func (s *Store) OutcomeIDs(ctx context.Context, tenant, runID string, o domain.Outcome) ([]string, error) {
+	ids, err := s.st.SMembers(ctx, outcomeKey(tenant, runID, o))
+	if err != nil {
+		return nil, fmt.Errorf("list %s jobs of run %s: %w", o, runID, err)
+	}
+	return ids, nil
+}
+
+// PendingReboot records a succeeded job whose instance waits for a reboot.
+func (s *Store) PendingReboot(ctx context.Context, tenant, runID, instanceID string) error {
+	if _, err := s.st.SAdd(ctx, rebootKey(tenant, runID), instanceID); err != nil {
+		return fmt.Errorf("record reboot of %s in run %s: %w", instanceID, runID, err)
+	}
+	return nil
+}
+
+// RunControl records one control event of a run: domain.ControlHalted, ControlCancelled or
+// ControlStopped (set once), or ControlPaused and ControlResumed at stream sequence seq.
+func (s *Store) RunControl(ctx context.Context, tenant, runID string, c domain.Control, seq uint64, at time.Time) error {
+	var field string
+	switch c {
+	case domain.ControlHalted:
+		field = fHalted
+	case domain.ControlCancelled:
+		field = fCancelled
+	case domain.ControlStopped:
+		field = fStopped
+	case domain.ControlPaused:
+		field = pPause + strconv.FormatUint(seq, 10)
+	case domain.ControlResumed:
+		field = pResume + strconv.FormatUint(seq, 10)
+	default:
+		return fmt.Errorf("record control %d of run %s: unknown control", c, runID)
+	}
+	if err := s.st.HSet(ctx, runKey(tenant, runID), map[string][]byte{field: []byte(at.UTC().Format(time.RFC3339Nano))}); err != nil {
+		return fmt.Errorf("record control of run %s: %w", runID, err)
+	}
+	return nil
+}
+
 // RunStarted records a run's start: its identity, baseline, total and start time.
 func (s *Store) RunStarted(ctx context.Context, r domain.Run) error {
-	err := s.st.HSet(ctx, runKey(r.Tenant, r.ID), map[string][]byte{
+	detail, err := json.Marshal(r.Detail)
+	if err != nil {
+		return fmt.Errorf("encode run %s: %w", r.ID, err)
+	}
+	err = s.st.HSet(ctx, runKey(r.Tenant, r.ID), map[string][]byte{
 		fTenant:     []byte(r.Tenant),
 		fRunID:      []byte(r.ID),
 		fWave:       []byte(strconv.Itoa(int(r.Wave))),
 		fBaselineID: []byte(r.BaselineID),
 		fTotal:      []byte(strconv.Itoa(r.Total)),
 		fStartedAt:  []byte(r.StartedAt.UTC().Format(time.RFC3339Nano)),
+		fDetail:     detail,
 	})
 	if err != nil {
 		return fmt.Errorf("record run %s: %w", r.ID, err)
@@ -195,11 +297,17 @@ func (s *Store) Run(ctx context.Context, tenant, runID string) (domain.Run, bool
 	}
 	for o, dst := range map[domain.Outcome]*int{
 		domain.OutcomeSnapshotted: &r.Snapshotted, domain.OutcomeSucceeded: &r.Succeeded,
-		domain.OutcomeFailed: &r.Failed, domain.OutcomeSnapshotFailed: &r.SnapshotFailed,
+		domain.OutcomeFailed: &r.Failed, domain.OutcomeSnapshotFailed: &r.SnapshotFailed, domain.OutcomeTimedOut: &r.TimedOut,
 	} {
 		if *dst, err = s.st.SCard(ctx, outcomeKey(tenant, runID, o)); err != nil {
 			return domain.Run{}, false, fmt.Errorf("read run %s progress: %w", runID, err)
 		}
+	}
+	if r.Requested, err = s.st.SCard(ctx, requestedKey(tenant, runID)); err != nil {
+		return domain.Run{}, false, fmt.Errorf("read run %s progress: %w", runID, err)
+	}
+	if r.PendingReboot, err = s.st.SCard(ctx, rebootKey(tenant, runID)); err != nil {
+		return domain.Run{}, false, fmt.Errorf("read run %s progress: %w", runID, err)
 	}
 	return r, true, nil
 }
@@ -228,6 +336,27 @@ func (s *Store) RunHeader(ctx context.Context, tenant, runID string) (domain.Run
 	errs = append(errs, err)
 	r.StartedAt, err = time.Parse(time.RFC3339Nano, string(h[fStartedAt]))
 	errs = append(errs, err)
+	if v, ok := h[fDetail]; ok {
+		errs = append(errs, json.Unmarshal(v, &r.Detail))
+	}
+	var lastPause, lastResume uint64
+	for f := range h {
+		if n, ok := strings.CutPrefix(f, pPause); ok {
+			seq, _ := strconv.ParseUint(n, 10, 64)
+			lastPause = max(lastPause, seq)
+		} else if n, ok := strings.CutPrefix(f, pResume); ok {
+			seq, _ := strconv.ParseUint(n, 10, 64)
+			lastResume = max(lastResume, seq)
+		}
+	}
+	r.Paused = lastPause > lastResume
+	_, r.Stopped = h[fStopped]
+	if _, ok := h[fHalted]; ok {
+		r.State = typesv1.RunState_RUN_STATE_HALTED
+	}
+	if _, ok := h[fCancelled]; ok && r.State == typesv1.RunState_RUN_STATE_RUNNING {
+		r.State = typesv1.RunState_RUN_STATE_CANCELLED
+	}
 	if v, ok := h[fFinalState]; ok {
 		st, err := strconv.Atoi(string(v))
 		errs = append(errs, err)
@@ -289,49 +418,6 @@ func (s *Store) OpenRuns(ctx context.Context) ([]domain.RunRef, error) {
 func (s *Store) UnindexOpen(ctx context.Context, tenant, runID string) error {
 	if _, err := s.st.SRem(ctx, root+"runs:open", tenant+"/"+runID); err != nil {
 		return fmt.Errorf("unindex open run %s: %w", runID, err)
-	}
-	return nil
-}
-
-func jobsKey(tenant, runID string) string { return root + "jobs:" + tenant + "/" + runID }
-
-// JobsTotal records how many jobs a run requests (its instances), for the marks rebuild.
-func (s *Store) JobsTotal(ctx context.Context, tenant, runID string, total int) error {
-	if err := s.st.Set(ctx, jobsKey(tenant, runID)+":total", []byte(strconv.Itoa(total))); err != nil {
-		return fmt.Errorf("record jobs of run %s: %w", runID, err)
-	}
-	return nil
-}
-
-// JobRequested records one requested job of a run seen during the marks rebuild and returns
-// how many of the run's jobs were seen and how many it has (total -1 when the run's start was
-// not seen).
-func (s *Store) JobRequested(ctx context.Context, tenant, runID, instanceID string) (seen, total int, err error) {
-	key := jobsKey(tenant, runID)
-	if _, err := s.st.SAdd(ctx, key+":requested", instanceID); err != nil {
-		return 0, 0, fmt.Errorf("record job %s/%s: %w", runID, instanceID, err)
-	}
-	if seen, err = s.st.SCard(ctx, key+":requested"); err != nil {
-		return 0, 0, fmt.Errorf("count jobs of run %s: %w", runID, err)
-	}
-	v, found, err := s.st.Get(ctx, key+":total")
-	if err != nil {
-		return 0, 0, fmt.Errorf("read jobs of run %s: %w", runID, err)
-	}
-	if !found {
-		return seen, -1, nil
-	}
-	if total, err = strconv.Atoi(string(v)); err != nil {
-		return 0, 0, fmt.Errorf("decode jobs of run %s: %w", runID, err)
-	}
-	return seen, total, nil
-}
-
-// ForgetJobs drops a run's marks-rebuild bookkeeping once the run is marked.
-func (s *Store) ForgetJobs(ctx context.Context, tenant, runID string) error {
-	key := jobsKey(tenant, runID)
-	if err := s.st.Delete(ctx, key+":requested", key+":total"); err != nil {
-		return fmt.Errorf("forget jobs of run %s: %w", runID, err)
 	}
 	return nil
 }

@@ -1,7 +1,8 @@
-// Package app is the scheduler's application layer: the StartRun command, the GetRun and
-// ListRuns queries, the projections that keep the read models (baselines, runs, job marks) and
-// the RequestJobsOnRunStarted handler. It talks to the outside through domain.Repository,
-// provider.Fleet and a Publisher.
+// Package app is the scheduler's application layer: the StartRun command and the run controls
+// (cancel, pause, resume, re-run failed), the GetRun, ListRuns and ListRunJobs queries, the
+// projections that keep the read models (baselines, runs), and the run controller that
+// releases jobs under each run's rollout limits. It talks to the outside through
+// domain.Repository, provider.Fleet and a Publisher.
 package app
 
 import (
@@ -13,25 +14,25 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/patchwave/patchwave/libs/events"
-	"github.com/patchwave/patchwave/libs/idem"
 	"github.com/patchwave/patchwave/libs/provider"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 
 	"github.com/patchwave/patchwave/services/scheduler/internal/domain"
+	"github.com/patchwave/patchwave/services/scheduler/internal/domain/design"
 )
 
 // Projection names; they also name the checkpoints in the repository.
 const (
 	ProjectionBaselines = "baselines"
 	ProjectionRuns      = "runs"
-	ProjectionJobMarks  = "job-marks"
 )
 
 // readyWait bounds how long a call waits for the read models to catch up before it answers
@@ -45,16 +46,33 @@ type Publisher interface {
 
 // Config is the application's configuration; the public package validates it.
 type Config struct {
-	TagKey          string
-	MaxWaves        int
-	MaxRunInstances int
+	// Policy is the job policy of a run whose wave's rollout policy leaves a part unset.
+	Policy *typesv1.JobPolicy
+	// Tick is how often the controller looks at every open run even without news (the dispatch
+	// stop, a lost release); default 250ms.
+	Tick time.Duration
+}
+
+// DesignScope is what runs take from the service design (Designs implements it): whether a
+// tenant exists, and the wave tag key of a wave that may run.
+type DesignScope interface {
+	// RunScope checks the tenant (apierr.ErrNotFound), the wave against the tenant's limit
+	// (invalid argument) and its definition (failed precondition), and returns the tag key.
+	RunScope(ctx context.Context, tenant string, wave int32) (string, error)
+	// RequireTenant returns apierr.ErrNotFound for a tenant that is not in the design.
+	RequireTenant(ctx context.Context, tenant string) error
+	// WavePolicy returns the wave's rollout policy (or the tenant's default; nil for none).
+	WavePolicy(ctx context.Context, tenant string, wave int32) (*typesv1.RolloutPolicy, error)
+	// Window returns the wave's window open at now (its end and any freeze starting inside
+	// it); nil when none is open.
+	Window(ctx context.Context, tenant string, wave int32, now time.Time) (*domain.Window, error)
 }
 
 // Deps are the application's collaborators.
 type Deps struct {
 	Fleet  provider.Fleet
+	Design DesignScope
 	Repo   domain.Repository
-	Marks  *idem.Marks
 	Logger *slog.Logger
 	Clock  func() time.Time
 	// Random feeds new run ids. Optional, default crypto/rand.
@@ -63,13 +81,13 @@ type Deps struct {
 
 // Application runs the scheduler's commands, queries, projections and handlers.
 type Application struct {
-	cfg   Config
-	fleet provider.Fleet
-	repo  domain.Repository
-	marks *idem.Marks
-	log   *slog.Logger
-	clock func() time.Time
-	rand  io.Reader
+	cfg    Config
+	fleet  provider.Fleet
+	design DesignScope
+	repo   domain.Repository
+	log    *slog.Logger
+	clock  func() time.Time
+	rand   io.Reader
 
 	mu  sync.Mutex
 	pub Publisher
@@ -78,6 +96,10 @@ type Application struct {
 	runsReady      chan struct{}
 	baselinesOnce  sync.Once
 	runsOnce       sync.Once
+
+	// firing, when set (NewFiring), adds the firing's views to GetRun and ListRuns.
+	firing *Firing
+	ctl    *controller
 }
 
 // New returns the application.
@@ -85,9 +107,12 @@ func New(cfg Config, d Deps) *Application {
 	if d.Random == nil {
 		d.Random = rand.Reader
 	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 250 * time.Millisecond
+	}
 	return &Application{
-		cfg: cfg, fleet: d.Fleet, repo: d.Repo, marks: d.Marks, log: d.Logger, clock: d.Clock, rand: d.Random,
-		baselinesReady: make(chan struct{}), runsReady: make(chan struct{}),
+		cfg: cfg, fleet: d.Fleet, design: d.Design, repo: d.Repo, log: d.Logger, clock: d.Clock, rand: d.Random,
+		baselinesReady: make(chan struct{}), runsReady: make(chan struct{}), ctl: newController(),
 	}
 }
 
@@ -125,20 +150,28 @@ func (a *Application) waitReady(ctx context.Context) (Publisher, error) {
 	return p, nil
 }
 
-// StartRun starts a run of one wave: it pins a baseline, discovers the running instances tagged
-// into the wave and publishes RunStarted (and RunCompleted at once when there are none).
-// With a request id the run id is derived from it, and a repeat returns the run already started.
+// StartRun starts a run of one wave: it pins the newest published baseline of every OS family
+// (or the named one for its family), resolves the membership by tag (every instance tagged
+// into the wave, stopped ones included) and the rollout limits, and publishes the membership
+// in chunks, then RunStarted (and RunCompleted at once when nothing is eligible). The tenant
+// must be in the design and the wave defined there. With a request id the run id is derived
+// from it, and a repeat returns the run already started.
 func (a *Application) StartRun(ctx context.Context, cmd domain.StartRun) (domain.Run, error) {
-	if err := cmd.Validate(a.cfg.MaxWaves); err != nil {
+	if err := cmd.Validate(design.MaxWaveLimit); err != nil {
 		return domain.Run{}, err
 	}
-	pub, err := a.waitReady(ctx)
+	tagKey, err := a.design.RunScope(ctx, cmd.Tenant, cmd.Wave)
 	if err != nil {
 		return domain.Run{}, err
 	}
-	var runID string
-	if cmd.RequestID != "" {
+	if _, err := a.waitReady(ctx); err != nil {
+		return domain.Run{}, err
+	}
+	runID := cmd.RunID
+	if runID == "" && cmd.RequestID != "" {
 		runID = domain.RunIDForRequest(cmd.Tenant, cmd.Wave, cmd.RequestID)
+	}
+	if runID != "" {
 		r, ok, err := a.repo.Run(ctx, cmd.Tenant, runID)
 		if err != nil {
 			return domain.Run{}, err
@@ -147,92 +180,73 @@ func (a *Application) StartRun(ctx context.Context, cmd domain.StartRun) (domain
 			return r, nil
 		}
 	}
-	baseline, err := a.resolveBaseline(ctx, cmd.BaselineID)
+	pins := cmd.Pins
+	if len(pins) == 0 {
+		pins, err = a.resolvePins(ctx, cmd.BaselineID)
+	}
 	if err != nil {
 		return domain.Run{}, err
 	}
-	instances, err := a.discover(ctx, cmd.Tenant, cmd.Wave)
+	members, err := a.discover(ctx, cmd.Tenant, tagKey, cmd.Wave, pins)
 	if err != nil {
 		return domain.Run{}, err
 	}
-	if len(instances) > a.cfg.MaxRunInstances {
-		return domain.Run{}, fmt.Errorf("%w: wave %d of tenant %s has %d running instances, more than one run takes (%d); chunked runs are not implemented yet",
-			domain.ErrFailedPrecondition, cmd.Wave, cmd.Tenant, len(instances), a.cfg.MaxRunInstances)
-	}
-	now := a.clock().UTC()
-	if runID == "" {
-		if runID, err = domain.NewRunID(now, a.rand); err != nil {
-			return domain.Run{}, err
-		}
-	}
-	run := domain.Run{
-		Tenant: cmd.Tenant, ID: runID, Wave: cmd.Wave, BaselineID: baseline.ID,
-		State: typesv1.RunState_RUN_STATE_RUNNING, Total: len(instances), StartedAt: now,
-	}
-	started, err := events.New(cmd.Tenant, runID, &eventsv1.RunStarted{
-		Tenant: cmd.Tenant, RunId: runID, Wave: cmd.Wave, BaselineId: baseline.ID,
-		InstanceIds: instances, StartedAt: timestamppb.New(now), PatchIds: baseline.PatchIDs,
-	})
+	return a.Start(ctx, StartSpec{Tenant: cmd.Tenant, RunID: runID, Wave: cmd.Wave, Pins: pins, Members: members, Window: cmd.Window, Firing: cmd.Firing})
+}
+
+func (a *Application) resolvePins(ctx context.Context, id string) ([]domain.Pin, error) {
+	published, err := a.repo.Baselines(ctx)
 	if err != nil {
-		return domain.Run{}, fmt.Errorf("run started event: %w", err)
+		return nil, err
 	}
-	started.Time = now
-	evs := []*events.Event{started}
-	if len(instances) == 0 {
-		done, err := a.completedEvent(run, domain.Completion{State: typesv1.RunState_RUN_STATE_COMPLETED}, now)
-		if err != nil {
-			return domain.Run{}, err
-		}
-		evs = append(evs, done)
-		run.State, run.CompletedAt = typesv1.RunState_RUN_STATE_COMPLETED, now
-	}
-	if err := pub.Publish(ctx, evs...); err != nil {
-		return domain.Run{}, fmt.Errorf("%w: publish run %s: %w", domain.ErrUnavailable, runID, err)
-	}
-	a.log.InfoContext(ctx, "run started", "tenant", cmd.Tenant, "run_id", runID, "wave", cmd.Wave,
-		"baseline_id", baseline.ID, "instances", len(instances))
-	return run, nil
+	return domain.ResolvePins(id, published)
 }
 
-func (a *Application) resolveBaseline(ctx context.Context, id string) (domain.Baseline, error) {
-	var published []domain.Baseline
-	if id != "" {
-		b, ok, err := a.repo.Baseline(ctx, id)
-		if err != nil {
-			return domain.Baseline{}, err
-		}
-		if ok {
-			published = []domain.Baseline{b}
-		}
-	} else {
-		var err error
-		if published, err = a.repo.Baselines(ctx); err != nil {
-			return domain.Baseline{}, err
-		}
+// discover returns every instance tagged into the wave, in every account and region of the
+// tenant, page by page, each once, sorted by instance id, with its status: stopped, without an
+// agent, without a pinned baseline for its OS family, or eligible. None is dropped.
+func (a *Application) discover(ctx context.Context, tenant, tagKey string, wave int32, pins []domain.Pin) ([]*typesv1.Member, error) {
+	pinned := map[string]bool{}
+	for _, p := range pins {
+		pinned[p.OSFamily] = true
 	}
-	return domain.ResolveBaseline(id, published)
-}
-
-// discover returns the ids of the running instances tagged into the wave, sorted and unique.
-func (a *Application) discover(ctx context.Context, tenant string, wave int32) ([]string, error) {
-	found, err := a.fleet.DiscoverInstances(ctx, provider.DiscoverQuery{
-		Tenant: tenant, TagKey: a.cfg.TagKey, TagValue: strconv.Itoa(int(wave)),
+	seen := map[string]bool{}
+	var members []*typesv1.Member
+	err := a.fleet.DiscoverInstances(ctx, provider.DiscoverQuery{
+		Tenant: tenant, TagKey: tagKey, TagValue: strconv.Itoa(int(wave)), IncludeStopped: true,
+	}, func(page []provider.Instance) error {
+		for _, in := range page {
+			if seen[in.ID] {
+				continue
+			}
+			seen[in.ID] = true
+			m := &typesv1.Member{
+				InstanceId: in.ID, Location: &typesv1.Location{Account: in.Account, Region: in.Region},
+				OsFamily: in.OSFamily, Status: typesv1.MemberStatus_MEMBER_STATUS_ELIGIBLE,
+			}
+			switch {
+			case in.State != provider.InstanceRunning:
+				m.Status = typesv1.MemberStatus_MEMBER_STATUS_STOPPED
+			case in.Agent == provider.AgentNone:
+				m.Status = typesv1.MemberStatus_MEMBER_STATUS_NO_AGENT
+			case !pinned[in.OSFamily]:
+				m.Status = typesv1.MemberStatus_MEMBER_STATUS_NO_BASELINE
+			}
+			members = append(members, m)
+		}
+		return nil
 	})
 	if err != nil {
 		if provider.IsRetryable(err) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%w: discover instances: %w", domain.ErrUnavailable, err)
 		}
+		if errors.Is(err, provider.ErrNotFound) {
+			return nil, fmt.Errorf("%w: discover instances: %w", domain.ErrFailedPrecondition, err)
+		}
 		return nil, fmt.Errorf("discover instances: %w", err)
 	}
-	ids := make([]string, 0, len(found))
-	for _, in := range found {
-		// The provider returns running instances only; a stopped one is never given a job.
-		if in.State == provider.InstanceRunning {
-			ids = append(ids, in.ID)
-		}
-	}
-	slices.Sort(ids)
-	return slices.Compact(ids), nil
+	slices.SortFunc(members, func(x, y *typesv1.Member) int { return strings.Compare(x.GetInstanceId(), y.GetInstanceId()) })
+	return members, nil
 }
 
 // GetRun returns one run with its progress.
@@ -240,10 +254,16 @@ func (a *Application) GetRun(ctx context.Context, ref domain.RunRef) (domain.Run
 	if err := ref.Validate(); err != nil {
 		return domain.Run{}, err
 	}
+	if err := a.design.RequireTenant(ctx, ref.Tenant); err != nil {
+		return domain.Run{}, err
+	}
 	if _, err := a.waitReady(ctx); err != nil {
 		return domain.Run{}, err
 	}
 	r, ok, err := a.repo.Run(ctx, ref.Tenant, ref.RunID)
+	if err == nil && a.firing != nil {
+		r, ok, err = a.firing.merge(ctx, ref.Tenant, ref.RunID, r, ok)
+	}
 	if err != nil {
 		return domain.Run{}, err
 	}
@@ -253,15 +273,23 @@ func (a *Application) GetRun(ctx context.Context, ref domain.RunRef) (domain.Run
 	return r, nil
 }
 
-// ListRuns returns a tenant's runs, newest first. An unknown tenant has none.
+// ListRuns returns a tenant's runs, newest first; apierr.ErrNotFound for a tenant that is not
+// in the service design.
 func (a *Application) ListRuns(ctx context.Context, tenant string) ([]domain.Run, error) {
 	if err := domain.ValidateTenant(tenant); err != nil {
+		return nil, err
+	}
+	if err := a.design.RequireTenant(ctx, tenant); err != nil {
 		return nil, err
 	}
 	if _, err := a.waitReady(ctx); err != nil {
 		return nil, err
 	}
-	return a.repo.Runs(ctx, tenant)
+	runs, err := a.repo.Runs(ctx, tenant)
+	if err == nil && a.firing != nil {
+		runs, err = a.firing.mergeList(ctx, tenant, runs)
+	}
+	return runs, err
 }
 
 // completedEvent builds the RunCompleted event of a run; its key is the run id, so every
@@ -269,8 +297,8 @@ func (a *Application) ListRuns(ctx context.Context, tenant string) ([]domain.Run
 func (a *Application) completedEvent(r domain.Run, c domain.Completion, now time.Time) (*events.Event, error) {
 	ev, err := events.New(r.Tenant, r.ID, &eventsv1.RunCompleted{
 		Tenant: r.Tenant, RunId: r.ID, Wave: r.Wave, State: c.State,
-		Total: int32(c.Total), Succeeded: int32(c.Succeeded), Failed: int32(c.Failed),
-		CompletedAt: timestamppb.New(now),
+		Total: int32(c.Total), Succeeded: int32(c.Succeeded), Failed: int32(c.Failed), TimedOut: int32(c.TimedOut),
+		CompletedAt: timestamppb.New(now), Skipped: int32(c.Skipped), Missed: int32(c.Missed), SnapshotFailed: int32(c.SnapshotFailed),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("run completed event: %w", err)

@@ -2,7 +2,11 @@ package domain
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/patchwave/patchwave/libs/baseline"
 )
 
 // Baseline is a published, immutable set of certified patches that a run pins.
@@ -12,43 +16,26 @@ type Baseline struct {
 	Version     int32     `json:"version"`
 	PatchIDs    []string  `json:"patch_ids"`
 	PublishedAt time.Time `json:"published_at"`
+	// Emergency marks an out-of-band baseline, which a cycle never pins by itself.
+	Emergency bool `json:"emergency,omitempty"`
 }
 
-// Newer reports whether b was published after o: later PublishedAt, then higher Version, then
-// greater ID, so the order is total and "newest" never depends on the order of a listing.
-func (b Baseline) Newer(o Baseline) bool {
-	if !b.PublishedAt.Equal(o.PublishedAt) {
-		return b.PublishedAt.After(o.PublishedAt)
-	}
-	if b.Version != o.Version {
-		return b.Version > o.Version
-	}
-	return b.ID > o.ID
-}
-
-// Newest returns the newest baseline of bs; false when bs is empty.
-func Newest(bs []Baseline) (Baseline, bool) {
-	if len(bs) == 0 {
-		return Baseline{}, false
-	}
-	n := bs[0]
-	for _, b := range bs[1:] {
-		if b.Newer(n) {
-			n = b
-		}
-	}
-	return n, true
+// ref is the shared identity of a baseline version for libs/baseline.
+func ref(b Baseline) baseline.Ref {
+	return baseline.Ref{ID: b.ID, OSFamily: b.OSFamily, Version: b.Version}
 }
 
 // ResolveBaseline picks the baseline a run pins: the one named by id, which must be
-// published, or the newest when id is empty. Either failure is ErrFailedPrecondition.
+// published, or the newest when id is empty. "Newest" is libs/baseline's rule, the catalog's
+// too: the highest version of the OS family (with several families published, a run must name
+// its baseline). Either failure is ErrFailedPrecondition.
 func ResolveBaseline(id string, published []Baseline) (Baseline, error) {
 	if id == "" {
-		b, ok := Newest(published)
-		if !ok {
-			return Baseline{}, fmt.Errorf("%w: no baseline is published yet", ErrFailedPrecondition)
+		i, err := baseline.Newest(published, ref, "")
+		if err != nil {
+			return Baseline{}, fmt.Errorf("%w: %w", ErrFailedPrecondition, err)
 		}
-		return b, nil
+		return published[i], nil
 	}
 	for _, b := range published {
 		if b.ID == id {
@@ -56,4 +43,53 @@ func ResolveBaseline(id string, published []Baseline) (Baseline, error) {
 		}
 	}
 	return Baseline{}, fmt.Errorf("%w: baseline %s is not published", ErrFailedPrecondition, id)
+}
+
+// Pin is the baseline one OS family installs in a run.
+type Pin struct {
+	OSFamily   string   `json:"os_family"`
+	BaselineID string   `json:"baseline_id"`
+	Version    int32    `json:"version"`
+	PatchIDs   []string `json:"patch_ids,omitempty"`
+}
+
+// ResolvePins picks the baseline of every OS family a run installs: the newest published
+// version of each family (libs/baseline's rule), except that a named baseline id, which must
+// be published, is its family's pin. Nothing published is ErrFailedPrecondition. The pins are
+// sorted by OS family.
+func ResolvePins(id string, published []Baseline) ([]Pin, error) {
+	if len(published) == 0 {
+		return nil, fmt.Errorf("%w: no baseline is published", ErrFailedPrecondition)
+	}
+	var named *Baseline
+	if id != "" {
+		for i := range published {
+			if published[i].ID == id {
+				named = &published[i]
+			}
+		}
+		if named == nil {
+			return nil, fmt.Errorf("%w: baseline %s is not published", ErrFailedPrecondition, id)
+		}
+	}
+	families := map[string]bool{}
+	for _, b := range published {
+		families[b.OSFamily] = true
+	}
+	pins := make([]Pin, 0, len(families))
+	for f := range families {
+		var b Baseline
+		if named != nil && named.OSFamily == f {
+			b = *named
+		} else {
+			i, err := baseline.Newest(published, ref, f)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrFailedPrecondition, err)
+			}
+			b = published[i]
+		}
+		pins = append(pins, Pin{OSFamily: f, BaselineID: b.ID, Version: b.Version, PatchIDs: b.PatchIDs})
+	}
+	slices.SortFunc(pins, func(a, b Pin) int { return strings.Compare(a.OSFamily, b.OSFamily) })
+	return pins, nil
 }

@@ -89,9 +89,11 @@ func TestNewRunID(t *testing.T) {
 
 func TestResolveBaseline(t *testing.T) {
 	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	old := domain.Baseline{ID: "al2023-v1", Version: 1, PublishedAt: t0}
-	mid := domain.Baseline{ID: "al2023-v2", Version: 2, PublishedAt: t0.Add(time.Hour)}
-	same := domain.Baseline{ID: "al2023-v3", Version: 3, PublishedAt: t0.Add(time.Hour)}
+	old := domain.Baseline{ID: "al2023-v1", OSFamily: "amazon-linux-2023", Version: 1, PublishedAt: t0}
+	mid := domain.Baseline{ID: "al2023-v2", OSFamily: "amazon-linux-2023", Version: 2, PublishedAt: t0.Add(time.Hour)}
+	// Published earlier than v2 (a clock that went back): the version decides, not the time.
+	v3 := domain.Baseline{ID: "al2023-v3", OSFamily: "amazon-linux-2023", Version: 3, PublishedAt: t0}
+	win := domain.Baseline{ID: "ws2022-v1", OSFamily: "windows-server-2022", Version: 1, PublishedAt: t0}
 	tests := []struct {
 		name      string
 		id        string
@@ -99,11 +101,12 @@ func TestResolveBaseline(t *testing.T) {
 		want      string
 		err       string
 	}{
-		{"an empty id picks the latest publication", "", []domain.Baseline{mid, old}, "al2023-v2", ""},
-		{"a tie in time goes to the higher version", "", []domain.Baseline{same, old, mid}, "al2023-v3", ""},
+		{"an empty id picks the highest version", "", []domain.Baseline{mid, old}, "al2023-v2", ""},
+		{"the version decides, not the publication time", "", []domain.Baseline{v3, old, mid}, "al2023-v3", ""},
 		{"a named published baseline is pinned", "al2023-v1", []domain.Baseline{old, mid}, "al2023-v1", ""},
 		{"an unknown id is refused", "nope", []domain.Baseline{old}, "", "baseline nope is not published"},
-		{"nothing published is refused", "", nil, "", "no baseline is published yet"},
+		{"nothing published is refused", "", nil, "", "no baseline is published"},
+		{"an empty id with several OS families is refused", "", []domain.Baseline{old, win}, "", "several OS families are published"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,25 +124,35 @@ func TestResolveBaseline(t *testing.T) {
 
 func TestRunComplete(t *testing.T) {
 	running := typesv1.RunState_RUN_STATE_RUNNING
+	d := func(eligible int) domain.RunDetail {
+		return domain.RunDetail{Eligible: eligible, Limits: domain.Limits{ErrorBudget: eligible}}
+	}
 	tests := []struct {
 		name     string
 		run      domain.Run
-		done     int
 		complete bool
 		want     domain.Completion
 	}{
-		{"a run with jobs left is not complete", domain.Run{State: running, Total: 10, Succeeded: 9}, 9, false, domain.Completion{}},
-		{"every job succeeded", domain.Run{State: running, Total: 3, Succeeded: 3, Snapshotted: 3}, 3,
+		{"a run with jobs left is not complete", domain.Run{State: running, Total: 10, Detail: d(10), Requested: 10, Succeeded: 9}, false, domain.Completion{}},
+		{"a run with jobs not released is not complete", domain.Run{State: running, Total: 10, Detail: d(10), Requested: 5, Succeeded: 5}, false, domain.Completion{}},
+		{"every job succeeded", domain.Run{State: running, Total: 3, Detail: d(3), Requested: 3, Succeeded: 3, Snapshotted: 3},
 			true, domain.Completion{State: typesv1.RunState_RUN_STATE_COMPLETED, Total: 3, Succeeded: 3}},
-		{"install and snapshot failures complete with errors", domain.Run{State: running, Total: 4, Succeeded: 2, Failed: 1, SnapshotFailed: 1}, 4,
-			true, domain.Completion{State: typesv1.RunState_RUN_STATE_COMPLETED_WITH_ERRORS, Total: 4, Succeeded: 2, Failed: 2}},
-		{"a run without instances is complete at once", domain.Run{State: running}, 0,
+		{"install and snapshot failures complete with errors", domain.Run{State: running, Total: 4, Detail: d(4), Requested: 4, Succeeded: 2, Failed: 1, SnapshotFailed: 1},
+			true, domain.Completion{State: typesv1.RunState_RUN_STATE_COMPLETED_WITH_ERRORS, Total: 4, Succeeded: 2, Failed: 2, SnapshotFailed: 1}},
+		{"a run without instances is complete at once", domain.Run{State: running},
 			true, domain.Completion{State: typesv1.RunState_RUN_STATE_COMPLETED}},
-		{"a completed run is never completed again", domain.Run{State: typesv1.RunState_RUN_STATE_COMPLETED, Total: 1, Succeeded: 1}, 1, false, domain.Completion{}},
+		{"stopped and agentless instances are reported, not failed", domain.Run{State: running, Total: 3, Detail: domain.RunDetail{Eligible: 1, Missed: 1, NoAgent: 1}, Requested: 1, Succeeded: 1},
+			true, domain.Completion{State: typesv1.RunState_RUN_STATE_COMPLETED, Total: 3, Succeeded: 1, Skipped: 1, Missed: 1}},
+		{"a stopped dispatch skips the rest with errors", domain.Run{State: running, Total: 5, Detail: d(5), Stopped: true, Requested: 2, Succeeded: 2},
+			true, domain.Completion{State: typesv1.RunState_RUN_STATE_COMPLETED_WITH_ERRORS, Total: 5, Succeeded: 2, Skipped: 3}},
+		{"a halted run completes halted once its jobs in flight end", domain.Run{State: typesv1.RunState_RUN_STATE_HALTED, Total: 5, Detail: d(5), Requested: 3, Succeeded: 1, Failed: 2},
+			true, domain.Completion{State: typesv1.RunState_RUN_STATE_HALTED, Total: 5, Succeeded: 1, Failed: 2, Skipped: 2}},
+		{"a cancelled run waits for its jobs in flight", domain.Run{State: typesv1.RunState_RUN_STATE_CANCELLED, Total: 5, Detail: d(5), Requested: 3, Succeeded: 1}, false, domain.Completion{}},
+		{"a completed run is never completed again", domain.Run{State: typesv1.RunState_RUN_STATE_COMPLETED, Total: 1, Detail: d(1), Requested: 1, Succeeded: 1}, false, domain.Completion{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, ok := tt.run.Complete(tt.done)
+			c, ok := tt.run.Complete()
 			require.Equal(t, tt.complete, ok)
 			require.Equal(t, tt.want, c)
 		})

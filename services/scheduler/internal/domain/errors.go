@@ -1,5 +1,6 @@
 // Package domain holds the scheduler's rules: what a valid run request is, how run ids are made,
-// which baseline a run pins, and when a run is complete. It knows nothing of NATS, Redis or gRPC.
+// which baselines a run pins, the run and job state machines, the run controller's release
+// rule and limits, and when a run is complete. It knows nothing of NATS, Redis or gRPC.
 package domain
 
 import "github.com/patchwave/patchwave/libs/apierr"

@@ -41,10 +41,17 @@ type Repository interface {
 	// UnindexOpen drops a run from the open-run index.
 	UnindexOpen(ctx context.Context, tenant, runID string) error
 
-	// JobsTotal records how many jobs a run requests, for the marks rebuild.
-	JobsTotal(ctx context.Context, tenant, runID string, total int) error
-	// JobRequested records a requested job seen by the marks rebuild; total is -1 when unknown.
-	JobRequested(ctx context.Context, tenant, runID, instanceID string) (seen, total int, err error)
-	// ForgetJobs drops a run's marks-rebuild bookkeeping.
-	ForgetJobs(ctx context.Context, tenant, runID string) error
+	// PutChunk keeps one membership chunk of a run (its RunMembership event, encoded); Chunk
+	// reads it back (false if not recorded).
+	PutChunk(ctx context.Context, tenant, runID, membershipID string, n int, data []byte) error
+	Chunk(ctx context.Context, tenant, runID, membershipID string, n int) ([]byte, bool, error)
+	// AddRequested records a released job (its job.requested); RequestedIDs lists them.
+	AddRequested(ctx context.Context, tenant, runID, instanceID string) error
+	RequestedIDs(ctx context.Context, tenant, runID string) ([]string, error)
+	// OutcomeIDs lists the instances of a run with one outcome.
+	OutcomeIDs(ctx context.Context, tenant, runID string, o Outcome) ([]string, error)
+	// PendingReboot records a succeeded job whose instance waits for a reboot.
+	PendingReboot(ctx context.Context, tenant, runID, instanceID string) error
+	// RunControl records a control event of a run at stream sequence seq.
+	RunControl(ctx context.Context, tenant, runID string, c Control, seq uint64, at time.Time) error
 }

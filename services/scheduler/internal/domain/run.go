@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/patchwave/patchwave/libs/apierr"
 	"github.com/patchwave/patchwave/libs/events"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
@@ -41,6 +43,17 @@ type StartRun struct {
 	BaselineID string
 	// RequestID makes the command idempotent when set.
 	RequestID string
+	// RunID, when set, is the run's id (an occurrence's or a patch now's, see firing.go): a
+	// repeat returns the run already started, so the command is idempotent.
+	RunID string
+	// Pins is the cycle's pin (one baseline per OS family) for a run of a cycle; BaselineID is
+	// then empty.
+	Pins []Pin
+	// Firing says why the run exists (occurrence, cycle, trigger, actor, reason, window); it is
+	// carried by RunStarted.
+	Firing *typesv1.FiringRef
+	// Window is the occurrence's window the run dispatches in; nil: the wave's window open now.
+	Window *Window
 }
 
 // Validate reports every problem with the command; maxWaves is the highest wave number.
@@ -84,11 +97,17 @@ func RunIDForRequest(tenant string, wave int32, requestID string) string {
 
 // NewRunID returns a new run id that sorts by start time: "run-20261123T154800Z-a1b2c3".
 func NewRunID(now time.Time, random io.Reader) (string, error) {
+	return NewSortableID("run", now, random)
+}
+
+// NewSortableID returns "<prefix>-<UTC time to the second>-<6 random hex digits>": ids that sort
+// by the time they were made ("run-20261123T154800Z-a1b2c3").
+func NewSortableID(prefix string, now time.Time, random io.Reader) (string, error) {
 	var b [3]byte
 	if _, err := io.ReadFull(random, b[:]); err != nil {
-		return "", fmt.Errorf("new run id: %w", err)
+		return "", fmt.Errorf("new %s id: %w", prefix, err)
 	}
-	return "run-" + now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:]), nil
+	return prefix + "-" + now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:]), nil
 }
 
 // Run is one run of one wave with its progress.
@@ -104,9 +123,101 @@ type Run struct {
 	Succeeded      int
 	Failed         int
 	SnapshotFailed int
-	StartedAt      time.Time
+	// TimedOut counts installations that outlived the per-instance timeout.
+	TimedOut  int
+	StartedAt time.Time
 	// CompletedAt is zero while the run is not completed.
 	CompletedAt time.Time
+	// The firing facts (firing.go): the occurrence key, cycle, trigger and window of a run
+	// fired from the calendar or by "patch now", and why it is held, waiting, skipped or missed.
+	OccurrenceKey string
+	Cycle         string
+	Trigger       string
+	WindowStart   time.Time
+	WindowEnd     time.Time
+	Reason        string
+
+	// Detail is what RunStarted fixes besides the identity: membership counts, pins, limits.
+	Detail RunDetail
+	// Requested counts the released jobs; PendingReboot the succeeded ones waiting for a reboot.
+	Requested     int
+	PendingReboot int
+	// Paused is set between a RunPaused and the next RunResumed; Stopped once the run's
+	// RunDispatchStopped is in the stream.
+	Paused  bool
+	Stopped bool
+}
+
+// RunDetail is what a run's RunStarted fixes besides its identity.
+type RunDetail struct {
+	// Eligible members get a job released by the controller; Missed (stopped), NoAgent and
+	// NoBaseline ones get a job that ends at once (MISSED, SKIPPED, SKIPPED).
+	Eligible   int `json:"eligible"`
+	Missed     int `json:"missed,omitempty"`
+	NoAgent    int `json:"no_agent,omitempty"`
+	NoBaseline int `json:"no_baseline,omitempty"`
+	// MembershipID names the run's RunMembership chunks; Chunks is how many there are. Empty
+	// for a run whose RunStarted listed its instances itself (older events).
+	MembershipID string `json:"membership_id,omitempty"`
+	Chunks       int    `json:"chunks,omitempty"`
+	Limits       Limits `json:"limits"`
+	Pins         []Pin  `json:"pins,omitempty"`
+	RerunOf      string `json:"rerun_of,omitempty"`
+	// Policy is the job policy, as protobuf JSON of typesv1.JobPolicy.
+	Policy []byte `json:"policy,omitempty"`
+}
+
+// Errors counts the run's failed jobs: snapshot failures, failed and timed-out installations.
+func (r Run) Errors() int { return r.Failed + r.SnapshotFailed + r.TimedOut }
+
+// Ended counts the run's released jobs with an outcome.
+func (r Run) Ended() int { return r.Succeeded + r.Errors() }
+
+// Ledger is the run as the controller sees it.
+func (r Run) Ledger() Ledger {
+	return Ledger{
+		State: r.State, Eligible: r.Detail.Eligible, Requested: r.Requested, Ended: r.Ended(), Errors: r.Errors(),
+		Paused: r.Paused, Stopped: r.Stopped, Limits: r.Detail.Limits,
+	}
+}
+
+// Skipped counts the run's SKIPPED jobs: members without an agent or a baseline, and, once
+// dispatch is over, the eligible ones never released.
+func (r Run) Skipped() int {
+	n := r.Detail.NoAgent + r.Detail.NoBaseline
+	if r.Ledger().DispatchOver() {
+		n += max(r.Detail.Eligible-r.Requested, 0)
+	}
+	return n
+}
+
+// Pending counts the eligible jobs not released while dispatch goes on.
+func (r Run) Pending() int {
+	if r.Ledger().DispatchOver() {
+		return 0
+	}
+	return max(r.Detail.Eligible-r.Requested, 0)
+}
+
+// InFlight counts the released jobs without an outcome.
+func (r Run) InFlight() int { return max(r.Requested-r.Ended(), 0) }
+
+// JobCounts counts the run's jobs per state (states without jobs are left out).
+func (r Run) JobCounts() map[typesv1.JobState]int {
+	snapshotting := r.Requested - r.Snapshotted - r.SnapshotFailed
+	installing := r.Snapshotted - r.Succeeded - r.Failed - r.TimedOut
+	pendingReboot := min(r.PendingReboot, r.Succeeded)
+	m := map[typesv1.JobState]int{
+		jobPending: r.Pending(), jobSnapshotting: snapshotting, jobInstalling: installing,
+		jobSnapshotFailed: r.SnapshotFailed, jobSucceeded: r.Succeeded - pendingReboot, jobSucceededPR: pendingReboot,
+		jobFailed: r.Failed, jobTimedOut: r.TimedOut, jobSkipped: r.Skipped(), jobMissed: r.Detail.Missed,
+	}
+	for s, n := range m {
+		if n <= 0 {
+			delete(m, s)
+		}
+	}
+	return m
 }
 
 // Outcome is what happened to one job (one instance of a run), as far as the run's progress
@@ -119,6 +230,7 @@ const (
 	OutcomeSnapshotFailed
 	OutcomeSucceeded
 	OutcomeFailed
+	OutcomeTimedOut
 )
 
 // String names the outcome; the name is also its store key.
@@ -132,13 +244,15 @@ func (o Outcome) String() string {
 		return "succeeded"
 	case OutcomeFailed:
 		return "failed"
+	case OutcomeTimedOut:
+		return "timed_out"
 	}
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
 
 // Terminal reports whether the outcome ends the job.
 func (o Outcome) Terminal() bool {
-	return o == OutcomeSnapshotFailed || o == OutcomeSucceeded || o == OutcomeFailed
+	return o == OutcomeSnapshotFailed || o == OutcomeSucceeded || o == OutcomeFailed || o == OutcomeTimedOut
 }
 
 // Completion is the verdict on a run whose every job has a terminal outcome.
@@ -146,21 +260,60 @@ type Completion struct {
 	State     typesv1.RunState
 	Total     int
 	Succeeded int
-	// Failed counts every job that did not succeed: install failures and snapshot failures.
+	// Failed counts every job that did not succeed: install failures, timeouts and snapshot
+	// failures.
 	Failed int
+	// TimedOut counts the jobs whose installation outlived the per-instance timeout.
+	TimedOut int
+	// SnapshotFailed counts the jobs whose snapshot failed (also in Failed).
+	SnapshotFailed int
+	// Skipped and Missed count the SKIPPED and MISSED jobs (not in Failed).
+	Skipped, Missed int
 }
 
-// Complete decides whether a started run is complete: done is the number of its jobs with a
-// terminal outcome. A run that already has its RunCompleted (State not RUNNING) is never
+// Complete decides whether a started run is complete: its dispatch is over and every released
+// job has its outcome (Ledger.Complete). A run that already has its RunCompleted is never
 // completed again. The counts are the run's progress counters.
-func (r Run) Complete(done int) (Completion, bool) {
-	if r.State != typesv1.RunState_RUN_STATE_RUNNING || done < r.Total {
+func (r Run) Complete() (Completion, bool) {
+	l := r.Ledger()
+	if !l.Complete() {
 		return Completion{}, false
 	}
-	failed := r.Failed + r.SnapshotFailed
-	state := typesv1.RunState_RUN_STATE_COMPLETED
-	if failed > 0 {
-		state = typesv1.RunState_RUN_STATE_COMPLETED_WITH_ERRORS
-	}
-	return Completion{State: state, Total: r.Total, Succeeded: r.Succeeded, Failed: failed}, true
+	return Completion{
+		State: l.FinalState(), Total: r.Total, Succeeded: r.Succeeded, Failed: r.Errors(), TimedOut: r.TimedOut,
+		SnapshotFailed: r.SnapshotFailed, Skipped: r.Skipped(), Missed: r.Detail.Missed,
+	}, true
 }
+
+// JobPolicy is how the jobs of a run are carried out: what the wave's rollout policy (or the
+// tenant's default, rollout) says, and def for what it leaves unset. A rollout policy that is
+// present decides auto-rollback (a bool has no "unset"); def decides it only without one.
+func JobPolicy(rollout *typesv1.RolloutPolicy, def *typesv1.JobPolicy) *typesv1.JobPolicy {
+	p := &typesv1.JobPolicy{
+		RebootPolicy: def.GetRebootPolicy(), InstanceTimeout: def.GetInstanceTimeout(), AutoRollback: def.GetAutoRollback(),
+	}
+	if rollout == nil {
+		return p
+	}
+	if rollout.GetRebootPolicy() != typesv1.RebootPolicy_REBOOT_POLICY_UNSPECIFIED {
+		p.RebootPolicy = rollout.GetRebootPolicy()
+	}
+	// Stored policies are validated, so the timeout parses; one that does not is left to def.
+	if d, err := time.ParseDuration(rollout.GetInstanceTimeout()); err == nil && d > 0 {
+		p.InstanceTimeout = durationpb.New(d)
+	}
+	p.AutoRollback = rollout.GetAutoRollback()
+	return p
+}
+
+// Control is a control event of a run, as the read model records it.
+type Control int
+
+// Controls.
+const (
+	ControlHalted Control = iota + 1
+	ControlCancelled
+	ControlStopped
+	ControlPaused
+	ControlResumed
+)

@@ -3,6 +3,7 @@
 package ports
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/patchwave/patchwave/libs/bus"
@@ -12,10 +13,7 @@ import (
 	"github.com/patchwave/patchwave/services/scheduler/internal/app"
 )
 
-// HandlerRequestJobs is the name of the handler that turns a RunStarted into JobRequested events.
-const HandlerRequestJobs = "RequestJobsOnRunStarted"
-
-// RegisterEvents attaches the application to b and registers its projections and handler.
+// RegisterEvents attaches the application to b and registers its projections.
 func RegisterEvents(b *bus.Bus, a *app.Application) error {
 	a.Attach(b)
 	specs := []bus.ProjectionSpec{
@@ -29,7 +27,14 @@ func RegisterEvents(b *bus.Bus, a *app.Application) error {
 		{
 			Name: app.ProjectionRuns,
 			Subjects: []string{
+				events.Pattern[*eventsv1.RunMembership](),
 				events.Pattern[*eventsv1.RunStarted](),
+				events.Pattern[*eventsv1.JobRequested](),
+				events.Pattern[*eventsv1.RunPaused](),
+				events.Pattern[*eventsv1.RunResumed](),
+				events.Pattern[*eventsv1.RunCancelled](),
+				events.Pattern[*eventsv1.RunHalted](),
+				events.Pattern[*eventsv1.RunDispatchStopped](),
 				events.Pattern[*eventsv1.SnapshotCreated](),
 				events.Pattern[*eventsv1.SnapshotFailed](),
 				events.Pattern[*eventsv1.InstallSucceeded](),
@@ -40,23 +45,38 @@ func RegisterEvents(b *bus.Bus, a *app.Application) error {
 			Apply:      a.ApplyRun,
 			CaughtUp:   a.RunsCaughtUp,
 		},
-		{
-			Name: app.ProjectionJobMarks,
-			Subjects: []string{
-				events.Pattern[*eventsv1.RunStarted](),
-				events.Pattern[*eventsv1.JobRequested](),
-			},
-			Checkpoint: a.Checkpoint(app.ProjectionJobMarks),
-			Apply:      a.ApplyJobMark,
-		},
 	}
 	for _, s := range specs {
 		if err := b.Project(s); err != nil {
 			return fmt.Errorf("projection %s: %w", s.Name, err)
 		}
 	}
-	if err := bus.Handle(b, HandlerRequestJobs, a.RequestJobs); err != nil {
-		return fmt.Errorf("handler %s: %w", HandlerRequestJobs, err)
+	return nil
+}
+
+// RegisterFiring registers the firing's projection: the tenants' approvals, the firing's
+// events and the runs' starts and completions (which wake the firing loop).
+func RegisterFiring(b *bus.Bus, f *app.Firing, checkpoint func(context.Context) (uint64, error)) error {
+	err := b.Project(bus.ProjectionSpec{
+		Name: app.ProjectionFiring,
+		Subjects: []string{
+			events.Pattern[*eventsv1.BaselineApproved](),
+			events.Pattern[*eventsv1.BaselineRejected](),
+			events.Pattern[*eventsv1.RunStarted](),
+			events.Pattern[*eventsv1.RunCompleted](),
+			events.Pattern[*eventsv1.RunDeferred](),
+			events.Pattern[*eventsv1.RunSkipped](),
+			events.Pattern[*eventsv1.RunMissed](),
+			events.Pattern[*eventsv1.RunWaitingApproval](),
+			events.Pattern[*eventsv1.RunHeld](),
+			events.Pattern[*eventsv1.RunReleased](),
+		},
+		Checkpoint: checkpoint,
+		Apply:      f.ApplyFiring,
+		CaughtUp:   f.CaughtUp,
+	})
+	if err != nil {
+		return fmt.Errorf("projection %s: %w", app.ProjectionFiring, err)
 	}
 	return nil
 }

@@ -1,159 +1,164 @@
-// Package app takes pre-patch snapshots: it turns each JobRequested into exactly one provider
-// snapshot and exactly one SnapshotCreated or SnapshotFailed.
+// Package app is the snapshotter's application layer: the TakeSnapshotOnJobRequested handler
+// and the TrackSnapshots tracker (start snapshot sets in batches, follow them with batched
+// reads), retention (a projection of job outcomes and a sweep that deletes what is due), and
+// restores (the RestoreInstance command and its queries, the handler that starts a restore,
+// the tracker that follows it, and auto-rollback).
 package app
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"sync"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-
-	"github.com/patchwave/patchwave/libs/bus"
+	"github.com/patchwave/patchwave/libs/apierr"
 	"github.com/patchwave/patchwave/libs/events"
+	"github.com/patchwave/patchwave/libs/idem"
 	"github.com/patchwave/patchwave/libs/provider"
-	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
+	"github.com/patchwave/patchwave/libs/stage"
 
-	"github.com/patchwave/patchwave/services/snapshotter/internal/domain"
+	"github.com/patchwave/patchwave/services/snapshotter/internal/adapters"
 )
 
-// Marks records the business keys of finished jobs (libs/idem).
-type Marks interface {
-	Done(ctx context.Context, key string) (bool, error)
-	Mark(ctx context.Context, key string) error
-}
-
-// Publisher stores events in the stream (libs/bus).
-type Publisher interface {
-	Publish(ctx context.Context, evs ...*events.Event) error
-}
-
-// Config tunes the snapshotter; the service's public Config has set the defaults.
+// Config tunes the application; the service's public Config has set the defaults.
 type Config struct {
-	// SnapshotTimeout bounds how long a snapshot may stay pending, counted from its creation.
+	// SnapshotTimeout bounds how long a snapshot set may stay pending, from its start.
 	SnapshotTimeout time.Duration
-	// PollInterval is the pause between two reads of a pending snapshot.
-	PollInterval time.Duration
+	// RestoreTimeout bounds how long a restore may run, from its start.
+	RestoreTimeout time.Duration
+	// Retention is how long a snapshot set is kept after its job succeeded.
+	Retention time.Duration
+	// DeleteBatch bounds the deletions of one retention sweep.
+	DeleteBatch int
+	// Batch tunes the batched CreateSnapshots calls.
+	Batch stage.BatcherConfig
+	// Publish tunes the batched publishing of the handlers' events.
+	Publish stage.BatcherConfig
+	// CheckConcurrency bounds the targets a tracker check reads at once.
+	CheckConcurrency int
 }
 
-// Snapshotter handles job requests.
-type Snapshotter struct {
-	cfg   Config
-	fleet provider.Fleet
-	marks Marks
-	pub   Publisher
-	log   *slog.Logger
-	now   func() time.Time
+// Deps are the application's collaborators.
+type Deps struct {
+	Fleet provider.Fleet
+	Repo  *adapters.Repo
+	// Started marks jobs whose snapshot the handler started or failed to start.
+	Started *idem.Marks
+	// Finished marks jobs with a snapshot outcome (created or failed).
+	Finished *idem.Marks
+	// RestoresStarted marks restores the handler started or failed to start.
+	RestoresStarted *idem.Marks
+	// RestoresFinished marks restores with an outcome.
+	RestoresFinished *idem.Marks
+	Logger           *slog.Logger
+	Clock            func() time.Time
+	// Random feeds new restore ids. Optional, default crypto/rand.
+	Random io.Reader
 }
 
-// New returns a Snapshotter. All arguments are required.
-func New(cfg Config, fleet provider.Fleet, marks Marks, pub Publisher, log *slog.Logger, now func() time.Time) *Snapshotter {
-	return &Snapshotter{cfg: cfg, fleet: fleet, marks: marks, pub: pub, log: log, now: now}
+// Application runs the snapshotter's handlers, trackers, projection, sweep and API.
+type Application struct {
+	cfg  Config
+	d    Deps
+	log  *slog.Logger
+	now  func() time.Time
+	snap *stage.Batcher[provider.Target, provider.SnapshotRequest, provider.SnapshotResult]
+
+	mu   sync.Mutex
+	pub  stage.EventPublisher
+	bpub *stage.Publisher
+
+	ready     chan struct{}
+	readyOnce sync.Once
 }
 
-// TakeSnapshotOnJobRequested snapshots the job's instance once per run and publishes the
-// outcome. A job already finished (its outcome is in the stream) is acknowledged without a
-// provider call; the provider's own idempotency per (tenant, run, instance) covers a crash
-// between the snapshot and the publish. Retryable provider errors are returned so the bus
-// redelivers the event after a backoff; a malformed request is dead-lettered.
-func (s *Snapshotter) TakeSnapshotOnJobRequested(ctx context.Context, ev *events.Event, job *eventsv1.JobRequested) error {
-	if err := domain.ValidateJob(ev.Tenant, job.GetTenant(), job.GetRunId(), job.GetInstanceId()); err != nil {
-		return bus.Permanent(fmt.Errorf("job requested %s: %w", ev.ID, err))
+// New returns the application.
+func New(cfg Config, d Deps) (*Application, error) {
+	a := &Application{cfg: cfg, d: d, log: d.Logger, now: d.Clock, ready: make(chan struct{})}
+	var err error
+	a.snap, err = stage.NewBatcher(cfg.Batch, a.createSnapshots)
+	if err != nil {
+		return nil, err
 	}
-	key := domain.Key(job.GetRunId(), job.GetInstanceId())
-	done, err := s.marks.Done(ctx, key)
+	return a, nil
+}
+
+// Attach sets the publisher (the bus); commands answer Unavailable until it is set.
+func (a *Application) Attach(p stage.EventPublisher) error {
+	bp, err := stage.NewPublisher(p, a.cfg.Publish)
 	if err != nil {
 		return err
 	}
-	if done {
-		s.log.DebugContext(ctx, "job already snapshotted", "tenant", ev.Tenant, "key", key, "event", ev.ID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pub, a.bpub = p, bp
+	return nil
+}
+
+// publisher returns the bus (for trackers, which publish whole batches) and the batched
+// publisher (for handlers).
+func (a *Application) publisher() (stage.EventPublisher, *stage.Publisher, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pub == nil {
+		return nil, nil, errors.New("snapshotter: not attached to a bus")
+	}
+	return a.pub, a.bpub, nil
+}
+
+// CaughtUp marks the read models ready: the projection has applied what the stream held.
+func (a *Application) CaughtUp(context.Context) error {
+	a.readyOnce.Do(func() { close(a.ready) })
+	return nil
+}
+
+// Ready is closed once the read models have caught up with the stream.
+func (a *Application) Ready() <-chan struct{} { return a.ready }
+
+// readyWait bounds how long an API call waits for the read models before it answers
+// Unavailable.
+const readyWait = 5 * time.Second
+
+func (a *Application) waitReady(ctx context.Context) (stage.EventPublisher, error) {
+	t := time.NewTimer(readyWait)
+	defer t.Stop()
+	select {
+	case <-a.ready:
+	case <-t.C:
+		return nil, fmt.Errorf("%w: the snapshotter is still catching up with the event stream", apierr.ErrUnavailable)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", apierr.ErrUnavailable, ctx.Err())
+	}
+	pub, _, err := a.publisher()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", apierr.ErrUnavailable, err)
+	}
+	return pub, nil
+}
+
+// publishAll publishes evs in one call; the events of a tracker's check go out together.
+func (a *Application) publishAll(ctx context.Context, evs []*events.Event) error {
+	if len(evs) == 0 {
 		return nil
 	}
-	out, err := s.snapshot(ctx, ev.Tenant, job)
+	pub, _, err := a.publisher()
 	if err != nil {
 		return err
 	}
-	if err := s.pub.Publish(ctx, out); err != nil {
-		return fmt.Errorf("publish %s: %w", out.ID, err)
+	if err := pub.Publish(ctx, evs...); err != nil {
+		return fmt.Errorf("publish %d events: %w", len(evs), err)
 	}
-	return s.marks.Mark(ctx, key)
+	return nil
 }
 
-// snapshot creates the snapshot, waits for it and returns the outcome event, or an error when
-// the event must be redelivered.
-func (s *Snapshotter) snapshot(ctx context.Context, tenant string, job *eventsv1.JobRequested) (*events.Event, error) {
-	run, inst := job.GetRunId(), job.GetInstanceId()
-	snap, err := s.fleet.CreateSnapshot(ctx, provider.SnapshotRequest{
-		Tenant: tenant, RunID: run, InstanceID: inst, Tags: domain.Tags(tenant, run, inst),
-	})
+// publishBatched publishes a handler's events together with those of concurrent handler calls.
+func (a *Application) publishBatched(ctx context.Context, evs ...*events.Event) error {
+	_, bp, err := a.publisher()
 	if err != nil {
-		if domain.Retry(ctx, err) {
-			return nil, fmt.Errorf("create snapshot of %s: %w", inst, err)
-		}
-		reason := fmt.Sprintf("create snapshot: %v", err)
-		if errors.Is(err, provider.ErrInstanceNotRunning) {
-			reason = fmt.Sprintf("instance %s is not running: %v", inst, err)
-		}
-		return s.failed(tenant, job, reason)
+		return err
 	}
-	if !snap.State.Terminal() {
-		snap, err = s.wait(ctx, tenant, snap)
-		switch {
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			return s.failed(tenant, job, fmt.Sprintf("snapshot %s not completed within %s (state %s)", snap.ID, s.cfg.SnapshotTimeout, snap.State))
-		case err != nil && domain.Retry(ctx, err):
-			return nil, err
-		case err != nil:
-			return s.failed(tenant, job, fmt.Sprintf("wait for snapshot: %v", err))
-		}
-	}
-	if snap.State != provider.SnapshotCompleted {
-		return s.failed(tenant, job, fmt.Sprintf("snapshot %s failed: %s", snap.ID, snap.Error))
-	}
-	var created *timestamppb.Timestamp
-	if !snap.CreatedAt.IsZero() {
-		created = timestamppb.New(snap.CreatedAt)
-	}
-	return events.New(tenant, domain.Key(run, inst), &eventsv1.SnapshotCreated{
-		Tenant:     tenant,
-		RunId:      run,
-		Wave:       job.GetWave(),
-		InstanceId: inst,
-		SnapshotId: snap.ID,
-		BaselineId: job.GetBaselineId(),
-		PatchIds:   job.GetPatchIds(),
-		CreatedAt:  created,
-	})
-}
-
-// wait polls a pending snapshot until it is terminal or SnapshotTimeout after its creation, so
-// that a redelivered job does not wait a full timeout again. On timeout it returns the last
-// snapshot seen and an error wrapping context.DeadlineExceeded.
-func (s *Snapshotter) wait(ctx context.Context, tenant string, snap provider.Snapshot) (provider.Snapshot, error) {
-	left := s.cfg.SnapshotTimeout
-	if !snap.CreatedAt.IsZero() {
-		left = min(left, snap.CreatedAt.Add(s.cfg.SnapshotTimeout).Sub(s.now()))
-	}
-	if left <= 0 {
-		return snap, fmt.Errorf("wait snapshot %s: %w", snap.ID, context.DeadlineExceeded)
-	}
-	wctx, cancel := context.WithTimeout(ctx, left)
-	defer cancel()
-	last, err := provider.WaitSnapshot(wctx, s.fleet, tenant, snap.ID, s.cfg.PollInterval)
-	if last.ID == "" {
-		last = snap
-	}
-	return last, err
-}
-
-func (s *Snapshotter) failed(tenant string, job *eventsv1.JobRequested, reason string) (*events.Event, error) {
-	return events.New(tenant, domain.Key(job.GetRunId(), job.GetInstanceId()), &eventsv1.SnapshotFailed{
-		Tenant:     tenant,
-		RunId:      job.GetRunId(),
-		Wave:       job.GetWave(),
-		InstanceId: job.GetInstanceId(),
-		Reason:     reason,
-	})
+	return bp.Publish(ctx, evs...)
 }

@@ -4,14 +4,20 @@
 // 	protoc        (unknown)
 // source: patchwave/catalog/v1/catalog.proto
 
-// Package patchwave.catalog.v1 is the catalog's API: certified baselines.
+// Package patchwave.catalog.v1 is the catalog's API: normalized vendor patches and their
+// certification, auto-approval rules, certified baselines, the tenants' approvals of them, and
+// the vendor feed sources.
+//
+// Writes are recorded as the caller's authenticated subject (its credential's, libs/auth).
 
 package catalogv1
 
 import (
+	_ "github.com/patchwave/patchwave/proto/gen/go/patchwave/auth/v1"
 	v1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -25,21 +31,1176 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ApprovalState is a tenant's decision on a baseline version.
+type ApprovalState int32
+
+const (
+	ApprovalState_APPROVAL_STATE_UNSPECIFIED ApprovalState = 0
+	ApprovalState_APPROVAL_STATE_PENDING     ApprovalState = 1
+	ApprovalState_APPROVAL_STATE_APPROVED    ApprovalState = 2
+	ApprovalState_APPROVAL_STATE_REJECTED    ApprovalState = 3
+)
+
+// Enum value maps for ApprovalState.
+var (
+	ApprovalState_name = map[int32]string{
+		0: "APPROVAL_STATE_UNSPECIFIED",
+		1: "APPROVAL_STATE_PENDING",
+		2: "APPROVAL_STATE_APPROVED",
+		3: "APPROVAL_STATE_REJECTED",
+	}
+	ApprovalState_value = map[string]int32{
+		"APPROVAL_STATE_UNSPECIFIED": 0,
+		"APPROVAL_STATE_PENDING":     1,
+		"APPROVAL_STATE_APPROVED":    2,
+		"APPROVAL_STATE_REJECTED":    3,
+	}
+)
+
+func (x ApprovalState) Enum() *ApprovalState {
+	p := new(ApprovalState)
+	*p = x
+	return p
+}
+
+func (x ApprovalState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ApprovalState) Descriptor() protoreflect.EnumDescriptor {
+	return file_patchwave_catalog_v1_catalog_proto_enumTypes[0].Descriptor()
+}
+
+func (ApprovalState) Type() protoreflect.EnumType {
+	return &file_patchwave_catalog_v1_catalog_proto_enumTypes[0]
+}
+
+func (x ApprovalState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ApprovalState.Descriptor instead.
+func (ApprovalState) EnumDescriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{0}
+}
+
+// CatalogPatch is a normalized patch with its certification.
+type CatalogPatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Patch *v1.Patch              `protobuf:"bytes,1,opt,name=patch,proto3" json:"patch,omitempty"`
+	State v1.CertificationState  `protobuf:"varint,2,opt,name=state,proto3,enum=patchwave.types.v1.CertificationState" json:"state,omitempty"`
+	// Every certification step, oldest first.
+	History []*v1.CertificationStep `protobuf:"bytes,3,rep,name=history,proto3" json:"history,omitempty"`
+	// KV revision of the patch record (changes on every update or step).
+	Revision uint64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Content versions: 1 when discovered, +1 per updated advisory.
+	ContentVersion int32                  `protobuf:"varint,5,opt,name=content_version,json=contentVersion,proto3" json:"content_version,omitempty"`
+	DiscoveredAt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=discovered_at,json=discoveredAt,proto3" json:"discovered_at,omitempty"`
+	// The patch as each source document states it; patch merges them (a Microsoft KB named by
+	// several per-CVE documents has one contribution per document).
+	Contributions []*v1.Patch `protobuf:"bytes,7,rep,name=contributions,proto3" json:"contributions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CatalogPatch) Reset() {
+	*x = CatalogPatch{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CatalogPatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CatalogPatch) ProtoMessage() {}
+
+func (x *CatalogPatch) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CatalogPatch.ProtoReflect.Descriptor instead.
+func (*CatalogPatch) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CatalogPatch) GetPatch() *v1.Patch {
+	if x != nil {
+		return x.Patch
+	}
+	return nil
+}
+
+func (x *CatalogPatch) GetState() v1.CertificationState {
+	if x != nil {
+		return x.State
+	}
+	return v1.CertificationState(0)
+}
+
+func (x *CatalogPatch) GetHistory() []*v1.CertificationStep {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
+func (x *CatalogPatch) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *CatalogPatch) GetContentVersion() int32 {
+	if x != nil {
+		return x.ContentVersion
+	}
+	return 0
+}
+
+func (x *CatalogPatch) GetDiscoveredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DiscoveredAt
+	}
+	return nil
+}
+
+func (x *CatalogPatch) GetContributions() []*v1.Patch {
+	if x != nil {
+		return x.Contributions
+	}
+	return nil
+}
+
+type ListPatchesRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Vendor         string                 `protobuf:"bytes,1,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	OsFamily       string                 `protobuf:"bytes,2,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	Severity       v1.Severity            `protobuf:"varint,3,opt,name=severity,proto3,enum=patchwave.types.v1.Severity" json:"severity,omitempty"`
+	Classification v1.Classification      `protobuf:"varint,4,opt,name=classification,proto3,enum=patchwave.types.v1.Classification" json:"classification,omitempty"`
+	Cve            string                 `protobuf:"bytes,5,opt,name=cve,proto3" json:"cve,omitempty"`
+	State          v1.CertificationState  `protobuf:"varint,6,opt,name=state,proto3,enum=patchwave.types.v1.CertificationState" json:"state,omitempty"`
+	// Only patches released at or after this instant.
+	ReleasedAfter *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=released_after,json=releasedAfter,proto3" json:"released_after,omitempty"`
+	// 1..1000, default 100.
+	PageSize int32 `protobuf:"varint,8,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page.
+	PageToken     string `protobuf:"bytes,9,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPatchesRequest) Reset() {
+	*x = ListPatchesRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPatchesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPatchesRequest) ProtoMessage() {}
+
+func (x *ListPatchesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPatchesRequest.ProtoReflect.Descriptor instead.
+func (*ListPatchesRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListPatchesRequest) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+func (x *ListPatchesRequest) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *ListPatchesRequest) GetSeverity() v1.Severity {
+	if x != nil {
+		return x.Severity
+	}
+	return v1.Severity(0)
+}
+
+func (x *ListPatchesRequest) GetClassification() v1.Classification {
+	if x != nil {
+		return x.Classification
+	}
+	return v1.Classification(0)
+}
+
+func (x *ListPatchesRequest) GetCve() string {
+	if x != nil {
+		return x.Cve
+	}
+	return ""
+}
+
+func (x *ListPatchesRequest) GetState() v1.CertificationState {
+	if x != nil {
+		return x.State
+	}
+	return v1.CertificationState(0)
+}
+
+func (x *ListPatchesRequest) GetReleasedAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReleasedAfter
+	}
+	return nil
+}
+
+func (x *ListPatchesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPatchesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListPatchesResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Patches []*CatalogPatch        `protobuf:"bytes,1,rep,name=patches,proto3" json:"patches,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPatchesResponse) Reset() {
+	*x = ListPatchesResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPatchesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPatchesResponse) ProtoMessage() {}
+
+func (x *ListPatchesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPatchesResponse.ProtoReflect.Descriptor instead.
+func (*ListPatchesResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListPatchesResponse) GetPatches() []*CatalogPatch {
+	if x != nil {
+		return x.Patches
+	}
+	return nil
+}
+
+func (x *ListPatchesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type GetPatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PatchId       string                 `protobuf:"bytes,1,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPatchRequest) Reset() {
+	*x = GetPatchRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPatchRequest) ProtoMessage() {}
+
+func (x *GetPatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPatchRequest.ProtoReflect.Descriptor instead.
+func (*GetPatchRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetPatchRequest) GetPatchId() string {
+	if x != nil {
+		return x.PatchId
+	}
+	return ""
+}
+
+type GetPatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Patch         *CatalogPatch          `protobuf:"bytes,1,opt,name=patch,proto3" json:"patch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPatchResponse) Reset() {
+	*x = GetPatchResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPatchResponse) ProtoMessage() {}
+
+func (x *GetPatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPatchResponse.ProtoReflect.Descriptor instead.
+func (*GetPatchResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetPatchResponse) GetPatch() *CatalogPatch {
+	if x != nil {
+		return x.Patch
+	}
+	return nil
+}
+
+type ListPatchVersionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PatchId       string                 `protobuf:"bytes,1,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPatchVersionsRequest) Reset() {
+	*x = ListPatchVersionsRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPatchVersionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPatchVersionsRequest) ProtoMessage() {}
+
+func (x *ListPatchVersionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPatchVersionsRequest.ProtoReflect.Descriptor instead.
+func (*ListPatchVersionsRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListPatchVersionsRequest) GetPatchId() string {
+	if x != nil {
+		return x.PatchId
+	}
+	return ""
+}
+
+type ListPatchVersionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Versions      []*CatalogPatch        `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPatchVersionsResponse) Reset() {
+	*x = ListPatchVersionsResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPatchVersionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPatchVersionsResponse) ProtoMessage() {}
+
+func (x *ListPatchVersionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPatchVersionsResponse.ProtoReflect.Descriptor instead.
+func (*ListPatchVersionsResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListPatchVersionsResponse) GetVersions() []*CatalogPatch {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+type CertifyPatchRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	PatchId string                 `protobuf:"bytes,1,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
+	// IN_TEST, CERTIFIED, REJECTED or REVOKED.
+	State    v1.CertificationState `protobuf:"varint,2,opt,name=state,proto3,enum=patchwave.types.v1.CertificationState" json:"state,omitempty"`
+	Notes    string                `protobuf:"bytes,3,opt,name=notes,proto3" json:"notes,omitempty"`
+	Evidence []*v1.Evidence        `protobuf:"bytes,4,rep,name=evidence,proto3" json:"evidence,omitempty"`
+	// Optional optimistic concurrency: the revision the caller saw; 0 skips the check.
+	ExpectedRevision uint64 `protobuf:"varint,5,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CertifyPatchRequest) Reset() {
+	*x = CertifyPatchRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertifyPatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertifyPatchRequest) ProtoMessage() {}
+
+func (x *CertifyPatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertifyPatchRequest.ProtoReflect.Descriptor instead.
+func (*CertifyPatchRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CertifyPatchRequest) GetPatchId() string {
+	if x != nil {
+		return x.PatchId
+	}
+	return ""
+}
+
+func (x *CertifyPatchRequest) GetState() v1.CertificationState {
+	if x != nil {
+		return x.State
+	}
+	return v1.CertificationState(0)
+}
+
+func (x *CertifyPatchRequest) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+func (x *CertifyPatchRequest) GetEvidence() []*v1.Evidence {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
+func (x *CertifyPatchRequest) GetExpectedRevision() uint64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type CertifyPatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Patch         *CatalogPatch          `protobuf:"bytes,1,opt,name=patch,proto3" json:"patch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertifyPatchResponse) Reset() {
+	*x = CertifyPatchResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertifyPatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertifyPatchResponse) ProtoMessage() {}
+
+func (x *CertifyPatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertifyPatchResponse.ProtoReflect.Descriptor instead.
+func (*CertifyPatchResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CertifyPatchResponse) GetPatch() *CatalogPatch {
+	if x != nil {
+		return x.Patch
+	}
+	return nil
+}
+
+type ImportAdvisoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The raw document: CSAF 2.0 or OSV JSON, RPM updateinfo.xml or MSRC CVRF 1.2 XML.
+	Document []byte `protobuf:"bytes,1,opt,name=document,proto3" json:"document,omitempty"`
+	// "csaf", "osv", "updateinfo" or "cvrf"; empty detects it.
+	Format string `protobuf:"bytes,2,opt,name=format,proto3" json:"format,omitempty"`
+	// Document name for errors and provenance; default "import".
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// Parse and normalize only; store nothing.
+	DryRun        bool `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportAdvisoryRequest) Reset() {
+	*x = ImportAdvisoryRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportAdvisoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportAdvisoryRequest) ProtoMessage() {}
+
+func (x *ImportAdvisoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportAdvisoryRequest.ProtoReflect.Descriptor instead.
+func (*ImportAdvisoryRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ImportAdvisoryRequest) GetDocument() []byte {
+	if x != nil {
+		return x.Document
+	}
+	return nil
+}
+
+func (x *ImportAdvisoryRequest) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *ImportAdvisoryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportAdvisoryRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+// ImportedPatch is one patch of an imported document and what the import did with it.
+type ImportedPatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Patch *CatalogPatch          `protobuf:"bytes,1,opt,name=patch,proto3" json:"patch,omitempty"`
+	// "discovered", "updated", "unchanged" or, for a dry run, "parsed".
+	Outcome       string `protobuf:"bytes,2,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportedPatch) Reset() {
+	*x = ImportedPatch{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportedPatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportedPatch) ProtoMessage() {}
+
+func (x *ImportedPatch) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportedPatch.ProtoReflect.Descriptor instead.
+func (*ImportedPatch) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ImportedPatch) GetPatch() *CatalogPatch {
+	if x != nil {
+		return x.Patch
+	}
+	return nil
+}
+
+func (x *ImportedPatch) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+type ImportAdvisoryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Format        string                 `protobuf:"bytes,1,opt,name=format,proto3" json:"format,omitempty"`
+	Patches       []*ImportedPatch       `protobuf:"bytes,2,rep,name=patches,proto3" json:"patches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportAdvisoryResponse) Reset() {
+	*x = ImportAdvisoryResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportAdvisoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportAdvisoryResponse) ProtoMessage() {}
+
+func (x *ImportAdvisoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportAdvisoryResponse.ProtoReflect.Descriptor instead.
+func (*ImportAdvisoryResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ImportAdvisoryResponse) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *ImportAdvisoryResponse) GetPatches() []*ImportedPatch {
+	if x != nil {
+		return x.Patches
+	}
+	return nil
+}
+
+// AutoApprovalRule certifies matching patches N days after release (AWS ApproveAfterDays,
+// counted in UTC days: a patch released on day D is certified from 00:00 UTC of day D+N).
+type AutoApprovalRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ^[a-z0-9][a-z0-9-]{0,62}$
+	RuleId      string `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// Classifications matched; empty matches every one.
+	Classifications []v1.Classification `protobuf:"varint,3,rep,packed,name=classifications,proto3,enum=patchwave.types.v1.Classification" json:"classifications,omitempty"`
+	// Severities matched; empty matches every one.
+	Severities []v1.Severity `protobuf:"varint,4,rep,packed,name=severities,proto3,enum=patchwave.types.v1.Severity" json:"severities,omitempty"`
+	// OS families matched; empty matches every one.
+	OsFamilies []string `protobuf:"bytes,5,rep,name=os_families,json=osFamilies,proto3" json:"os_families,omitempty"`
+	// 0..360.
+	ApproveAfterDays int32 `protobuf:"varint,6,opt,name=approve_after_days,json=approveAfterDays,proto3" json:"approve_after_days,omitempty"`
+	// A disabled rule certifies nothing.
+	Enabled       bool `protobuf:"varint,7,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AutoApprovalRule) Reset() {
+	*x = AutoApprovalRule{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoApprovalRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoApprovalRule) ProtoMessage() {}
+
+func (x *AutoApprovalRule) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoApprovalRule.ProtoReflect.Descriptor instead.
+func (*AutoApprovalRule) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AutoApprovalRule) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *AutoApprovalRule) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *AutoApprovalRule) GetClassifications() []v1.Classification {
+	if x != nil {
+		return x.Classifications
+	}
+	return nil
+}
+
+func (x *AutoApprovalRule) GetSeverities() []v1.Severity {
+	if x != nil {
+		return x.Severities
+	}
+	return nil
+}
+
+func (x *AutoApprovalRule) GetOsFamilies() []string {
+	if x != nil {
+		return x.OsFamilies
+	}
+	return nil
+}
+
+func (x *AutoApprovalRule) GetApproveAfterDays() int32 {
+	if x != nil {
+		return x.ApproveAfterDays
+	}
+	return 0
+}
+
+func (x *AutoApprovalRule) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+type ListRulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRulesRequest) Reset() {
+	*x = ListRulesRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRulesRequest) ProtoMessage() {}
+
+func (x *ListRulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRulesRequest.ProtoReflect.Descriptor instead.
+func (*ListRulesRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{13}
+}
+
+type ListRulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rules         []*AutoApprovalRule    `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRulesResponse) Reset() {
+	*x = ListRulesResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRulesResponse) ProtoMessage() {}
+
+func (x *ListRulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRulesResponse.ProtoReflect.Descriptor instead.
+func (*ListRulesResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListRulesResponse) GetRules() []*AutoApprovalRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+type PutRuleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Rule  *AutoApprovalRule      `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	// The rule's id (the URL's); rule.rule_id must be empty or the same.
+	RuleId        string `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutRuleRequest) Reset() {
+	*x = PutRuleRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRuleRequest) ProtoMessage() {}
+
+func (x *PutRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRuleRequest.ProtoReflect.Descriptor instead.
+func (*PutRuleRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PutRuleRequest) GetRule() *AutoApprovalRule {
+	if x != nil {
+		return x.Rule
+	}
+	return nil
+}
+
+func (x *PutRuleRequest) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+type PutRuleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rule          *AutoApprovalRule      `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutRuleResponse) Reset() {
+	*x = PutRuleResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRuleResponse) ProtoMessage() {}
+
+func (x *PutRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRuleResponse.ProtoReflect.Descriptor instead.
+func (*PutRuleResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PutRuleResponse) GetRule() *AutoApprovalRule {
+	if x != nil {
+		return x.Rule
+	}
+	return nil
+}
+
+type DeleteRuleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RuleId        string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRuleRequest) Reset() {
+	*x = DeleteRuleRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRuleRequest) ProtoMessage() {}
+
+func (x *DeleteRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRuleRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRuleRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DeleteRuleRequest) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+type DeleteRuleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRuleResponse) Reset() {
+	*x = DeleteRuleResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRuleResponse) ProtoMessage() {}
+
+func (x *DeleteRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRuleResponse.ProtoReflect.Descriptor instead.
+func (*DeleteRuleResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{18}
+}
+
 // Baseline is a certified, immutable, versioned set of patches for one OS family.
 type Baseline struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	BaselineId    string                 `protobuf:"bytes,1,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
-	OsFamily      string                 `protobuf:"bytes,2,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
-	Version       int32                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
-	Patches       []*v1.Patch            `protobuf:"bytes,4,rep,name=patches,proto3" json:"patches,omitempty"`
-	PublishedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=published_at,json=publishedAt,proto3" json:"published_at,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	BaselineId  string                 `protobuf:"bytes,1,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	OsFamily    string                 `protobuf:"bytes,2,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	Version     int32                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Patches     []*v1.Patch            `protobuf:"bytes,4,rep,name=patches,proto3" json:"patches,omitempty"`
+	PublishedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=published_at,json=publishedAt,proto3" json:"published_at,omitempty"`
+	// One deployment rule per patch, in install order.
+	Rules         []*v1.DeploymentRule `protobuf:"bytes,6,rep,name=rules,proto3" json:"rules,omitempty"`
+	Emergency     bool                 `protobuf:"varint,7,opt,name=emergency,proto3" json:"emergency,omitempty"`
+	EmergencyCve  string               `protobuf:"bytes,8,opt,name=emergency_cve,json=emergencyCve,proto3" json:"emergency_cve,omitempty"`
+	PublishedBy   string               `protobuf:"bytes,9,opt,name=published_by,json=publishedBy,proto3" json:"published_by,omitempty"`
+	Notes         string               `protobuf:"bytes,10,opt,name=notes,proto3" json:"notes,omitempty"`
+	Digest        string               `protobuf:"bytes,11,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Baseline) Reset() {
 	*x = Baseline{}
-	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[0]
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -51,7 +1212,7 @@ func (x *Baseline) String() string {
 func (*Baseline) ProtoMessage() {}
 
 func (x *Baseline) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[0]
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -64,7 +1225,7 @@ func (x *Baseline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Baseline.ProtoReflect.Descriptor instead.
 func (*Baseline) Descriptor() ([]byte, []int) {
-	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{0}
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Baseline) GetBaselineId() string {
@@ -102,15 +1263,59 @@ func (x *Baseline) GetPublishedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Baseline) GetRules() []*v1.DeploymentRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *Baseline) GetEmergency() bool {
+	if x != nil {
+		return x.Emergency
+	}
+	return false
+}
+
+func (x *Baseline) GetEmergencyCve() string {
+	if x != nil {
+		return x.EmergencyCve
+	}
+	return ""
+}
+
+func (x *Baseline) GetPublishedBy() string {
+	if x != nil {
+		return x.PublishedBy
+	}
+	return ""
+}
+
+func (x *Baseline) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+func (x *Baseline) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
 type ListBaselinesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this OS family; empty lists every family.
+	OsFamily      string `protobuf:"bytes,1,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListBaselinesRequest) Reset() {
 	*x = ListBaselinesRequest{}
-	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[1]
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -122,7 +1327,7 @@ func (x *ListBaselinesRequest) String() string {
 func (*ListBaselinesRequest) ProtoMessage() {}
 
 func (x *ListBaselinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[1]
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -135,7 +1340,14 @@ func (x *ListBaselinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBaselinesRequest.ProtoReflect.Descriptor instead.
 func (*ListBaselinesRequest) Descriptor() ([]byte, []int) {
-	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{1}
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListBaselinesRequest) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
 }
 
 type ListBaselinesResponse struct {
@@ -147,7 +1359,7 @@ type ListBaselinesResponse struct {
 
 func (x *ListBaselinesResponse) Reset() {
 	*x = ListBaselinesResponse{}
-	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[2]
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -159,7 +1371,7 @@ func (x *ListBaselinesResponse) String() string {
 func (*ListBaselinesResponse) ProtoMessage() {}
 
 func (x *ListBaselinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[2]
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -172,7 +1384,7 @@ func (x *ListBaselinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBaselinesResponse.ProtoReflect.Descriptor instead.
 func (*ListBaselinesResponse) Descriptor() ([]byte, []int) {
-	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{2}
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListBaselinesResponse) GetBaselines() []*Baseline {
@@ -191,7 +1403,7 @@ type GetBaselineRequest struct {
 
 func (x *GetBaselineRequest) Reset() {
 	*x = GetBaselineRequest{}
-	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[3]
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -203,7 +1415,7 @@ func (x *GetBaselineRequest) String() string {
 func (*GetBaselineRequest) ProtoMessage() {}
 
 func (x *GetBaselineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[3]
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -216,7 +1428,7 @@ func (x *GetBaselineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBaselineRequest.ProtoReflect.Descriptor instead.
 func (*GetBaselineRequest) Descriptor() ([]byte, []int) {
-	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{3}
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetBaselineRequest) GetBaselineId() string {
@@ -235,7 +1447,7 @@ type GetBaselineResponse struct {
 
 func (x *GetBaselineResponse) Reset() {
 	*x = GetBaselineResponse{}
-	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[4]
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -247,7 +1459,7 @@ func (x *GetBaselineResponse) String() string {
 func (*GetBaselineResponse) ProtoMessage() {}
 
 func (x *GetBaselineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[4]
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -260,7 +1472,7 @@ func (x *GetBaselineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBaselineResponse.ProtoReflect.Descriptor instead.
 func (*GetBaselineResponse) Descriptor() ([]byte, []int) {
-	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{4}
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetBaselineResponse) GetBaseline() *Baseline {
@@ -270,29 +1482,1715 @@ func (x *GetBaselineResponse) GetBaseline() *Baseline {
 	return nil
 }
 
+type PublishBaselineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ^[a-z0-9][a-z0-9.-]{0,62}$
+	BaselineId string `protobuf:"bytes,1,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	OsFamily   string `protobuf:"bytes,2,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	// Version from 1; 0 takes the OS family's next version.
+	Version int32 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// The patches, each CERTIFIED and applying to os_family, with its deployment rule.
+	Patches       []*v1.DeploymentRule `protobuf:"bytes,4,rep,name=patches,proto3" json:"patches,omitempty"`
+	Notes         string               `protobuf:"bytes,5,opt,name=notes,proto3" json:"notes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishBaselineRequest) Reset() {
+	*x = PublishBaselineRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishBaselineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishBaselineRequest) ProtoMessage() {}
+
+func (x *PublishBaselineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishBaselineRequest.ProtoReflect.Descriptor instead.
+func (*PublishBaselineRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PublishBaselineRequest) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *PublishBaselineRequest) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *PublishBaselineRequest) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PublishBaselineRequest) GetPatches() []*v1.DeploymentRule {
+	if x != nil {
+		return x.Patches
+	}
+	return nil
+}
+
+func (x *PublishBaselineRequest) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+type PublishBaselineResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Baseline *Baseline              `protobuf:"bytes,1,opt,name=baseline,proto3" json:"baseline,omitempty"`
+	// False when the same content was already published (nothing changed).
+	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishBaselineResponse) Reset() {
+	*x = PublishBaselineResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishBaselineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishBaselineResponse) ProtoMessage() {}
+
+func (x *PublishBaselineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishBaselineResponse.ProtoReflect.Descriptor instead.
+func (*PublishBaselineResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PublishBaselineResponse) GetBaseline() *Baseline {
+	if x != nil {
+		return x.Baseline
+	}
+	return nil
+}
+
+func (x *PublishBaselineResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+type PublishEmergencyBaselineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Default "<os family>-emergency-<cve, lower case>".
+	BaselineId    string `protobuf:"bytes,1,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	OsFamily      string `protobuf:"bytes,2,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	Cve           string `protobuf:"bytes,3,opt,name=cve,proto3" json:"cve,omitempty"`
+	Notes         string `protobuf:"bytes,4,opt,name=notes,proto3" json:"notes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishEmergencyBaselineRequest) Reset() {
+	*x = PublishEmergencyBaselineRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishEmergencyBaselineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishEmergencyBaselineRequest) ProtoMessage() {}
+
+func (x *PublishEmergencyBaselineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishEmergencyBaselineRequest.ProtoReflect.Descriptor instead.
+func (*PublishEmergencyBaselineRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *PublishEmergencyBaselineRequest) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *PublishEmergencyBaselineRequest) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *PublishEmergencyBaselineRequest) GetCve() string {
+	if x != nil {
+		return x.Cve
+	}
+	return ""
+}
+
+func (x *PublishEmergencyBaselineRequest) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+type PublishEmergencyBaselineResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Baseline      *Baseline              `protobuf:"bytes,1,opt,name=baseline,proto3" json:"baseline,omitempty"`
+	Created       bool                   `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishEmergencyBaselineResponse) Reset() {
+	*x = PublishEmergencyBaselineResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishEmergencyBaselineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishEmergencyBaselineResponse) ProtoMessage() {}
+
+func (x *PublishEmergencyBaselineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishEmergencyBaselineResponse.ProtoReflect.Descriptor instead.
+func (*PublishEmergencyBaselineResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PublishEmergencyBaselineResponse) GetBaseline() *Baseline {
+	if x != nil {
+		return x.Baseline
+	}
+	return nil
+}
+
+func (x *PublishEmergencyBaselineResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+// Approval is a tenant's decision on one baseline version.
+type Approval struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	BaselineId    string                 `protobuf:"bytes,2,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	OsFamily      string                 `protobuf:"bytes,3,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	Version       int32                  `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	State         ApprovalState          `protobuf:"varint,5,opt,name=state,proto3,enum=patchwave.catalog.v1.ApprovalState" json:"state,omitempty"`
+	Actor         string                 `protobuf:"bytes,6,opt,name=actor,proto3" json:"actor,omitempty"`
+	DecidedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	Notes         string                 `protobuf:"bytes,8,opt,name=notes,proto3" json:"notes,omitempty"`
+	AutoApproved  bool                   `protobuf:"varint,9,opt,name=auto_approved,json=autoApproved,proto3" json:"auto_approved,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Approval) Reset() {
+	*x = Approval{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Approval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Approval) ProtoMessage() {}
+
+func (x *Approval) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Approval.ProtoReflect.Descriptor instead.
+func (*Approval) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Approval) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *Approval) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *Approval) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *Approval) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Approval) GetState() ApprovalState {
+	if x != nil {
+		return x.State
+	}
+	return ApprovalState_APPROVAL_STATE_UNSPECIFIED
+}
+
+func (x *Approval) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Approval) GetDecidedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DecidedAt
+	}
+	return nil
+}
+
+func (x *Approval) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+func (x *Approval) GetAutoApproved() bool {
+	if x != nil {
+		return x.AutoApproved
+	}
+	return false
+}
+
+type ListApprovalsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApprovalsRequest) Reset() {
+	*x = ListApprovalsRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApprovalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApprovalsRequest) ProtoMessage() {}
+
+func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApprovalsRequest.ProtoReflect.Descriptor instead.
+func (*ListApprovalsRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListApprovalsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+type ListApprovalsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Approvals     []*Approval            `protobuf:"bytes,1,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApprovalsResponse) Reset() {
+	*x = ListApprovalsResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApprovalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApprovalsResponse) ProtoMessage() {}
+
+func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApprovalsResponse.ProtoReflect.Descriptor instead.
+func (*ListApprovalsResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListApprovalsResponse) GetApprovals() []*Approval {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+type ApproveBaselineRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	BaselineId    string                 `protobuf:"bytes,2,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	Notes         string                 `protobuf:"bytes,3,opt,name=notes,proto3" json:"notes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveBaselineRequest) Reset() {
+	*x = ApproveBaselineRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveBaselineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveBaselineRequest) ProtoMessage() {}
+
+func (x *ApproveBaselineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveBaselineRequest.ProtoReflect.Descriptor instead.
+func (*ApproveBaselineRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ApproveBaselineRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ApproveBaselineRequest) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *ApproveBaselineRequest) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+type ApproveBaselineResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Approval      *Approval              `protobuf:"bytes,1,opt,name=approval,proto3" json:"approval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveBaselineResponse) Reset() {
+	*x = ApproveBaselineResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveBaselineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveBaselineResponse) ProtoMessage() {}
+
+func (x *ApproveBaselineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveBaselineResponse.ProtoReflect.Descriptor instead.
+func (*ApproveBaselineResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ApproveBaselineResponse) GetApproval() *Approval {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
+type RejectBaselineRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Tenant     string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	BaselineId string                 `protobuf:"bytes,2,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	// Required.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectBaselineRequest) Reset() {
+	*x = RejectBaselineRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectBaselineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectBaselineRequest) ProtoMessage() {}
+
+func (x *RejectBaselineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectBaselineRequest.ProtoReflect.Descriptor instead.
+func (*RejectBaselineRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RejectBaselineRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RejectBaselineRequest) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *RejectBaselineRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RejectBaselineResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Approval      *Approval              `protobuf:"bytes,1,opt,name=approval,proto3" json:"approval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectBaselineResponse) Reset() {
+	*x = RejectBaselineResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectBaselineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectBaselineResponse) ProtoMessage() {}
+
+func (x *RejectBaselineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectBaselineResponse.ProtoReflect.Descriptor instead.
+func (*RejectBaselineResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RejectBaselineResponse) GetApproval() *Approval {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
+// ApprovalPolicy is a tenant's auto-approve policy.
+type ApprovalPolicy struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Tenant      string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	AutoApprove bool                   `protobuf:"varint,2,opt,name=auto_approve,json=autoApprove,proto3" json:"auto_approve,omitempty"`
+	// Time after publication before a baseline is approved automatically, 0 to 90 days.
+	Delay *durationpb.Duration `protobuf:"bytes,3,opt,name=delay,proto3" json:"delay,omitempty"`
+	// OS families covered; empty covers every family.
+	OsFamilies    []string               `protobuf:"bytes,4,rep,name=os_families,json=osFamilies,proto3" json:"os_families,omitempty"`
+	ChangedBy     string                 `protobuf:"bytes,5,opt,name=changed_by,json=changedBy,proto3" json:"changed_by,omitempty"`
+	ChangedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovalPolicy) Reset() {
+	*x = ApprovalPolicy{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovalPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovalPolicy) ProtoMessage() {}
+
+func (x *ApprovalPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovalPolicy.ProtoReflect.Descriptor instead.
+func (*ApprovalPolicy) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ApprovalPolicy) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ApprovalPolicy) GetAutoApprove() bool {
+	if x != nil {
+		return x.AutoApprove
+	}
+	return false
+}
+
+func (x *ApprovalPolicy) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+func (x *ApprovalPolicy) GetOsFamilies() []string {
+	if x != nil {
+		return x.OsFamilies
+	}
+	return nil
+}
+
+func (x *ApprovalPolicy) GetChangedBy() string {
+	if x != nil {
+		return x.ChangedBy
+	}
+	return ""
+}
+
+func (x *ApprovalPolicy) GetChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedAt
+	}
+	return nil
+}
+
+type GetApprovalPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetApprovalPolicyRequest) Reset() {
+	*x = GetApprovalPolicyRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetApprovalPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetApprovalPolicyRequest) ProtoMessage() {}
+
+func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetApprovalPolicyRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+type GetApprovalPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *ApprovalPolicy        `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetApprovalPolicyResponse) Reset() {
+	*x = GetApprovalPolicyResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetApprovalPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetApprovalPolicyResponse) ProtoMessage() {}
+
+func (x *GetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetApprovalPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetApprovalPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetApprovalPolicyResponse) GetPolicy() *ApprovalPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type PutApprovalPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Policy        *ApprovalPolicy        `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutApprovalPolicyRequest) Reset() {
+	*x = PutApprovalPolicyRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutApprovalPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutApprovalPolicyRequest) ProtoMessage() {}
+
+func (x *PutApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutApprovalPolicyRequest.ProtoReflect.Descriptor instead.
+func (*PutApprovalPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PutApprovalPolicyRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *PutApprovalPolicyRequest) GetPolicy() *ApprovalPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type PutApprovalPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *ApprovalPolicy        `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutApprovalPolicyResponse) Reset() {
+	*x = PutApprovalPolicyResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutApprovalPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutApprovalPolicyResponse) ProtoMessage() {}
+
+func (x *PutApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutApprovalPolicyResponse.ProtoReflect.Descriptor instead.
+func (*PutApprovalPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *PutApprovalPolicyResponse) GetPolicy() *ApprovalPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// Source is a configured vendor feed and its polling state.
+type Source struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Vendor string                 `protobuf:"bytes,2,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	// "dir", "http", "s3" or "csaf-provider".
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Format of its documents; empty detects per document.
+	Format string `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
+	// Directory, URL(s), s3://bucket/prefix or provider-metadata URL.
+	Location            string                 `protobuf:"bytes,5,opt,name=location,proto3" json:"location,omitempty"`
+	Interval            *durationpb.Duration   `protobuf:"bytes,6,opt,name=interval,proto3" json:"interval,omitempty"`
+	LastAttemptAt       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_attempt_at,json=lastAttemptAt,proto3" json:"last_attempt_at,omitempty"`
+	LastSuccessAt       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_success_at,json=lastSuccessAt,proto3" json:"last_success_at,omitempty"`
+	LastError           string                 `protobuf:"bytes,9,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastErrorAt         *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_error_at,json=lastErrorAt,proto3" json:"last_error_at,omitempty"`
+	ConsecutiveFailures int32                  `protobuf:"varint,11,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	NextPollAt          *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=next_poll_at,json=nextPollAt,proto3" json:"next_poll_at,omitempty"`
+	// Documents of the last successful poll, and the ones that failed in it (named, at most 20).
+	LastDocuments       int32    `protobuf:"varint,13,opt,name=last_documents,json=lastDocuments,proto3" json:"last_documents,omitempty"`
+	LastFailedDocuments int32    `protobuf:"varint,14,opt,name=last_failed_documents,json=lastFailedDocuments,proto3" json:"last_failed_documents,omitempty"`
+	LastFailures        []string `protobuf:"bytes,15,rep,name=last_failures,json=lastFailures,proto3" json:"last_failures,omitempty"`
+	// HTTP validators per fetched URL (ETag, Last-Modified) sent as If-None-Match and
+	// If-Modified-Since on the next poll.
+	Validators    map[string]*Validator `protobuf:"bytes,16,rep,name=validators,proto3" json:"validators,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Source) Reset() {
+	*x = Source{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Source) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Source) ProtoMessage() {}
+
+func (x *Source) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Source.ProtoReflect.Descriptor instead.
+func (*Source) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *Source) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Source) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+func (x *Source) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Source) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *Source) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *Source) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *Source) GetLastAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAttemptAt
+	}
+	return nil
+}
+
+func (x *Source) GetLastSuccessAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSuccessAt
+	}
+	return nil
+}
+
+func (x *Source) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *Source) GetLastErrorAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastErrorAt
+	}
+	return nil
+}
+
+func (x *Source) GetConsecutiveFailures() int32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *Source) GetNextPollAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextPollAt
+	}
+	return nil
+}
+
+func (x *Source) GetLastDocuments() int32 {
+	if x != nil {
+		return x.LastDocuments
+	}
+	return 0
+}
+
+func (x *Source) GetLastFailedDocuments() int32 {
+	if x != nil {
+		return x.LastFailedDocuments
+	}
+	return 0
+}
+
+func (x *Source) GetLastFailures() []string {
+	if x != nil {
+		return x.LastFailures
+	}
+	return nil
+}
+
+func (x *Source) GetValidators() map[string]*Validator {
+	if x != nil {
+		return x.Validators
+	}
+	return nil
+}
+
+// Validator is what an HTTP server said about a document, to ask for it only if it changed.
+type Validator struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Etag          string                 `protobuf:"bytes,1,opt,name=etag,proto3" json:"etag,omitempty"`
+	LastModified  string                 `protobuf:"bytes,2,opt,name=last_modified,json=lastModified,proto3" json:"last_modified,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Validator) Reset() {
+	*x = Validator{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Validator) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Validator) ProtoMessage() {}
+
+func (x *Validator) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Validator.ProtoReflect.Descriptor instead.
+func (*Validator) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *Validator) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *Validator) GetLastModified() string {
+	if x != nil {
+		return x.LastModified
+	}
+	return ""
+}
+
+type ListSourcesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSourcesRequest) Reset() {
+	*x = ListSourcesRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSourcesRequest) ProtoMessage() {}
+
+func (x *ListSourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSourcesRequest.ProtoReflect.Descriptor instead.
+func (*ListSourcesRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{42}
+}
+
+type ListSourcesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sources       []*Source              `protobuf:"bytes,1,rep,name=sources,proto3" json:"sources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSourcesResponse) Reset() {
+	*x = ListSourcesResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSourcesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSourcesResponse) ProtoMessage() {}
+
+func (x *ListSourcesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSourcesResponse.ProtoReflect.Descriptor instead.
+func (*ListSourcesResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListSourcesResponse) GetSources() []*Source {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+type GetSourceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSourceRequest) Reset() {
+	*x = GetSourceRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSourceRequest) ProtoMessage() {}
+
+func (x *GetSourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSourceRequest.ProtoReflect.Descriptor instead.
+func (*GetSourceRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetSourceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetSourceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Source        *Source                `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSourceResponse) Reset() {
+	*x = GetSourceResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSourceResponse) ProtoMessage() {}
+
+func (x *GetSourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSourceResponse.ProtoReflect.Descriptor instead.
+func (*GetSourceResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *GetSourceResponse) GetSource() *Source {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+type PollSourceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PollSourceRequest) Reset() {
+	*x = PollSourceRequest{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PollSourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PollSourceRequest) ProtoMessage() {}
+
+func (x *PollSourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PollSourceRequest.ProtoReflect.Descriptor instead.
+func (*PollSourceRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *PollSourceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type PollSourceResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Source            *Source                `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Documents         int32                  `protobuf:"varint,2,opt,name=documents,proto3" json:"documents,omitempty"`
+	Unchanged         int32                  `protobuf:"varint,3,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	PatchesDiscovered int32                  `protobuf:"varint,4,opt,name=patches_discovered,json=patchesDiscovered,proto3" json:"patches_discovered,omitempty"`
+	PatchesUpdated    int32                  `protobuf:"varint,5,opt,name=patches_updated,json=patchesUpdated,proto3" json:"patches_updated,omitempty"`
+	FailedDocuments   int32                  `protobuf:"varint,6,opt,name=failed_documents,json=failedDocuments,proto3" json:"failed_documents,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *PollSourceResponse) Reset() {
+	*x = PollSourceResponse{}
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PollSourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PollSourceResponse) ProtoMessage() {}
+
+func (x *PollSourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_catalog_v1_catalog_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PollSourceResponse.ProtoReflect.Descriptor instead.
+func (*PollSourceResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_catalog_v1_catalog_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *PollSourceResponse) GetSource() *Source {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *PollSourceResponse) GetDocuments() int32 {
+	if x != nil {
+		return x.Documents
+	}
+	return 0
+}
+
+func (x *PollSourceResponse) GetUnchanged() int32 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
+func (x *PollSourceResponse) GetPatchesDiscovered() int32 {
+	if x != nil {
+		return x.PatchesDiscovered
+	}
+	return 0
+}
+
+func (x *PollSourceResponse) GetPatchesUpdated() int32 {
+	if x != nil {
+		return x.PatchesUpdated
+	}
+	return 0
+}
+
+func (x *PollSourceResponse) GetFailedDocuments() int32 {
+	if x != nil {
+		return x.FailedDocuments
+	}
+	return 0
+}
+
 var File_patchwave_catalog_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_patchwave_catalog_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\"patchwave/catalog/v1/catalog.proto\x12\x14patchwave.catalog.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epatchwave/types/v1/types.proto\"\xd6\x01\n" +
+	"\"patchwave/catalog/v1/catalog.proto\x12\x14patchwave.catalog.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cpatchwave/auth/v1/auth.proto\x1a\x1epatchwave/types/v1/types.proto\"\x85\x03\n" +
+	"\fCatalogPatch\x12/\n" +
+	"\x05patch\x18\x01 \x01(\v2\x19.patchwave.types.v1.PatchR\x05patch\x12<\n" +
+	"\x05state\x18\x02 \x01(\x0e2&.patchwave.types.v1.CertificationStateR\x05state\x12?\n" +
+	"\ahistory\x18\x03 \x03(\v2%.patchwave.types.v1.CertificationStepR\ahistory\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\x12'\n" +
+	"\x0fcontent_version\x18\x05 \x01(\x05R\x0econtentVersion\x12?\n" +
+	"\rdiscovered_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\fdiscoveredAt\x12?\n" +
+	"\rcontributions\x18\a \x03(\v2\x19.patchwave.types.v1.PatchR\rcontributions\"\x9e\x03\n" +
+	"\x12ListPatchesRequest\x12\x16\n" +
+	"\x06vendor\x18\x01 \x01(\tR\x06vendor\x12\x1b\n" +
+	"\tos_family\x18\x02 \x01(\tR\bosFamily\x128\n" +
+	"\bseverity\x18\x03 \x01(\x0e2\x1c.patchwave.types.v1.SeverityR\bseverity\x12J\n" +
+	"\x0eclassification\x18\x04 \x01(\x0e2\".patchwave.types.v1.ClassificationR\x0eclassification\x12\x10\n" +
+	"\x03cve\x18\x05 \x01(\tR\x03cve\x12<\n" +
+	"\x05state\x18\x06 \x01(\x0e2&.patchwave.types.v1.CertificationStateR\x05state\x12A\n" +
+	"\x0ereleased_after\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\rreleasedAfter\x12\x1b\n" +
+	"\tpage_size\x18\b \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\t \x01(\tR\tpageToken\"{\n" +
+	"\x13ListPatchesResponse\x12<\n" +
+	"\apatches\x18\x01 \x03(\v2\".patchwave.catalog.v1.CatalogPatchR\apatches\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
+	"\x0fGetPatchRequest\x12\x19\n" +
+	"\bpatch_id\x18\x01 \x01(\tR\apatchId\"L\n" +
+	"\x10GetPatchResponse\x128\n" +
+	"\x05patch\x18\x01 \x01(\v2\".patchwave.catalog.v1.CatalogPatchR\x05patch\"5\n" +
+	"\x18ListPatchVersionsRequest\x12\x19\n" +
+	"\bpatch_id\x18\x01 \x01(\tR\apatchId\"[\n" +
+	"\x19ListPatchVersionsResponse\x12>\n" +
+	"\bversions\x18\x01 \x03(\v2\".patchwave.catalog.v1.CatalogPatchR\bversions\"\xeb\x01\n" +
+	"\x13CertifyPatchRequest\x12\x19\n" +
+	"\bpatch_id\x18\x01 \x01(\tR\apatchId\x12<\n" +
+	"\x05state\x18\x02 \x01(\x0e2&.patchwave.types.v1.CertificationStateR\x05state\x12\x14\n" +
+	"\x05notes\x18\x03 \x01(\tR\x05notes\x128\n" +
+	"\bevidence\x18\x04 \x03(\v2\x1c.patchwave.types.v1.EvidenceR\bevidence\x12+\n" +
+	"\x11expected_revision\x18\x05 \x01(\x04R\x10expectedRevision\"P\n" +
+	"\x14CertifyPatchResponse\x128\n" +
+	"\x05patch\x18\x01 \x01(\v2\".patchwave.catalog.v1.CatalogPatchR\x05patch\"x\n" +
+	"\x15ImportAdvisoryRequest\x12\x1a\n" +
+	"\bdocument\x18\x01 \x01(\fR\bdocument\x12\x16\n" +
+	"\x06format\x18\x02 \x01(\tR\x06format\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x17\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"c\n" +
+	"\rImportedPatch\x128\n" +
+	"\x05patch\x18\x01 \x01(\v2\".patchwave.catalog.v1.CatalogPatchR\x05patch\x12\x18\n" +
+	"\aoutcome\x18\x02 \x01(\tR\aoutcome\"o\n" +
+	"\x16ImportAdvisoryResponse\x12\x16\n" +
+	"\x06format\x18\x01 \x01(\tR\x06format\x12=\n" +
+	"\apatches\x18\x02 \x03(\v2#.patchwave.catalog.v1.ImportedPatchR\apatches\"\xc2\x02\n" +
+	"\x10AutoApprovalRule\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12L\n" +
+	"\x0fclassifications\x18\x03 \x03(\x0e2\".patchwave.types.v1.ClassificationR\x0fclassifications\x12<\n" +
+	"\n" +
+	"severities\x18\x04 \x03(\x0e2\x1c.patchwave.types.v1.SeverityR\n" +
+	"severities\x12\x1f\n" +
+	"\vos_families\x18\x05 \x03(\tR\n" +
+	"osFamilies\x12,\n" +
+	"\x12approve_after_days\x18\x06 \x01(\x05R\x10approveAfterDays\x12\x18\n" +
+	"\aenabled\x18\a \x01(\bR\aenabled\"\x12\n" +
+	"\x10ListRulesRequest\"Q\n" +
+	"\x11ListRulesResponse\x12<\n" +
+	"\x05rules\x18\x01 \x03(\v2&.patchwave.catalog.v1.AutoApprovalRuleR\x05rules\"e\n" +
+	"\x0ePutRuleRequest\x12:\n" +
+	"\x04rule\x18\x01 \x01(\v2&.patchwave.catalog.v1.AutoApprovalRuleR\x04rule\x12\x17\n" +
+	"\arule_id\x18\x02 \x01(\tR\x06ruleId\"M\n" +
+	"\x0fPutRuleResponse\x12:\n" +
+	"\x04rule\x18\x01 \x01(\v2&.patchwave.catalog.v1.AutoApprovalRuleR\x04rule\",\n" +
+	"\x11DeleteRuleRequest\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\"\x14\n" +
+	"\x12DeleteRuleResponse\"\xa4\x03\n" +
 	"\bBaseline\x12\x1f\n" +
 	"\vbaseline_id\x18\x01 \x01(\tR\n" +
 	"baselineId\x12\x1b\n" +
 	"\tos_family\x18\x02 \x01(\tR\bosFamily\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x05R\aversion\x123\n" +
 	"\apatches\x18\x04 \x03(\v2\x19.patchwave.types.v1.PatchR\apatches\x12=\n" +
-	"\fpublished_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishedAt\"\x16\n" +
-	"\x14ListBaselinesRequest\"U\n" +
+	"\fpublished_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishedAt\x128\n" +
+	"\x05rules\x18\x06 \x03(\v2\".patchwave.types.v1.DeploymentRuleR\x05rules\x12\x1c\n" +
+	"\temergency\x18\a \x01(\bR\temergency\x12#\n" +
+	"\remergency_cve\x18\b \x01(\tR\femergencyCve\x12!\n" +
+	"\fpublished_by\x18\t \x01(\tR\vpublishedBy\x12\x14\n" +
+	"\x05notes\x18\n" +
+	" \x01(\tR\x05notes\x12\x16\n" +
+	"\x06digest\x18\v \x01(\tR\x06digest\"3\n" +
+	"\x14ListBaselinesRequest\x12\x1b\n" +
+	"\tos_family\x18\x01 \x01(\tR\bosFamily\"U\n" +
 	"\x15ListBaselinesResponse\x12<\n" +
 	"\tbaselines\x18\x01 \x03(\v2\x1e.patchwave.catalog.v1.BaselineR\tbaselines\"5\n" +
 	"\x12GetBaselineRequest\x12\x1f\n" +
 	"\vbaseline_id\x18\x01 \x01(\tR\n" +
 	"baselineId\"Q\n" +
 	"\x13GetBaselineResponse\x12:\n" +
-	"\bbaseline\x18\x01 \x01(\v2\x1e.patchwave.catalog.v1.BaselineR\bbaseline2\xde\x01\n" +
-	"\x0eCatalogService\x12h\n" +
-	"\rListBaselines\x12*.patchwave.catalog.v1.ListBaselinesRequest\x1a+.patchwave.catalog.v1.ListBaselinesResponse\x12b\n" +
-	"\vGetBaseline\x12(.patchwave.catalog.v1.GetBaselineRequest\x1a).patchwave.catalog.v1.GetBaselineResponseBLZJgithub.com/patchwave/patchwave/proto/gen/go/patchwave/catalog/v1;catalogv1b\x06proto3"
+	"\bbaseline\x18\x01 \x01(\v2\x1e.patchwave.catalog.v1.BaselineR\bbaseline\"\xc4\x01\n" +
+	"\x16PublishBaselineRequest\x12\x1f\n" +
+	"\vbaseline_id\x18\x01 \x01(\tR\n" +
+	"baselineId\x12\x1b\n" +
+	"\tos_family\x18\x02 \x01(\tR\bosFamily\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x05R\aversion\x12<\n" +
+	"\apatches\x18\x04 \x03(\v2\".patchwave.types.v1.DeploymentRuleR\apatches\x12\x14\n" +
+	"\x05notes\x18\x05 \x01(\tR\x05notes\"o\n" +
+	"\x17PublishBaselineResponse\x12:\n" +
+	"\bbaseline\x18\x01 \x01(\v2\x1e.patchwave.catalog.v1.BaselineR\bbaseline\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\x87\x01\n" +
+	"\x1fPublishEmergencyBaselineRequest\x12\x1f\n" +
+	"\vbaseline_id\x18\x01 \x01(\tR\n" +
+	"baselineId\x12\x1b\n" +
+	"\tos_family\x18\x02 \x01(\tR\bosFamily\x12\x10\n" +
+	"\x03cve\x18\x03 \x01(\tR\x03cve\x12\x14\n" +
+	"\x05notes\x18\x04 \x01(\tR\x05notes\"x\n" +
+	" PublishEmergencyBaselineResponse\x12:\n" +
+	"\bbaseline\x18\x01 \x01(\v2\x1e.patchwave.catalog.v1.BaselineR\bbaseline\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\xc1\x02\n" +
+	"\bApproval\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1f\n" +
+	"\vbaseline_id\x18\x02 \x01(\tR\n" +
+	"baselineId\x12\x1b\n" +
+	"\tos_family\x18\x03 \x01(\tR\bosFamily\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x05R\aversion\x129\n" +
+	"\x05state\x18\x05 \x01(\x0e2#.patchwave.catalog.v1.ApprovalStateR\x05state\x12\x14\n" +
+	"\x05actor\x18\x06 \x01(\tR\x05actor\x129\n" +
+	"\n" +
+	"decided_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12\x14\n" +
+	"\x05notes\x18\b \x01(\tR\x05notes\x12#\n" +
+	"\rauto_approved\x18\t \x01(\bR\fautoApproved\".\n" +
+	"\x14ListApprovalsRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"U\n" +
+	"\x15ListApprovalsResponse\x12<\n" +
+	"\tapprovals\x18\x01 \x03(\v2\x1e.patchwave.catalog.v1.ApprovalR\tapprovals\"g\n" +
+	"\x16ApproveBaselineRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1f\n" +
+	"\vbaseline_id\x18\x02 \x01(\tR\n" +
+	"baselineId\x12\x14\n" +
+	"\x05notes\x18\x03 \x01(\tR\x05notes\"U\n" +
+	"\x17ApproveBaselineResponse\x12:\n" +
+	"\bapproval\x18\x01 \x01(\v2\x1e.patchwave.catalog.v1.ApprovalR\bapproval\"h\n" +
+	"\x15RejectBaselineRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1f\n" +
+	"\vbaseline_id\x18\x02 \x01(\tR\n" +
+	"baselineId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"T\n" +
+	"\x16RejectBaselineResponse\x12:\n" +
+	"\bapproval\x18\x01 \x01(\v2\x1e.patchwave.catalog.v1.ApprovalR\bapproval\"\xf7\x01\n" +
+	"\x0eApprovalPolicy\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12!\n" +
+	"\fauto_approve\x18\x02 \x01(\bR\vautoApprove\x12/\n" +
+	"\x05delay\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x1f\n" +
+	"\vos_families\x18\x04 \x03(\tR\n" +
+	"osFamilies\x12\x1d\n" +
+	"\n" +
+	"changed_by\x18\x05 \x01(\tR\tchangedBy\x129\n" +
+	"\n" +
+	"changed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\"2\n" +
+	"\x18GetApprovalPolicyRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"Y\n" +
+	"\x19GetApprovalPolicyResponse\x12<\n" +
+	"\x06policy\x18\x01 \x01(\v2$.patchwave.catalog.v1.ApprovalPolicyR\x06policy\"p\n" +
+	"\x18PutApprovalPolicyRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12<\n" +
+	"\x06policy\x18\x02 \x01(\v2$.patchwave.catalog.v1.ApprovalPolicyR\x06policy\"Y\n" +
+	"\x19PutApprovalPolicyResponse\x12<\n" +
+	"\x06policy\x18\x01 \x01(\v2$.patchwave.catalog.v1.ApprovalPolicyR\x06policy\"\xb9\x06\n" +
+	"\x06Source\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06vendor\x18\x02 \x01(\tR\x06vendor\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06format\x18\x04 \x01(\tR\x06format\x12\x1a\n" +
+	"\blocation\x18\x05 \x01(\tR\blocation\x125\n" +
+	"\binterval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12B\n" +
+	"\x0flast_attempt_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\rlastAttemptAt\x12B\n" +
+	"\x0flast_success_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rlastSuccessAt\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\t \x01(\tR\tlastError\x12>\n" +
+	"\rlast_error_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vlastErrorAt\x121\n" +
+	"\x14consecutive_failures\x18\v \x01(\x05R\x13consecutiveFailures\x12<\n" +
+	"\fnext_poll_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"nextPollAt\x12%\n" +
+	"\x0elast_documents\x18\r \x01(\x05R\rlastDocuments\x122\n" +
+	"\x15last_failed_documents\x18\x0e \x01(\x05R\x13lastFailedDocuments\x12#\n" +
+	"\rlast_failures\x18\x0f \x03(\tR\flastFailures\x12L\n" +
+	"\n" +
+	"validators\x18\x10 \x03(\v2,.patchwave.catalog.v1.Source.ValidatorsEntryR\n" +
+	"validators\x1a^\n" +
+	"\x0fValidatorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
+	"\x05value\x18\x02 \x01(\v2\x1f.patchwave.catalog.v1.ValidatorR\x05value:\x028\x01\"D\n" +
+	"\tValidator\x12\x12\n" +
+	"\x04etag\x18\x01 \x01(\tR\x04etag\x12#\n" +
+	"\rlast_modified\x18\x02 \x01(\tR\flastModified\"\x14\n" +
+	"\x12ListSourcesRequest\"M\n" +
+	"\x13ListSourcesResponse\x126\n" +
+	"\asources\x18\x01 \x03(\v2\x1c.patchwave.catalog.v1.SourceR\asources\"&\n" +
+	"\x10GetSourceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"I\n" +
+	"\x11GetSourceResponse\x124\n" +
+	"\x06source\x18\x01 \x01(\v2\x1c.patchwave.catalog.v1.SourceR\x06source\"'\n" +
+	"\x11PollSourceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x89\x02\n" +
+	"\x12PollSourceResponse\x124\n" +
+	"\x06source\x18\x01 \x01(\v2\x1c.patchwave.catalog.v1.SourceR\x06source\x12\x1c\n" +
+	"\tdocuments\x18\x02 \x01(\x05R\tdocuments\x12\x1c\n" +
+	"\tunchanged\x18\x03 \x01(\x05R\tunchanged\x12-\n" +
+	"\x12patches_discovered\x18\x04 \x01(\x05R\x11patchesDiscovered\x12'\n" +
+	"\x0fpatches_updated\x18\x05 \x01(\x05R\x0epatchesUpdated\x12)\n" +
+	"\x10failed_documents\x18\x06 \x01(\x05R\x0ffailedDocuments*\x85\x01\n" +
+	"\rApprovalState\x12\x1e\n" +
+	"\x1aAPPROVAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16APPROVAL_STATE_PENDING\x10\x01\x12\x1b\n" +
+	"\x17APPROVAL_STATE_APPROVED\x10\x02\x12\x1b\n" +
+	"\x17APPROVAL_STATE_REJECTED\x10\x032\xbe\x14\n" +
+	"\x0eCatalogService\x12v\n" +
+	"\vListPatches\x12(.patchwave.catalog.v1.ListPatchesRequest\x1a).patchwave.catalog.v1.ListPatchesResponse\"\x12\xf2\xa4\x19\x0e\n" +
+	"\fcatalog.read\x12m\n" +
+	"\bGetPatch\x12%.patchwave.catalog.v1.GetPatchRequest\x1a&.patchwave.catalog.v1.GetPatchResponse\"\x12\xf2\xa4\x19\x0e\n" +
+	"\fcatalog.read\x12\x88\x01\n" +
+	"\x11ListPatchVersions\x12..patchwave.catalog.v1.ListPatchVersionsRequest\x1a/.patchwave.catalog.v1.ListPatchVersionsResponse\"\x12\xf2\xa4\x19\x0e\n" +
+	"\fcatalog.read\x12~\n" +
+	"\fCertifyPatch\x12).patchwave.catalog.v1.CertifyPatchRequest\x1a*.patchwave.catalog.v1.CertifyPatchResponse\"\x17\xf2\xa4\x19\x13\n" +
+	"\x0fcatalog.certify\x18\x01\x12\x82\x01\n" +
+	"\x0eImportAdvisory\x12+.patchwave.catalog.v1.ImportAdvisoryRequest\x1a,.patchwave.catalog.v1.ImportAdvisoryResponse\"\x15\xf2\xa4\x19\x11\n" +
+	"\rcatalog.write\x18\x01\x12p\n" +
+	"\tListRules\x12&.patchwave.catalog.v1.ListRulesRequest\x1a'.patchwave.catalog.v1.ListRulesResponse\"\x12\xf2\xa4\x19\x0e\n" +
+	"\fcatalog.read\x12m\n" +
+	"\aPutRule\x12$.patchwave.catalog.v1.PutRuleRequest\x1a%.patchwave.catalog.v1.PutRuleResponse\"\x15\xf2\xa4\x19\x11\n" +
+	"\rcatalog.write\x18\x01\x12v\n" +
+	"\n" +
+	"DeleteRule\x12'.patchwave.catalog.v1.DeleteRuleRequest\x1a(.patchwave.catalog.v1.DeleteRuleResponse\"\x15\xf2\xa4\x19\x11\n" +
+	"\rcatalog.write\x18\x01\x12|\n" +
+	"\rListBaselines\x12*.patchwave.catalog.v1.ListBaselinesRequest\x1a+.patchwave.catalog.v1.ListBaselinesResponse\"\x12\xf2\xa4\x19\x0e\n" +
+	"\fcatalog.read\x12v\n" +
+	"\vGetBaseline\x12(.patchwave.catalog.v1.GetBaselineRequest\x1a).patchwave.catalog.v1.GetBaselineResponse\"\x12\xf2\xa4\x19\x0e\n" +
+	"\fcatalog.read\x12\x87\x01\n" +
+	"\x0fPublishBaseline\x12,.patchwave.catalog.v1.PublishBaselineRequest\x1a-.patchwave.catalog.v1.PublishBaselineResponse\"\x17\xf2\xa4\x19\x13\n" +
+	"\x0fcatalog.certify\x18\x01\x12\xa2\x01\n" +
+	"\x18PublishEmergencyBaseline\x125.patchwave.catalog.v1.PublishEmergencyBaselineRequest\x1a6.patchwave.catalog.v1.PublishEmergencyBaselineResponse\"\x17\xf2\xa4\x19\x13\n" +
+	"\x0fcatalog.certify\x18\x01\x12\x86\x01\n" +
+	"\rListApprovals\x12*.patchwave.catalog.v1.ListApprovalsRequest\x1a+.patchwave.catalog.v1.ListApprovalsResponse\"\x1c\xf2\xa4\x19\x18\n" +
+	"\x0eapprovals.read\x12\x06tenant\x12\x8f\x01\n" +
+	"\x0fApproveBaseline\x12,.patchwave.catalog.v1.ApproveBaselineRequest\x1a-.patchwave.catalog.v1.ApproveBaselineResponse\"\x1f\xf2\xa4\x19\x1b\n" +
+	"\x0fapprovals.write\x12\x06tenant\x18\x01\x12\x8c\x01\n" +
+	"\x0eRejectBaseline\x12+.patchwave.catalog.v1.RejectBaselineRequest\x1a,.patchwave.catalog.v1.RejectBaselineResponse\"\x1f\xf2\xa4\x19\x1b\n" +
+	"\x0fapprovals.write\x12\x06tenant\x18\x01\x12\x92\x01\n" +
+	"\x11GetApprovalPolicy\x12..patchwave.catalog.v1.GetApprovalPolicyRequest\x1a/.patchwave.catalog.v1.GetApprovalPolicyResponse\"\x1c\xf2\xa4\x19\x18\n" +
+	"\x0eapprovals.read\x12\x06tenant\x12\x95\x01\n" +
+	"\x11PutApprovalPolicy\x12..patchwave.catalog.v1.PutApprovalPolicyRequest\x1a/.patchwave.catalog.v1.PutApprovalPolicyResponse\"\x1f\xf2\xa4\x19\x1b\n" +
+	"\x0fapprovals.write\x12\x06tenant\x18\x01\x12v\n" +
+	"\vListSources\x12(.patchwave.catalog.v1.ListSourcesRequest\x1a).patchwave.catalog.v1.ListSourcesResponse\"\x12\xf2\xa4\x19\x0e\n" +
+	"\fcatalog.read\x12p\n" +
+	"\tGetSource\x12&.patchwave.catalog.v1.GetSourceRequest\x1a'.patchwave.catalog.v1.GetSourceResponse\"\x12\xf2\xa4\x19\x0e\n" +
+	"\fcatalog.read\x12v\n" +
+	"\n" +
+	"PollSource\x12'.patchwave.catalog.v1.PollSourceRequest\x1a(.patchwave.catalog.v1.PollSourceResponse\"\x15\xf2\xa4\x19\x11\n" +
+	"\rcatalog.write\x18\x01BLZJgithub.com/patchwave/patchwave/proto/gen/go/patchwave/catalog/v1;catalogv1b\x06proto3"
 
 var (
 	file_patchwave_catalog_v1_catalog_proto_rawDescOnce sync.Once
@@ -306,30 +3204,165 @@ func file_patchwave_catalog_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_patchwave_catalog_v1_catalog_proto_rawDescData
 }
 
-var file_patchwave_catalog_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_patchwave_catalog_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_patchwave_catalog_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_patchwave_catalog_v1_catalog_proto_goTypes = []any{
-	(*Baseline)(nil),              // 0: patchwave.catalog.v1.Baseline
-	(*ListBaselinesRequest)(nil),  // 1: patchwave.catalog.v1.ListBaselinesRequest
-	(*ListBaselinesResponse)(nil), // 2: patchwave.catalog.v1.ListBaselinesResponse
-	(*GetBaselineRequest)(nil),    // 3: patchwave.catalog.v1.GetBaselineRequest
-	(*GetBaselineResponse)(nil),   // 4: patchwave.catalog.v1.GetBaselineResponse
-	(*v1.Patch)(nil),              // 5: patchwave.types.v1.Patch
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(ApprovalState)(0),                       // 0: patchwave.catalog.v1.ApprovalState
+	(*CatalogPatch)(nil),                     // 1: patchwave.catalog.v1.CatalogPatch
+	(*ListPatchesRequest)(nil),               // 2: patchwave.catalog.v1.ListPatchesRequest
+	(*ListPatchesResponse)(nil),              // 3: patchwave.catalog.v1.ListPatchesResponse
+	(*GetPatchRequest)(nil),                  // 4: patchwave.catalog.v1.GetPatchRequest
+	(*GetPatchResponse)(nil),                 // 5: patchwave.catalog.v1.GetPatchResponse
+	(*ListPatchVersionsRequest)(nil),         // 6: patchwave.catalog.v1.ListPatchVersionsRequest
+	(*ListPatchVersionsResponse)(nil),        // 7: patchwave.catalog.v1.ListPatchVersionsResponse
+	(*CertifyPatchRequest)(nil),              // 8: patchwave.catalog.v1.CertifyPatchRequest
+	(*CertifyPatchResponse)(nil),             // 9: patchwave.catalog.v1.CertifyPatchResponse
+	(*ImportAdvisoryRequest)(nil),            // 10: patchwave.catalog.v1.ImportAdvisoryRequest
+	(*ImportedPatch)(nil),                    // 11: patchwave.catalog.v1.ImportedPatch
+	(*ImportAdvisoryResponse)(nil),           // 12: patchwave.catalog.v1.ImportAdvisoryResponse
+	(*AutoApprovalRule)(nil),                 // 13: patchwave.catalog.v1.AutoApprovalRule
+	(*ListRulesRequest)(nil),                 // 14: patchwave.catalog.v1.ListRulesRequest
+	(*ListRulesResponse)(nil),                // 15: patchwave.catalog.v1.ListRulesResponse
+	(*PutRuleRequest)(nil),                   // 16: patchwave.catalog.v1.PutRuleRequest
+	(*PutRuleResponse)(nil),                  // 17: patchwave.catalog.v1.PutRuleResponse
+	(*DeleteRuleRequest)(nil),                // 18: patchwave.catalog.v1.DeleteRuleRequest
+	(*DeleteRuleResponse)(nil),               // 19: patchwave.catalog.v1.DeleteRuleResponse
+	(*Baseline)(nil),                         // 20: patchwave.catalog.v1.Baseline
+	(*ListBaselinesRequest)(nil),             // 21: patchwave.catalog.v1.ListBaselinesRequest
+	(*ListBaselinesResponse)(nil),            // 22: patchwave.catalog.v1.ListBaselinesResponse
+	(*GetBaselineRequest)(nil),               // 23: patchwave.catalog.v1.GetBaselineRequest
+	(*GetBaselineResponse)(nil),              // 24: patchwave.catalog.v1.GetBaselineResponse
+	(*PublishBaselineRequest)(nil),           // 25: patchwave.catalog.v1.PublishBaselineRequest
+	(*PublishBaselineResponse)(nil),          // 26: patchwave.catalog.v1.PublishBaselineResponse
+	(*PublishEmergencyBaselineRequest)(nil),  // 27: patchwave.catalog.v1.PublishEmergencyBaselineRequest
+	(*PublishEmergencyBaselineResponse)(nil), // 28: patchwave.catalog.v1.PublishEmergencyBaselineResponse
+	(*Approval)(nil),                         // 29: patchwave.catalog.v1.Approval
+	(*ListApprovalsRequest)(nil),             // 30: patchwave.catalog.v1.ListApprovalsRequest
+	(*ListApprovalsResponse)(nil),            // 31: patchwave.catalog.v1.ListApprovalsResponse
+	(*ApproveBaselineRequest)(nil),           // 32: patchwave.catalog.v1.ApproveBaselineRequest
+	(*ApproveBaselineResponse)(nil),          // 33: patchwave.catalog.v1.ApproveBaselineResponse
+	(*RejectBaselineRequest)(nil),            // 34: patchwave.catalog.v1.RejectBaselineRequest
+	(*RejectBaselineResponse)(nil),           // 35: patchwave.catalog.v1.RejectBaselineResponse
+	(*ApprovalPolicy)(nil),                   // 36: patchwave.catalog.v1.ApprovalPolicy
+	(*GetApprovalPolicyRequest)(nil),         // 37: patchwave.catalog.v1.GetApprovalPolicyRequest
+	(*GetApprovalPolicyResponse)(nil),        // 38: patchwave.catalog.v1.GetApprovalPolicyResponse
+	(*PutApprovalPolicyRequest)(nil),         // 39: patchwave.catalog.v1.PutApprovalPolicyRequest
+	(*PutApprovalPolicyResponse)(nil),        // 40: patchwave.catalog.v1.PutApprovalPolicyResponse
+	(*Source)(nil),                           // 41: patchwave.catalog.v1.Source
+	(*Validator)(nil),                        // 42: patchwave.catalog.v1.Validator
+	(*ListSourcesRequest)(nil),               // 43: patchwave.catalog.v1.ListSourcesRequest
+	(*ListSourcesResponse)(nil),              // 44: patchwave.catalog.v1.ListSourcesResponse
+	(*GetSourceRequest)(nil),                 // 45: patchwave.catalog.v1.GetSourceRequest
+	(*GetSourceResponse)(nil),                // 46: patchwave.catalog.v1.GetSourceResponse
+	(*PollSourceRequest)(nil),                // 47: patchwave.catalog.v1.PollSourceRequest
+	(*PollSourceResponse)(nil),               // 48: patchwave.catalog.v1.PollSourceResponse
+	nil,                                      // 49: patchwave.catalog.v1.Source.ValidatorsEntry
+	(*v1.Patch)(nil),                         // 50: patchwave.types.v1.Patch
+	(v1.CertificationState)(0),               // 51: patchwave.types.v1.CertificationState
+	(*v1.CertificationStep)(nil),             // 52: patchwave.types.v1.CertificationStep
+	(*timestamppb.Timestamp)(nil),            // 53: google.protobuf.Timestamp
+	(v1.Severity)(0),                         // 54: patchwave.types.v1.Severity
+	(v1.Classification)(0),                   // 55: patchwave.types.v1.Classification
+	(*v1.Evidence)(nil),                      // 56: patchwave.types.v1.Evidence
+	(*v1.DeploymentRule)(nil),                // 57: patchwave.types.v1.DeploymentRule
+	(*durationpb.Duration)(nil),              // 58: google.protobuf.Duration
 }
 var file_patchwave_catalog_v1_catalog_proto_depIdxs = []int32{
-	5, // 0: patchwave.catalog.v1.Baseline.patches:type_name -> patchwave.types.v1.Patch
-	6, // 1: patchwave.catalog.v1.Baseline.published_at:type_name -> google.protobuf.Timestamp
-	0, // 2: patchwave.catalog.v1.ListBaselinesResponse.baselines:type_name -> patchwave.catalog.v1.Baseline
-	0, // 3: patchwave.catalog.v1.GetBaselineResponse.baseline:type_name -> patchwave.catalog.v1.Baseline
-	1, // 4: patchwave.catalog.v1.CatalogService.ListBaselines:input_type -> patchwave.catalog.v1.ListBaselinesRequest
-	3, // 5: patchwave.catalog.v1.CatalogService.GetBaseline:input_type -> patchwave.catalog.v1.GetBaselineRequest
-	2, // 6: patchwave.catalog.v1.CatalogService.ListBaselines:output_type -> patchwave.catalog.v1.ListBaselinesResponse
-	4, // 7: patchwave.catalog.v1.CatalogService.GetBaseline:output_type -> patchwave.catalog.v1.GetBaselineResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	50, // 0: patchwave.catalog.v1.CatalogPatch.patch:type_name -> patchwave.types.v1.Patch
+	51, // 1: patchwave.catalog.v1.CatalogPatch.state:type_name -> patchwave.types.v1.CertificationState
+	52, // 2: patchwave.catalog.v1.CatalogPatch.history:type_name -> patchwave.types.v1.CertificationStep
+	53, // 3: patchwave.catalog.v1.CatalogPatch.discovered_at:type_name -> google.protobuf.Timestamp
+	50, // 4: patchwave.catalog.v1.CatalogPatch.contributions:type_name -> patchwave.types.v1.Patch
+	54, // 5: patchwave.catalog.v1.ListPatchesRequest.severity:type_name -> patchwave.types.v1.Severity
+	55, // 6: patchwave.catalog.v1.ListPatchesRequest.classification:type_name -> patchwave.types.v1.Classification
+	51, // 7: patchwave.catalog.v1.ListPatchesRequest.state:type_name -> patchwave.types.v1.CertificationState
+	53, // 8: patchwave.catalog.v1.ListPatchesRequest.released_after:type_name -> google.protobuf.Timestamp
+	1,  // 9: patchwave.catalog.v1.ListPatchesResponse.patches:type_name -> patchwave.catalog.v1.CatalogPatch
+	1,  // 10: patchwave.catalog.v1.GetPatchResponse.patch:type_name -> patchwave.catalog.v1.CatalogPatch
+	1,  // 11: patchwave.catalog.v1.ListPatchVersionsResponse.versions:type_name -> patchwave.catalog.v1.CatalogPatch
+	51, // 12: patchwave.catalog.v1.CertifyPatchRequest.state:type_name -> patchwave.types.v1.CertificationState
+	56, // 13: patchwave.catalog.v1.CertifyPatchRequest.evidence:type_name -> patchwave.types.v1.Evidence
+	1,  // 14: patchwave.catalog.v1.CertifyPatchResponse.patch:type_name -> patchwave.catalog.v1.CatalogPatch
+	1,  // 15: patchwave.catalog.v1.ImportedPatch.patch:type_name -> patchwave.catalog.v1.CatalogPatch
+	11, // 16: patchwave.catalog.v1.ImportAdvisoryResponse.patches:type_name -> patchwave.catalog.v1.ImportedPatch
+	55, // 17: patchwave.catalog.v1.AutoApprovalRule.classifications:type_name -> patchwave.types.v1.Classification
+	54, // 18: patchwave.catalog.v1.AutoApprovalRule.severities:type_name -> patchwave.types.v1.Severity
+	13, // 19: patchwave.catalog.v1.ListRulesResponse.rules:type_name -> patchwave.catalog.v1.AutoApprovalRule
+	13, // 20: patchwave.catalog.v1.PutRuleRequest.rule:type_name -> patchwave.catalog.v1.AutoApprovalRule
+	13, // 21: patchwave.catalog.v1.PutRuleResponse.rule:type_name -> patchwave.catalog.v1.AutoApprovalRule
+	50, // 22: patchwave.catalog.v1.Baseline.patches:type_name -> patchwave.types.v1.Patch
+	53, // 23: patchwave.catalog.v1.Baseline.published_at:type_name -> google.protobuf.Timestamp
+	57, // 24: patchwave.catalog.v1.Baseline.rules:type_name -> patchwave.types.v1.DeploymentRule
+	20, // 25: patchwave.catalog.v1.ListBaselinesResponse.baselines:type_name -> patchwave.catalog.v1.Baseline
+	20, // 26: patchwave.catalog.v1.GetBaselineResponse.baseline:type_name -> patchwave.catalog.v1.Baseline
+	57, // 27: patchwave.catalog.v1.PublishBaselineRequest.patches:type_name -> patchwave.types.v1.DeploymentRule
+	20, // 28: patchwave.catalog.v1.PublishBaselineResponse.baseline:type_name -> patchwave.catalog.v1.Baseline
+	20, // 29: patchwave.catalog.v1.PublishEmergencyBaselineResponse.baseline:type_name -> patchwave.catalog.v1.Baseline
+	0,  // 30: patchwave.catalog.v1.Approval.state:type_name -> patchwave.catalog.v1.ApprovalState
+	53, // 31: patchwave.catalog.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
+	29, // 32: patchwave.catalog.v1.ListApprovalsResponse.approvals:type_name -> patchwave.catalog.v1.Approval
+	29, // 33: patchwave.catalog.v1.ApproveBaselineResponse.approval:type_name -> patchwave.catalog.v1.Approval
+	29, // 34: patchwave.catalog.v1.RejectBaselineResponse.approval:type_name -> patchwave.catalog.v1.Approval
+	58, // 35: patchwave.catalog.v1.ApprovalPolicy.delay:type_name -> google.protobuf.Duration
+	53, // 36: patchwave.catalog.v1.ApprovalPolicy.changed_at:type_name -> google.protobuf.Timestamp
+	36, // 37: patchwave.catalog.v1.GetApprovalPolicyResponse.policy:type_name -> patchwave.catalog.v1.ApprovalPolicy
+	36, // 38: patchwave.catalog.v1.PutApprovalPolicyRequest.policy:type_name -> patchwave.catalog.v1.ApprovalPolicy
+	36, // 39: patchwave.catalog.v1.PutApprovalPolicyResponse.policy:type_name -> patchwave.catalog.v1.ApprovalPolicy
+	58, // 40: patchwave.catalog.v1.Source.interval:type_name -> google.protobuf.Duration
+	53, // 41: patchwave.catalog.v1.Source.last_attempt_at:type_name -> google.protobuf.Timestamp
+	53, // 42: patchwave.catalog.v1.Source.last_success_at:type_name -> google.protobuf.Timestamp
+	53, // 43: patchwave.catalog.v1.Source.last_error_at:type_name -> google.protobuf.Timestamp
+	53, // 44: patchwave.catalog.v1.Source.next_poll_at:type_name -> google.protobuf.Timestamp
+	49, // 45: patchwave.catalog.v1.Source.validators:type_name -> patchwave.catalog.v1.Source.ValidatorsEntry
+	41, // 46: patchwave.catalog.v1.ListSourcesResponse.sources:type_name -> patchwave.catalog.v1.Source
+	41, // 47: patchwave.catalog.v1.GetSourceResponse.source:type_name -> patchwave.catalog.v1.Source
+	41, // 48: patchwave.catalog.v1.PollSourceResponse.source:type_name -> patchwave.catalog.v1.Source
+	42, // 49: patchwave.catalog.v1.Source.ValidatorsEntry.value:type_name -> patchwave.catalog.v1.Validator
+	2,  // 50: patchwave.catalog.v1.CatalogService.ListPatches:input_type -> patchwave.catalog.v1.ListPatchesRequest
+	4,  // 51: patchwave.catalog.v1.CatalogService.GetPatch:input_type -> patchwave.catalog.v1.GetPatchRequest
+	6,  // 52: patchwave.catalog.v1.CatalogService.ListPatchVersions:input_type -> patchwave.catalog.v1.ListPatchVersionsRequest
+	8,  // 53: patchwave.catalog.v1.CatalogService.CertifyPatch:input_type -> patchwave.catalog.v1.CertifyPatchRequest
+	10, // 54: patchwave.catalog.v1.CatalogService.ImportAdvisory:input_type -> patchwave.catalog.v1.ImportAdvisoryRequest
+	14, // 55: patchwave.catalog.v1.CatalogService.ListRules:input_type -> patchwave.catalog.v1.ListRulesRequest
+	16, // 56: patchwave.catalog.v1.CatalogService.PutRule:input_type -> patchwave.catalog.v1.PutRuleRequest
+	18, // 57: patchwave.catalog.v1.CatalogService.DeleteRule:input_type -> patchwave.catalog.v1.DeleteRuleRequest
+	21, // 58: patchwave.catalog.v1.CatalogService.ListBaselines:input_type -> patchwave.catalog.v1.ListBaselinesRequest
+	23, // 59: patchwave.catalog.v1.CatalogService.GetBaseline:input_type -> patchwave.catalog.v1.GetBaselineRequest
+	25, // 60: patchwave.catalog.v1.CatalogService.PublishBaseline:input_type -> patchwave.catalog.v1.PublishBaselineRequest
+	27, // 61: patchwave.catalog.v1.CatalogService.PublishEmergencyBaseline:input_type -> patchwave.catalog.v1.PublishEmergencyBaselineRequest
+	30, // 62: patchwave.catalog.v1.CatalogService.ListApprovals:input_type -> patchwave.catalog.v1.ListApprovalsRequest
+	32, // 63: patchwave.catalog.v1.CatalogService.ApproveBaseline:input_type -> patchwave.catalog.v1.ApproveBaselineRequest
+	34, // 64: patchwave.catalog.v1.CatalogService.RejectBaseline:input_type -> patchwave.catalog.v1.RejectBaselineRequest
+	37, // 65: patchwave.catalog.v1.CatalogService.GetApprovalPolicy:input_type -> patchwave.catalog.v1.GetApprovalPolicyRequest
+	39, // 66: patchwave.catalog.v1.CatalogService.PutApprovalPolicy:input_type -> patchwave.catalog.v1.PutApprovalPolicyRequest
+	43, // 67: patchwave.catalog.v1.CatalogService.ListSources:input_type -> patchwave.catalog.v1.ListSourcesRequest
+	45, // 68: patchwave.catalog.v1.CatalogService.GetSource:input_type -> patchwave.catalog.v1.GetSourceRequest
+	47, // 69: patchwave.catalog.v1.CatalogService.PollSource:input_type -> patchwave.catalog.v1.PollSourceRequest
+	3,  // 70: patchwave.catalog.v1.CatalogService.ListPatches:output_type -> patchwave.catalog.v1.ListPatchesResponse
+	5,  // 71: patchwave.catalog.v1.CatalogService.GetPatch:output_type -> patchwave.catalog.v1.GetPatchResponse
+	7,  // 72: patchwave.catalog.v1.CatalogService.ListPatchVersions:output_type -> patchwave.catalog.v1.ListPatchVersionsResponse
+	9,  // 73: patchwave.catalog.v1.CatalogService.CertifyPatch:output_type -> patchwave.catalog.v1.CertifyPatchResponse
+	12, // 74: patchwave.catalog.v1.CatalogService.ImportAdvisory:output_type -> patchwave.catalog.v1.ImportAdvisoryResponse
+	15, // 75: patchwave.catalog.v1.CatalogService.ListRules:output_type -> patchwave.catalog.v1.ListRulesResponse
+	17, // 76: patchwave.catalog.v1.CatalogService.PutRule:output_type -> patchwave.catalog.v1.PutRuleResponse
+	19, // 77: patchwave.catalog.v1.CatalogService.DeleteRule:output_type -> patchwave.catalog.v1.DeleteRuleResponse
+	22, // 78: patchwave.catalog.v1.CatalogService.ListBaselines:output_type -> patchwave.catalog.v1.ListBaselinesResponse
+	24, // 79: patchwave.catalog.v1.CatalogService.GetBaseline:output_type -> patchwave.catalog.v1.GetBaselineResponse
+	26, // 80: patchwave.catalog.v1.CatalogService.PublishBaseline:output_type -> patchwave.catalog.v1.PublishBaselineResponse
+	28, // 81: patchwave.catalog.v1.CatalogService.PublishEmergencyBaseline:output_type -> patchwave.catalog.v1.PublishEmergencyBaselineResponse
+	31, // 82: patchwave.catalog.v1.CatalogService.ListApprovals:output_type -> patchwave.catalog.v1.ListApprovalsResponse
+	33, // 83: patchwave.catalog.v1.CatalogService.ApproveBaseline:output_type -> patchwave.catalog.v1.ApproveBaselineResponse
+	35, // 84: patchwave.catalog.v1.CatalogService.RejectBaseline:output_type -> patchwave.catalog.v1.RejectBaselineResponse
+	38, // 85: patchwave.catalog.v1.CatalogService.GetApprovalPolicy:output_type -> patchwave.catalog.v1.GetApprovalPolicyResponse
+	40, // 86: patchwave.catalog.v1.CatalogService.PutApprovalPolicy:output_type -> patchwave.catalog.v1.PutApprovalPolicyResponse
+	44, // 87: patchwave.catalog.v1.CatalogService.ListSources:output_type -> patchwave.catalog.v1.ListSourcesResponse
+	46, // 88: patchwave.catalog.v1.CatalogService.GetSource:output_type -> patchwave.catalog.v1.GetSourceResponse
+	48, // 89: patchwave.catalog.v1.CatalogService.PollSource:output_type -> patchwave.catalog.v1.PollSourceResponse
+	70, // [70:90] is the sub-list for method output_type
+	50, // [50:70] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_patchwave_catalog_v1_catalog_proto_init() }
@@ -342,13 +3375,14 @@ func file_patchwave_catalog_v1_catalog_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patchwave_catalog_v1_catalog_proto_rawDesc), len(file_patchwave_catalog_v1_catalog_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   5,
+			NumEnums:      1,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_patchwave_catalog_v1_catalog_proto_goTypes,
 		DependencyIndexes: file_patchwave_catalog_v1_catalog_proto_depIdxs,
+		EnumInfos:         file_patchwave_catalog_v1_catalog_proto_enumTypes,
 		MessageInfos:      file_patchwave_catalog_v1_catalog_proto_msgTypes,
 	}.Build()
 	File_patchwave_catalog_v1_catalog_proto = out.File

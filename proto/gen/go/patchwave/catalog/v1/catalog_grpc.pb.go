@@ -4,7 +4,11 @@
 // - protoc             (unknown)
 // source: patchwave/catalog/v1/catalog.proto
 
-// Package patchwave.catalog.v1 is the catalog's API: certified baselines.
+// Package patchwave.catalog.v1 is the catalog's API: normalized vendor patches and their
+// certification, auto-approval rules, certified baselines, the tenants' approvals of them, and
+// the vendor feed sources.
+//
+// Writes are recorded as the caller's authenticated subject (its credential's, libs/auth).
 
 package catalogv1
 
@@ -21,20 +25,81 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CatalogService_ListBaselines_FullMethodName = "/patchwave.catalog.v1.CatalogService/ListBaselines"
-	CatalogService_GetBaseline_FullMethodName   = "/patchwave.catalog.v1.CatalogService/GetBaseline"
+	CatalogService_ListPatches_FullMethodName              = "/patchwave.catalog.v1.CatalogService/ListPatches"
+	CatalogService_GetPatch_FullMethodName                 = "/patchwave.catalog.v1.CatalogService/GetPatch"
+	CatalogService_ListPatchVersions_FullMethodName        = "/patchwave.catalog.v1.CatalogService/ListPatchVersions"
+	CatalogService_CertifyPatch_FullMethodName             = "/patchwave.catalog.v1.CatalogService/CertifyPatch"
+	CatalogService_ImportAdvisory_FullMethodName           = "/patchwave.catalog.v1.CatalogService/ImportAdvisory"
+	CatalogService_ListRules_FullMethodName                = "/patchwave.catalog.v1.CatalogService/ListRules"
+	CatalogService_PutRule_FullMethodName                  = "/patchwave.catalog.v1.CatalogService/PutRule"
+	CatalogService_DeleteRule_FullMethodName               = "/patchwave.catalog.v1.CatalogService/DeleteRule"
+	CatalogService_ListBaselines_FullMethodName            = "/patchwave.catalog.v1.CatalogService/ListBaselines"
+	CatalogService_GetBaseline_FullMethodName              = "/patchwave.catalog.v1.CatalogService/GetBaseline"
+	CatalogService_PublishBaseline_FullMethodName          = "/patchwave.catalog.v1.CatalogService/PublishBaseline"
+	CatalogService_PublishEmergencyBaseline_FullMethodName = "/patchwave.catalog.v1.CatalogService/PublishEmergencyBaseline"
+	CatalogService_ListApprovals_FullMethodName            = "/patchwave.catalog.v1.CatalogService/ListApprovals"
+	CatalogService_ApproveBaseline_FullMethodName          = "/patchwave.catalog.v1.CatalogService/ApproveBaseline"
+	CatalogService_RejectBaseline_FullMethodName           = "/patchwave.catalog.v1.CatalogService/RejectBaseline"
+	CatalogService_GetApprovalPolicy_FullMethodName        = "/patchwave.catalog.v1.CatalogService/GetApprovalPolicy"
+	CatalogService_PutApprovalPolicy_FullMethodName        = "/patchwave.catalog.v1.CatalogService/PutApprovalPolicy"
+	CatalogService_ListSources_FullMethodName              = "/patchwave.catalog.v1.CatalogService/ListSources"
+	CatalogService_GetSource_FullMethodName                = "/patchwave.catalog.v1.CatalogService/GetSource"
+	CatalogService_PollSource_FullMethodName               = "/patchwave.catalog.v1.CatalogService/PollSource"
 )
 
 // CatalogServiceClient is the client API for CatalogService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// CatalogService serves certified baselines.
+// CatalogService serves the catalog.
 type CatalogServiceClient interface {
-	// ListBaselines returns every published baseline, newest first.
+	// ListPatches returns patches matching every given filter, newest release first, paginated.
+	ListPatches(ctx context.Context, in *ListPatchesRequest, opts ...grpc.CallOption) (*ListPatchesResponse, error)
+	// GetPatch returns one patch with its certification history.
+	GetPatch(ctx context.Context, in *GetPatchRequest, opts ...grpc.CallOption) (*GetPatchResponse, error)
+	// ListPatchVersions returns the kept revisions of a patch record, oldest first: the previous
+	// contents of an updated advisory and the record after each certification step.
+	ListPatchVersions(ctx context.Context, in *ListPatchVersionsRequest, opts ...grpc.CallOption) (*ListPatchVersionsResponse, error)
+	// CertifyPatch moves a patch through its certification: IN_TEST, CERTIFIED, REJECTED or
+	// REVOKED. An illegal transition is FAILED_PRECONDITION naming the current state.
+	CertifyPatch(ctx context.Context, in *CertifyPatchRequest, opts ...grpc.CallOption) (*CertifyPatchResponse, error)
+	// ImportAdvisory parses one raw vendor document (format detected or named) and ingests its
+	// patches, answering them normalized. Through the gateway: POST /v1/advisories:import with
+	// the raw document as body.
+	ImportAdvisory(ctx context.Context, in *ImportAdvisoryRequest, opts ...grpc.CallOption) (*ImportAdvisoryResponse, error)
+	// ListRules returns the auto-approval rules.
+	ListRules(ctx context.Context, in *ListRulesRequest, opts ...grpc.CallOption) (*ListRulesResponse, error)
+	// PutRule creates or replaces an auto-approval rule.
+	PutRule(ctx context.Context, in *PutRuleRequest, opts ...grpc.CallOption) (*PutRuleResponse, error)
+	// DeleteRule deletes an auto-approval rule.
+	DeleteRule(ctx context.Context, in *DeleteRuleRequest, opts ...grpc.CallOption) (*DeleteRuleResponse, error)
+	// ListBaselines returns published baselines: per OS family, highest version first.
 	ListBaselines(ctx context.Context, in *ListBaselinesRequest, opts ...grpc.CallOption) (*ListBaselinesResponse, error)
-	// GetBaseline returns one baseline with its patches.
+	// GetBaseline returns one baseline with its patches and deployment rules.
 	GetBaseline(ctx context.Context, in *GetBaselineRequest, opts ...grpc.CallOption) (*GetBaselineResponse, error)
+	// PublishBaseline publishes an immutable baseline version of certified patches. Publishing
+	// the same content again changes nothing; other content under a published id or version is
+	// FAILED_PRECONDITION.
+	PublishBaseline(ctx context.Context, in *PublishBaselineRequest, opts ...grpc.CallOption) (*PublishBaselineResponse, error)
+	// PublishEmergencyBaseline publishes an out-of-band baseline for a critical CVE: the OS
+	// family's newest baseline plus the certified patches fixing the CVE, as the next version.
+	PublishEmergencyBaseline(ctx context.Context, in *PublishEmergencyBaselineRequest, opts ...grpc.CallOption) (*PublishEmergencyBaselineResponse, error)
+	// ListApprovals returns a tenant's decision on every published baseline (PENDING when none).
+	ListApprovals(ctx context.Context, in *ListApprovalsRequest, opts ...grpc.CallOption) (*ListApprovalsResponse, error)
+	// ApproveBaseline records the tenant's approval of a baseline version.
+	ApproveBaseline(ctx context.Context, in *ApproveBaselineRequest, opts ...grpc.CallOption) (*ApproveBaselineResponse, error)
+	// RejectBaseline records the tenant's rejection of a baseline version.
+	RejectBaseline(ctx context.Context, in *RejectBaselineRequest, opts ...grpc.CallOption) (*RejectBaselineResponse, error)
+	// GetApprovalPolicy returns the tenant's auto-approve policy.
+	GetApprovalPolicy(ctx context.Context, in *GetApprovalPolicyRequest, opts ...grpc.CallOption) (*GetApprovalPolicyResponse, error)
+	// PutApprovalPolicy sets the tenant's auto-approve policy.
+	PutApprovalPolicy(ctx context.Context, in *PutApprovalPolicyRequest, opts ...grpc.CallOption) (*PutApprovalPolicyResponse, error)
+	// ListSources returns the feed sources with their state.
+	ListSources(ctx context.Context, in *ListSourcesRequest, opts ...grpc.CallOption) (*ListSourcesResponse, error)
+	// GetSource returns one feed source with its state and last error.
+	GetSource(ctx context.Context, in *GetSourceRequest, opts ...grpc.CallOption) (*GetSourceResponse, error)
+	// PollSource polls a source now and answers when the poll is done.
+	PollSource(ctx context.Context, in *PollSourceRequest, opts ...grpc.CallOption) (*PollSourceResponse, error)
 }
 
 type catalogServiceClient struct {
@@ -43,6 +108,86 @@ type catalogServiceClient struct {
 
 func NewCatalogServiceClient(cc grpc.ClientConnInterface) CatalogServiceClient {
 	return &catalogServiceClient{cc}
+}
+
+func (c *catalogServiceClient) ListPatches(ctx context.Context, in *ListPatchesRequest, opts ...grpc.CallOption) (*ListPatchesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPatchesResponse)
+	err := c.cc.Invoke(ctx, CatalogService_ListPatches_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) GetPatch(ctx context.Context, in *GetPatchRequest, opts ...grpc.CallOption) (*GetPatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPatchResponse)
+	err := c.cc.Invoke(ctx, CatalogService_GetPatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) ListPatchVersions(ctx context.Context, in *ListPatchVersionsRequest, opts ...grpc.CallOption) (*ListPatchVersionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPatchVersionsResponse)
+	err := c.cc.Invoke(ctx, CatalogService_ListPatchVersions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) CertifyPatch(ctx context.Context, in *CertifyPatchRequest, opts ...grpc.CallOption) (*CertifyPatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CertifyPatchResponse)
+	err := c.cc.Invoke(ctx, CatalogService_CertifyPatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) ImportAdvisory(ctx context.Context, in *ImportAdvisoryRequest, opts ...grpc.CallOption) (*ImportAdvisoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportAdvisoryResponse)
+	err := c.cc.Invoke(ctx, CatalogService_ImportAdvisory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) ListRules(ctx context.Context, in *ListRulesRequest, opts ...grpc.CallOption) (*ListRulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRulesResponse)
+	err := c.cc.Invoke(ctx, CatalogService_ListRules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) PutRule(ctx context.Context, in *PutRuleRequest, opts ...grpc.CallOption) (*PutRuleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutRuleResponse)
+	err := c.cc.Invoke(ctx, CatalogService_PutRule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) DeleteRule(ctx context.Context, in *DeleteRuleRequest, opts ...grpc.CallOption) (*DeleteRuleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteRuleResponse)
+	err := c.cc.Invoke(ctx, CatalogService_DeleteRule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *catalogServiceClient) ListBaselines(ctx context.Context, in *ListBaselinesRequest, opts ...grpc.CallOption) (*ListBaselinesResponse, error) {
@@ -65,16 +210,159 @@ func (c *catalogServiceClient) GetBaseline(ctx context.Context, in *GetBaselineR
 	return out, nil
 }
 
+func (c *catalogServiceClient) PublishBaseline(ctx context.Context, in *PublishBaselineRequest, opts ...grpc.CallOption) (*PublishBaselineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PublishBaselineResponse)
+	err := c.cc.Invoke(ctx, CatalogService_PublishBaseline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) PublishEmergencyBaseline(ctx context.Context, in *PublishEmergencyBaselineRequest, opts ...grpc.CallOption) (*PublishEmergencyBaselineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PublishEmergencyBaselineResponse)
+	err := c.cc.Invoke(ctx, CatalogService_PublishEmergencyBaseline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) ListApprovals(ctx context.Context, in *ListApprovalsRequest, opts ...grpc.CallOption) (*ListApprovalsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListApprovalsResponse)
+	err := c.cc.Invoke(ctx, CatalogService_ListApprovals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) ApproveBaseline(ctx context.Context, in *ApproveBaselineRequest, opts ...grpc.CallOption) (*ApproveBaselineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveBaselineResponse)
+	err := c.cc.Invoke(ctx, CatalogService_ApproveBaseline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) RejectBaseline(ctx context.Context, in *RejectBaselineRequest, opts ...grpc.CallOption) (*RejectBaselineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RejectBaselineResponse)
+	err := c.cc.Invoke(ctx, CatalogService_RejectBaseline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) GetApprovalPolicy(ctx context.Context, in *GetApprovalPolicyRequest, opts ...grpc.CallOption) (*GetApprovalPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetApprovalPolicyResponse)
+	err := c.cc.Invoke(ctx, CatalogService_GetApprovalPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) PutApprovalPolicy(ctx context.Context, in *PutApprovalPolicyRequest, opts ...grpc.CallOption) (*PutApprovalPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutApprovalPolicyResponse)
+	err := c.cc.Invoke(ctx, CatalogService_PutApprovalPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) ListSources(ctx context.Context, in *ListSourcesRequest, opts ...grpc.CallOption) (*ListSourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSourcesResponse)
+	err := c.cc.Invoke(ctx, CatalogService_ListSources_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) GetSource(ctx context.Context, in *GetSourceRequest, opts ...grpc.CallOption) (*GetSourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSourceResponse)
+	err := c.cc.Invoke(ctx, CatalogService_GetSource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) PollSource(ctx context.Context, in *PollSourceRequest, opts ...grpc.CallOption) (*PollSourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PollSourceResponse)
+	err := c.cc.Invoke(ctx, CatalogService_PollSource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CatalogServiceServer is the server API for CatalogService service.
 // All implementations must embed UnimplementedCatalogServiceServer
 // for forward compatibility.
 //
-// CatalogService serves certified baselines.
+// CatalogService serves the catalog.
 type CatalogServiceServer interface {
-	// ListBaselines returns every published baseline, newest first.
+	// ListPatches returns patches matching every given filter, newest release first, paginated.
+	ListPatches(context.Context, *ListPatchesRequest) (*ListPatchesResponse, error)
+	// GetPatch returns one patch with its certification history.
+	GetPatch(context.Context, *GetPatchRequest) (*GetPatchResponse, error)
+	// ListPatchVersions returns the kept revisions of a patch record, oldest first: the previous
+	// contents of an updated advisory and the record after each certification step.
+	ListPatchVersions(context.Context, *ListPatchVersionsRequest) (*ListPatchVersionsResponse, error)
+	// CertifyPatch moves a patch through its certification: IN_TEST, CERTIFIED, REJECTED or
+	// REVOKED. An illegal transition is FAILED_PRECONDITION naming the current state.
+	CertifyPatch(context.Context, *CertifyPatchRequest) (*CertifyPatchResponse, error)
+	// ImportAdvisory parses one raw vendor document (format detected or named) and ingests its
+	// patches, answering them normalized. Through the gateway: POST /v1/advisories:import with
+	// the raw document as body.
+	ImportAdvisory(context.Context, *ImportAdvisoryRequest) (*ImportAdvisoryResponse, error)
+	// ListRules returns the auto-approval rules.
+	ListRules(context.Context, *ListRulesRequest) (*ListRulesResponse, error)
+	// PutRule creates or replaces an auto-approval rule.
+	PutRule(context.Context, *PutRuleRequest) (*PutRuleResponse, error)
+	// DeleteRule deletes an auto-approval rule.
+	DeleteRule(context.Context, *DeleteRuleRequest) (*DeleteRuleResponse, error)
+	// ListBaselines returns published baselines: per OS family, highest version first.
 	ListBaselines(context.Context, *ListBaselinesRequest) (*ListBaselinesResponse, error)
-	// GetBaseline returns one baseline with its patches.
+	// GetBaseline returns one baseline with its patches and deployment rules.
 	GetBaseline(context.Context, *GetBaselineRequest) (*GetBaselineResponse, error)
+	// PublishBaseline publishes an immutable baseline version of certified patches. Publishing
+	// the same content again changes nothing; other content under a published id or version is
+	// FAILED_PRECONDITION.
+	PublishBaseline(context.Context, *PublishBaselineRequest) (*PublishBaselineResponse, error)
+	// PublishEmergencyBaseline publishes an out-of-band baseline for a critical CVE: the OS
+	// family's newest baseline plus the certified patches fixing the CVE, as the next version.
+	PublishEmergencyBaseline(context.Context, *PublishEmergencyBaselineRequest) (*PublishEmergencyBaselineResponse, error)
+	// ListApprovals returns a tenant's decision on every published baseline (PENDING when none).
+	ListApprovals(context.Context, *ListApprovalsRequest) (*ListApprovalsResponse, error)
+	// ApproveBaseline records the tenant's approval of a baseline version.
+	ApproveBaseline(context.Context, *ApproveBaselineRequest) (*ApproveBaselineResponse, error)
+	// RejectBaseline records the tenant's rejection of a baseline version.
+	RejectBaseline(context.Context, *RejectBaselineRequest) (*RejectBaselineResponse, error)
+	// GetApprovalPolicy returns the tenant's auto-approve policy.
+	GetApprovalPolicy(context.Context, *GetApprovalPolicyRequest) (*GetApprovalPolicyResponse, error)
+	// PutApprovalPolicy sets the tenant's auto-approve policy.
+	PutApprovalPolicy(context.Context, *PutApprovalPolicyRequest) (*PutApprovalPolicyResponse, error)
+	// ListSources returns the feed sources with their state.
+	ListSources(context.Context, *ListSourcesRequest) (*ListSourcesResponse, error)
+	// GetSource returns one feed source with its state and last error.
+	GetSource(context.Context, *GetSourceRequest) (*GetSourceResponse, error)
+	// PollSource polls a source now and answers when the poll is done.
+	PollSource(context.Context, *PollSourceRequest) (*PollSourceResponse, error)
 	mustEmbedUnimplementedCatalogServiceServer()
 }
 
@@ -85,11 +373,65 @@ type CatalogServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedCatalogServiceServer struct{}
 
+func (UnimplementedCatalogServiceServer) ListPatches(context.Context, *ListPatchesRequest) (*ListPatchesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPatches not implemented")
+}
+func (UnimplementedCatalogServiceServer) GetPatch(context.Context, *GetPatchRequest) (*GetPatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPatch not implemented")
+}
+func (UnimplementedCatalogServiceServer) ListPatchVersions(context.Context, *ListPatchVersionsRequest) (*ListPatchVersionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPatchVersions not implemented")
+}
+func (UnimplementedCatalogServiceServer) CertifyPatch(context.Context, *CertifyPatchRequest) (*CertifyPatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CertifyPatch not implemented")
+}
+func (UnimplementedCatalogServiceServer) ImportAdvisory(context.Context, *ImportAdvisoryRequest) (*ImportAdvisoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportAdvisory not implemented")
+}
+func (UnimplementedCatalogServiceServer) ListRules(context.Context, *ListRulesRequest) (*ListRulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRules not implemented")
+}
+func (UnimplementedCatalogServiceServer) PutRule(context.Context, *PutRuleRequest) (*PutRuleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutRule not implemented")
+}
+func (UnimplementedCatalogServiceServer) DeleteRule(context.Context, *DeleteRuleRequest) (*DeleteRuleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteRule not implemented")
+}
 func (UnimplementedCatalogServiceServer) ListBaselines(context.Context, *ListBaselinesRequest) (*ListBaselinesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListBaselines not implemented")
 }
 func (UnimplementedCatalogServiceServer) GetBaseline(context.Context, *GetBaselineRequest) (*GetBaselineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBaseline not implemented")
+}
+func (UnimplementedCatalogServiceServer) PublishBaseline(context.Context, *PublishBaselineRequest) (*PublishBaselineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PublishBaseline not implemented")
+}
+func (UnimplementedCatalogServiceServer) PublishEmergencyBaseline(context.Context, *PublishEmergencyBaselineRequest) (*PublishEmergencyBaselineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PublishEmergencyBaseline not implemented")
+}
+func (UnimplementedCatalogServiceServer) ListApprovals(context.Context, *ListApprovalsRequest) (*ListApprovalsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListApprovals not implemented")
+}
+func (UnimplementedCatalogServiceServer) ApproveBaseline(context.Context, *ApproveBaselineRequest) (*ApproveBaselineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveBaseline not implemented")
+}
+func (UnimplementedCatalogServiceServer) RejectBaseline(context.Context, *RejectBaselineRequest) (*RejectBaselineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectBaseline not implemented")
+}
+func (UnimplementedCatalogServiceServer) GetApprovalPolicy(context.Context, *GetApprovalPolicyRequest) (*GetApprovalPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetApprovalPolicy not implemented")
+}
+func (UnimplementedCatalogServiceServer) PutApprovalPolicy(context.Context, *PutApprovalPolicyRequest) (*PutApprovalPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutApprovalPolicy not implemented")
+}
+func (UnimplementedCatalogServiceServer) ListSources(context.Context, *ListSourcesRequest) (*ListSourcesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSources not implemented")
+}
+func (UnimplementedCatalogServiceServer) GetSource(context.Context, *GetSourceRequest) (*GetSourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSource not implemented")
+}
+func (UnimplementedCatalogServiceServer) PollSource(context.Context, *PollSourceRequest) (*PollSourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PollSource not implemented")
 }
 func (UnimplementedCatalogServiceServer) mustEmbedUnimplementedCatalogServiceServer() {}
 func (UnimplementedCatalogServiceServer) testEmbeddedByValue()                        {}
@@ -110,6 +452,150 @@ func RegisterCatalogServiceServer(s grpc.ServiceRegistrar, srv CatalogServiceSer
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&CatalogService_ServiceDesc, srv)
+}
+
+func _CatalogService_ListPatches_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPatchesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).ListPatches(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_ListPatches_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).ListPatches(ctx, req.(*ListPatchesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_GetPatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).GetPatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_GetPatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).GetPatch(ctx, req.(*GetPatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_ListPatchVersions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPatchVersionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).ListPatchVersions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_ListPatchVersions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).ListPatchVersions(ctx, req.(*ListPatchVersionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_CertifyPatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CertifyPatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).CertifyPatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_CertifyPatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).CertifyPatch(ctx, req.(*CertifyPatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_ImportAdvisory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportAdvisoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).ImportAdvisory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_ImportAdvisory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).ImportAdvisory(ctx, req.(*ImportAdvisoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_ListRules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).ListRules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_ListRules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).ListRules(ctx, req.(*ListRulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_PutRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).PutRule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_PutRule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).PutRule(ctx, req.(*PutRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_DeleteRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).DeleteRule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_DeleteRule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).DeleteRule(ctx, req.(*DeleteRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _CatalogService_ListBaselines_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -148,6 +634,186 @@ func _CatalogService_GetBaseline_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CatalogService_PublishBaseline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PublishBaselineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).PublishBaseline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_PublishBaseline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).PublishBaseline(ctx, req.(*PublishBaselineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_PublishEmergencyBaseline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PublishEmergencyBaselineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).PublishEmergencyBaseline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_PublishEmergencyBaseline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).PublishEmergencyBaseline(ctx, req.(*PublishEmergencyBaselineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_ListApprovals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListApprovalsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).ListApprovals(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_ListApprovals_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).ListApprovals(ctx, req.(*ListApprovalsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_ApproveBaseline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveBaselineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).ApproveBaseline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_ApproveBaseline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).ApproveBaseline(ctx, req.(*ApproveBaselineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_RejectBaseline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectBaselineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).RejectBaseline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_RejectBaseline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).RejectBaseline(ctx, req.(*RejectBaselineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_GetApprovalPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetApprovalPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).GetApprovalPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_GetApprovalPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).GetApprovalPolicy(ctx, req.(*GetApprovalPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_PutApprovalPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutApprovalPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).PutApprovalPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_PutApprovalPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).PutApprovalPolicy(ctx, req.(*PutApprovalPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_ListSources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).ListSources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_ListSources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).ListSources(ctx, req.(*ListSourcesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_GetSource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).GetSource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_GetSource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).GetSource(ctx, req.(*GetSourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_PollSource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PollSourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).PollSource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_PollSource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).PollSource(ctx, req.(*PollSourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CatalogService_ServiceDesc is the grpc.ServiceDesc for CatalogService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -156,12 +822,84 @@ var CatalogService_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*CatalogServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
+			MethodName: "ListPatches",
+			Handler:    _CatalogService_ListPatches_Handler,
+		},
+		{
+			MethodName: "GetPatch",
+			Handler:    _CatalogService_GetPatch_Handler,
+		},
+		{
+			MethodName: "ListPatchVersions",
+			Handler:    _CatalogService_ListPatchVersions_Handler,
+		},
+		{
+			MethodName: "CertifyPatch",
+			Handler:    _CatalogService_CertifyPatch_Handler,
+		},
+		{
+			MethodName: "ImportAdvisory",
+			Handler:    _CatalogService_ImportAdvisory_Handler,
+		},
+		{
+			MethodName: "ListRules",
+			Handler:    _CatalogService_ListRules_Handler,
+		},
+		{
+			MethodName: "PutRule",
+			Handler:    _CatalogService_PutRule_Handler,
+		},
+		{
+			MethodName: "DeleteRule",
+			Handler:    _CatalogService_DeleteRule_Handler,
+		},
+		{
 			MethodName: "ListBaselines",
 			Handler:    _CatalogService_ListBaselines_Handler,
 		},
 		{
 			MethodName: "GetBaseline",
 			Handler:    _CatalogService_GetBaseline_Handler,
+		},
+		{
+			MethodName: "PublishBaseline",
+			Handler:    _CatalogService_PublishBaseline_Handler,
+		},
+		{
+			MethodName: "PublishEmergencyBaseline",
+			Handler:    _CatalogService_PublishEmergencyBaseline_Handler,
+		},
+		{
+			MethodName: "ListApprovals",
+			Handler:    _CatalogService_ListApprovals_Handler,
+		},
+		{
+			MethodName: "ApproveBaseline",
+			Handler:    _CatalogService_ApproveBaseline_Handler,
+		},
+		{
+			MethodName: "RejectBaseline",
+			Handler:    _CatalogService_RejectBaseline_Handler,
+		},
+		{
+			MethodName: "GetApprovalPolicy",
+			Handler:    _CatalogService_GetApprovalPolicy_Handler,
+		},
+		{
+			MethodName: "PutApprovalPolicy",
+			Handler:    _CatalogService_PutApprovalPolicy_Handler,
+		},
+		{
+			MethodName: "ListSources",
+			Handler:    _CatalogService_ListSources_Handler,
+		},
+		{
+			MethodName: "GetSource",
+			Handler:    _CatalogService_GetSource_Handler,
+		},
+		{
+			MethodName: "PollSource",
+			Handler:    _CatalogService_PollSource_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

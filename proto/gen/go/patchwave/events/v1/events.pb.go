@@ -15,6 +15,7 @@ import (
 	v1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -39,7 +40,25 @@ type RunStarted struct {
 	InstanceIds []string               `protobuf:"bytes,5,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
 	StartedAt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	// Patches of the pinned baseline that every job installs.
-	PatchIds      []string `protobuf:"bytes,7,rep,name=patch_ids,json=patchIds,proto3" json:"patch_ids,omitempty"`
+	PatchIds []string `protobuf:"bytes,7,rep,name=patch_ids,json=patchIds,proto3" json:"patch_ids,omitempty"`
+	// Instances in scope grouped by where they live. Consumers read the groups when present and
+	// instance_ids (kept for events already in streams) otherwise.
+	Groups []*v1.InstanceGroup `protobuf:"bytes,8,rep,name=groups,proto3" json:"groups,omitempty"`
+	// How every job of the run is carried out, from the wave's rollout policy.
+	Policy *v1.JobPolicy `protobuf:"bytes,9,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The membership's counts; the members travel in RunMembership chunk events, published
+	// before this one (instance_ids and groups stay empty in new events).
+	Membership *v1.MembershipCounts `protobuf:"bytes,10,opt,name=membership,proto3" json:"membership,omitempty"`
+	// Names the chunks of this run's membership (chunk events of another attempt are ignored).
+	MembershipId string `protobuf:"bytes,11,opt,name=membership_id,json=membershipId,proto3" json:"membership_id,omitempty"`
+	// The baseline each OS family installs (an instance gets its family's).
+	Pins []*v1.BaselinePin `protobuf:"bytes,12,rep,name=pins,proto3" json:"pins,omitempty"`
+	// The rollout limits the run controller releases jobs under.
+	Limits *v1.DispatchLimits `protobuf:"bytes,13,opt,name=limits,proto3" json:"limits,omitempty"`
+	// The run whose failed instances this run runs again (same pin); empty otherwise.
+	RerunOf string `protobuf:"bytes,14,opt,name=rerun_of,json=rerunOf,proto3" json:"rerun_of,omitempty"`
+	// Why the run exists: its occurrence, cycle and trigger (absent in older events).
+	Firing        *v1.FiringRef `protobuf:"bytes,20,opt,name=firing,proto3" json:"firing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -123,19 +142,83 @@ func (x *RunStarted) GetPatchIds() []string {
 	return nil
 }
 
+func (x *RunStarted) GetGroups() []*v1.InstanceGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *RunStarted) GetPolicy() *v1.JobPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *RunStarted) GetMembership() *v1.MembershipCounts {
+	if x != nil {
+		return x.Membership
+	}
+	return nil
+}
+
+func (x *RunStarted) GetMembershipId() string {
+	if x != nil {
+		return x.MembershipId
+	}
+	return ""
+}
+
+func (x *RunStarted) GetPins() []*v1.BaselinePin {
+	if x != nil {
+		return x.Pins
+	}
+	return nil
+}
+
+func (x *RunStarted) GetLimits() *v1.DispatchLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+func (x *RunStarted) GetRerunOf() string {
+	if x != nil {
+		return x.RerunOf
+	}
+	return ""
+}
+
+func (x *RunStarted) GetFiring() *v1.FiringRef {
+	if x != nil {
+		return x.Firing
+	}
+	return nil
+}
+
 // RunCompleted: patch.<tenant>.run.completed. Every job of the run has an outcome.
 type RunCompleted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Wave          int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
-	State         v1.RunState            `protobuf:"varint,4,opt,name=state,proto3,enum=patchwave.types.v1.RunState" json:"state,omitempty"`
-	Total         int32                  `protobuf:"varint,5,opt,name=total,proto3" json:"total,omitempty"`
-	Succeeded     int32                  `protobuf:"varint,6,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
-	Failed        int32                  `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
-	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Tenant      string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId       string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave        int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	State       v1.RunState            `protobuf:"varint,4,opt,name=state,proto3,enum=patchwave.types.v1.RunState" json:"state,omitempty"`
+	Total       int32                  `protobuf:"varint,5,opt,name=total,proto3" json:"total,omitempty"`
+	Succeeded   int32                  `protobuf:"varint,6,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	Failed      int32                  `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// Jobs whose installation outlived the per-instance timeout (also counted in failed).
+	TimedOut int32 `protobuf:"varint,9,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
+	// Jobs never released (SKIPPED: halted, cancelled, dispatch stopped, no agent, no baseline)
+	// and instances that were not running (MISSED); neither is in failed.
+	Skipped int32 `protobuf:"varint,10,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	Missed  int32 `protobuf:"varint,11,opt,name=missed,proto3" json:"missed,omitempty"`
+	// Jobs whose snapshot failed (also counted in failed).
+	SnapshotFailed int32 `protobuf:"varint,12,opt,name=snapshot_failed,json=snapshotFailed,proto3" json:"snapshot_failed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RunCompleted) Reset() {
@@ -224,15 +307,51 @@ func (x *RunCompleted) GetCompletedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RunCompleted) GetTimedOut() int32 {
+	if x != nil {
+		return x.TimedOut
+	}
+	return 0
+}
+
+func (x *RunCompleted) GetSkipped() int32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *RunCompleted) GetMissed() int32 {
+	if x != nil {
+		return x.Missed
+	}
+	return 0
+}
+
+func (x *RunCompleted) GetSnapshotFailed() int32 {
+	if x != nil {
+		return x.SnapshotFailed
+	}
+	return 0
+}
+
 // JobRequested: patch.<tenant>.job.requested. One instance of a run is to be patched.
 type JobRequested struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Wave          int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
-	InstanceId    string                 `protobuf:"bytes,4,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	BaselineId    string                 `protobuf:"bytes,5,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
-	PatchIds      []string               `protobuf:"bytes,6,rep,name=patch_ids,json=patchIds,proto3" json:"patch_ids,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Tenant     string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId      string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave       int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	InstanceId string                 `protobuf:"bytes,4,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	BaselineId string                 `protobuf:"bytes,5,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	PatchIds   []string               `protobuf:"bytes,6,rep,name=patch_ids,json=patchIds,proto3" json:"patch_ids,omitempty"`
+	// Where the instance lives; every downstream event of the job carries it.
+	Location *v1.Location `protobuf:"bytes,7,opt,name=location,proto3" json:"location,omitempty"`
+	// How the job is carried out; every downstream event of the job carries it.
+	Policy *v1.JobPolicy `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The instance's OS family; baseline_id and patch_ids are its family's pin.
+	OsFamily string `protobuf:"bytes,9,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	// The job's place in the run's release order (0-based, eligible members only).
+	Index         int32 `protobuf:"varint,10,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -309,6 +428,34 @@ func (x *JobRequested) GetPatchIds() []string {
 	return nil
 }
 
+func (x *JobRequested) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *JobRequested) GetPolicy() *v1.JobPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *JobRequested) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *JobRequested) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 // SnapshotCreated: patch.<tenant>.snapshot.created. The pre-patch snapshot is complete.
 type SnapshotCreated struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -320,6 +467,8 @@ type SnapshotCreated struct {
 	BaselineId    string                 `protobuf:"bytes,6,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
 	PatchIds      []string               `protobuf:"bytes,7,rep,name=patch_ids,json=patchIds,proto3" json:"patch_ids,omitempty"`
 	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Location      *v1.Location           `protobuf:"bytes,9,opt,name=location,proto3" json:"location,omitempty"`
+	Policy        *v1.JobPolicy          `protobuf:"bytes,10,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -410,6 +559,20 @@ func (x *SnapshotCreated) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *SnapshotCreated) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *SnapshotCreated) GetPolicy() *v1.JobPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
 // SnapshotFailed: patch.<tenant>.snapshot.failed. No snapshot, so no install for this job.
 type SnapshotFailed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -418,6 +581,8 @@ type SnapshotFailed struct {
 	Wave          int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
 	InstanceId    string                 `protobuf:"bytes,4,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	Location      *v1.Location           `protobuf:"bytes,6,opt,name=location,proto3" json:"location,omitempty"`
+	Policy        *v1.JobPolicy          `protobuf:"bytes,7,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -487,6 +652,20 @@ func (x *SnapshotFailed) GetReason() string {
 	return ""
 }
 
+func (x *SnapshotFailed) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *SnapshotFailed) GetPolicy() *v1.JobPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
 // InstallStarted: patch.<tenant>.install.started.
 type InstallStarted struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -496,8 +675,18 @@ type InstallStarted struct {
 	InstanceId     string                 `protobuf:"bytes,4,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	SnapshotId     string                 `protobuf:"bytes,5,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
 	InstallationId string                 `protobuf:"bytes,6,opt,name=installation_id,json=installationId,proto3" json:"installation_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	Location       *v1.Location           `protobuf:"bytes,7,opt,name=location,proto3" json:"location,omitempty"`
+	Policy         *v1.JobPolicy          `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The cloud command that runs the installation (one per batch of instances).
+	CommandId string                 `protobuf:"bytes,9,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// When the per-instance timeout ends the job (TIMED_OUT) if the installation is not done.
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// The pinned baseline and its patches being installed.
+	BaselineId    string   `protobuf:"bytes,12,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	PatchIds      []string `protobuf:"bytes,13,rep,name=patch_ids,json=patchIds,proto3" json:"patch_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InstallStarted) Reset() {
@@ -572,6 +761,55 @@ func (x *InstallStarted) GetInstallationId() string {
 	return ""
 }
 
+func (x *InstallStarted) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *InstallStarted) GetPolicy() *v1.JobPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *InstallStarted) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *InstallStarted) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *InstallStarted) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *InstallStarted) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *InstallStarted) GetPatchIds() []string {
+	if x != nil {
+		return x.PatchIds
+	}
+	return nil
+}
+
 // InstallSucceeded: patch.<tenant>.install.succeeded.
 type InstallSucceeded struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -583,8 +821,17 @@ type InstallSucceeded struct {
 	InstallationId string                 `protobuf:"bytes,6,opt,name=installation_id,json=installationId,proto3" json:"installation_id,omitempty"`
 	RebootPending  bool                   `protobuf:"varint,7,opt,name=reboot_pending,json=rebootPending,proto3" json:"reboot_pending,omitempty"`
 	Results        []*v1.PatchResult      `protobuf:"bytes,8,rep,name=results,proto3" json:"results,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	Location       *v1.Location           `protobuf:"bytes,9,opt,name=location,proto3" json:"location,omitempty"`
+	// SUCCEEDED, or SUCCEEDED_PENDING_REBOOT when installed patches wait for a reboot (policy never).
+	JobState v1.JobState `protobuf:"varint,10,opt,name=job_state,json=jobState,proto3,enum=patchwave.types.v1.JobState" json:"job_state,omitempty"`
+	// The installer rebooted the instance after the installation (policy always) or saw it
+	// rebooting; a reboot the patch document made within the command (if-required) is not seen.
+	Rebooted bool `protobuf:"varint,11,opt,name=rebooted,proto3" json:"rebooted,omitempty"`
+	// The post-install health check passed; health_detail says what it saw.
+	Healthy       bool   `protobuf:"varint,12,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	HealthDetail  string `protobuf:"bytes,13,opt,name=health_detail,json=healthDetail,proto3" json:"health_detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InstallSucceeded) Reset() {
@@ -673,6 +920,41 @@ func (x *InstallSucceeded) GetResults() []*v1.PatchResult {
 	return nil
 }
 
+func (x *InstallSucceeded) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *InstallSucceeded) GetJobState() v1.JobState {
+	if x != nil {
+		return x.JobState
+	}
+	return v1.JobState(0)
+}
+
+func (x *InstallSucceeded) GetRebooted() bool {
+	if x != nil {
+		return x.Rebooted
+	}
+	return false
+}
+
+func (x *InstallSucceeded) GetHealthy() bool {
+	if x != nil {
+		return x.Healthy
+	}
+	return false
+}
+
+func (x *InstallSucceeded) GetHealthDetail() string {
+	if x != nil {
+		return x.HealthDetail
+	}
+	return ""
+}
+
 // InstallFailed: patch.<tenant>.install.failed.
 type InstallFailed struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -684,8 +966,12 @@ type InstallFailed struct {
 	InstallationId string                 `protobuf:"bytes,6,opt,name=installation_id,json=installationId,proto3" json:"installation_id,omitempty"`
 	Reason         string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	Results        []*v1.PatchResult      `protobuf:"bytes,8,rep,name=results,proto3" json:"results,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	Location       *v1.Location           `protobuf:"bytes,9,opt,name=location,proto3" json:"location,omitempty"`
+	Policy         *v1.JobPolicy          `protobuf:"bytes,10,opt,name=policy,proto3" json:"policy,omitempty"`
+	// FAILED, or TIMED_OUT when the installation outlived the per-instance timeout.
+	JobState      v1.JobState `protobuf:"varint,11,opt,name=job_state,json=jobState,proto3,enum=patchwave.types.v1.JobState" json:"job_state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InstallFailed) Reset() {
@@ -774,6 +1060,27 @@ func (x *InstallFailed) GetResults() []*v1.PatchResult {
 	return nil
 }
 
+func (x *InstallFailed) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *InstallFailed) GetPolicy() *v1.JobPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *InstallFailed) GetJobState() v1.JobState {
+	if x != nil {
+		return x.JobState
+	}
+	return v1.JobState(0)
+}
+
 // NotificationSent: patch.<tenant>.notification.sent. One notification was delivered.
 type NotificationSent struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -781,8 +1088,12 @@ type NotificationSent struct {
 	NotificationId string                 `protobuf:"bytes,2,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
 	Channel        string                 `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
 	// CloudEvents id of the event the notification is about.
-	AboutEventId  string `protobuf:"bytes,4,opt,name=about_event_id,json=aboutEventId,proto3" json:"about_event_id,omitempty"`
-	Summary       string `protobuf:"bytes,5,opt,name=summary,proto3" json:"summary,omitempty"`
+	AboutEventId string `protobuf:"bytes,4,opt,name=about_event_id,json=aboutEventId,proto3" json:"about_event_id,omitempty"`
+	Summary      string `protobuf:"bytes,5,opt,name=summary,proto3" json:"summary,omitempty"`
+	// The subscription it was delivered to (empty for events from before subscriptions).
+	SubscriptionId string `protobuf:"bytes,6,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	// How many attempts it took.
+	Attempts      int32 `protobuf:"varint,7,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -852,6 +1163,20 @@ func (x *NotificationSent) GetSummary() string {
 	return ""
 }
 
+func (x *NotificationSent) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *NotificationSent) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
 // NotificationFailed: patch.<tenant>.notification.failed.
 type NotificationFailed struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -860,6 +1185,9 @@ type NotificationFailed struct {
 	Channel        string                 `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
 	AboutEventId   string                 `protobuf:"bytes,4,opt,name=about_event_id,json=aboutEventId,proto3" json:"about_event_id,omitempty"`
 	Reason         string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The subscription whose delivery was dead-lettered.
+	SubscriptionId string `protobuf:"bytes,6,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	Attempts       int32  `protobuf:"varint,7,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -929,21 +1257,143 @@ func (x *NotificationFailed) GetReason() string {
 	return ""
 }
 
+func (x *NotificationFailed) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *NotificationFailed) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+// SubscriptionChanged: patch.<tenant>.subscription.changed. A notification subscription was
+// created, replaced or deleted: one event per revision of the notifier's subscriptions bucket
+// (the audit trail of subscriptions). Key: <subscription>/<revision>.
+type SubscriptionChanged struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Tenant         string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	SubscriptionId string                 `protobuf:"bytes,2,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	// The subscription as the API shows it (no secret, URL masked); unset when deleted.
+	Subscription *v1.Subscription `protobuf:"bytes,3,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	Deleted      bool             `protobuf:"varint,4,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// Who changed it: the caller's authenticated subject.
+	Actor string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	// The subscription's KV revision.
+	Revision      uint64                 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	ChangedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscriptionChanged) Reset() {
+	*x = SubscriptionChanged{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscriptionChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscriptionChanged) ProtoMessage() {}
+
+func (x *SubscriptionChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscriptionChanged.ProtoReflect.Descriptor instead.
+func (*SubscriptionChanged) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SubscriptionChanged) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SubscriptionChanged) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *SubscriptionChanged) GetSubscription() *v1.Subscription {
+	if x != nil {
+		return x.Subscription
+	}
+	return nil
+}
+
+func (x *SubscriptionChanged) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *SubscriptionChanged) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *SubscriptionChanged) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *SubscriptionChanged) GetChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedAt
+	}
+	return nil
+}
+
 // BaselinePublished: catalog.baseline.published. A certified, immutable baseline version.
 type BaselinePublished struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	BaselineId    string                 `protobuf:"bytes,1,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
-	OsFamily      string                 `protobuf:"bytes,2,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
-	Version       int32                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
-	Patches       []*v1.Patch            `protobuf:"bytes,4,rep,name=patches,proto3" json:"patches,omitempty"`
-	PublishedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=published_at,json=publishedAt,proto3" json:"published_at,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	BaselineId  string                 `protobuf:"bytes,1,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	OsFamily    string                 `protobuf:"bytes,2,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	Version     int32                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Patches     []*v1.Patch            `protobuf:"bytes,4,rep,name=patches,proto3" json:"patches,omitempty"`
+	PublishedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=published_at,json=publishedAt,proto3" json:"published_at,omitempty"`
+	// Deployment rules, one per patch, in install order.
+	Rules []*v1.DeploymentRule `protobuf:"bytes,6,rep,name=rules,proto3" json:"rules,omitempty"`
+	// An out-of-band baseline for a critical CVE, outside the monthly cycle.
+	Emergency    bool   `protobuf:"varint,7,opt,name=emergency,proto3" json:"emergency,omitempty"`
+	EmergencyCve string `protobuf:"bytes,8,opt,name=emergency_cve,json=emergencyCve,proto3" json:"emergency_cve,omitempty"`
+	PublishedBy  string `protobuf:"bytes,9,opt,name=published_by,json=publishedBy,proto3" json:"published_by,omitempty"`
+	Notes        string `protobuf:"bytes,10,opt,name=notes,proto3" json:"notes,omitempty"`
+	// "sha256:<hex>" of the baseline's content (family, version, patches, rules): the same id and
+	// version with another digest is refused.
+	Digest        string `protobuf:"bytes,11,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BaselinePublished) Reset() {
 	*x = BaselinePublished{}
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[10]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1405,7 @@ func (x *BaselinePublished) String() string {
 func (*BaselinePublished) ProtoMessage() {}
 
 func (x *BaselinePublished) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[10]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1418,7 @@ func (x *BaselinePublished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BaselinePublished.ProtoReflect.Descriptor instead.
 func (*BaselinePublished) Descriptor() ([]byte, []int) {
-	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BaselinePublished) GetBaselineId() string {
@@ -1006,20 +1456,67 @@ func (x *BaselinePublished) GetPublishedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *BaselinePublished) GetRules() []*v1.DeploymentRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *BaselinePublished) GetEmergency() bool {
+	if x != nil {
+		return x.Emergency
+	}
+	return false
+}
+
+func (x *BaselinePublished) GetEmergencyCve() string {
+	if x != nil {
+		return x.EmergencyCve
+	}
+	return ""
+}
+
+func (x *BaselinePublished) GetPublishedBy() string {
+	if x != nil {
+		return x.PublishedBy
+	}
+	return ""
+}
+
+func (x *BaselinePublished) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+func (x *BaselinePublished) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
 // BaselineApproved: patch.<tenant>.baseline.approved. The tenant approved a baseline version.
 type BaselineApproved struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	BaselineId    string                 `protobuf:"bytes,2,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
-	ApprovedBy    string                 `protobuf:"bytes,3,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
-	ApprovedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Tenant     string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	BaselineId string                 `protobuf:"bytes,2,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	ApprovedBy string                 `protobuf:"bytes,3,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	ApprovedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
+	OsFamily   string                 `protobuf:"bytes,5,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	Version    int32                  `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	Notes      string                 `protobuf:"bytes,7,opt,name=notes,proto3" json:"notes,omitempty"`
+	// Approved by the tenant's auto-approve policy (approved_by is "policy:auto-approve").
+	AutoApproved  bool `protobuf:"varint,8,opt,name=auto_approved,json=autoApproved,proto3" json:"auto_approved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BaselineApproved) Reset() {
 	*x = BaselineApproved{}
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[11]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1528,7 @@ func (x *BaselineApproved) String() string {
 func (*BaselineApproved) ProtoMessage() {}
 
 func (x *BaselineApproved) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[11]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1541,7 @@ func (x *BaselineApproved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BaselineApproved.ProtoReflect.Descriptor instead.
 func (*BaselineApproved) Descriptor() ([]byte, []int) {
-	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BaselineApproved) GetTenant() string {
@@ -1075,11 +1572,3819 @@ func (x *BaselineApproved) GetApprovedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *BaselineApproved) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *BaselineApproved) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *BaselineApproved) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+func (x *BaselineApproved) GetAutoApproved() bool {
+	if x != nil {
+		return x.AutoApproved
+	}
+	return false
+}
+
+// BaselineRejected: patch.<tenant>.baseline.rejected. The tenant rejected a baseline version.
+type BaselineRejected struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	BaselineId    string                 `protobuf:"bytes,2,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	RejectedBy    string                 `protobuf:"bytes,3,opt,name=rejected_by,json=rejectedBy,proto3" json:"rejected_by,omitempty"`
+	RejectedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=rejected_at,json=rejectedAt,proto3" json:"rejected_at,omitempty"`
+	OsFamily      string                 `protobuf:"bytes,5,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	Version       int32                  `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BaselineRejected) Reset() {
+	*x = BaselineRejected{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BaselineRejected) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BaselineRejected) ProtoMessage() {}
+
+func (x *BaselineRejected) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BaselineRejected.ProtoReflect.Descriptor instead.
+func (*BaselineRejected) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *BaselineRejected) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *BaselineRejected) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *BaselineRejected) GetRejectedBy() string {
+	if x != nil {
+		return x.RejectedBy
+	}
+	return ""
+}
+
+func (x *BaselineRejected) GetRejectedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RejectedAt
+	}
+	return nil
+}
+
+func (x *BaselineRejected) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *BaselineRejected) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *BaselineRejected) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ApprovalPolicyChanged: patch.<tenant>.approval_policy.changed. The tenant's auto-approve
+// policy was set.
+type ApprovalPolicyChanged struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Tenant      string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	AutoApprove bool                   `protobuf:"varint,2,opt,name=auto_approve,json=autoApprove,proto3" json:"auto_approve,omitempty"`
+	// Delay after publication before a baseline is approved automatically.
+	Delay *durationpb.Duration `protobuf:"bytes,3,opt,name=delay,proto3" json:"delay,omitempty"`
+	// OS families the policy covers; empty means every family.
+	OsFamilies []string               `protobuf:"bytes,4,rep,name=os_families,json=osFamilies,proto3" json:"os_families,omitempty"`
+	ChangedBy  string                 `protobuf:"bytes,5,opt,name=changed_by,json=changedBy,proto3" json:"changed_by,omitempty"`
+	ChangedAt  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	// KV revision of the policy.
+	Revision      uint64 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovalPolicyChanged) Reset() {
+	*x = ApprovalPolicyChanged{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovalPolicyChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovalPolicyChanged) ProtoMessage() {}
+
+func (x *ApprovalPolicyChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovalPolicyChanged.ProtoReflect.Descriptor instead.
+func (*ApprovalPolicyChanged) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ApprovalPolicyChanged) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ApprovalPolicyChanged) GetAutoApprove() bool {
+	if x != nil {
+		return x.AutoApprove
+	}
+	return false
+}
+
+func (x *ApprovalPolicyChanged) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+func (x *ApprovalPolicyChanged) GetOsFamilies() []string {
+	if x != nil {
+		return x.OsFamilies
+	}
+	return nil
+}
+
+func (x *ApprovalPolicyChanged) GetChangedBy() string {
+	if x != nil {
+		return x.ChangedBy
+	}
+	return ""
+}
+
+func (x *ApprovalPolicyChanged) GetChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedAt
+	}
+	return nil
+}
+
+func (x *ApprovalPolicyChanged) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// PatchDiscovered: catalog.patch.discovered. A feed or an import brought a patch the catalog
+// did not have; it is NEW.
+type PatchDiscovered struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Patch *v1.Patch              `protobuf:"bytes,1,opt,name=patch,proto3" json:"patch,omitempty"`
+	// KV revision of the patch record.
+	Revision      uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchDiscovered) Reset() {
+	*x = PatchDiscovered{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchDiscovered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchDiscovered) ProtoMessage() {}
+
+func (x *PatchDiscovered) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchDiscovered.ProtoReflect.Descriptor instead.
+func (*PatchDiscovered) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PatchDiscovered) GetPatch() *v1.Patch {
+	if x != nil {
+		return x.Patch
+	}
+	return nil
+}
+
+func (x *PatchDiscovered) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// PatchUpdated: catalog.patch.updated. An updated advisory changed a known patch; the previous
+// version is kept in the patch's KV history.
+type PatchUpdated struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Patch    *v1.Patch              `protobuf:"bytes,1,opt,name=patch,proto3" json:"patch,omitempty"`
+	Previous *v1.Patch              `protobuf:"bytes,2,opt,name=previous,proto3" json:"previous,omitempty"`
+	// Fields that changed, by their proto names (e.g. "cves", "severity", "packages").
+	ChangedFields []string `protobuf:"bytes,3,rep,name=changed_fields,json=changedFields,proto3" json:"changed_fields,omitempty"`
+	Revision      uint64   `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The certification state is kept across updates; a certifier may revoke.
+	State         v1.CertificationState `protobuf:"varint,5,opt,name=state,proto3,enum=patchwave.types.v1.CertificationState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchUpdated) Reset() {
+	*x = PatchUpdated{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchUpdated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchUpdated) ProtoMessage() {}
+
+func (x *PatchUpdated) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchUpdated.ProtoReflect.Descriptor instead.
+func (*PatchUpdated) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PatchUpdated) GetPatch() *v1.Patch {
+	if x != nil {
+		return x.Patch
+	}
+	return nil
+}
+
+func (x *PatchUpdated) GetPrevious() *v1.Patch {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+func (x *PatchUpdated) GetChangedFields() []string {
+	if x != nil {
+		return x.ChangedFields
+	}
+	return nil
+}
+
+func (x *PatchUpdated) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *PatchUpdated) GetState() v1.CertificationState {
+	if x != nil {
+		return x.State
+	}
+	return v1.CertificationState(0)
+}
+
+// PatchTestStarted: catalog.patch.test_started. A patch went IN_TEST.
+type PatchTestStarted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PatchId       string                 `protobuf:"bytes,1,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
+	Step          *v1.CertificationStep  `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	Revision      uint64                 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchTestStarted) Reset() {
+	*x = PatchTestStarted{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchTestStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchTestStarted) ProtoMessage() {}
+
+func (x *PatchTestStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchTestStarted.ProtoReflect.Descriptor instead.
+func (*PatchTestStarted) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PatchTestStarted) GetPatchId() string {
+	if x != nil {
+		return x.PatchId
+	}
+	return ""
+}
+
+func (x *PatchTestStarted) GetStep() *v1.CertificationStep {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+func (x *PatchTestStarted) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// PatchCertified: catalog.patch.certified. A patch was CERTIFIED, by a person or a rule.
+type PatchCertified struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PatchId       string                 `protobuf:"bytes,1,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
+	Step          *v1.CertificationStep  `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	Revision      uint64                 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	OsFamilies    []string               `protobuf:"bytes,4,rep,name=os_families,json=osFamilies,proto3" json:"os_families,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchCertified) Reset() {
+	*x = PatchCertified{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchCertified) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchCertified) ProtoMessage() {}
+
+func (x *PatchCertified) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchCertified.ProtoReflect.Descriptor instead.
+func (*PatchCertified) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PatchCertified) GetPatchId() string {
+	if x != nil {
+		return x.PatchId
+	}
+	return ""
+}
+
+func (x *PatchCertified) GetStep() *v1.CertificationStep {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+func (x *PatchCertified) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *PatchCertified) GetOsFamilies() []string {
+	if x != nil {
+		return x.OsFamilies
+	}
+	return nil
+}
+
+// PatchRejected: catalog.patch.rejected. A patch failed its tests.
+type PatchRejected struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PatchId       string                 `protobuf:"bytes,1,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
+	Step          *v1.CertificationStep  `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	Revision      uint64                 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchRejected) Reset() {
+	*x = PatchRejected{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchRejected) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchRejected) ProtoMessage() {}
+
+func (x *PatchRejected) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchRejected.ProtoReflect.Descriptor instead.
+func (*PatchRejected) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *PatchRejected) GetPatchId() string {
+	if x != nil {
+		return x.PatchId
+	}
+	return ""
+}
+
+func (x *PatchRejected) GetStep() *v1.CertificationStep {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+func (x *PatchRejected) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// PatchRevoked: catalog.patch.revoked. A certified patch was withdrawn.
+type PatchRevoked struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PatchId       string                 `protobuf:"bytes,1,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
+	Step          *v1.CertificationStep  `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	Revision      uint64                 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchRevoked) Reset() {
+	*x = PatchRevoked{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchRevoked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchRevoked) ProtoMessage() {}
+
+func (x *PatchRevoked) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchRevoked.ProtoReflect.Descriptor instead.
+func (*PatchRevoked) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PatchRevoked) GetPatchId() string {
+	if x != nil {
+		return x.PatchId
+	}
+	return ""
+}
+
+func (x *PatchRevoked) GetStep() *v1.CertificationStep {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+func (x *PatchRevoked) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// AutoApprovalRuleChanged: catalog.rule.changed. An auto-approval rule was put or deleted.
+type AutoApprovalRuleChanged struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	RuleId string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// The rule as stored (empty when deleted), as JSON of patchwave.catalog.v1.AutoApprovalRule.
+	RuleJson      string                 `protobuf:"bytes,2,opt,name=rule_json,json=ruleJson,proto3" json:"rule_json,omitempty"`
+	Deleted       bool                   `protobuf:"varint,3,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	ChangedBy     string                 `protobuf:"bytes,4,opt,name=changed_by,json=changedBy,proto3" json:"changed_by,omitempty"`
+	ChangedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	Revision      uint64                 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AutoApprovalRuleChanged) Reset() {
+	*x = AutoApprovalRuleChanged{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoApprovalRuleChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoApprovalRuleChanged) ProtoMessage() {}
+
+func (x *AutoApprovalRuleChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoApprovalRuleChanged.ProtoReflect.Descriptor instead.
+func (*AutoApprovalRuleChanged) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AutoApprovalRuleChanged) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *AutoApprovalRuleChanged) GetRuleJson() string {
+	if x != nil {
+		return x.RuleJson
+	}
+	return ""
+}
+
+func (x *AutoApprovalRuleChanged) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *AutoApprovalRuleChanged) GetChangedBy() string {
+	if x != nil {
+		return x.ChangedBy
+	}
+	return ""
+}
+
+func (x *AutoApprovalRuleChanged) GetChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedAt
+	}
+	return nil
+}
+
+func (x *AutoApprovalRuleChanged) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// SourcePolled: catalog.source.polled. One poll of a feed source finished; documents that
+// failed are counted and named (at most 20), the others were ingested.
+type SourcePolled struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Source            string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	StartedAt         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Documents         int32                  `protobuf:"varint,3,opt,name=documents,proto3" json:"documents,omitempty"`
+	Unchanged         int32                  `protobuf:"varint,4,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	PatchesDiscovered int32                  `protobuf:"varint,5,opt,name=patches_discovered,json=patchesDiscovered,proto3" json:"patches_discovered,omitempty"`
+	PatchesUpdated    int32                  `protobuf:"varint,6,opt,name=patches_updated,json=patchesUpdated,proto3" json:"patches_updated,omitempty"`
+	FailedDocuments   int32                  `protobuf:"varint,7,opt,name=failed_documents,json=failedDocuments,proto3" json:"failed_documents,omitempty"`
+	Failures          []string               `protobuf:"bytes,8,rep,name=failures,proto3" json:"failures,omitempty"`
+	// Nothing changed at the source (HTTP 304, same listing).
+	NotModified   bool `protobuf:"varint,9,opt,name=not_modified,json=notModified,proto3" json:"not_modified,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SourcePolled) Reset() {
+	*x = SourcePolled{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourcePolled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourcePolled) ProtoMessage() {}
+
+func (x *SourcePolled) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourcePolled.ProtoReflect.Descriptor instead.
+func (*SourcePolled) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SourcePolled) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *SourcePolled) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *SourcePolled) GetDocuments() int32 {
+	if x != nil {
+		return x.Documents
+	}
+	return 0
+}
+
+func (x *SourcePolled) GetUnchanged() int32 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
+func (x *SourcePolled) GetPatchesDiscovered() int32 {
+	if x != nil {
+		return x.PatchesDiscovered
+	}
+	return 0
+}
+
+func (x *SourcePolled) GetPatchesUpdated() int32 {
+	if x != nil {
+		return x.PatchesUpdated
+	}
+	return 0
+}
+
+func (x *SourcePolled) GetFailedDocuments() int32 {
+	if x != nil {
+		return x.FailedDocuments
+	}
+	return 0
+}
+
+func (x *SourcePolled) GetFailures() []string {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
+func (x *SourcePolled) GetNotModified() bool {
+	if x != nil {
+		return x.NotModified
+	}
+	return false
+}
+
+// SourceFailed: catalog.source.failed. A poll of a feed source failed as a whole; it is retried
+// with a backoff and never blocks the other sources.
+type SourceFailed struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Source              string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	StartedAt           *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Error               string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	ConsecutiveFailures int32                  `protobuf:"varint,4,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	NextAttemptAt       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *SourceFailed) Reset() {
+	*x = SourceFailed{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceFailed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceFailed) ProtoMessage() {}
+
+func (x *SourceFailed) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceFailed.ProtoReflect.Descriptor instead.
+func (*SourceFailed) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SourceFailed) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *SourceFailed) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *SourceFailed) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *SourceFailed) GetConsecutiveFailures() int32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *SourceFailed) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
+// DesignChanged: patch.<tenant>.design.changed (patch.provider.design.changed for the
+// provider-wide freezes). One compare-and-set write of a design document: who, why, what
+// (each resource before and after), and the document's old and new KV revision. Key: the new
+// revision, so the event of a revision is stored once however often it is published.
+type DesignChanged struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// 0 when the write created the document.
+	OldRevision uint64 `protobuf:"varint,2,opt,name=old_revision,json=oldRevision,proto3" json:"old_revision,omitempty"`
+	NewRevision uint64 `protobuf:"varint,3,opt,name=new_revision,json=newRevision,proto3" json:"new_revision,omitempty"`
+	Actor       string `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	Reason      string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The service request this change applied; empty for a direct change.
+	ServiceRequestId string                 `protobuf:"bytes,6,opt,name=service_request_id,json=serviceRequestId,proto3" json:"service_request_id,omitempty"`
+	Changes          []*v1.ResourceChange   `protobuf:"bytes,7,rep,name=changes,proto3" json:"changes,omitempty"`
+	ChangedAt        *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DesignChanged) Reset() {
+	*x = DesignChanged{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DesignChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DesignChanged) ProtoMessage() {}
+
+func (x *DesignChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DesignChanged.ProtoReflect.Descriptor instead.
+func (*DesignChanged) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DesignChanged) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *DesignChanged) GetOldRevision() uint64 {
+	if x != nil {
+		return x.OldRevision
+	}
+	return 0
+}
+
+func (x *DesignChanged) GetNewRevision() uint64 {
+	if x != nil {
+		return x.NewRevision
+	}
+	return 0
+}
+
+func (x *DesignChanged) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *DesignChanged) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DesignChanged) GetServiceRequestId() string {
+	if x != nil {
+		return x.ServiceRequestId
+	}
+	return ""
+}
+
+func (x *DesignChanged) GetChanges() []*v1.ResourceChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *DesignChanged) GetChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedAt
+	}
+	return nil
+}
+
+// ServiceRequestRaised: patch.<tenant>.service_request.raised. A tenant admin asked for a
+// change to the tenant's design. Key: the request id.
+type ServiceRequestRaised struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Tenant     string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RequestId  string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RaisedBy   string                 `protobuf:"bytes,3,opt,name=raised_by,json=raisedBy,proto3" json:"raised_by,omitempty"`
+	Reason     string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	Operations []*v1.Operation        `protobuf:"bytes,5,rep,name=operations,proto3" json:"operations,omitempty"`
+	RaisedAt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=raised_at,json=raisedAt,proto3" json:"raised_at,omitempty"`
+	// The design revision the request was raised against.
+	DesignRevision uint64 `protobuf:"varint,7,opt,name=design_revision,json=designRevision,proto3" json:"design_revision,omitempty"`
+	// The request's own KV revision.
+	Revision      uint64 `protobuf:"varint,8,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceRequestRaised) Reset() {
+	*x = ServiceRequestRaised{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceRequestRaised) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceRequestRaised) ProtoMessage() {}
+
+func (x *ServiceRequestRaised) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceRequestRaised.ProtoReflect.Descriptor instead.
+func (*ServiceRequestRaised) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ServiceRequestRaised) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ServiceRequestRaised) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ServiceRequestRaised) GetRaisedBy() string {
+	if x != nil {
+		return x.RaisedBy
+	}
+	return ""
+}
+
+func (x *ServiceRequestRaised) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ServiceRequestRaised) GetOperations() []*v1.Operation {
+	if x != nil {
+		return x.Operations
+	}
+	return nil
+}
+
+func (x *ServiceRequestRaised) GetRaisedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RaisedAt
+	}
+	return nil
+}
+
+func (x *ServiceRequestRaised) GetDesignRevision() uint64 {
+	if x != nil {
+		return x.DesignRevision
+	}
+	return 0
+}
+
+func (x *ServiceRequestRaised) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ServiceRequestApplied: patch.<tenant>.service_request.applied. An operator applied the
+// request; the DesignChanged event of design_revision carries the change. Key: the request id.
+type ServiceRequestApplied struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Tenant         string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RequestId      string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	AppliedBy      string                 `protobuf:"bytes,3,opt,name=applied_by,json=appliedBy,proto3" json:"applied_by,omitempty"`
+	DesignRevision uint64                 `protobuf:"varint,4,opt,name=design_revision,json=designRevision,proto3" json:"design_revision,omitempty"`
+	AppliedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=applied_at,json=appliedAt,proto3" json:"applied_at,omitempty"`
+	Revision       uint64                 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ServiceRequestApplied) Reset() {
+	*x = ServiceRequestApplied{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceRequestApplied) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceRequestApplied) ProtoMessage() {}
+
+func (x *ServiceRequestApplied) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceRequestApplied.ProtoReflect.Descriptor instead.
+func (*ServiceRequestApplied) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ServiceRequestApplied) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ServiceRequestApplied) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ServiceRequestApplied) GetAppliedBy() string {
+	if x != nil {
+		return x.AppliedBy
+	}
+	return ""
+}
+
+func (x *ServiceRequestApplied) GetDesignRevision() uint64 {
+	if x != nil {
+		return x.DesignRevision
+	}
+	return 0
+}
+
+func (x *ServiceRequestApplied) GetAppliedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AppliedAt
+	}
+	return nil
+}
+
+func (x *ServiceRequestApplied) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ServiceRequestRejected: patch.<tenant>.service_request.rejected. Key: the request id.
+type ServiceRequestRejected struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RejectedBy    string                 `protobuf:"bytes,3,opt,name=rejected_by,json=rejectedBy,proto3" json:"rejected_by,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	RejectedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=rejected_at,json=rejectedAt,proto3" json:"rejected_at,omitempty"`
+	Revision      uint64                 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceRequestRejected) Reset() {
+	*x = ServiceRequestRejected{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceRequestRejected) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceRequestRejected) ProtoMessage() {}
+
+func (x *ServiceRequestRejected) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceRequestRejected.ProtoReflect.Descriptor instead.
+func (*ServiceRequestRejected) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ServiceRequestRejected) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ServiceRequestRejected) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ServiceRequestRejected) GetRejectedBy() string {
+	if x != nil {
+		return x.RejectedBy
+	}
+	return ""
+}
+
+func (x *ServiceRequestRejected) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ServiceRequestRejected) GetRejectedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RejectedAt
+	}
+	return nil
+}
+
+func (x *ServiceRequestRejected) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ServiceRequestWithdrawn: patch.<tenant>.service_request.withdrawn. The raiser withdrew the
+// request. Key: the request id.
+type ServiceRequestWithdrawn struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	WithdrawnBy   string                 `protobuf:"bytes,3,opt,name=withdrawn_by,json=withdrawnBy,proto3" json:"withdrawn_by,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	WithdrawnAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=withdrawn_at,json=withdrawnAt,proto3" json:"withdrawn_at,omitempty"`
+	Revision      uint64                 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceRequestWithdrawn) Reset() {
+	*x = ServiceRequestWithdrawn{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceRequestWithdrawn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceRequestWithdrawn) ProtoMessage() {}
+
+func (x *ServiceRequestWithdrawn) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceRequestWithdrawn.ProtoReflect.Descriptor instead.
+func (*ServiceRequestWithdrawn) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ServiceRequestWithdrawn) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ServiceRequestWithdrawn) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ServiceRequestWithdrawn) GetWithdrawnBy() string {
+	if x != nil {
+		return x.WithdrawnBy
+	}
+	return ""
+}
+
+func (x *ServiceRequestWithdrawn) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ServiceRequestWithdrawn) GetWithdrawnAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WithdrawnAt
+	}
+	return nil
+}
+
+func (x *ServiceRequestWithdrawn) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// SnapshotStarted: patch.<tenant>.snapshot.started. The pre-patch snapshot set of a job was
+// started (or found already started); the snapshotter tracks it to SnapshotCreated or
+// SnapshotFailed.
+type SnapshotStarted struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Tenant     string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId      string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave       int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	InstanceId string                 `protobuf:"bytes,4,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// The snapshot set id.
+	SnapshotId string        `protobuf:"bytes,5,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	BaselineId string        `protobuf:"bytes,6,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	PatchIds   []string      `protobuf:"bytes,7,rep,name=patch_ids,json=patchIds,proto3" json:"patch_ids,omitempty"`
+	Location   *v1.Location  `protobuf:"bytes,8,opt,name=location,proto3" json:"location,omitempty"`
+	Policy     *v1.JobPolicy `protobuf:"bytes,9,opt,name=policy,proto3" json:"policy,omitempty"`
+	// When the snapshot set was started; the snapshot timeout counts from it.
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotStarted) Reset() {
+	*x = SnapshotStarted{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotStarted) ProtoMessage() {}
+
+func (x *SnapshotStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotStarted.ProtoReflect.Descriptor instead.
+func (*SnapshotStarted) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SnapshotStarted) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SnapshotStarted) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *SnapshotStarted) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *SnapshotStarted) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *SnapshotStarted) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+func (x *SnapshotStarted) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *SnapshotStarted) GetPatchIds() []string {
+	if x != nil {
+		return x.PatchIds
+	}
+	return nil
+}
+
+func (x *SnapshotStarted) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *SnapshotStarted) GetPolicy() *v1.JobPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *SnapshotStarted) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+// SnapshotDeleted: patch.<tenant>.snapshot.deleted. Retention deleted a pre-patch snapshot set.
+type SnapshotDeleted struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Tenant     string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId      string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	InstanceId string                 `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	SnapshotId string                 `protobuf:"bytes,4,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	Location   *v1.Location           `protobuf:"bytes,5,opt,name=location,proto3" json:"location,omitempty"`
+	// Why it was deleted, e.g. "kept 7 days after the job succeeded".
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	DeletedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=deleted_at,json=deletedAt,proto3" json:"deleted_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotDeleted) Reset() {
+	*x = SnapshotDeleted{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotDeleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotDeleted) ProtoMessage() {}
+
+func (x *SnapshotDeleted) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotDeleted.ProtoReflect.Descriptor instead.
+func (*SnapshotDeleted) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SnapshotDeleted) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SnapshotDeleted) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *SnapshotDeleted) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *SnapshotDeleted) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+func (x *SnapshotDeleted) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *SnapshotDeleted) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SnapshotDeleted) GetDeletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeletedAt
+	}
+	return nil
+}
+
+// RestoreRequested: patch.<tenant>.restore.requested. A restore of an instance from the
+// pre-patch snapshot of a run was asked for (by a person through the API, or by auto-rollback).
+type RestoreRequested struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Tenant     string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RestoreId  string                 `protobuf:"bytes,2,opt,name=restore_id,json=restoreId,proto3" json:"restore_id,omitempty"`
+	InstanceId string                 `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// The run whose pre-patch snapshot is used.
+	RunId      string       `protobuf:"bytes,4,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	SnapshotId string       `protobuf:"bytes,5,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	Location   *v1.Location `protobuf:"bytes,6,opt,name=location,proto3" json:"location,omitempty"`
+	// Who asked: the API caller's actor, or "auto-rollback".
+	Actor         string                 `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
+	Reason        string                 `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	RequestedAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreRequested) Reset() {
+	*x = RestoreRequested{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreRequested) ProtoMessage() {}
+
+func (x *RestoreRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreRequested.ProtoReflect.Descriptor instead.
+func (*RestoreRequested) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RestoreRequested) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RestoreRequested) GetRestoreId() string {
+	if x != nil {
+		return x.RestoreId
+	}
+	return ""
+}
+
+func (x *RestoreRequested) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *RestoreRequested) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RestoreRequested) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+func (x *RestoreRequested) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *RestoreRequested) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *RestoreRequested) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RestoreRequested) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+// RestoreStarted: patch.<tenant>.restore.started. The cloud is replacing the root volume.
+type RestoreStarted struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Tenant     string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RestoreId  string                 `protobuf:"bytes,2,opt,name=restore_id,json=restoreId,proto3" json:"restore_id,omitempty"`
+	InstanceId string                 `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	RunId      string                 `protobuf:"bytes,4,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	SnapshotId string                 `protobuf:"bytes,5,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	Location   *v1.Location           `protobuf:"bytes,6,opt,name=location,proto3" json:"location,omitempty"`
+	// The cloud's id of the restore (on AWS the replace-root-volume task).
+	ProviderRestoreId string                 `protobuf:"bytes,7,opt,name=provider_restore_id,json=providerRestoreId,proto3" json:"provider_restore_id,omitempty"`
+	StartedAt         *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RestoreStarted) Reset() {
+	*x = RestoreStarted{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreStarted) ProtoMessage() {}
+
+func (x *RestoreStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreStarted.ProtoReflect.Descriptor instead.
+func (*RestoreStarted) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RestoreStarted) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RestoreStarted) GetRestoreId() string {
+	if x != nil {
+		return x.RestoreId
+	}
+	return ""
+}
+
+func (x *RestoreStarted) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *RestoreStarted) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RestoreStarted) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+func (x *RestoreStarted) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *RestoreStarted) GetProviderRestoreId() string {
+	if x != nil {
+		return x.ProviderRestoreId
+	}
+	return ""
+}
+
+func (x *RestoreStarted) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+// RestoreCompleted: patch.<tenant>.restore.completed. The instance runs from its pre-patch state.
+type RestoreCompleted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RestoreId     string                 `protobuf:"bytes,2,opt,name=restore_id,json=restoreId,proto3" json:"restore_id,omitempty"`
+	InstanceId    string                 `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	RunId         string                 `protobuf:"bytes,4,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	SnapshotId    string                 `protobuf:"bytes,5,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	Location      *v1.Location           `protobuf:"bytes,6,opt,name=location,proto3" json:"location,omitempty"`
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreCompleted) Reset() {
+	*x = RestoreCompleted{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreCompleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreCompleted) ProtoMessage() {}
+
+func (x *RestoreCompleted) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreCompleted.ProtoReflect.Descriptor instead.
+func (*RestoreCompleted) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RestoreCompleted) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RestoreCompleted) GetRestoreId() string {
+	if x != nil {
+		return x.RestoreId
+	}
+	return ""
+}
+
+func (x *RestoreCompleted) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *RestoreCompleted) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RestoreCompleted) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+func (x *RestoreCompleted) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *RestoreCompleted) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+// RestoreFailed: patch.<tenant>.restore.failed.
+type RestoreFailed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RestoreId     string                 `protobuf:"bytes,2,opt,name=restore_id,json=restoreId,proto3" json:"restore_id,omitempty"`
+	InstanceId    string                 `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	RunId         string                 `protobuf:"bytes,4,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	SnapshotId    string                 `protobuf:"bytes,5,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	Location      *v1.Location           `protobuf:"bytes,6,opt,name=location,proto3" json:"location,omitempty"`
+	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	FailedAt      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=failed_at,json=failedAt,proto3" json:"failed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreFailed) Reset() {
+	*x = RestoreFailed{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreFailed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreFailed) ProtoMessage() {}
+
+func (x *RestoreFailed) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreFailed.ProtoReflect.Descriptor instead.
+func (*RestoreFailed) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RestoreFailed) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RestoreFailed) GetRestoreId() string {
+	if x != nil {
+		return x.RestoreId
+	}
+	return ""
+}
+
+func (x *RestoreFailed) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *RestoreFailed) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RestoreFailed) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+func (x *RestoreFailed) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *RestoreFailed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RestoreFailed) GetFailedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailedAt
+	}
+	return nil
+}
+
+// AuditRecorded: patch.<tenant>.audit.recorded (patch.provider.audit.recorded for provider-wide
+// calls). One call of a mutating API method, allowed or refused, recorded by the gateway once
+// it has its outcome. Key: the audit id.
+type AuditRecorded struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A sortable id: the time, then random digits.
+	AuditId string `protobuf:"bytes,1,opt,name=audit_id,json=auditId,proto3" json:"audit_id,omitempty"`
+	// Who called: the credential's subject (the actor of any change the call made).
+	Actor string `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Which credential: an API key's id, or "jwt:<token id>".
+	CredentialId string `protobuf:"bytes,3,opt,name=credential_id,json=credentialId,proto3" json:"credential_id,omitempty"`
+	// "api_key" or "jwt".
+	CredentialKind string   `protobuf:"bytes,4,opt,name=credential_kind,json=credentialKind,proto3" json:"credential_kind,omitempty"`
+	Roles          []string `protobuf:"bytes,5,rep,name=roles,proto3" json:"roles,omitempty"`
+	// The tenant the call was about ("provider" for provider-wide calls); for a call refused
+	// because it named another tenant, the caller's own.
+	Tenant string `protobuf:"bytes,6,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The rpc, e.g. "/patchwave.design.v1.DesignService/PutWave".
+	Method string `protobuf:"bytes,7,opt,name=method,proto3" json:"method,omitempty"`
+	// The permission the rpc requires.
+	Permission string `protobuf:"bytes,8,opt,name=permission,proto3" json:"permission,omitempty"`
+	// The HTTP method and route template, e.g. "PUT" and "/v1/tenants/{tenant}/waves/{wave}",
+	// and the path as called.
+	HttpMethod string `protobuf:"bytes,9,opt,name=http_method,json=httpMethod,proto3" json:"http_method,omitempty"`
+	Route      string `protobuf:"bytes,10,opt,name=route,proto3" json:"route,omitempty"`
+	Path       string `protobuf:"bytes,11,opt,name=path,proto3" json:"path,omitempty"`
+	// The client's address (host:port) as the gateway saw it.
+	ClientAddress string `protobuf:"bytes,12,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
+	CorrelationId string `protobuf:"bytes,13,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// The outcome: the gRPC code's name ("OK", "PERMISSION_DENIED", "NOT_FOUND", ...), the HTTP
+	// status it answered and the error message of a failed call.
+	Outcome    string                 `protobuf:"bytes,14,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	HttpStatus int32                  `protobuf:"varint,15,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	Error      string                 `protobuf:"bytes,16,opt,name=error,proto3" json:"error,omitempty"`
+	Time       *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=time,proto3" json:"time,omitempty"`
+	// For a call refused because it named another tenant: the tenant it named.
+	TargetTenant  string `protobuf:"bytes,18,opt,name=target_tenant,json=targetTenant,proto3" json:"target_tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecorded) Reset() {
+	*x = AuditRecorded{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecorded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecorded) ProtoMessage() {}
+
+func (x *AuditRecorded) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecorded.ProtoReflect.Descriptor instead.
+func (*AuditRecorded) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *AuditRecorded) GetAuditId() string {
+	if x != nil {
+		return x.AuditId
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetCredentialId() string {
+	if x != nil {
+		return x.CredentialId
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetCredentialKind() string {
+	if x != nil {
+		return x.CredentialKind
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *AuditRecorded) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetPermission() string {
+	if x != nil {
+		return x.Permission
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetHttpMethod() string {
+	if x != nil {
+		return x.HttpMethod
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetHttpStatus() int32 {
+	if x != nil {
+		return x.HttpStatus
+	}
+	return 0
+}
+
+func (x *AuditRecorded) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *AuditRecorded) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditRecorded) GetTargetTenant() string {
+	if x != nil {
+		return x.TargetTenant
+	}
+	return ""
+}
+
+// CyclePinned: patch.<tenant>.cycle.pinned. The first run of a tenant's cycle pinned one
+// baseline version per OS family; every wave of the cycle installs the same. Key: the cycle.
+type CyclePinned struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Cycle  string                 `protobuf:"bytes,2,opt,name=cycle,proto3" json:"cycle,omitempty"`
+	Pins   []*v1.BaselinePin      `protobuf:"bytes,3,rep,name=pins,proto3" json:"pins,omitempty"`
+	// The run whose firing pinned the cycle.
+	RunId         string                 `protobuf:"bytes,4,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	PinnedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=pinned_at,json=pinnedAt,proto3" json:"pinned_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CyclePinned) Reset() {
+	*x = CyclePinned{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CyclePinned) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CyclePinned) ProtoMessage() {}
+
+func (x *CyclePinned) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CyclePinned.ProtoReflect.Descriptor instead.
+func (*CyclePinned) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CyclePinned) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *CyclePinned) GetCycle() string {
+	if x != nil {
+		return x.Cycle
+	}
+	return ""
+}
+
+func (x *CyclePinned) GetPins() []*v1.BaselinePin {
+	if x != nil {
+		return x.Pins
+	}
+	return nil
+}
+
+func (x *CyclePinned) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *CyclePinned) GetPinnedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PinnedAt
+	}
+	return nil
+}
+
+// RunDeferred: patch.<tenant>.run.deferred. A freeze with policy defer moved the occurrence to a
+// later window (start, end); the run keeps its id and fires then. Key: <run>/<claim revision>.
+type RunDeferred struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave          int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	Firing        *v1.FiringRef          `protobuf:"bytes,4,opt,name=firing,proto3" json:"firing,omitempty"`
+	OriginalStart *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=original_start,json=originalStart,proto3" json:"original_start,omitempty"`
+	Freezes       []string               `protobuf:"bytes,6,rep,name=freezes,proto3" json:"freezes,omitempty"`
+	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunDeferred) Reset() {
+	*x = RunDeferred{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunDeferred) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunDeferred) ProtoMessage() {}
+
+func (x *RunDeferred) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunDeferred.ProtoReflect.Descriptor instead.
+func (*RunDeferred) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RunDeferred) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RunDeferred) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunDeferred) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *RunDeferred) GetFiring() *v1.FiringRef {
+	if x != nil {
+		return x.Firing
+	}
+	return nil
+}
+
+func (x *RunDeferred) GetOriginalStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OriginalStart
+	}
+	return nil
+}
+
+func (x *RunDeferred) GetFreezes() []string {
+	if x != nil {
+		return x.Freezes
+	}
+	return nil
+}
+
+func (x *RunDeferred) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RunDeferred) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// RunSkipped: patch.<tenant>.run.skipped. An occurrence that does not run: state
+// RUN_STATE_SKIPPED_FROZEN (a freeze with policy skip, or a defer that found no free window), or
+// RUN_STATE_SKIPPED with cause "paused" (the wave is paused), "requested" (skip next
+// occurrence) or "operator" (a held run skipped by an operator). Key: <run>/<claim revision>.
+type RunSkipped struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave          int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	Firing        *v1.FiringRef          `protobuf:"bytes,4,opt,name=firing,proto3" json:"firing,omitempty"`
+	State         v1.RunState            `protobuf:"varint,5,opt,name=state,proto3,enum=patchwave.types.v1.RunState" json:"state,omitempty"`
+	Cause         string                 `protobuf:"bytes,6,opt,name=cause,proto3" json:"cause,omitempty"`
+	Freezes       []string               `protobuf:"bytes,7,rep,name=freezes,proto3" json:"freezes,omitempty"`
+	Reason        string                 `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunSkipped) Reset() {
+	*x = RunSkipped{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunSkipped) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunSkipped) ProtoMessage() {}
+
+func (x *RunSkipped) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunSkipped.ProtoReflect.Descriptor instead.
+func (*RunSkipped) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RunSkipped) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RunSkipped) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunSkipped) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *RunSkipped) GetFiring() *v1.FiringRef {
+	if x != nil {
+		return x.Firing
+	}
+	return nil
+}
+
+func (x *RunSkipped) GetState() v1.RunState {
+	if x != nil {
+		return x.State
+	}
+	return v1.RunState(0)
+}
+
+func (x *RunSkipped) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
+func (x *RunSkipped) GetFreezes() []string {
+	if x != nil {
+		return x.Freezes
+	}
+	return nil
+}
+
+func (x *RunSkipped) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RunSkipped) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// RunMissed: patch.<tenant>.run.missed. The occurrence's window closed without a run: no
+// scheduler ran during it (cause "down"), the run was still waiting for approval ("approval")
+// or held by the wave gate ("held"), or it could not start ("failed", the reason says why).
+// Key: <run>/<claim revision>.
+type RunMissed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave          int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	Firing        *v1.FiringRef          `protobuf:"bytes,4,opt,name=firing,proto3" json:"firing,omitempty"`
+	Cause         string                 `protobuf:"bytes,5,opt,name=cause,proto3" json:"cause,omitempty"`
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunMissed) Reset() {
+	*x = RunMissed{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunMissed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunMissed) ProtoMessage() {}
+
+func (x *RunMissed) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunMissed.ProtoReflect.Descriptor instead.
+func (*RunMissed) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RunMissed) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RunMissed) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunMissed) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *RunMissed) GetFiring() *v1.FiringRef {
+	if x != nil {
+		return x.Firing
+	}
+	return nil
+}
+
+func (x *RunMissed) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
+func (x *RunMissed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RunMissed) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// RunWaitingApproval: patch.<tenant>.run.waiting_approval. The run's window is open but the
+// tenant has not approved every baseline of the cycle's pin; it starts when they are approved,
+// if its window is still open. Key: <run>/<claim revision>.
+type RunWaitingApproval struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId  string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave   int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	Firing *v1.FiringRef          `protobuf:"bytes,4,opt,name=firing,proto3" json:"firing,omitempty"`
+	Pins   []*v1.BaselinePin      `protobuf:"bytes,5,rep,name=pins,proto3" json:"pins,omitempty"`
+	// The pinned baselines the tenant has not approved (rejected ones included).
+	UnapprovedBaselineIds []string               `protobuf:"bytes,6,rep,name=unapproved_baseline_ids,json=unapprovedBaselineIds,proto3" json:"unapproved_baseline_ids,omitempty"`
+	At                    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *RunWaitingApproval) Reset() {
+	*x = RunWaitingApproval{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunWaitingApproval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunWaitingApproval) ProtoMessage() {}
+
+func (x *RunWaitingApproval) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunWaitingApproval.ProtoReflect.Descriptor instead.
+func (*RunWaitingApproval) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RunWaitingApproval) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RunWaitingApproval) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunWaitingApproval) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *RunWaitingApproval) GetFiring() *v1.FiringRef {
+	if x != nil {
+		return x.Firing
+	}
+	return nil
+}
+
+func (x *RunWaitingApproval) GetPins() []*v1.BaselinePin {
+	if x != nil {
+		return x.Pins
+	}
+	return nil
+}
+
+func (x *RunWaitingApproval) GetUnapprovedBaselineIds() []string {
+	if x != nil {
+		return x.UnapprovedBaselineIds
+	}
+	return nil
+}
+
+func (x *RunWaitingApproval) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// RunHeld: patch.<tenant>.run.held. The wave gate holds the run: the previous wave's run of
+// the cycle has not completed, or did not meet its success threshold. Key: <run>/<claim
+// revision>.
+type RunHeld struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId  string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave   int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	Firing *v1.FiringRef          `protobuf:"bytes,4,opt,name=firing,proto3" json:"firing,omitempty"`
+	// The previous wave's run that gates this one.
+	GateWave  int32  `protobuf:"varint,5,opt,name=gate_wave,json=gateWave,proto3" json:"gate_wave,omitempty"`
+	GateRunId string `protobuf:"bytes,6,opt,name=gate_run_id,json=gateRunId,proto3" json:"gate_run_id,omitempty"`
+	// Its success threshold, and what it reached (succeeded / total, in percent) when complete.
+	ThresholdPercent int32                  `protobuf:"varint,7,opt,name=threshold_percent,json=thresholdPercent,proto3" json:"threshold_percent,omitempty"`
+	SuccessPercent   int32                  `protobuf:"varint,8,opt,name=success_percent,json=successPercent,proto3" json:"success_percent,omitempty"`
+	GateComplete     bool                   `protobuf:"varint,9,opt,name=gate_complete,json=gateComplete,proto3" json:"gate_complete,omitempty"`
+	Reason           string                 `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	At               *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RunHeld) Reset() {
+	*x = RunHeld{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunHeld) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunHeld) ProtoMessage() {}
+
+func (x *RunHeld) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunHeld.ProtoReflect.Descriptor instead.
+func (*RunHeld) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RunHeld) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RunHeld) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunHeld) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *RunHeld) GetFiring() *v1.FiringRef {
+	if x != nil {
+		return x.Firing
+	}
+	return nil
+}
+
+func (x *RunHeld) GetGateWave() int32 {
+	if x != nil {
+		return x.GateWave
+	}
+	return 0
+}
+
+func (x *RunHeld) GetGateRunId() string {
+	if x != nil {
+		return x.GateRunId
+	}
+	return ""
+}
+
+func (x *RunHeld) GetThresholdPercent() int32 {
+	if x != nil {
+		return x.ThresholdPercent
+	}
+	return 0
+}
+
+func (x *RunHeld) GetSuccessPercent() int32 {
+	if x != nil {
+		return x.SuccessPercent
+	}
+	return 0
+}
+
+func (x *RunHeld) GetGateComplete() bool {
+	if x != nil {
+		return x.GateComplete
+	}
+	return false
+}
+
+func (x *RunHeld) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RunHeld) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// RunReleased: patch.<tenant>.run.released. An operator released a held run (audited: actor
+// and reason); it starts now if its window is open and its pin approved. Key: <run>/<claim
+// revision>.
+type RunReleased struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave          int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	Actor         string                 `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunReleased) Reset() {
+	*x = RunReleased{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunReleased) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunReleased) ProtoMessage() {}
+
+func (x *RunReleased) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunReleased.ProtoReflect.Descriptor instead.
+func (*RunReleased) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *RunReleased) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RunReleased) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunReleased) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *RunReleased) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *RunReleased) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RunReleased) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// RunMembership: patch.<tenant>.run.membership. One chunk of a run's membership (at most 1,000
+// instances, well under the 1 MiB message limit), published before the run's RunStarted. Key:
+// <run>/<membership_id>/<chunk>.
+type RunMembership struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Tenant       string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId        string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave         int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	MembershipId string                 `protobuf:"bytes,4,opt,name=membership_id,json=membershipId,proto3" json:"membership_id,omitempty"`
+	// 0-based; the run has `chunks` of them.
+	Chunk         int32        `protobuf:"varint,5,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	Chunks        int32        `protobuf:"varint,6,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	Members       []*v1.Member `protobuf:"bytes,7,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunMembership) Reset() {
+	*x = RunMembership{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunMembership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunMembership) ProtoMessage() {}
+
+func (x *RunMembership) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunMembership.ProtoReflect.Descriptor instead.
+func (*RunMembership) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RunMembership) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RunMembership) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunMembership) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *RunMembership) GetMembershipId() string {
+	if x != nil {
+		return x.MembershipId
+	}
+	return ""
+}
+
+func (x *RunMembership) GetChunk() int32 {
+	if x != nil {
+		return x.Chunk
+	}
+	return 0
+}
+
+func (x *RunMembership) GetChunks() int32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *RunMembership) GetMembers() []*v1.Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// RunPaused: patch.<tenant>.run.paused. The run releases no new job until resumed; jobs in flight
+// finish. Key: <run>/<n> (the n-th pause).
+type RunPaused struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Actor         string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunPaused) Reset() {
+	*x = RunPaused{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunPaused) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunPaused) ProtoMessage() {}
+
+func (x *RunPaused) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunPaused.ProtoReflect.Descriptor instead.
+func (*RunPaused) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *RunPaused) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RunPaused) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunPaused) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *RunPaused) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RunPaused) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// RunResumed: patch.<tenant>.run.resumed. A paused run releases jobs again. Key: <run>/<n>.
+type RunResumed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Actor         string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunResumed) Reset() {
+	*x = RunResumed{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunResumed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunResumed) ProtoMessage() {}
+
+func (x *RunResumed) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunResumed.ProtoReflect.Descriptor instead.
+func (*RunResumed) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RunResumed) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RunResumed) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunResumed) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *RunResumed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RunResumed) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// RunCancelled: patch.<tenant>.run.cancelled. The run is CANCELLED: its jobs not released are
+// SKIPPED, those in flight finish, then RunCompleted (state CANCELLED). Key: the run id.
+type RunCancelled struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave          int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	Actor         string                 `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunCancelled) Reset() {
+	*x = RunCancelled{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunCancelled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunCancelled) ProtoMessage() {}
+
+func (x *RunCancelled) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunCancelled.ProtoReflect.Descriptor instead.
+func (*RunCancelled) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RunCancelled) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RunCancelled) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunCancelled) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *RunCancelled) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *RunCancelled) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RunCancelled) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// RunHalted: patch.<tenant>.run.halted. More jobs failed than the error budget allows: the run
+// is HALTED, its jobs not released are SKIPPED, those in flight finish. Key: the run id.
+type RunHalted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave          int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	Errors        int32                  `protobuf:"varint,4,opt,name=errors,proto3" json:"errors,omitempty"`
+	ErrorBudget   int32                  `protobuf:"varint,5,opt,name=error_budget,json=errorBudget,proto3" json:"error_budget,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunHalted) Reset() {
+	*x = RunHalted{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunHalted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunHalted) ProtoMessage() {}
+
+func (x *RunHalted) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunHalted.ProtoReflect.Descriptor instead.
+func (*RunHalted) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RunHalted) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RunHalted) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunHalted) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *RunHalted) GetErrors() int32 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *RunHalted) GetErrorBudget() int32 {
+	if x != nil {
+		return x.ErrorBudget
+	}
+	return 0
+}
+
+func (x *RunHalted) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// RunDispatchStopped: patch.<tenant>.run.dispatch_stopped. The run reached its dispatch stop
+// (cutoff, window end, freeze): no job is released any more, the rest are SKIPPED. Key: the run
+// id.
+type RunDispatchStopped struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId  string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave   int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	Reason string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The stop instant (DispatchLimits.stop_at).
+	StopAt        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=stop_at,json=stopAt,proto3" json:"stop_at,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunDispatchStopped) Reset() {
+	*x = RunDispatchStopped{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunDispatchStopped) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunDispatchStopped) ProtoMessage() {}
+
+func (x *RunDispatchStopped) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunDispatchStopped.ProtoReflect.Descriptor instead.
+func (*RunDispatchStopped) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *RunDispatchStopped) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RunDispatchStopped) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunDispatchStopped) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *RunDispatchStopped) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RunDispatchStopped) GetStopAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StopAt
+	}
+	return nil
+}
+
+func (x *RunDispatchStopped) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// ScanRequested asks the installer to assess (AWS-RunPatchBaseline Operation=Scan, nothing
+// installed) a chunk of a tenant's in-scope instances that share a location and an OS family,
+// against that family's baseline. One scan is many of these (at most 50 instances each), so
+// no event grows with the fleet.
+type ScanRequested struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	ScanId string                 `protobuf:"bytes,2,opt,name=scan_id,json=scanId,proto3" json:"scan_id,omitempty"`
+	// Chunk number within the scan, from 1.
+	Chunk       int32        `protobuf:"varint,3,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	Location    *v1.Location `protobuf:"bytes,4,opt,name=location,proto3" json:"location,omitempty"`
+	OsFamily    string       `protobuf:"bytes,5,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	BaselineId  string       `protobuf:"bytes,6,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	PatchIds    []string     `protobuf:"bytes,7,rep,name=patch_ids,json=patchIds,proto3" json:"patch_ids,omitempty"`
+	InstanceIds []string     `protobuf:"bytes,8,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	// Who asked: the caller's subject, or "schedule" for the daily assessment.
+	RequestedBy   string                 `protobuf:"bytes,9,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	RequestedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanRequested) Reset() {
+	*x = ScanRequested{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanRequested) ProtoMessage() {}
+
+func (x *ScanRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanRequested.ProtoReflect.Descriptor instead.
+func (*ScanRequested) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ScanRequested) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ScanRequested) GetScanId() string {
+	if x != nil {
+		return x.ScanId
+	}
+	return ""
+}
+
+func (x *ScanRequested) GetChunk() int32 {
+	if x != nil {
+		return x.Chunk
+	}
+	return 0
+}
+
+func (x *ScanRequested) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *ScanRequested) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *ScanRequested) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *ScanRequested) GetPatchIds() []string {
+	if x != nil {
+		return x.PatchIds
+	}
+	return nil
+}
+
+func (x *ScanRequested) GetInstanceIds() []string {
+	if x != nil {
+		return x.InstanceIds
+	}
+	return nil
+}
+
+func (x *ScanRequested) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *ScanRequested) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+// ScanStarted says a scan of one instance runs at the provider.
+type ScanStarted struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Tenant     string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	ScanId     string                 `protobuf:"bytes,2,opt,name=scan_id,json=scanId,proto3" json:"scan_id,omitempty"`
+	InstanceId string                 `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	Location   *v1.Location           `protobuf:"bytes,4,opt,name=location,proto3" json:"location,omitempty"`
+	OsFamily   string                 `protobuf:"bytes,5,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	BaselineId string                 `protobuf:"bytes,6,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	PatchIds   []string               `protobuf:"bytes,7,rep,name=patch_ids,json=patchIds,proto3" json:"patch_ids,omitempty"`
+	// The provider's operation id (GetInstallations reads it) and SSM command id.
+	InstallationId string                 `protobuf:"bytes,8,opt,name=installation_id,json=installationId,proto3" json:"installation_id,omitempty"`
+	CommandId      string                 `protobuf:"bytes,9,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	StartedAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// After this the scan is cancelled and fails.
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanStarted) Reset() {
+	*x = ScanStarted{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanStarted) ProtoMessage() {}
+
+func (x *ScanStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanStarted.ProtoReflect.Descriptor instead.
+func (*ScanStarted) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ScanStarted) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ScanStarted) GetScanId() string {
+	if x != nil {
+		return x.ScanId
+	}
+	return ""
+}
+
+func (x *ScanStarted) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *ScanStarted) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *ScanStarted) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *ScanStarted) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *ScanStarted) GetPatchIds() []string {
+	if x != nil {
+		return x.PatchIds
+	}
+	return nil
+}
+
+func (x *ScanStarted) GetInstallationId() string {
+	if x != nil {
+		return x.InstallationId
+	}
+	return ""
+}
+
+func (x *ScanStarted) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *ScanStarted) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *ScanStarted) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+// ScanCompleted carries what a scan read on one instance: the state of each patch of the
+// baseline (DescribeInstancePatches).
+type ScanCompleted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	ScanId        string                 `protobuf:"bytes,2,opt,name=scan_id,json=scanId,proto3" json:"scan_id,omitempty"`
+	InstanceId    string                 `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	OsFamily      string                 `protobuf:"bytes,4,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	BaselineId    string                 `protobuf:"bytes,5,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	Results       []*v1.PatchResult      `protobuf:"bytes,6,rep,name=results,proto3" json:"results,omitempty"`
+	ScannedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=scanned_at,json=scannedAt,proto3" json:"scanned_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanCompleted) Reset() {
+	*x = ScanCompleted{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanCompleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanCompleted) ProtoMessage() {}
+
+func (x *ScanCompleted) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanCompleted.ProtoReflect.Descriptor instead.
+func (*ScanCompleted) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ScanCompleted) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ScanCompleted) GetScanId() string {
+	if x != nil {
+		return x.ScanId
+	}
+	return ""
+}
+
+func (x *ScanCompleted) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *ScanCompleted) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *ScanCompleted) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *ScanCompleted) GetResults() []*v1.PatchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ScanCompleted) GetScannedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ScannedAt
+	}
+	return nil
+}
+
+// ScanFailed says one instance could not be assessed (no agent, stopped, the scan failed or
+// timed out): its compliance is UNKNOWN until a later assessment.
+type ScanFailed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	ScanId        string                 `protobuf:"bytes,2,opt,name=scan_id,json=scanId,proto3" json:"scan_id,omitempty"`
+	InstanceId    string                 `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	OsFamily      string                 `protobuf:"bytes,4,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	FailedAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=failed_at,json=failedAt,proto3" json:"failed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanFailed) Reset() {
+	*x = ScanFailed{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanFailed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanFailed) ProtoMessage() {}
+
+func (x *ScanFailed) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanFailed.ProtoReflect.Descriptor instead.
+func (*ScanFailed) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ScanFailed) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ScanFailed) GetScanId() string {
+	if x != nil {
+		return x.ScanId
+	}
+	return ""
+}
+
+func (x *ScanFailed) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *ScanFailed) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *ScanFailed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ScanFailed) GetFailedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailedAt
+	}
+	return nil
+}
+
 var File_patchwave_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_patchwave_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	" patchwave/events/v1/events.proto\x12\x13patchwave.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epatchwave/types/v1/types.proto\"\xeb\x01\n" +
+	" patchwave/events/v1/events.proto\x12\x13patchwave.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fpatchwave/types/v1/design.proto\x1a\x1fpatchwave/types/v1/firing.proto\x1a\x1cpatchwave/types/v1/job.proto\x1a%patchwave/types/v1/notification.proto\x1a\x1cpatchwave/types/v1/run.proto\x1a\x1epatchwave/types/v1/types.proto\"\x8b\x05\n" +
 	"\n" +
 	"RunStarted\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
@@ -1090,7 +5395,18 @@ const file_patchwave_events_v1_events_proto_rawDesc = "" +
 	"\finstance_ids\x18\x05 \x03(\tR\vinstanceIds\x129\n" +
 	"\n" +
 	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x1b\n" +
-	"\tpatch_ids\x18\a \x03(\tR\bpatchIds\"\x90\x02\n" +
+	"\tpatch_ids\x18\a \x03(\tR\bpatchIds\x129\n" +
+	"\x06groups\x18\b \x03(\v2!.patchwave.types.v1.InstanceGroupR\x06groups\x125\n" +
+	"\x06policy\x18\t \x01(\v2\x1d.patchwave.types.v1.JobPolicyR\x06policy\x12D\n" +
+	"\n" +
+	"membership\x18\n" +
+	" \x01(\v2$.patchwave.types.v1.MembershipCountsR\n" +
+	"membership\x12#\n" +
+	"\rmembership_id\x18\v \x01(\tR\fmembershipId\x123\n" +
+	"\x04pins\x18\f \x03(\v2\x1f.patchwave.types.v1.BaselinePinR\x04pins\x12:\n" +
+	"\x06limits\x18\r \x01(\v2\".patchwave.types.v1.DispatchLimitsR\x06limits\x12\x19\n" +
+	"\brerun_of\x18\x0e \x01(\tR\arerunOf\x125\n" +
+	"\x06firing\x18\x14 \x01(\v2\x1d.patchwave.types.v1.FiringRefR\x06firing\"\x88\x03\n" +
 	"\fRunCompleted\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -1099,7 +5415,12 @@ const file_patchwave_events_v1_events_proto_rawDesc = "" +
 	"\x05total\x18\x05 \x01(\x05R\x05total\x12\x1c\n" +
 	"\tsucceeded\x18\x06 \x01(\x05R\tsucceeded\x12\x16\n" +
 	"\x06failed\x18\a \x01(\x05R\x06failed\x12=\n" +
-	"\fcompleted_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xb0\x01\n" +
+	"\fcompleted_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x1b\n" +
+	"\ttimed_out\x18\t \x01(\x05R\btimedOut\x12\x18\n" +
+	"\askipped\x18\n" +
+	" \x01(\x05R\askipped\x12\x16\n" +
+	"\x06missed\x18\v \x01(\x05R\x06missed\x12'\n" +
+	"\x0fsnapshot_failed\x18\f \x01(\x05R\x0esnapshotFailed\"\xd4\x02\n" +
 	"\fJobRequested\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -1108,7 +5429,12 @@ const file_patchwave_events_v1_events_proto_rawDesc = "" +
 	"instanceId\x12\x1f\n" +
 	"\vbaseline_id\x18\x05 \x01(\tR\n" +
 	"baselineId\x12\x1b\n" +
-	"\tpatch_ids\x18\x06 \x03(\tR\bpatchIds\"\x8f\x02\n" +
+	"\tpatch_ids\x18\x06 \x03(\tR\bpatchIds\x128\n" +
+	"\blocation\x18\a \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x125\n" +
+	"\x06policy\x18\b \x01(\v2\x1d.patchwave.types.v1.JobPolicyR\x06policy\x12\x1b\n" +
+	"\tos_family\x18\t \x01(\tR\bosFamily\x12\x14\n" +
+	"\x05index\x18\n" +
+	" \x01(\x05R\x05index\"\x80\x03\n" +
 	"\x0fSnapshotCreated\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -1121,14 +5447,19 @@ const file_patchwave_events_v1_events_proto_rawDesc = "" +
 	"baselineId\x12\x1b\n" +
 	"\tpatch_ids\x18\a \x03(\tR\bpatchIds\x129\n" +
 	"\n" +
-	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x8c\x01\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x128\n" +
+	"\blocation\x18\t \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x125\n" +
+	"\x06policy\x18\n" +
+	" \x01(\v2\x1d.patchwave.types.v1.JobPolicyR\x06policy\"\xfd\x01\n" +
 	"\x0eSnapshotFailed\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04wave\x18\x03 \x01(\x05R\x04wave\x12\x1f\n" +
 	"\vinstance_id\x18\x04 \x01(\tR\n" +
 	"instanceId\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xbe\x01\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x128\n" +
+	"\blocation\x18\x06 \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x125\n" +
+	"\x06policy\x18\a \x01(\v2\x1d.patchwave.types.v1.JobPolicyR\x06policy\"\xff\x03\n" +
 	"\x0eInstallStarted\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -1137,7 +5468,18 @@ const file_patchwave_events_v1_events_proto_rawDesc = "" +
 	"instanceId\x12\x1f\n" +
 	"\vsnapshot_id\x18\x05 \x01(\tR\n" +
 	"snapshotId\x12'\n" +
-	"\x0finstallation_id\x18\x06 \x01(\tR\x0einstallationId\"\xa2\x02\n" +
+	"\x0finstallation_id\x18\x06 \x01(\tR\x0einstallationId\x128\n" +
+	"\blocation\x18\a \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x125\n" +
+	"\x06policy\x18\b \x01(\v2\x1d.patchwave.types.v1.JobPolicyR\x06policy\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\t \x01(\tR\tcommandId\x129\n" +
+	"\n" +
+	"started_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x126\n" +
+	"\bdeadline\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x1f\n" +
+	"\vbaseline_id\x18\f \x01(\tR\n" +
+	"baselineId\x12\x1b\n" +
+	"\tpatch_ids\x18\r \x03(\tR\bpatchIds\"\xf2\x03\n" +
 	"\x10InstallSucceeded\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -1148,7 +5490,13 @@ const file_patchwave_events_v1_events_proto_rawDesc = "" +
 	"snapshotId\x12'\n" +
 	"\x0finstallation_id\x18\x06 \x01(\tR\x0einstallationId\x12%\n" +
 	"\x0ereboot_pending\x18\a \x01(\bR\rrebootPending\x129\n" +
-	"\aresults\x18\b \x03(\v2\x1f.patchwave.types.v1.PatchResultR\aresults\"\x90\x02\n" +
+	"\aresults\x18\b \x03(\v2\x1f.patchwave.types.v1.PatchResultR\aresults\x128\n" +
+	"\blocation\x18\t \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x129\n" +
+	"\tjob_state\x18\n" +
+	" \x01(\x0e2\x1c.patchwave.types.v1.JobStateR\bjobState\x12\x1a\n" +
+	"\brebooted\x18\v \x01(\bR\brebooted\x12\x18\n" +
+	"\ahealthy\x18\f \x01(\bR\ahealthy\x12#\n" +
+	"\rhealth_detail\x18\r \x01(\tR\fhealthDetail\"\xbc\x03\n" +
 	"\rInstallFailed\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -1159,26 +5507,50 @@ const file_patchwave_events_v1_events_proto_rawDesc = "" +
 	"snapshotId\x12'\n" +
 	"\x0finstallation_id\x18\x06 \x01(\tR\x0einstallationId\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x129\n" +
-	"\aresults\x18\b \x03(\v2\x1f.patchwave.types.v1.PatchResultR\aresults\"\xad\x01\n" +
+	"\aresults\x18\b \x03(\v2\x1f.patchwave.types.v1.PatchResultR\aresults\x128\n" +
+	"\blocation\x18\t \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x125\n" +
+	"\x06policy\x18\n" +
+	" \x01(\v2\x1d.patchwave.types.v1.JobPolicyR\x06policy\x129\n" +
+	"\tjob_state\x18\v \x01(\x0e2\x1c.patchwave.types.v1.JobStateR\bjobState\"\xf2\x01\n" +
 	"\x10NotificationSent\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12'\n" +
 	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\x12\x18\n" +
 	"\achannel\x18\x03 \x01(\tR\achannel\x12$\n" +
 	"\x0eabout_event_id\x18\x04 \x01(\tR\faboutEventId\x12\x18\n" +
-	"\asummary\x18\x05 \x01(\tR\asummary\"\xad\x01\n" +
+	"\asummary\x18\x05 \x01(\tR\asummary\x12'\n" +
+	"\x0fsubscription_id\x18\x06 \x01(\tR\x0esubscriptionId\x12\x1a\n" +
+	"\battempts\x18\a \x01(\x05R\battempts\"\xf2\x01\n" +
 	"\x12NotificationFailed\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12'\n" +
 	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\x12\x18\n" +
 	"\achannel\x18\x03 \x01(\tR\achannel\x12$\n" +
 	"\x0eabout_event_id\x18\x04 \x01(\tR\faboutEventId\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xdf\x01\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12'\n" +
+	"\x0fsubscription_id\x18\x06 \x01(\tR\x0esubscriptionId\x12\x1a\n" +
+	"\battempts\x18\a \x01(\x05R\battempts\"\xa3\x02\n" +
+	"\x13SubscriptionChanged\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12'\n" +
+	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12D\n" +
+	"\fsubscription\x18\x03 \x01(\v2 .patchwave.types.v1.SubscriptionR\fsubscription\x12\x18\n" +
+	"\adeleted\x18\x04 \x01(\bR\adeleted\x12\x14\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x04R\brevision\x129\n" +
+	"\n" +
+	"changed_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\"\xad\x03\n" +
 	"\x11BaselinePublished\x12\x1f\n" +
 	"\vbaseline_id\x18\x01 \x01(\tR\n" +
 	"baselineId\x12\x1b\n" +
 	"\tos_family\x18\x02 \x01(\tR\bosFamily\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x05R\aversion\x123\n" +
 	"\apatches\x18\x04 \x03(\v2\x19.patchwave.types.v1.PatchR\apatches\x12=\n" +
-	"\fpublished_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishedAt\"\xa9\x01\n" +
+	"\fpublished_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishedAt\x128\n" +
+	"\x05rules\x18\x06 \x03(\v2\".patchwave.types.v1.DeploymentRuleR\x05rules\x12\x1c\n" +
+	"\temergency\x18\a \x01(\bR\temergency\x12#\n" +
+	"\remergency_cve\x18\b \x01(\tR\femergencyCve\x12!\n" +
+	"\fpublished_by\x18\t \x01(\tR\vpublishedBy\x12\x14\n" +
+	"\x05notes\x18\n" +
+	" \x01(\tR\x05notes\x12\x16\n" +
+	"\x06digest\x18\v \x01(\tR\x06digest\"\x9b\x02\n" +
 	"\x10BaselineApproved\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1f\n" +
 	"\vbaseline_id\x18\x02 \x01(\tR\n" +
@@ -1186,7 +5558,391 @@ const file_patchwave_events_v1_events_proto_rawDesc = "" +
 	"\vapproved_by\x18\x03 \x01(\tR\n" +
 	"approvedBy\x12;\n" +
 	"\vapproved_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"approvedAtBJZHgithub.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1;eventsv1b\x06proto3"
+	"approvedAt\x12\x1b\n" +
+	"\tos_family\x18\x05 \x01(\tR\bosFamily\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x05R\aversion\x12\x14\n" +
+	"\x05notes\x18\a \x01(\tR\x05notes\x12#\n" +
+	"\rauto_approved\x18\b \x01(\bR\fautoApproved\"\xf8\x01\n" +
+	"\x10BaselineRejected\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1f\n" +
+	"\vbaseline_id\x18\x02 \x01(\tR\n" +
+	"baselineId\x12\x1f\n" +
+	"\vrejected_by\x18\x03 \x01(\tR\n" +
+	"rejectedBy\x12;\n" +
+	"\vrejected_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"rejectedAt\x12\x1b\n" +
+	"\tos_family\x18\x05 \x01(\tR\bosFamily\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x05R\aversion\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"\x9a\x02\n" +
+	"\x15ApprovalPolicyChanged\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12!\n" +
+	"\fauto_approve\x18\x02 \x01(\bR\vautoApprove\x12/\n" +
+	"\x05delay\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x1f\n" +
+	"\vos_families\x18\x04 \x03(\tR\n" +
+	"osFamilies\x12\x1d\n" +
+	"\n" +
+	"changed_by\x18\x05 \x01(\tR\tchangedBy\x129\n" +
+	"\n" +
+	"changed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\x12\x1a\n" +
+	"\brevision\x18\a \x01(\x04R\brevision\"^\n" +
+	"\x0fPatchDiscovered\x12/\n" +
+	"\x05patch\x18\x01 \x01(\v2\x19.patchwave.types.v1.PatchR\x05patch\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\xf7\x01\n" +
+	"\fPatchUpdated\x12/\n" +
+	"\x05patch\x18\x01 \x01(\v2\x19.patchwave.types.v1.PatchR\x05patch\x125\n" +
+	"\bprevious\x18\x02 \x01(\v2\x19.patchwave.types.v1.PatchR\bprevious\x12%\n" +
+	"\x0echanged_fields\x18\x03 \x03(\tR\rchangedFields\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\x12<\n" +
+	"\x05state\x18\x05 \x01(\x0e2&.patchwave.types.v1.CertificationStateR\x05state\"\x84\x01\n" +
+	"\x10PatchTestStarted\x12\x19\n" +
+	"\bpatch_id\x18\x01 \x01(\tR\apatchId\x129\n" +
+	"\x04step\x18\x02 \x01(\v2%.patchwave.types.v1.CertificationStepR\x04step\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\xa3\x01\n" +
+	"\x0ePatchCertified\x12\x19\n" +
+	"\bpatch_id\x18\x01 \x01(\tR\apatchId\x129\n" +
+	"\x04step\x18\x02 \x01(\v2%.patchwave.types.v1.CertificationStepR\x04step\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\x12\x1f\n" +
+	"\vos_families\x18\x04 \x03(\tR\n" +
+	"osFamilies\"\x81\x01\n" +
+	"\rPatchRejected\x12\x19\n" +
+	"\bpatch_id\x18\x01 \x01(\tR\apatchId\x129\n" +
+	"\x04step\x18\x02 \x01(\v2%.patchwave.types.v1.CertificationStepR\x04step\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\x80\x01\n" +
+	"\fPatchRevoked\x12\x19\n" +
+	"\bpatch_id\x18\x01 \x01(\tR\apatchId\x129\n" +
+	"\x04step\x18\x02 \x01(\v2%.patchwave.types.v1.CertificationStepR\x04step\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\xdf\x01\n" +
+	"\x17AutoApprovalRuleChanged\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12\x1b\n" +
+	"\trule_json\x18\x02 \x01(\tR\bruleJson\x12\x18\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted\x12\x1d\n" +
+	"\n" +
+	"changed_by\x18\x04 \x01(\tR\tchangedBy\x129\n" +
+	"\n" +
+	"changed_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x04R\brevision\"\xdf\x02\n" +
+	"\fSourcePolled\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x129\n" +
+	"\n" +
+	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x1c\n" +
+	"\tdocuments\x18\x03 \x01(\x05R\tdocuments\x12\x1c\n" +
+	"\tunchanged\x18\x04 \x01(\x05R\tunchanged\x12-\n" +
+	"\x12patches_discovered\x18\x05 \x01(\x05R\x11patchesDiscovered\x12'\n" +
+	"\x0fpatches_updated\x18\x06 \x01(\x05R\x0epatchesUpdated\x12)\n" +
+	"\x10failed_documents\x18\a \x01(\x05R\x0ffailedDocuments\x12\x1a\n" +
+	"\bfailures\x18\b \x03(\tR\bfailures\x12!\n" +
+	"\fnot_modified\x18\t \x01(\bR\vnotModified\"\xee\x01\n" +
+	"\fSourceFailed\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x129\n" +
+	"\n" +
+	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x121\n" +
+	"\x14consecutive_failures\x18\x04 \x01(\x05R\x13consecutiveFailures\x12B\n" +
+	"\x0fnext_attempt_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\"\xc2\x02\n" +
+	"\rDesignChanged\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12!\n" +
+	"\fold_revision\x18\x02 \x01(\x04R\voldRevision\x12!\n" +
+	"\fnew_revision\x18\x03 \x01(\x04R\vnewRevision\x12\x14\n" +
+	"\x05actor\x18\x04 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12,\n" +
+	"\x12service_request_id\x18\x06 \x01(\tR\x10serviceRequestId\x12<\n" +
+	"\achanges\x18\a \x03(\v2\".patchwave.types.v1.ResourceChangeR\achanges\x129\n" +
+	"\n" +
+	"changed_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\"\xbf\x02\n" +
+	"\x14ServiceRequestRaised\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x1b\n" +
+	"\traised_by\x18\x03 \x01(\tR\braisedBy\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12=\n" +
+	"\n" +
+	"operations\x18\x05 \x03(\v2\x1d.patchwave.types.v1.OperationR\n" +
+	"operations\x127\n" +
+	"\traised_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\braisedAt\x12'\n" +
+	"\x0fdesign_revision\x18\a \x01(\x04R\x0edesignRevision\x12\x1a\n" +
+	"\brevision\x18\b \x01(\x04R\brevision\"\xed\x01\n" +
+	"\x15ServiceRequestApplied\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"applied_by\x18\x03 \x01(\tR\tappliedBy\x12'\n" +
+	"\x0fdesign_revision\x18\x04 \x01(\x04R\x0edesignRevision\x129\n" +
+	"\n" +
+	"applied_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tappliedAt\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x04R\brevision\"\xe1\x01\n" +
+	"\x16ServiceRequestRejected\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x1f\n" +
+	"\vrejected_by\x18\x03 \x01(\tR\n" +
+	"rejectedBy\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12;\n" +
+	"\vrejected_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"rejectedAt\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x04R\brevision\"\xe6\x01\n" +
+	"\x17ServiceRequestWithdrawn\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12!\n" +
+	"\fwithdrawn_by\x18\x03 \x01(\tR\vwithdrawnBy\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12=\n" +
+	"\fwithdrawn_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vwithdrawnAt\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x04R\brevision\"\x80\x03\n" +
+	"\x0fSnapshotStarted\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04wave\x18\x03 \x01(\x05R\x04wave\x12\x1f\n" +
+	"\vinstance_id\x18\x04 \x01(\tR\n" +
+	"instanceId\x12\x1f\n" +
+	"\vsnapshot_id\x18\x05 \x01(\tR\n" +
+	"snapshotId\x12\x1f\n" +
+	"\vbaseline_id\x18\x06 \x01(\tR\n" +
+	"baselineId\x12\x1b\n" +
+	"\tpatch_ids\x18\a \x03(\tR\bpatchIds\x128\n" +
+	"\blocation\x18\b \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x125\n" +
+	"\x06policy\x18\t \x01(\v2\x1d.patchwave.types.v1.JobPolicyR\x06policy\x129\n" +
+	"\n" +
+	"started_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x8f\x02\n" +
+	"\x0fSnapshotDeleted\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1f\n" +
+	"\vinstance_id\x18\x03 \x01(\tR\n" +
+	"instanceId\x12\x1f\n" +
+	"\vsnapshot_id\x18\x04 \x01(\tR\n" +
+	"snapshotId\x128\n" +
+	"\blocation\x18\x05 \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x129\n" +
+	"\n" +
+	"deleted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tdeletedAt\"\xc9\x02\n" +
+	"\x10RestoreRequested\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"restore_id\x18\x02 \x01(\tR\trestoreId\x12\x1f\n" +
+	"\vinstance_id\x18\x03 \x01(\tR\n" +
+	"instanceId\x12\x15\n" +
+	"\x06run_id\x18\x04 \x01(\tR\x05runId\x12\x1f\n" +
+	"\vsnapshot_id\x18\x05 \x01(\tR\n" +
+	"snapshotId\x128\n" +
+	"\blocation\x18\x06 \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x12\x14\n" +
+	"\x05actor\x18\a \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12=\n" +
+	"\frequested_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"\xc5\x02\n" +
+	"\x0eRestoreStarted\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"restore_id\x18\x02 \x01(\tR\trestoreId\x12\x1f\n" +
+	"\vinstance_id\x18\x03 \x01(\tR\n" +
+	"instanceId\x12\x15\n" +
+	"\x06run_id\x18\x04 \x01(\tR\x05runId\x12\x1f\n" +
+	"\vsnapshot_id\x18\x05 \x01(\tR\n" +
+	"snapshotId\x128\n" +
+	"\blocation\x18\x06 \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x12.\n" +
+	"\x13provider_restore_id\x18\a \x01(\tR\x11providerRestoreId\x129\n" +
+	"\n" +
+	"started_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x9b\x02\n" +
+	"\x10RestoreCompleted\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"restore_id\x18\x02 \x01(\tR\trestoreId\x12\x1f\n" +
+	"\vinstance_id\x18\x03 \x01(\tR\n" +
+	"instanceId\x12\x15\n" +
+	"\x06run_id\x18\x04 \x01(\tR\x05runId\x12\x1f\n" +
+	"\vsnapshot_id\x18\x05 \x01(\tR\n" +
+	"snapshotId\x128\n" +
+	"\blocation\x18\x06 \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x12=\n" +
+	"\fcompleted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xaa\x02\n" +
+	"\rRestoreFailed\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"restore_id\x18\x02 \x01(\tR\trestoreId\x12\x1f\n" +
+	"\vinstance_id\x18\x03 \x01(\tR\n" +
+	"instanceId\x12\x15\n" +
+	"\x06run_id\x18\x04 \x01(\tR\x05runId\x12\x1f\n" +
+	"\vsnapshot_id\x18\x05 \x01(\tR\n" +
+	"snapshotId\x128\n" +
+	"\blocation\x18\x06 \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x127\n" +
+	"\tfailed_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bfailedAt\"\xb3\x04\n" +
+	"\rAuditRecorded\x12\x19\n" +
+	"\baudit_id\x18\x01 \x01(\tR\aauditId\x12\x14\n" +
+	"\x05actor\x18\x02 \x01(\tR\x05actor\x12#\n" +
+	"\rcredential_id\x18\x03 \x01(\tR\fcredentialId\x12'\n" +
+	"\x0fcredential_kind\x18\x04 \x01(\tR\x0ecredentialKind\x12\x14\n" +
+	"\x05roles\x18\x05 \x03(\tR\x05roles\x12\x16\n" +
+	"\x06tenant\x18\x06 \x01(\tR\x06tenant\x12\x16\n" +
+	"\x06method\x18\a \x01(\tR\x06method\x12\x1e\n" +
+	"\n" +
+	"permission\x18\b \x01(\tR\n" +
+	"permission\x12\x1f\n" +
+	"\vhttp_method\x18\t \x01(\tR\n" +
+	"httpMethod\x12\x14\n" +
+	"\x05route\x18\n" +
+	" \x01(\tR\x05route\x12\x12\n" +
+	"\x04path\x18\v \x01(\tR\x04path\x12%\n" +
+	"\x0eclient_address\x18\f \x01(\tR\rclientAddress\x12%\n" +
+	"\x0ecorrelation_id\x18\r \x01(\tR\rcorrelationId\x12\x18\n" +
+	"\aoutcome\x18\x0e \x01(\tR\aoutcome\x12\x1f\n" +
+	"\vhttp_status\x18\x0f \x01(\x05R\n" +
+	"httpStatus\x12\x14\n" +
+	"\x05error\x18\x10 \x01(\tR\x05error\x12.\n" +
+	"\x04time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12#\n" +
+	"\rtarget_tenant\x18\x12 \x01(\tR\ftargetTenant\"\xc0\x01\n" +
+	"\vCyclePinned\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x14\n" +
+	"\x05cycle\x18\x02 \x01(\tR\x05cycle\x123\n" +
+	"\x04pins\x18\x03 \x03(\v2\x1f.patchwave.types.v1.BaselinePinR\x04pins\x12\x15\n" +
+	"\x06run_id\x18\x04 \x01(\tR\x05runId\x127\n" +
+	"\tpinned_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bpinnedAt\"\xa8\x02\n" +
+	"\vRunDeferred\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04wave\x18\x03 \x01(\x05R\x04wave\x125\n" +
+	"\x06firing\x18\x04 \x01(\v2\x1d.patchwave.types.v1.FiringRefR\x06firing\x12A\n" +
+	"\x0eoriginal_start\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\roriginalStart\x12\x18\n" +
+	"\afreezes\x18\x06 \x03(\tR\afreezes\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xae\x02\n" +
+	"\n" +
+	"RunSkipped\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04wave\x18\x03 \x01(\x05R\x04wave\x125\n" +
+	"\x06firing\x18\x04 \x01(\v2\x1d.patchwave.types.v1.FiringRefR\x06firing\x122\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x1c.patchwave.types.v1.RunStateR\x05state\x12\x14\n" +
+	"\x05cause\x18\x06 \x01(\tR\x05cause\x12\x18\n" +
+	"\afreezes\x18\a \x03(\tR\afreezes\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xdf\x01\n" +
+	"\tRunMissed\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04wave\x18\x03 \x01(\x05R\x04wave\x125\n" +
+	"\x06firing\x18\x04 \x01(\v2\x1d.patchwave.types.v1.FiringRefR\x06firing\x12\x14\n" +
+	"\x05cause\x18\x05 \x01(\tR\x05cause\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xa7\x02\n" +
+	"\x12RunWaitingApproval\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04wave\x18\x03 \x01(\x05R\x04wave\x125\n" +
+	"\x06firing\x18\x04 \x01(\v2\x1d.patchwave.types.v1.FiringRefR\x06firing\x123\n" +
+	"\x04pins\x18\x05 \x03(\v2\x1f.patchwave.types.v1.BaselinePinR\x04pins\x126\n" +
+	"\x17unapproved_baseline_ids\x18\x06 \x03(\tR\x15unapprovedBaselineIds\x12*\n" +
+	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xff\x02\n" +
+	"\aRunHeld\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04wave\x18\x03 \x01(\x05R\x04wave\x125\n" +
+	"\x06firing\x18\x04 \x01(\v2\x1d.patchwave.types.v1.FiringRefR\x06firing\x12\x1b\n" +
+	"\tgate_wave\x18\x05 \x01(\x05R\bgateWave\x12\x1e\n" +
+	"\vgate_run_id\x18\x06 \x01(\tR\tgateRunId\x12+\n" +
+	"\x11threshold_percent\x18\a \x01(\x05R\x10thresholdPercent\x12'\n" +
+	"\x0fsuccess_percent\x18\b \x01(\x05R\x0esuccessPercent\x12#\n" +
+	"\rgate_complete\x18\t \x01(\bR\fgateComplete\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xaa\x01\n" +
+	"\vRunReleased\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04wave\x18\x03 \x01(\x05R\x04wave\x12\x14\n" +
+	"\x05actor\x18\x04 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xdb\x01\n" +
+	"\rRunMembership\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04wave\x18\x03 \x01(\x05R\x04wave\x12#\n" +
+	"\rmembership_id\x18\x04 \x01(\tR\fmembershipId\x12\x14\n" +
+	"\x05chunk\x18\x05 \x01(\x05R\x05chunk\x12\x16\n" +
+	"\x06chunks\x18\x06 \x01(\x05R\x06chunks\x124\n" +
+	"\amembers\x18\a \x03(\v2\x1a.patchwave.types.v1.MemberR\amembers\"\x94\x01\n" +
+	"\tRunPaused\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x95\x01\n" +
+	"\n" +
+	"RunResumed\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xab\x01\n" +
+	"\fRunCancelled\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04wave\x18\x03 \x01(\x05R\x04wave\x12\x14\n" +
+	"\x05actor\x18\x04 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xb5\x01\n" +
+	"\tRunHalted\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04wave\x18\x03 \x01(\x05R\x04wave\x12\x16\n" +
+	"\x06errors\x18\x04 \x01(\x05R\x06errors\x12!\n" +
+	"\ferror_budget\x18\x05 \x01(\x05R\verrorBudget\x12*\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xd0\x01\n" +
+	"\x12RunDispatchStopped\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04wave\x18\x03 \x01(\x05R\x04wave\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x123\n" +
+	"\astop_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06stopAt\x12*\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xf0\x02\n" +
+	"\rScanRequested\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x17\n" +
+	"\ascan_id\x18\x02 \x01(\tR\x06scanId\x12\x14\n" +
+	"\x05chunk\x18\x03 \x01(\x05R\x05chunk\x128\n" +
+	"\blocation\x18\x04 \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x12\x1b\n" +
+	"\tos_family\x18\x05 \x01(\tR\bosFamily\x12\x1f\n" +
+	"\vbaseline_id\x18\x06 \x01(\tR\n" +
+	"baselineId\x12\x1b\n" +
+	"\tpatch_ids\x18\a \x03(\tR\bpatchIds\x12!\n" +
+	"\finstance_ids\x18\b \x03(\tR\vinstanceIds\x12!\n" +
+	"\frequested_by\x18\t \x01(\tR\vrequestedBy\x12=\n" +
+	"\frequested_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"\xaf\x03\n" +
+	"\vScanStarted\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x17\n" +
+	"\ascan_id\x18\x02 \x01(\tR\x06scanId\x12\x1f\n" +
+	"\vinstance_id\x18\x03 \x01(\tR\n" +
+	"instanceId\x128\n" +
+	"\blocation\x18\x04 \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x12\x1b\n" +
+	"\tos_family\x18\x05 \x01(\tR\bosFamily\x12\x1f\n" +
+	"\vbaseline_id\x18\x06 \x01(\tR\n" +
+	"baselineId\x12\x1b\n" +
+	"\tpatch_ids\x18\a \x03(\tR\bpatchIds\x12'\n" +
+	"\x0finstallation_id\x18\b \x01(\tR\x0einstallationId\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\t \x01(\tR\tcommandId\x129\n" +
+	"\n" +
+	"started_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x126\n" +
+	"\bdeadline\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"\x95\x02\n" +
+	"\rScanCompleted\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x17\n" +
+	"\ascan_id\x18\x02 \x01(\tR\x06scanId\x12\x1f\n" +
+	"\vinstance_id\x18\x03 \x01(\tR\n" +
+	"instanceId\x12\x1b\n" +
+	"\tos_family\x18\x04 \x01(\tR\bosFamily\x12\x1f\n" +
+	"\vbaseline_id\x18\x05 \x01(\tR\n" +
+	"baselineId\x129\n" +
+	"\aresults\x18\x06 \x03(\v2\x1f.patchwave.types.v1.PatchResultR\aresults\x129\n" +
+	"\n" +
+	"scanned_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tscannedAt\"\xcc\x01\n" +
+	"\n" +
+	"ScanFailed\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x17\n" +
+	"\ascan_id\x18\x02 \x01(\tR\x06scanId\x12\x1f\n" +
+	"\vinstance_id\x18\x03 \x01(\tR\n" +
+	"instanceId\x12\x1b\n" +
+	"\tos_family\x18\x04 \x01(\tR\bosFamily\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x127\n" +
+	"\tfailed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bfailedAtBJZHgithub.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1;eventsv1b\x06proto3"
 
 var (
 	file_patchwave_events_v1_events_proto_rawDescOnce sync.Once
@@ -1200,40 +5956,188 @@ func file_patchwave_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_patchwave_events_v1_events_proto_rawDescData
 }
 
-var file_patchwave_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_patchwave_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_patchwave_events_v1_events_proto_goTypes = []any{
-	(*RunStarted)(nil),            // 0: patchwave.events.v1.RunStarted
-	(*RunCompleted)(nil),          // 1: patchwave.events.v1.RunCompleted
-	(*JobRequested)(nil),          // 2: patchwave.events.v1.JobRequested
-	(*SnapshotCreated)(nil),       // 3: patchwave.events.v1.SnapshotCreated
-	(*SnapshotFailed)(nil),        // 4: patchwave.events.v1.SnapshotFailed
-	(*InstallStarted)(nil),        // 5: patchwave.events.v1.InstallStarted
-	(*InstallSucceeded)(nil),      // 6: patchwave.events.v1.InstallSucceeded
-	(*InstallFailed)(nil),         // 7: patchwave.events.v1.InstallFailed
-	(*NotificationSent)(nil),      // 8: patchwave.events.v1.NotificationSent
-	(*NotificationFailed)(nil),    // 9: patchwave.events.v1.NotificationFailed
-	(*BaselinePublished)(nil),     // 10: patchwave.events.v1.BaselinePublished
-	(*BaselineApproved)(nil),      // 11: patchwave.events.v1.BaselineApproved
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(v1.RunState)(0),              // 13: patchwave.types.v1.RunState
-	(*v1.PatchResult)(nil),        // 14: patchwave.types.v1.PatchResult
-	(*v1.Patch)(nil),              // 15: patchwave.types.v1.Patch
+	(*RunStarted)(nil),              // 0: patchwave.events.v1.RunStarted
+	(*RunCompleted)(nil),            // 1: patchwave.events.v1.RunCompleted
+	(*JobRequested)(nil),            // 2: patchwave.events.v1.JobRequested
+	(*SnapshotCreated)(nil),         // 3: patchwave.events.v1.SnapshotCreated
+	(*SnapshotFailed)(nil),          // 4: patchwave.events.v1.SnapshotFailed
+	(*InstallStarted)(nil),          // 5: patchwave.events.v1.InstallStarted
+	(*InstallSucceeded)(nil),        // 6: patchwave.events.v1.InstallSucceeded
+	(*InstallFailed)(nil),           // 7: patchwave.events.v1.InstallFailed
+	(*NotificationSent)(nil),        // 8: patchwave.events.v1.NotificationSent
+	(*NotificationFailed)(nil),      // 9: patchwave.events.v1.NotificationFailed
+	(*SubscriptionChanged)(nil),     // 10: patchwave.events.v1.SubscriptionChanged
+	(*BaselinePublished)(nil),       // 11: patchwave.events.v1.BaselinePublished
+	(*BaselineApproved)(nil),        // 12: patchwave.events.v1.BaselineApproved
+	(*BaselineRejected)(nil),        // 13: patchwave.events.v1.BaselineRejected
+	(*ApprovalPolicyChanged)(nil),   // 14: patchwave.events.v1.ApprovalPolicyChanged
+	(*PatchDiscovered)(nil),         // 15: patchwave.events.v1.PatchDiscovered
+	(*PatchUpdated)(nil),            // 16: patchwave.events.v1.PatchUpdated
+	(*PatchTestStarted)(nil),        // 17: patchwave.events.v1.PatchTestStarted
+	(*PatchCertified)(nil),          // 18: patchwave.events.v1.PatchCertified
+	(*PatchRejected)(nil),           // 19: patchwave.events.v1.PatchRejected
+	(*PatchRevoked)(nil),            // 20: patchwave.events.v1.PatchRevoked
+	(*AutoApprovalRuleChanged)(nil), // 21: patchwave.events.v1.AutoApprovalRuleChanged
+	(*SourcePolled)(nil),            // 22: patchwave.events.v1.SourcePolled
+	(*SourceFailed)(nil),            // 23: patchwave.events.v1.SourceFailed
+	(*DesignChanged)(nil),           // 24: patchwave.events.v1.DesignChanged
+	(*ServiceRequestRaised)(nil),    // 25: patchwave.events.v1.ServiceRequestRaised
+	(*ServiceRequestApplied)(nil),   // 26: patchwave.events.v1.ServiceRequestApplied
+	(*ServiceRequestRejected)(nil),  // 27: patchwave.events.v1.ServiceRequestRejected
+	(*ServiceRequestWithdrawn)(nil), // 28: patchwave.events.v1.ServiceRequestWithdrawn
+	(*SnapshotStarted)(nil),         // 29: patchwave.events.v1.SnapshotStarted
+	(*SnapshotDeleted)(nil),         // 30: patchwave.events.v1.SnapshotDeleted
+	(*RestoreRequested)(nil),        // 31: patchwave.events.v1.RestoreRequested
+	(*RestoreStarted)(nil),          // 32: patchwave.events.v1.RestoreStarted
+	(*RestoreCompleted)(nil),        // 33: patchwave.events.v1.RestoreCompleted
+	(*RestoreFailed)(nil),           // 34: patchwave.events.v1.RestoreFailed
+	(*AuditRecorded)(nil),           // 35: patchwave.events.v1.AuditRecorded
+	(*CyclePinned)(nil),             // 36: patchwave.events.v1.CyclePinned
+	(*RunDeferred)(nil),             // 37: patchwave.events.v1.RunDeferred
+	(*RunSkipped)(nil),              // 38: patchwave.events.v1.RunSkipped
+	(*RunMissed)(nil),               // 39: patchwave.events.v1.RunMissed
+	(*RunWaitingApproval)(nil),      // 40: patchwave.events.v1.RunWaitingApproval
+	(*RunHeld)(nil),                 // 41: patchwave.events.v1.RunHeld
+	(*RunReleased)(nil),             // 42: patchwave.events.v1.RunReleased
+	(*RunMembership)(nil),           // 43: patchwave.events.v1.RunMembership
+	(*RunPaused)(nil),               // 44: patchwave.events.v1.RunPaused
+	(*RunResumed)(nil),              // 45: patchwave.events.v1.RunResumed
+	(*RunCancelled)(nil),            // 46: patchwave.events.v1.RunCancelled
+	(*RunHalted)(nil),               // 47: patchwave.events.v1.RunHalted
+	(*RunDispatchStopped)(nil),      // 48: patchwave.events.v1.RunDispatchStopped
+	(*ScanRequested)(nil),           // 49: patchwave.events.v1.ScanRequested
+	(*ScanStarted)(nil),             // 50: patchwave.events.v1.ScanStarted
+	(*ScanCompleted)(nil),           // 51: patchwave.events.v1.ScanCompleted
+	(*ScanFailed)(nil),              // 52: patchwave.events.v1.ScanFailed
+	(*timestamppb.Timestamp)(nil),   // 53: google.protobuf.Timestamp
+	(*v1.InstanceGroup)(nil),        // 54: patchwave.types.v1.InstanceGroup
+	(*v1.JobPolicy)(nil),            // 55: patchwave.types.v1.JobPolicy
+	(*v1.MembershipCounts)(nil),     // 56: patchwave.types.v1.MembershipCounts
+	(*v1.BaselinePin)(nil),          // 57: patchwave.types.v1.BaselinePin
+	(*v1.DispatchLimits)(nil),       // 58: patchwave.types.v1.DispatchLimits
+	(*v1.FiringRef)(nil),            // 59: patchwave.types.v1.FiringRef
+	(v1.RunState)(0),                // 60: patchwave.types.v1.RunState
+	(*v1.Location)(nil),             // 61: patchwave.types.v1.Location
+	(*v1.PatchResult)(nil),          // 62: patchwave.types.v1.PatchResult
+	(v1.JobState)(0),                // 63: patchwave.types.v1.JobState
+	(*v1.Subscription)(nil),         // 64: patchwave.types.v1.Subscription
+	(*v1.Patch)(nil),                // 65: patchwave.types.v1.Patch
+	(*v1.DeploymentRule)(nil),       // 66: patchwave.types.v1.DeploymentRule
+	(*durationpb.Duration)(nil),     // 67: google.protobuf.Duration
+	(v1.CertificationState)(0),      // 68: patchwave.types.v1.CertificationState
+	(*v1.CertificationStep)(nil),    // 69: patchwave.types.v1.CertificationStep
+	(*v1.ResourceChange)(nil),       // 70: patchwave.types.v1.ResourceChange
+	(*v1.Operation)(nil),            // 71: patchwave.types.v1.Operation
+	(*v1.Member)(nil),               // 72: patchwave.types.v1.Member
 }
 var file_patchwave_events_v1_events_proto_depIdxs = []int32{
-	12, // 0: patchwave.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
-	13, // 1: patchwave.events.v1.RunCompleted.state:type_name -> patchwave.types.v1.RunState
-	12, // 2: patchwave.events.v1.RunCompleted.completed_at:type_name -> google.protobuf.Timestamp
-	12, // 3: patchwave.events.v1.SnapshotCreated.created_at:type_name -> google.protobuf.Timestamp
-	14, // 4: patchwave.events.v1.InstallSucceeded.results:type_name -> patchwave.types.v1.PatchResult
-	14, // 5: patchwave.events.v1.InstallFailed.results:type_name -> patchwave.types.v1.PatchResult
-	15, // 6: patchwave.events.v1.BaselinePublished.patches:type_name -> patchwave.types.v1.Patch
-	12, // 7: patchwave.events.v1.BaselinePublished.published_at:type_name -> google.protobuf.Timestamp
-	12, // 8: patchwave.events.v1.BaselineApproved.approved_at:type_name -> google.protobuf.Timestamp
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	53,  // 0: patchwave.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
+	54,  // 1: patchwave.events.v1.RunStarted.groups:type_name -> patchwave.types.v1.InstanceGroup
+	55,  // 2: patchwave.events.v1.RunStarted.policy:type_name -> patchwave.types.v1.JobPolicy
+	56,  // 3: patchwave.events.v1.RunStarted.membership:type_name -> patchwave.types.v1.MembershipCounts
+	57,  // 4: patchwave.events.v1.RunStarted.pins:type_name -> patchwave.types.v1.BaselinePin
+	58,  // 5: patchwave.events.v1.RunStarted.limits:type_name -> patchwave.types.v1.DispatchLimits
+	59,  // 6: patchwave.events.v1.RunStarted.firing:type_name -> patchwave.types.v1.FiringRef
+	60,  // 7: patchwave.events.v1.RunCompleted.state:type_name -> patchwave.types.v1.RunState
+	53,  // 8: patchwave.events.v1.RunCompleted.completed_at:type_name -> google.protobuf.Timestamp
+	61,  // 9: patchwave.events.v1.JobRequested.location:type_name -> patchwave.types.v1.Location
+	55,  // 10: patchwave.events.v1.JobRequested.policy:type_name -> patchwave.types.v1.JobPolicy
+	53,  // 11: patchwave.events.v1.SnapshotCreated.created_at:type_name -> google.protobuf.Timestamp
+	61,  // 12: patchwave.events.v1.SnapshotCreated.location:type_name -> patchwave.types.v1.Location
+	55,  // 13: patchwave.events.v1.SnapshotCreated.policy:type_name -> patchwave.types.v1.JobPolicy
+	61,  // 14: patchwave.events.v1.SnapshotFailed.location:type_name -> patchwave.types.v1.Location
+	55,  // 15: patchwave.events.v1.SnapshotFailed.policy:type_name -> patchwave.types.v1.JobPolicy
+	61,  // 16: patchwave.events.v1.InstallStarted.location:type_name -> patchwave.types.v1.Location
+	55,  // 17: patchwave.events.v1.InstallStarted.policy:type_name -> patchwave.types.v1.JobPolicy
+	53,  // 18: patchwave.events.v1.InstallStarted.started_at:type_name -> google.protobuf.Timestamp
+	53,  // 19: patchwave.events.v1.InstallStarted.deadline:type_name -> google.protobuf.Timestamp
+	62,  // 20: patchwave.events.v1.InstallSucceeded.results:type_name -> patchwave.types.v1.PatchResult
+	61,  // 21: patchwave.events.v1.InstallSucceeded.location:type_name -> patchwave.types.v1.Location
+	63,  // 22: patchwave.events.v1.InstallSucceeded.job_state:type_name -> patchwave.types.v1.JobState
+	62,  // 23: patchwave.events.v1.InstallFailed.results:type_name -> patchwave.types.v1.PatchResult
+	61,  // 24: patchwave.events.v1.InstallFailed.location:type_name -> patchwave.types.v1.Location
+	55,  // 25: patchwave.events.v1.InstallFailed.policy:type_name -> patchwave.types.v1.JobPolicy
+	63,  // 26: patchwave.events.v1.InstallFailed.job_state:type_name -> patchwave.types.v1.JobState
+	64,  // 27: patchwave.events.v1.SubscriptionChanged.subscription:type_name -> patchwave.types.v1.Subscription
+	53,  // 28: patchwave.events.v1.SubscriptionChanged.changed_at:type_name -> google.protobuf.Timestamp
+	65,  // 29: patchwave.events.v1.BaselinePublished.patches:type_name -> patchwave.types.v1.Patch
+	53,  // 30: patchwave.events.v1.BaselinePublished.published_at:type_name -> google.protobuf.Timestamp
+	66,  // 31: patchwave.events.v1.BaselinePublished.rules:type_name -> patchwave.types.v1.DeploymentRule
+	53,  // 32: patchwave.events.v1.BaselineApproved.approved_at:type_name -> google.protobuf.Timestamp
+	53,  // 33: patchwave.events.v1.BaselineRejected.rejected_at:type_name -> google.protobuf.Timestamp
+	67,  // 34: patchwave.events.v1.ApprovalPolicyChanged.delay:type_name -> google.protobuf.Duration
+	53,  // 35: patchwave.events.v1.ApprovalPolicyChanged.changed_at:type_name -> google.protobuf.Timestamp
+	65,  // 36: patchwave.events.v1.PatchDiscovered.patch:type_name -> patchwave.types.v1.Patch
+	65,  // 37: patchwave.events.v1.PatchUpdated.patch:type_name -> patchwave.types.v1.Patch
+	65,  // 38: patchwave.events.v1.PatchUpdated.previous:type_name -> patchwave.types.v1.Patch
+	68,  // 39: patchwave.events.v1.PatchUpdated.state:type_name -> patchwave.types.v1.CertificationState
+	69,  // 40: patchwave.events.v1.PatchTestStarted.step:type_name -> patchwave.types.v1.CertificationStep
+	69,  // 41: patchwave.events.v1.PatchCertified.step:type_name -> patchwave.types.v1.CertificationStep
+	69,  // 42: patchwave.events.v1.PatchRejected.step:type_name -> patchwave.types.v1.CertificationStep
+	69,  // 43: patchwave.events.v1.PatchRevoked.step:type_name -> patchwave.types.v1.CertificationStep
+	53,  // 44: patchwave.events.v1.AutoApprovalRuleChanged.changed_at:type_name -> google.protobuf.Timestamp
+	53,  // 45: patchwave.events.v1.SourcePolled.started_at:type_name -> google.protobuf.Timestamp
+	53,  // 46: patchwave.events.v1.SourceFailed.started_at:type_name -> google.protobuf.Timestamp
+	53,  // 47: patchwave.events.v1.SourceFailed.next_attempt_at:type_name -> google.protobuf.Timestamp
+	70,  // 48: patchwave.events.v1.DesignChanged.changes:type_name -> patchwave.types.v1.ResourceChange
+	53,  // 49: patchwave.events.v1.DesignChanged.changed_at:type_name -> google.protobuf.Timestamp
+	71,  // 50: patchwave.events.v1.ServiceRequestRaised.operations:type_name -> patchwave.types.v1.Operation
+	53,  // 51: patchwave.events.v1.ServiceRequestRaised.raised_at:type_name -> google.protobuf.Timestamp
+	53,  // 52: patchwave.events.v1.ServiceRequestApplied.applied_at:type_name -> google.protobuf.Timestamp
+	53,  // 53: patchwave.events.v1.ServiceRequestRejected.rejected_at:type_name -> google.protobuf.Timestamp
+	53,  // 54: patchwave.events.v1.ServiceRequestWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	61,  // 55: patchwave.events.v1.SnapshotStarted.location:type_name -> patchwave.types.v1.Location
+	55,  // 56: patchwave.events.v1.SnapshotStarted.policy:type_name -> patchwave.types.v1.JobPolicy
+	53,  // 57: patchwave.events.v1.SnapshotStarted.started_at:type_name -> google.protobuf.Timestamp
+	61,  // 58: patchwave.events.v1.SnapshotDeleted.location:type_name -> patchwave.types.v1.Location
+	53,  // 59: patchwave.events.v1.SnapshotDeleted.deleted_at:type_name -> google.protobuf.Timestamp
+	61,  // 60: patchwave.events.v1.RestoreRequested.location:type_name -> patchwave.types.v1.Location
+	53,  // 61: patchwave.events.v1.RestoreRequested.requested_at:type_name -> google.protobuf.Timestamp
+	61,  // 62: patchwave.events.v1.RestoreStarted.location:type_name -> patchwave.types.v1.Location
+	53,  // 63: patchwave.events.v1.RestoreStarted.started_at:type_name -> google.protobuf.Timestamp
+	61,  // 64: patchwave.events.v1.RestoreCompleted.location:type_name -> patchwave.types.v1.Location
+	53,  // 65: patchwave.events.v1.RestoreCompleted.completed_at:type_name -> google.protobuf.Timestamp
+	61,  // 66: patchwave.events.v1.RestoreFailed.location:type_name -> patchwave.types.v1.Location
+	53,  // 67: patchwave.events.v1.RestoreFailed.failed_at:type_name -> google.protobuf.Timestamp
+	53,  // 68: patchwave.events.v1.AuditRecorded.time:type_name -> google.protobuf.Timestamp
+	57,  // 69: patchwave.events.v1.CyclePinned.pins:type_name -> patchwave.types.v1.BaselinePin
+	53,  // 70: patchwave.events.v1.CyclePinned.pinned_at:type_name -> google.protobuf.Timestamp
+	59,  // 71: patchwave.events.v1.RunDeferred.firing:type_name -> patchwave.types.v1.FiringRef
+	53,  // 72: patchwave.events.v1.RunDeferred.original_start:type_name -> google.protobuf.Timestamp
+	53,  // 73: patchwave.events.v1.RunDeferred.at:type_name -> google.protobuf.Timestamp
+	59,  // 74: patchwave.events.v1.RunSkipped.firing:type_name -> patchwave.types.v1.FiringRef
+	60,  // 75: patchwave.events.v1.RunSkipped.state:type_name -> patchwave.types.v1.RunState
+	53,  // 76: patchwave.events.v1.RunSkipped.at:type_name -> google.protobuf.Timestamp
+	59,  // 77: patchwave.events.v1.RunMissed.firing:type_name -> patchwave.types.v1.FiringRef
+	53,  // 78: patchwave.events.v1.RunMissed.at:type_name -> google.protobuf.Timestamp
+	59,  // 79: patchwave.events.v1.RunWaitingApproval.firing:type_name -> patchwave.types.v1.FiringRef
+	57,  // 80: patchwave.events.v1.RunWaitingApproval.pins:type_name -> patchwave.types.v1.BaselinePin
+	53,  // 81: patchwave.events.v1.RunWaitingApproval.at:type_name -> google.protobuf.Timestamp
+	59,  // 82: patchwave.events.v1.RunHeld.firing:type_name -> patchwave.types.v1.FiringRef
+	53,  // 83: patchwave.events.v1.RunHeld.at:type_name -> google.protobuf.Timestamp
+	53,  // 84: patchwave.events.v1.RunReleased.at:type_name -> google.protobuf.Timestamp
+	72,  // 85: patchwave.events.v1.RunMembership.members:type_name -> patchwave.types.v1.Member
+	53,  // 86: patchwave.events.v1.RunPaused.at:type_name -> google.protobuf.Timestamp
+	53,  // 87: patchwave.events.v1.RunResumed.at:type_name -> google.protobuf.Timestamp
+	53,  // 88: patchwave.events.v1.RunCancelled.at:type_name -> google.protobuf.Timestamp
+	53,  // 89: patchwave.events.v1.RunHalted.at:type_name -> google.protobuf.Timestamp
+	53,  // 90: patchwave.events.v1.RunDispatchStopped.stop_at:type_name -> google.protobuf.Timestamp
+	53,  // 91: patchwave.events.v1.RunDispatchStopped.at:type_name -> google.protobuf.Timestamp
+	61,  // 92: patchwave.events.v1.ScanRequested.location:type_name -> patchwave.types.v1.Location
+	53,  // 93: patchwave.events.v1.ScanRequested.requested_at:type_name -> google.protobuf.Timestamp
+	61,  // 94: patchwave.events.v1.ScanStarted.location:type_name -> patchwave.types.v1.Location
+	53,  // 95: patchwave.events.v1.ScanStarted.started_at:type_name -> google.protobuf.Timestamp
+	53,  // 96: patchwave.events.v1.ScanStarted.deadline:type_name -> google.protobuf.Timestamp
+	62,  // 97: patchwave.events.v1.ScanCompleted.results:type_name -> patchwave.types.v1.PatchResult
+	53,  // 98: patchwave.events.v1.ScanCompleted.scanned_at:type_name -> google.protobuf.Timestamp
+	53,  // 99: patchwave.events.v1.ScanFailed.failed_at:type_name -> google.protobuf.Timestamp
+	100, // [100:100] is the sub-list for method output_type
+	100, // [100:100] is the sub-list for method input_type
+	100, // [100:100] is the sub-list for extension type_name
+	100, // [100:100] is the sub-list for extension extendee
+	0,   // [0:100] is the sub-list for field type_name
 }
 
 func init() { file_patchwave_events_v1_events_proto_init() }
@@ -1247,7 +6151,7 @@ func file_patchwave_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patchwave_events_v1_events_proto_rawDesc), len(file_patchwave_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

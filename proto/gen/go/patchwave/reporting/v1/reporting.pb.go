@@ -9,6 +9,9 @@
 package reportingv1
 
 import (
+	_ "github.com/patchwave/patchwave/proto/gen/go/patchwave/auth/v1"
+	v11 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
+	v1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -199,19 +202,74 @@ func (x *GetComplianceRequest) GetTenant() string {
 	return ""
 }
 
+// OSFamilyCoverage is the coverage of one OS family ("unknown" when no baseline or scan named
+// the instances' family).
+type OSFamilyCoverage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OsFamily      string                 `protobuf:"bytes,1,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	Coverage      *Coverage              `protobuf:"bytes,2,opt,name=coverage,proto3" json:"coverage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OSFamilyCoverage) Reset() {
+	*x = OSFamilyCoverage{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OSFamilyCoverage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OSFamilyCoverage) ProtoMessage() {}
+
+func (x *OSFamilyCoverage) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OSFamilyCoverage.ProtoReflect.Descriptor instead.
+func (*OSFamilyCoverage) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *OSFamilyCoverage) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *OSFamilyCoverage) GetCoverage() *Coverage {
+	if x != nil {
+		return x.Coverage
+	}
+	return nil
+}
+
 type GetComplianceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	Total         *Coverage              `protobuf:"bytes,2,opt,name=total,proto3" json:"total,omitempty"`
 	Waves         []*WaveCoverage        `protobuf:"bytes,3,rep,name=waves,proto3" json:"waves,omitempty"`
 	AsOf          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	OsFamilies    []*OSFamilyCoverage    `protobuf:"bytes,5,rep,name=os_families,json=osFamilies,proto3" json:"os_families,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetComplianceResponse) Reset() {
 	*x = GetComplianceResponse{}
-	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[3]
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +281,7 @@ func (x *GetComplianceResponse) String() string {
 func (*GetComplianceResponse) ProtoMessage() {}
 
 func (x *GetComplianceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[3]
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +294,7 @@ func (x *GetComplianceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetComplianceResponse.ProtoReflect.Descriptor instead.
 func (*GetComplianceResponse) Descriptor() ([]byte, []int) {
-	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{3}
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetComplianceResponse) GetTenant() string {
@@ -267,21 +325,31 @@ func (x *GetComplianceResponse) GetAsOf() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *GetComplianceResponse) GetOsFamilies() []*OSFamilyCoverage {
+	if x != nil {
+		return x.OsFamilies
+	}
+	return nil
+}
+
 // FailedPatch is one patch that failed on one instance in one run.
 type FailedPatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PatchId       string                 `protobuf:"bytes,1,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
-	InstanceId    string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	Wave          int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
-	RunId         string                 `protobuf:"bytes,4,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	PatchId    string                 `protobuf:"bytes,1,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
+	InstanceId string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	Wave       int32                  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	RunId      string                 `protobuf:"bytes,4,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Error      string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// When the patch was first seen failing on the instance (it has failed ever since).
+	FirstSeen     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
+	OsFamily      string                 `protobuf:"bytes,7,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FailedPatch) Reset() {
 	*x = FailedPatch{}
-	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[4]
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +361,7 @@ func (x *FailedPatch) String() string {
 func (*FailedPatch) ProtoMessage() {}
 
 func (x *FailedPatch) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[4]
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +374,7 @@ func (x *FailedPatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailedPatch.ProtoReflect.Descriptor instead.
 func (*FailedPatch) Descriptor() ([]byte, []int) {
-	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{4}
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *FailedPatch) GetPatchId() string {
@@ -344,16 +412,39 @@ func (x *FailedPatch) GetError() string {
 	return ""
 }
 
+func (x *FailedPatch) GetFirstSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSeen
+	}
+	return nil
+}
+
+func (x *FailedPatch) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
 type ListFailedPatchesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Filters; empty or 0 selects all.
+	Wave       int32  `protobuf:"varint,2,opt,name=wave,proto3" json:"wave,omitempty"`
+	OsFamily   string `protobuf:"bytes,3,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	PatchId    string `protobuf:"bytes,4,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
+	InstanceId string `protobuf:"bytes,5,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// 1..1000, default 100.
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListFailedPatchesRequest) Reset() {
 	*x = ListFailedPatchesRequest{}
-	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[5]
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +456,7 @@ func (x *ListFailedPatchesRequest) String() string {
 func (*ListFailedPatchesRequest) ProtoMessage() {}
 
 func (x *ListFailedPatchesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[5]
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +469,7 @@ func (x *ListFailedPatchesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailedPatchesRequest.ProtoReflect.Descriptor instead.
 func (*ListFailedPatchesRequest) Descriptor() ([]byte, []int) {
-	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{5}
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListFailedPatchesRequest) GetTenant() string {
@@ -388,16 +479,60 @@ func (x *ListFailedPatchesRequest) GetTenant() string {
 	return ""
 }
 
+func (x *ListFailedPatchesRequest) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *ListFailedPatchesRequest) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *ListFailedPatchesRequest) GetPatchId() string {
+	if x != nil {
+		return x.PatchId
+	}
+	return ""
+}
+
+func (x *ListFailedPatchesRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *ListFailedPatchesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFailedPatchesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListFailedPatchesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FailedPatches []*FailedPatch         `protobuf:"bytes,1,rep,name=failed_patches,json=failedPatches,proto3" json:"failed_patches,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListFailedPatchesResponse) Reset() {
 	*x = ListFailedPatchesResponse{}
-	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[6]
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +544,7 @@ func (x *ListFailedPatchesResponse) String() string {
 func (*ListFailedPatchesResponse) ProtoMessage() {}
 
 func (x *ListFailedPatchesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[6]
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +557,7 @@ func (x *ListFailedPatchesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailedPatchesResponse.ProtoReflect.Descriptor instead.
 func (*ListFailedPatchesResponse) Descriptor() ([]byte, []int) {
-	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{6}
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListFailedPatchesResponse) GetFailedPatches() []*FailedPatch {
@@ -432,11 +567,1750 @@ func (x *ListFailedPatchesResponse) GetFailedPatches() []*FailedPatch {
 	return nil
 }
 
+func (x *ListFailedPatchesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// InstanceCompliance is one in-scope instance's compliance.
+type InstanceCompliance struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	InstanceId string                 `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	Wave       int32                  `protobuf:"varint,2,opt,name=wave,proto3" json:"wave,omitempty"`
+	OsFamily   string                 `protobuf:"bytes,3,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	State      v1.ComplianceState     `protobuf:"varint,4,opt,name=state,proto3,enum=patchwave.types.v1.ComplianceState" json:"state,omitempty"`
+	// The baseline the instance is measured against; empty when none is known.
+	BaselineId string `protobuf:"bytes,5,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	// Patches of that baseline it misses (any state but INSTALLED, INSTALLED_OTHER,
+	// NOT_APPLICABLE) and patches that failed.
+	MissingPatches int32 `protobuf:"varint,6,opt,name=missing_patches,json=missingPatches,proto3" json:"missing_patches,omitempty"`
+	FailedPatches  int32 `protobuf:"varint,7,opt,name=failed_patches,json=failedPatches,proto3" json:"failed_patches,omitempty"`
+	// The run (or scan) of the last event, and the time of the last assessment (unset: never).
+	LastRunId     string                 `protobuf:"bytes,8,opt,name=last_run_id,json=lastRunId,proto3" json:"last_run_id,omitempty"`
+	AssessedAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=assessed_at,json=assessedAt,proto3" json:"assessed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstanceCompliance) Reset() {
+	*x = InstanceCompliance{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstanceCompliance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstanceCompliance) ProtoMessage() {}
+
+func (x *InstanceCompliance) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstanceCompliance.ProtoReflect.Descriptor instead.
+func (*InstanceCompliance) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *InstanceCompliance) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *InstanceCompliance) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *InstanceCompliance) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *InstanceCompliance) GetState() v1.ComplianceState {
+	if x != nil {
+		return x.State
+	}
+	return v1.ComplianceState(0)
+}
+
+func (x *InstanceCompliance) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *InstanceCompliance) GetMissingPatches() int32 {
+	if x != nil {
+		return x.MissingPatches
+	}
+	return 0
+}
+
+func (x *InstanceCompliance) GetFailedPatches() int32 {
+	if x != nil {
+		return x.FailedPatches
+	}
+	return 0
+}
+
+func (x *InstanceCompliance) GetLastRunId() string {
+	if x != nil {
+		return x.LastRunId
+	}
+	return ""
+}
+
+func (x *InstanceCompliance) GetAssessedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AssessedAt
+	}
+	return nil
+}
+
+type ListInstancesRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Filters; empty or 0 selects all.
+	States   []v1.ComplianceState `protobuf:"varint,2,rep,packed,name=states,proto3,enum=patchwave.types.v1.ComplianceState" json:"states,omitempty"`
+	Wave     int32                `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	OsFamily string               `protobuf:"bytes,4,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	// 1..1000, default 100.
+	PageSize      int32  `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListInstancesRequest) Reset() {
+	*x = ListInstancesRequest{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListInstancesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListInstancesRequest) ProtoMessage() {}
+
+func (x *ListInstancesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListInstancesRequest.ProtoReflect.Descriptor instead.
+func (*ListInstancesRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListInstancesRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ListInstancesRequest) GetStates() []v1.ComplianceState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *ListInstancesRequest) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *ListInstancesRequest) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *ListInstancesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListInstancesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListInstancesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Instances     []*InstanceCompliance  `protobuf:"bytes,1,rep,name=instances,proto3" json:"instances,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListInstancesResponse) Reset() {
+	*x = ListInstancesResponse{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListInstancesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListInstancesResponse) ProtoMessage() {}
+
+func (x *ListInstancesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListInstancesResponse.ProtoReflect.Descriptor instead.
+func (*ListInstancesResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListInstancesResponse) GetInstances() []*InstanceCompliance {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+func (x *ListInstancesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// InstancePatch is one patch on one instance.
+type InstancePatch struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	PatchId string                 `protobuf:"bytes,1,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
+	State   v1.PatchState          `protobuf:"varint,2,opt,name=state,proto3,enum=patchwave.types.v1.PatchState" json:"state,omitempty"`
+	Error   string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// The run (or scan) that reported the state, and since when the patch is in it.
+	RunId string                 `protobuf:"bytes,4,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Since *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	// The patch is in the baseline the instance is measured against.
+	InBaseline    bool        `protobuf:"varint,6,opt,name=in_baseline,json=inBaseline,proto3" json:"in_baseline,omitempty"`
+	Severity      v1.Severity `protobuf:"varint,7,opt,name=severity,proto3,enum=patchwave.types.v1.Severity" json:"severity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstancePatch) Reset() {
+	*x = InstancePatch{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstancePatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstancePatch) ProtoMessage() {}
+
+func (x *InstancePatch) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstancePatch.ProtoReflect.Descriptor instead.
+func (*InstancePatch) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *InstancePatch) GetPatchId() string {
+	if x != nil {
+		return x.PatchId
+	}
+	return ""
+}
+
+func (x *InstancePatch) GetState() v1.PatchState {
+	if x != nil {
+		return x.State
+	}
+	return v1.PatchState(0)
+}
+
+func (x *InstancePatch) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *InstancePatch) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *InstancePatch) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *InstancePatch) GetInBaseline() bool {
+	if x != nil {
+		return x.InBaseline
+	}
+	return false
+}
+
+func (x *InstancePatch) GetSeverity() v1.Severity {
+	if x != nil {
+		return x.Severity
+	}
+	return v1.Severity(0)
+}
+
+type GetInstancePatchesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	InstanceId    string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInstancePatchesRequest) Reset() {
+	*x = GetInstancePatchesRequest{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInstancePatchesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInstancePatchesRequest) ProtoMessage() {}
+
+func (x *GetInstancePatchesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInstancePatchesRequest.ProtoReflect.Descriptor instead.
+func (*GetInstancePatchesRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetInstancePatchesRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *GetInstancePatchesRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+type GetInstancePatchesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Instance      *InstanceCompliance    `protobuf:"bytes,1,opt,name=instance,proto3" json:"instance,omitempty"`
+	Patches       []*InstancePatch       `protobuf:"bytes,2,rep,name=patches,proto3" json:"patches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInstancePatchesResponse) Reset() {
+	*x = GetInstancePatchesResponse{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInstancePatchesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInstancePatchesResponse) ProtoMessage() {}
+
+func (x *GetInstancePatchesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInstancePatchesResponse.ProtoReflect.Descriptor instead.
+func (*GetInstancePatchesResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetInstancePatchesResponse) GetInstance() *InstanceCompliance {
+	if x != nil {
+		return x.Instance
+	}
+	return nil
+}
+
+func (x *GetInstancePatchesResponse) GetPatches() []*InstancePatch {
+	if x != nil {
+		return x.Patches
+	}
+	return nil
+}
+
+// ComplianceSnapshot is a tenant's figures at one time.
+type ComplianceSnapshot struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "day" (the figures at the end of the UTC date key), "run" (as run key completed) or
+	// "current".
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	Total         *Coverage              `protobuf:"bytes,4,opt,name=total,proto3" json:"total,omitempty"`
+	Waves         []*WaveCoverage        `protobuf:"bytes,5,rep,name=waves,proto3" json:"waves,omitempty"`
+	OsFamilies    []*OSFamilyCoverage    `protobuf:"bytes,6,rep,name=os_families,json=osFamilies,proto3" json:"os_families,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ComplianceSnapshot) Reset() {
+	*x = ComplianceSnapshot{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ComplianceSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ComplianceSnapshot) ProtoMessage() {}
+
+func (x *ComplianceSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ComplianceSnapshot.ProtoReflect.Descriptor instead.
+func (*ComplianceSnapshot) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ComplianceSnapshot) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ComplianceSnapshot) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ComplianceSnapshot) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *ComplianceSnapshot) GetTotal() *Coverage {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *ComplianceSnapshot) GetWaves() []*WaveCoverage {
+	if x != nil {
+		return x.Waves
+	}
+	return nil
+}
+
+func (x *ComplianceSnapshot) GetOsFamilies() []*OSFamilyCoverage {
+	if x != nil {
+		return x.OsFamilies
+	}
+	return nil
+}
+
+type GetComplianceHistoryRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Range of the snapshots' times; unset to is now, unset from is 12 months before to.
+	From          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetComplianceHistoryRequest) Reset() {
+	*x = GetComplianceHistoryRequest{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetComplianceHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetComplianceHistoryRequest) ProtoMessage() {}
+
+func (x *GetComplianceHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetComplianceHistoryRequest.ProtoReflect.Descriptor instead.
+func (*GetComplianceHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetComplianceHistoryRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *GetComplianceHistoryRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *GetComplianceHistoryRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+type GetComplianceHistoryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Days          []*ComplianceSnapshot  `protobuf:"bytes,1,rep,name=days,proto3" json:"days,omitempty"`
+	Runs          []*ComplianceSnapshot  `protobuf:"bytes,2,rep,name=runs,proto3" json:"runs,omitempty"`
+	Current       *ComplianceSnapshot    `protobuf:"bytes,3,opt,name=current,proto3" json:"current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetComplianceHistoryResponse) Reset() {
+	*x = GetComplianceHistoryResponse{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetComplianceHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetComplianceHistoryResponse) ProtoMessage() {}
+
+func (x *GetComplianceHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetComplianceHistoryResponse.ProtoReflect.Descriptor instead.
+func (*GetComplianceHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetComplianceHistoryResponse) GetDays() []*ComplianceSnapshot {
+	if x != nil {
+		return x.Days
+	}
+	return nil
+}
+
+func (x *GetComplianceHistoryResponse) GetRuns() []*ComplianceSnapshot {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+func (x *GetComplianceHistoryResponse) GetCurrent() *ComplianceSnapshot {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+// AgeingPatch is a certified patch of an applicable baseline that instances still miss.
+type AgeingPatch struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	PatchId     string                 `protobuf:"bytes,1,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
+	OsFamily    string                 `protobuf:"bytes,2,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	BaselineId  string                 `protobuf:"bytes,3,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	Severity    v1.Severity            `protobuf:"varint,4,opt,name=severity,proto3,enum=patchwave.types.v1.Severity" json:"severity,omitempty"`
+	CertifiedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=certified_at,json=certifiedAt,proto3" json:"certified_at,omitempty"`
+	// Whole days since certified_at.
+	Days          int32 `protobuf:"varint,6,opt,name=days,proto3" json:"days,omitempty"`
+	Instances     int32 `protobuf:"varint,7,opt,name=instances,proto3" json:"instances,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgeingPatch) Reset() {
+	*x = AgeingPatch{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgeingPatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgeingPatch) ProtoMessage() {}
+
+func (x *AgeingPatch) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgeingPatch.ProtoReflect.Descriptor instead.
+func (*AgeingPatch) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AgeingPatch) GetPatchId() string {
+	if x != nil {
+		return x.PatchId
+	}
+	return ""
+}
+
+func (x *AgeingPatch) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *AgeingPatch) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *AgeingPatch) GetSeverity() v1.Severity {
+	if x != nil {
+		return x.Severity
+	}
+	return v1.Severity(0)
+}
+
+func (x *AgeingPatch) GetCertifiedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CertifiedAt
+	}
+	return nil
+}
+
+func (x *AgeingPatch) GetDays() int32 {
+	if x != nil {
+		return x.Days
+	}
+	return 0
+}
+
+func (x *AgeingPatch) GetInstances() int32 {
+	if x != nil {
+		return x.Instances
+	}
+	return 0
+}
+
+// SeverityAgeing sums the missing patches of one severity.
+type SeverityAgeing struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Severity v1.Severity            `protobuf:"varint,1,opt,name=severity,proto3,enum=patchwave.types.v1.Severity" json:"severity,omitempty"`
+	Patches  int32                  `protobuf:"varint,2,opt,name=patches,proto3" json:"patches,omitempty"`
+	// (instance, patch) pairs missing.
+	Instances     int32 `protobuf:"varint,3,opt,name=instances,proto3" json:"instances,omitempty"`
+	OldestDays    int32 `protobuf:"varint,4,opt,name=oldest_days,json=oldestDays,proto3" json:"oldest_days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeverityAgeing) Reset() {
+	*x = SeverityAgeing{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeverityAgeing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeverityAgeing) ProtoMessage() {}
+
+func (x *SeverityAgeing) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeverityAgeing.ProtoReflect.Descriptor instead.
+func (*SeverityAgeing) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SeverityAgeing) GetSeverity() v1.Severity {
+	if x != nil {
+		return x.Severity
+	}
+	return v1.Severity(0)
+}
+
+func (x *SeverityAgeing) GetPatches() int32 {
+	if x != nil {
+		return x.Patches
+	}
+	return 0
+}
+
+func (x *SeverityAgeing) GetInstances() int32 {
+	if x != nil {
+		return x.Instances
+	}
+	return 0
+}
+
+func (x *SeverityAgeing) GetOldestDays() int32 {
+	if x != nil {
+		return x.OldestDays
+	}
+	return 0
+}
+
+type GetPatchAgeingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPatchAgeingRequest) Reset() {
+	*x = GetPatchAgeingRequest{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPatchAgeingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPatchAgeingRequest) ProtoMessage() {}
+
+func (x *GetPatchAgeingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPatchAgeingRequest.ProtoReflect.Descriptor instead.
+func (*GetPatchAgeingRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetPatchAgeingRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+type GetPatchAgeingResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	AsOf  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// Oldest first.
+	Patches []*AgeingPatch `protobuf:"bytes,2,rep,name=patches,proto3" json:"patches,omitempty"`
+	// Most severe first.
+	BySeverity    []*SeverityAgeing `protobuf:"bytes,3,rep,name=by_severity,json=bySeverity,proto3" json:"by_severity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPatchAgeingResponse) Reset() {
+	*x = GetPatchAgeingResponse{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPatchAgeingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPatchAgeingResponse) ProtoMessage() {}
+
+func (x *GetPatchAgeingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPatchAgeingResponse.ProtoReflect.Descriptor instead.
+func (*GetPatchAgeingResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetPatchAgeingResponse) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+func (x *GetPatchAgeingResponse) GetPatches() []*AgeingPatch {
+	if x != nil {
+		return x.Patches
+	}
+	return nil
+}
+
+func (x *GetPatchAgeingResponse) GetBySeverity() []*SeverityAgeing {
+	if x != nil {
+		return x.BySeverity
+	}
+	return nil
+}
+
+// JobStateCount counts a run's jobs in one state.
+type JobStateCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         v1.JobState            `protobuf:"varint,1,opt,name=state,proto3,enum=patchwave.types.v1.JobState" json:"state,omitempty"`
+	Count         int32                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobStateCount) Reset() {
+	*x = JobStateCount{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobStateCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobStateCount) ProtoMessage() {}
+
+func (x *JobStateCount) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobStateCount.ProtoReflect.Descriptor instead.
+func (*JobStateCount) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *JobStateCount) GetState() v1.JobState {
+	if x != nil {
+		return x.State
+	}
+	return v1.JobState(0)
+}
+
+func (x *JobStateCount) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// RunJob is one instance of a run.
+type RunJob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InstanceId    string                 `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	State         v1.JobState            `protobuf:"varint,2,opt,name=state,proto3,enum=patchwave.types.v1.JobState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunJob) Reset() {
+	*x = RunJob{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunJob) ProtoMessage() {}
+
+func (x *RunJob) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunJob.ProtoReflect.Descriptor instead.
+func (*RunJob) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RunJob) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *RunJob) GetState() v1.JobState {
+	if x != nil {
+		return x.State
+	}
+	return v1.JobState(0)
+}
+
+type GetRunReportRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId  string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Page of the jobs: 1..1000, default 100.
+	PageSize      int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRunReportRequest) Reset() {
+	*x = GetRunReportRequest{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRunReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRunReportRequest) ProtoMessage() {}
+
+func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRunReportRequest.ProtoReflect.Descriptor instead.
+func (*GetRunReportRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetRunReportRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *GetRunReportRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *GetRunReportRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *GetRunReportRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type GetRunReportResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Wave          int32                  `protobuf:"varint,2,opt,name=wave,proto3" json:"wave,omitempty"`
+	BaselineId    string                 `protobuf:"bytes,3,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	State         v1.RunState            `protobuf:"varint,4,opt,name=state,proto3,enum=patchwave.types.v1.RunState" json:"state,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Total         int32                  `protobuf:"varint,7,opt,name=total,proto3" json:"total,omitempty"`
+	Succeeded     int32                  `protobuf:"varint,8,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	Failed        int32                  `protobuf:"varint,9,opt,name=failed,proto3" json:"failed,omitempty"`
+	TimedOut      int32                  `protobuf:"varint,10,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
+	JobStates     []*JobStateCount       `protobuf:"bytes,11,rep,name=job_states,json=jobStates,proto3" json:"job_states,omitempty"`
+	Jobs          []*RunJob              `protobuf:"bytes,12,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,13,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRunReportResponse) Reset() {
+	*x = GetRunReportResponse{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRunReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRunReportResponse) ProtoMessage() {}
+
+func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRunReportResponse.ProtoReflect.Descriptor instead.
+func (*GetRunReportResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetRunReportResponse) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *GetRunReportResponse) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *GetRunReportResponse) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
+func (x *GetRunReportResponse) GetState() v1.RunState {
+	if x != nil {
+		return x.State
+	}
+	return v1.RunState(0)
+}
+
+func (x *GetRunReportResponse) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *GetRunReportResponse) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *GetRunReportResponse) GetTotal() int32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *GetRunReportResponse) GetSucceeded() int32 {
+	if x != nil {
+		return x.Succeeded
+	}
+	return 0
+}
+
+func (x *GetRunReportResponse) GetFailed() int32 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *GetRunReportResponse) GetTimedOut() int32 {
+	if x != nil {
+		return x.TimedOut
+	}
+	return 0
+}
+
+func (x *GetRunReportResponse) GetJobStates() []*JobStateCount {
+	if x != nil {
+		return x.JobStates
+	}
+	return nil
+}
+
+func (x *GetRunReportResponse) GetJobs() []*RunJob {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+func (x *GetRunReportResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type ExportComplianceRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// "json" (default) or "csv".
+	Format        string               `protobuf:"bytes,2,opt,name=format,proto3" json:"format,omitempty"`
+	States        []v1.ComplianceState `protobuf:"varint,3,rep,packed,name=states,proto3,enum=patchwave.types.v1.ComplianceState" json:"states,omitempty"`
+	Wave          int32                `protobuf:"varint,4,opt,name=wave,proto3" json:"wave,omitempty"`
+	OsFamily      string               `protobuf:"bytes,5,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportComplianceRequest) Reset() {
+	*x = ExportComplianceRequest{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportComplianceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportComplianceRequest) ProtoMessage() {}
+
+func (x *ExportComplianceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportComplianceRequest.ProtoReflect.Descriptor instead.
+func (*ExportComplianceRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ExportComplianceRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ExportComplianceRequest) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *ExportComplianceRequest) GetStates() []v1.ComplianceState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *ExportComplianceRequest) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *ExportComplianceRequest) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+type ExportComplianceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Instances     []*InstanceCompliance  `protobuf:"bytes,1,rep,name=instances,proto3" json:"instances,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportComplianceResponse) Reset() {
+	*x = ExportComplianceResponse{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportComplianceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportComplianceResponse) ProtoMessage() {}
+
+func (x *ExportComplianceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportComplianceResponse.ProtoReflect.Descriptor instead.
+func (*ExportComplianceResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ExportComplianceResponse) GetInstances() []*InstanceCompliance {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+type ExportFailedPatchesRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// "json" (default) or "csv".
+	Format        string `protobuf:"bytes,2,opt,name=format,proto3" json:"format,omitempty"`
+	Wave          int32  `protobuf:"varint,3,opt,name=wave,proto3" json:"wave,omitempty"`
+	OsFamily      string `protobuf:"bytes,4,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	PatchId       string `protobuf:"bytes,5,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
+	InstanceId    string `protobuf:"bytes,6,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportFailedPatchesRequest) Reset() {
+	*x = ExportFailedPatchesRequest{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportFailedPatchesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportFailedPatchesRequest) ProtoMessage() {}
+
+func (x *ExportFailedPatchesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportFailedPatchesRequest.ProtoReflect.Descriptor instead.
+func (*ExportFailedPatchesRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ExportFailedPatchesRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ExportFailedPatchesRequest) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *ExportFailedPatchesRequest) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *ExportFailedPatchesRequest) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *ExportFailedPatchesRequest) GetPatchId() string {
+	if x != nil {
+		return x.PatchId
+	}
+	return ""
+}
+
+func (x *ExportFailedPatchesRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+type ExportFailedPatchesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FailedPatches []*FailedPatch         `protobuf:"bytes,1,rep,name=failed_patches,json=failedPatches,proto3" json:"failed_patches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportFailedPatchesResponse) Reset() {
+	*x = ExportFailedPatchesResponse{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportFailedPatchesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportFailedPatchesResponse) ProtoMessage() {}
+
+func (x *ExportFailedPatchesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportFailedPatchesResponse.ProtoReflect.Descriptor instead.
+func (*ExportFailedPatchesResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ExportFailedPatchesResponse) GetFailedPatches() []*FailedPatch {
+	if x != nil {
+		return x.FailedPatches
+	}
+	return nil
+}
+
+type ListAuditEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty (GET /v1/audit-events) for the provider-wide calls.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// 1..500, default 50.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListAuditEventsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuditEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListAuditEventsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*v11.AuditRecorded   `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListAuditEventsResponse) GetEvents() []*v11.AuditRecorded {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListAuditEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type RequestScanRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Makes a retry the same scan: 1-48 letters, digits, '-' or '_'; empty: a new scan.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestScanRequest) Reset() {
+	*x = RequestScanRequest{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestScanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestScanRequest) ProtoMessage() {}
+
+func (x *RequestScanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestScanRequest.ProtoReflect.Descriptor instead.
+func (*RequestScanRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RequestScanRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RequestScanRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type RequestScanResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ScanId string                 `protobuf:"bytes,1,opt,name=scan_id,json=scanId,proto3" json:"scan_id,omitempty"`
+	// Instances asked to be scanned, in chunks of at most 50; unlocated ones could not be (no
+	// run named their account and region, or no baseline applies to them).
+	Instances     int32 `protobuf:"varint,2,opt,name=instances,proto3" json:"instances,omitempty"`
+	Chunks        int32 `protobuf:"varint,3,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	Unlocated     int32 `protobuf:"varint,4,opt,name=unlocated,proto3" json:"unlocated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestScanResponse) Reset() {
+	*x = RequestScanResponse{}
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestScanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestScanResponse) ProtoMessage() {}
+
+func (x *RequestScanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_reporting_v1_reporting_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestScanResponse.ProtoReflect.Descriptor instead.
+func (*RequestScanResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_reporting_v1_reporting_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RequestScanResponse) GetScanId() string {
+	if x != nil {
+		return x.ScanId
+	}
+	return ""
+}
+
+func (x *RequestScanResponse) GetInstances() int32 {
+	if x != nil {
+		return x.Instances
+	}
+	return 0
+}
+
+func (x *RequestScanResponse) GetChunks() int32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *RequestScanResponse) GetUnlocated() int32 {
+	if x != nil {
+		return x.Unlocated
+	}
+	return 0
+}
+
 var File_patchwave_reporting_v1_reporting_proto protoreflect.FileDescriptor
 
 const file_patchwave_reporting_v1_reporting_proto_rawDesc = "" +
 	"\n" +
-	"&patchwave/reporting/v1/reporting.proto\x12\x16patchwave.reporting.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n" +
+	"&patchwave/reporting/v1/reporting.proto\x12\x16patchwave.reporting.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cpatchwave/auth/v1/auth.proto\x1a patchwave/events/v1/events.proto\x1a\x1epatchwave/types/v1/types.proto\"\x9e\x01\n" +
 	"\bCoverage\x12\x19\n" +
 	"\bin_scope\x18\x01 \x01(\x05R\ainScope\x12\x1c\n" +
 	"\tcompliant\x18\x02 \x01(\x05R\tcompliant\x12#\n" +
@@ -447,26 +2321,208 @@ const file_patchwave_reporting_v1_reporting_proto_rawDesc = "" +
 	"\x04wave\x18\x01 \x01(\x05R\x04wave\x12<\n" +
 	"\bcoverage\x18\x02 \x01(\v2 .patchwave.reporting.v1.CoverageR\bcoverage\".\n" +
 	"\x14GetComplianceRequest\x12\x16\n" +
-	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"\xd4\x01\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"m\n" +
+	"\x10OSFamilyCoverage\x12\x1b\n" +
+	"\tos_family\x18\x01 \x01(\tR\bosFamily\x12<\n" +
+	"\bcoverage\x18\x02 \x01(\v2 .patchwave.reporting.v1.CoverageR\bcoverage\"\x9f\x02\n" +
 	"\x15GetComplianceResponse\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x126\n" +
 	"\x05total\x18\x02 \x01(\v2 .patchwave.reporting.v1.CoverageR\x05total\x12:\n" +
 	"\x05waves\x18\x03 \x03(\v2$.patchwave.reporting.v1.WaveCoverageR\x05waves\x12/\n" +
-	"\x05as_of\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"\x8a\x01\n" +
+	"\x05as_of\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x12I\n" +
+	"\vos_families\x18\x05 \x03(\v2(.patchwave.reporting.v1.OSFamilyCoverageR\n" +
+	"osFamilies\"\xe2\x01\n" +
 	"\vFailedPatch\x12\x19\n" +
 	"\bpatch_id\x18\x01 \x01(\tR\apatchId\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
 	"instanceId\x12\x12\n" +
 	"\x04wave\x18\x03 \x01(\x05R\x04wave\x12\x15\n" +
 	"\x06run_id\x18\x04 \x01(\tR\x05runId\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"2\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x129\n" +
+	"\n" +
+	"first_seen\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x12\x1b\n" +
+	"\tos_family\x18\a \x01(\tR\bosFamily\"\xdb\x01\n" +
 	"\x18ListFailedPatchesRequest\x12\x16\n" +
-	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"g\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x12\n" +
+	"\x04wave\x18\x02 \x01(\x05R\x04wave\x12\x1b\n" +
+	"\tos_family\x18\x03 \x01(\tR\bosFamily\x12\x19\n" +
+	"\bpatch_id\x18\x04 \x01(\tR\apatchId\x12\x1f\n" +
+	"\vinstance_id\x18\x05 \x01(\tR\n" +
+	"instanceId\x12\x1b\n" +
+	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"\x8f\x01\n" +
 	"\x19ListFailedPatchesResponse\x12J\n" +
-	"\x0efailed_patches\x18\x01 \x03(\v2#.patchwave.reporting.v1.FailedPatchR\rfailedPatches2\xfa\x01\n" +
-	"\x10ReportingService\x12l\n" +
-	"\rGetCompliance\x12,.patchwave.reporting.v1.GetComplianceRequest\x1a-.patchwave.reporting.v1.GetComplianceResponse\x12x\n" +
-	"\x11ListFailedPatches\x120.patchwave.reporting.v1.ListFailedPatchesRequest\x1a1.patchwave.reporting.v1.ListFailedPatchesResponseBPZNgithub.com/patchwave/patchwave/proto/gen/go/patchwave/reporting/v1;reportingv1b\x06proto3"
+	"\x0efailed_patches\x18\x01 \x03(\v2#.patchwave.reporting.v1.FailedPatchR\rfailedPatches\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xef\x02\n" +
+	"\x12InstanceCompliance\x12\x1f\n" +
+	"\vinstance_id\x18\x01 \x01(\tR\n" +
+	"instanceId\x12\x12\n" +
+	"\x04wave\x18\x02 \x01(\x05R\x04wave\x12\x1b\n" +
+	"\tos_family\x18\x03 \x01(\tR\bosFamily\x129\n" +
+	"\x05state\x18\x04 \x01(\x0e2#.patchwave.types.v1.ComplianceStateR\x05state\x12\x1f\n" +
+	"\vbaseline_id\x18\x05 \x01(\tR\n" +
+	"baselineId\x12'\n" +
+	"\x0fmissing_patches\x18\x06 \x01(\x05R\x0emissingPatches\x12%\n" +
+	"\x0efailed_patches\x18\a \x01(\x05R\rfailedPatches\x12\x1e\n" +
+	"\vlast_run_id\x18\b \x01(\tR\tlastRunId\x12;\n" +
+	"\vassessed_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"assessedAt\"\xd8\x01\n" +
+	"\x14ListInstancesRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12;\n" +
+	"\x06states\x18\x02 \x03(\x0e2#.patchwave.types.v1.ComplianceStateR\x06states\x12\x12\n" +
+	"\x04wave\x18\x03 \x01(\x05R\x04wave\x12\x1b\n" +
+	"\tos_family\x18\x04 \x01(\tR\bosFamily\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"\x89\x01\n" +
+	"\x15ListInstancesResponse\x12H\n" +
+	"\tinstances\x18\x01 \x03(\v2*.patchwave.reporting.v1.InstanceComplianceR\tinstances\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9a\x02\n" +
+	"\rInstancePatch\x12\x19\n" +
+	"\bpatch_id\x18\x01 \x01(\tR\apatchId\x124\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1e.patchwave.types.v1.PatchStateR\x05state\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x15\n" +
+	"\x06run_id\x18\x04 \x01(\tR\x05runId\x120\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1f\n" +
+	"\vin_baseline\x18\x06 \x01(\bR\n" +
+	"inBaseline\x128\n" +
+	"\bseverity\x18\a \x01(\x0e2\x1c.patchwave.types.v1.SeverityR\bseverity\"T\n" +
+	"\x19GetInstancePatchesRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1f\n" +
+	"\vinstance_id\x18\x02 \x01(\tR\n" +
+	"instanceId\"\xa5\x01\n" +
+	"\x1aGetInstancePatchesResponse\x12F\n" +
+	"\binstance\x18\x01 \x01(\v2*.patchwave.reporting.v1.InstanceComplianceR\binstance\x12?\n" +
+	"\apatches\x18\x02 \x03(\v2%.patchwave.reporting.v1.InstancePatchR\apatches\"\xa5\x02\n" +
+	"\x12ComplianceSnapshot\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x126\n" +
+	"\x05total\x18\x04 \x01(\v2 .patchwave.reporting.v1.CoverageR\x05total\x12:\n" +
+	"\x05waves\x18\x05 \x03(\v2$.patchwave.reporting.v1.WaveCoverageR\x05waves\x12I\n" +
+	"\vos_families\x18\x06 \x03(\v2(.patchwave.reporting.v1.OSFamilyCoverageR\n" +
+	"osFamilies\"\x91\x01\n" +
+	"\x1bGetComplianceHistoryRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"\xe4\x01\n" +
+	"\x1cGetComplianceHistoryResponse\x12>\n" +
+	"\x04days\x18\x01 \x03(\v2*.patchwave.reporting.v1.ComplianceSnapshotR\x04days\x12>\n" +
+	"\x04runs\x18\x02 \x03(\v2*.patchwave.reporting.v1.ComplianceSnapshotR\x04runs\x12D\n" +
+	"\acurrent\x18\x03 \x01(\v2*.patchwave.reporting.v1.ComplianceSnapshotR\acurrent\"\x91\x02\n" +
+	"\vAgeingPatch\x12\x19\n" +
+	"\bpatch_id\x18\x01 \x01(\tR\apatchId\x12\x1b\n" +
+	"\tos_family\x18\x02 \x01(\tR\bosFamily\x12\x1f\n" +
+	"\vbaseline_id\x18\x03 \x01(\tR\n" +
+	"baselineId\x128\n" +
+	"\bseverity\x18\x04 \x01(\x0e2\x1c.patchwave.types.v1.SeverityR\bseverity\x12=\n" +
+	"\fcertified_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcertifiedAt\x12\x12\n" +
+	"\x04days\x18\x06 \x01(\x05R\x04days\x12\x1c\n" +
+	"\tinstances\x18\a \x01(\x05R\tinstances\"\xa3\x01\n" +
+	"\x0eSeverityAgeing\x128\n" +
+	"\bseverity\x18\x01 \x01(\x0e2\x1c.patchwave.types.v1.SeverityR\bseverity\x12\x18\n" +
+	"\apatches\x18\x02 \x01(\x05R\apatches\x12\x1c\n" +
+	"\tinstances\x18\x03 \x01(\x05R\tinstances\x12\x1f\n" +
+	"\voldest_days\x18\x04 \x01(\x05R\n" +
+	"oldestDays\"/\n" +
+	"\x15GetPatchAgeingRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"\xd1\x01\n" +
+	"\x16GetPatchAgeingResponse\x12/\n" +
+	"\x05as_of\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x12=\n" +
+	"\apatches\x18\x02 \x03(\v2#.patchwave.reporting.v1.AgeingPatchR\apatches\x12G\n" +
+	"\vby_severity\x18\x03 \x03(\v2&.patchwave.reporting.v1.SeverityAgeingR\n" +
+	"bySeverity\"Y\n" +
+	"\rJobStateCount\x122\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1c.patchwave.types.v1.JobStateR\x05state\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\"]\n" +
+	"\x06RunJob\x12\x1f\n" +
+	"\vinstance_id\x18\x01 \x01(\tR\n" +
+	"instanceId\x122\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1c.patchwave.types.v1.JobStateR\x05state\"\x80\x01\n" +
+	"\x13GetRunReportRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\x9b\x04\n" +
+	"\x14GetRunReportResponse\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04wave\x18\x02 \x01(\x05R\x04wave\x12\x1f\n" +
+	"\vbaseline_id\x18\x03 \x01(\tR\n" +
+	"baselineId\x122\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x1c.patchwave.types.v1.RunStateR\x05state\x129\n" +
+	"\n" +
+	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
+	"\fcompleted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x14\n" +
+	"\x05total\x18\a \x01(\x05R\x05total\x12\x1c\n" +
+	"\tsucceeded\x18\b \x01(\x05R\tsucceeded\x12\x16\n" +
+	"\x06failed\x18\t \x01(\x05R\x06failed\x12\x1b\n" +
+	"\ttimed_out\x18\n" +
+	" \x01(\x05R\btimedOut\x12D\n" +
+	"\n" +
+	"job_states\x18\v \x03(\v2%.patchwave.reporting.v1.JobStateCountR\tjobStates\x122\n" +
+	"\x04jobs\x18\f \x03(\v2\x1e.patchwave.reporting.v1.RunJobR\x04jobs\x12&\n" +
+	"\x0fnext_page_token\x18\r \x01(\tR\rnextPageToken\"\xb7\x01\n" +
+	"\x17ExportComplianceRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x16\n" +
+	"\x06format\x18\x02 \x01(\tR\x06format\x12;\n" +
+	"\x06states\x18\x03 \x03(\x0e2#.patchwave.types.v1.ComplianceStateR\x06states\x12\x12\n" +
+	"\x04wave\x18\x04 \x01(\x05R\x04wave\x12\x1b\n" +
+	"\tos_family\x18\x05 \x01(\tR\bosFamily\"d\n" +
+	"\x18ExportComplianceResponse\x12H\n" +
+	"\tinstances\x18\x01 \x03(\v2*.patchwave.reporting.v1.InstanceComplianceR\tinstances\"\xb9\x01\n" +
+	"\x1aExportFailedPatchesRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x16\n" +
+	"\x06format\x18\x02 \x01(\tR\x06format\x12\x12\n" +
+	"\x04wave\x18\x03 \x01(\x05R\x04wave\x12\x1b\n" +
+	"\tos_family\x18\x04 \x01(\tR\bosFamily\x12\x19\n" +
+	"\bpatch_id\x18\x05 \x01(\tR\apatchId\x12\x1f\n" +
+	"\vinstance_id\x18\x06 \x01(\tR\n" +
+	"instanceId\"i\n" +
+	"\x1bExportFailedPatchesResponse\x12J\n" +
+	"\x0efailed_patches\x18\x01 \x03(\v2#.patchwave.reporting.v1.FailedPatchR\rfailedPatches\"l\n" +
+	"\x16ListAuditEventsRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"}\n" +
+	"\x17ListAuditEventsResponse\x12:\n" +
+	"\x06events\x18\x01 \x03(\v2\".patchwave.events.v1.AuditRecordedR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"K\n" +
+	"\x12RequestScanRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"\x82\x01\n" +
+	"\x13RequestScanResponse\x12\x17\n" +
+	"\ascan_id\x18\x01 \x01(\tR\x06scanId\x12\x1c\n" +
+	"\tinstances\x18\x02 \x01(\x05R\tinstances\x12\x16\n" +
+	"\x06chunks\x18\x03 \x01(\x05R\x06chunks\x12\x1c\n" +
+	"\tunlocated\x18\x04 \x01(\x05R\tunlocated2\xd7\f\n" +
+	"\x10ReportingService\x12\x88\x01\n" +
+	"\rGetCompliance\x12,.patchwave.reporting.v1.GetComplianceRequest\x1a-.patchwave.reporting.v1.GetComplianceResponse\"\x1a\xf2\xa4\x19\x16\n" +
+	"\freports.read\x12\x06tenant\x12\x94\x01\n" +
+	"\x11ListFailedPatches\x120.patchwave.reporting.v1.ListFailedPatchesRequest\x1a1.patchwave.reporting.v1.ListFailedPatchesResponse\"\x1a\xf2\xa4\x19\x16\n" +
+	"\freports.read\x12\x06tenant\x12\x88\x01\n" +
+	"\rListInstances\x12,.patchwave.reporting.v1.ListInstancesRequest\x1a-.patchwave.reporting.v1.ListInstancesResponse\"\x1a\xf2\xa4\x19\x16\n" +
+	"\freports.read\x12\x06tenant\x12\x97\x01\n" +
+	"\x12GetInstancePatches\x121.patchwave.reporting.v1.GetInstancePatchesRequest\x1a2.patchwave.reporting.v1.GetInstancePatchesResponse\"\x1a\xf2\xa4\x19\x16\n" +
+	"\freports.read\x12\x06tenant\x12\x9d\x01\n" +
+	"\x14GetComplianceHistory\x123.patchwave.reporting.v1.GetComplianceHistoryRequest\x1a4.patchwave.reporting.v1.GetComplianceHistoryResponse\"\x1a\xf2\xa4\x19\x16\n" +
+	"\freports.read\x12\x06tenant\x12\x8b\x01\n" +
+	"\x0eGetPatchAgeing\x12-.patchwave.reporting.v1.GetPatchAgeingRequest\x1a..patchwave.reporting.v1.GetPatchAgeingResponse\"\x1a\xf2\xa4\x19\x16\n" +
+	"\freports.read\x12\x06tenant\x12\x85\x01\n" +
+	"\fGetRunReport\x12+.patchwave.reporting.v1.GetRunReportRequest\x1a,.patchwave.reporting.v1.GetRunReportResponse\"\x1a\xf2\xa4\x19\x16\n" +
+	"\freports.read\x12\x06tenant\x12\x91\x01\n" +
+	"\x10ExportCompliance\x12/.patchwave.reporting.v1.ExportComplianceRequest\x1a0.patchwave.reporting.v1.ExportComplianceResponse\"\x1a\xf2\xa4\x19\x16\n" +
+	"\freports.read\x12\x06tenant\x12\x9a\x01\n" +
+	"\x13ExportFailedPatches\x122.patchwave.reporting.v1.ExportFailedPatchesRequest\x1a3.patchwave.reporting.v1.ExportFailedPatchesResponse\"\x1a\xf2\xa4\x19\x16\n" +
+	"\freports.read\x12\x06tenant\x12\x85\x01\n" +
+	"\vRequestScan\x12*.patchwave.reporting.v1.RequestScanRequest\x1a+.patchwave.reporting.v1.RequestScanResponse\"\x1d\xf2\xa4\x19\x19\n" +
+	"\rscans.request\x12\x06tenant\x18\x01\x12\x8c\x01\n" +
+	"\x0fListAuditEvents\x12..patchwave.reporting.v1.ListAuditEventsRequest\x1a/.patchwave.reporting.v1.ListAuditEventsResponse\"\x18\xf2\xa4\x19\x14\n" +
+	"\n" +
+	"audit.read\x12\x06tenantBPZNgithub.com/patchwave/patchwave/proto/gen/go/patchwave/reporting/v1;reportingv1b\x06proto3"
 
 var (
 	file_patchwave_reporting_v1_reporting_proto_rawDescOnce sync.Once
@@ -480,32 +2536,120 @@ func file_patchwave_reporting_v1_reporting_proto_rawDescGZIP() []byte {
 	return file_patchwave_reporting_v1_reporting_proto_rawDescData
 }
 
-var file_patchwave_reporting_v1_reporting_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_patchwave_reporting_v1_reporting_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_patchwave_reporting_v1_reporting_proto_goTypes = []any{
-	(*Coverage)(nil),                  // 0: patchwave.reporting.v1.Coverage
-	(*WaveCoverage)(nil),              // 1: patchwave.reporting.v1.WaveCoverage
-	(*GetComplianceRequest)(nil),      // 2: patchwave.reporting.v1.GetComplianceRequest
-	(*GetComplianceResponse)(nil),     // 3: patchwave.reporting.v1.GetComplianceResponse
-	(*FailedPatch)(nil),               // 4: patchwave.reporting.v1.FailedPatch
-	(*ListFailedPatchesRequest)(nil),  // 5: patchwave.reporting.v1.ListFailedPatchesRequest
-	(*ListFailedPatchesResponse)(nil), // 6: patchwave.reporting.v1.ListFailedPatchesResponse
-	(*timestamppb.Timestamp)(nil),     // 7: google.protobuf.Timestamp
+	(*Coverage)(nil),                     // 0: patchwave.reporting.v1.Coverage
+	(*WaveCoverage)(nil),                 // 1: patchwave.reporting.v1.WaveCoverage
+	(*GetComplianceRequest)(nil),         // 2: patchwave.reporting.v1.GetComplianceRequest
+	(*OSFamilyCoverage)(nil),             // 3: patchwave.reporting.v1.OSFamilyCoverage
+	(*GetComplianceResponse)(nil),        // 4: patchwave.reporting.v1.GetComplianceResponse
+	(*FailedPatch)(nil),                  // 5: patchwave.reporting.v1.FailedPatch
+	(*ListFailedPatchesRequest)(nil),     // 6: patchwave.reporting.v1.ListFailedPatchesRequest
+	(*ListFailedPatchesResponse)(nil),    // 7: patchwave.reporting.v1.ListFailedPatchesResponse
+	(*InstanceCompliance)(nil),           // 8: patchwave.reporting.v1.InstanceCompliance
+	(*ListInstancesRequest)(nil),         // 9: patchwave.reporting.v1.ListInstancesRequest
+	(*ListInstancesResponse)(nil),        // 10: patchwave.reporting.v1.ListInstancesResponse
+	(*InstancePatch)(nil),                // 11: patchwave.reporting.v1.InstancePatch
+	(*GetInstancePatchesRequest)(nil),    // 12: patchwave.reporting.v1.GetInstancePatchesRequest
+	(*GetInstancePatchesResponse)(nil),   // 13: patchwave.reporting.v1.GetInstancePatchesResponse
+	(*ComplianceSnapshot)(nil),           // 14: patchwave.reporting.v1.ComplianceSnapshot
+	(*GetComplianceHistoryRequest)(nil),  // 15: patchwave.reporting.v1.GetComplianceHistoryRequest
+	(*GetComplianceHistoryResponse)(nil), // 16: patchwave.reporting.v1.GetComplianceHistoryResponse
+	(*AgeingPatch)(nil),                  // 17: patchwave.reporting.v1.AgeingPatch
+	(*SeverityAgeing)(nil),               // 18: patchwave.reporting.v1.SeverityAgeing
+	(*GetPatchAgeingRequest)(nil),        // 19: patchwave.reporting.v1.GetPatchAgeingRequest
+	(*GetPatchAgeingResponse)(nil),       // 20: patchwave.reporting.v1.GetPatchAgeingResponse
+	(*JobStateCount)(nil),                // 21: patchwave.reporting.v1.JobStateCount
+	(*RunJob)(nil),                       // 22: patchwave.reporting.v1.RunJob
+	(*GetRunReportRequest)(nil),          // 23: patchwave.reporting.v1.GetRunReportRequest
+	(*GetRunReportResponse)(nil),         // 24: patchwave.reporting.v1.GetRunReportResponse
+	(*ExportComplianceRequest)(nil),      // 25: patchwave.reporting.v1.ExportComplianceRequest
+	(*ExportComplianceResponse)(nil),     // 26: patchwave.reporting.v1.ExportComplianceResponse
+	(*ExportFailedPatchesRequest)(nil),   // 27: patchwave.reporting.v1.ExportFailedPatchesRequest
+	(*ExportFailedPatchesResponse)(nil),  // 28: patchwave.reporting.v1.ExportFailedPatchesResponse
+	(*ListAuditEventsRequest)(nil),       // 29: patchwave.reporting.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),      // 30: patchwave.reporting.v1.ListAuditEventsResponse
+	(*RequestScanRequest)(nil),           // 31: patchwave.reporting.v1.RequestScanRequest
+	(*RequestScanResponse)(nil),          // 32: patchwave.reporting.v1.RequestScanResponse
+	(*timestamppb.Timestamp)(nil),        // 33: google.protobuf.Timestamp
+	(v1.ComplianceState)(0),              // 34: patchwave.types.v1.ComplianceState
+	(v1.PatchState)(0),                   // 35: patchwave.types.v1.PatchState
+	(v1.Severity)(0),                     // 36: patchwave.types.v1.Severity
+	(v1.JobState)(0),                     // 37: patchwave.types.v1.JobState
+	(v1.RunState)(0),                     // 38: patchwave.types.v1.RunState
+	(*v11.AuditRecorded)(nil),            // 39: patchwave.events.v1.AuditRecorded
 }
 var file_patchwave_reporting_v1_reporting_proto_depIdxs = []int32{
-	0, // 0: patchwave.reporting.v1.WaveCoverage.coverage:type_name -> patchwave.reporting.v1.Coverage
-	0, // 1: patchwave.reporting.v1.GetComplianceResponse.total:type_name -> patchwave.reporting.v1.Coverage
-	1, // 2: patchwave.reporting.v1.GetComplianceResponse.waves:type_name -> patchwave.reporting.v1.WaveCoverage
-	7, // 3: patchwave.reporting.v1.GetComplianceResponse.as_of:type_name -> google.protobuf.Timestamp
-	4, // 4: patchwave.reporting.v1.ListFailedPatchesResponse.failed_patches:type_name -> patchwave.reporting.v1.FailedPatch
-	2, // 5: patchwave.reporting.v1.ReportingService.GetCompliance:input_type -> patchwave.reporting.v1.GetComplianceRequest
-	5, // 6: patchwave.reporting.v1.ReportingService.ListFailedPatches:input_type -> patchwave.reporting.v1.ListFailedPatchesRequest
-	3, // 7: patchwave.reporting.v1.ReportingService.GetCompliance:output_type -> patchwave.reporting.v1.GetComplianceResponse
-	6, // 8: patchwave.reporting.v1.ReportingService.ListFailedPatches:output_type -> patchwave.reporting.v1.ListFailedPatchesResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0,  // 0: patchwave.reporting.v1.WaveCoverage.coverage:type_name -> patchwave.reporting.v1.Coverage
+	0,  // 1: patchwave.reporting.v1.OSFamilyCoverage.coverage:type_name -> patchwave.reporting.v1.Coverage
+	0,  // 2: patchwave.reporting.v1.GetComplianceResponse.total:type_name -> patchwave.reporting.v1.Coverage
+	1,  // 3: patchwave.reporting.v1.GetComplianceResponse.waves:type_name -> patchwave.reporting.v1.WaveCoverage
+	33, // 4: patchwave.reporting.v1.GetComplianceResponse.as_of:type_name -> google.protobuf.Timestamp
+	3,  // 5: patchwave.reporting.v1.GetComplianceResponse.os_families:type_name -> patchwave.reporting.v1.OSFamilyCoverage
+	33, // 6: patchwave.reporting.v1.FailedPatch.first_seen:type_name -> google.protobuf.Timestamp
+	5,  // 7: patchwave.reporting.v1.ListFailedPatchesResponse.failed_patches:type_name -> patchwave.reporting.v1.FailedPatch
+	34, // 8: patchwave.reporting.v1.InstanceCompliance.state:type_name -> patchwave.types.v1.ComplianceState
+	33, // 9: patchwave.reporting.v1.InstanceCompliance.assessed_at:type_name -> google.protobuf.Timestamp
+	34, // 10: patchwave.reporting.v1.ListInstancesRequest.states:type_name -> patchwave.types.v1.ComplianceState
+	8,  // 11: patchwave.reporting.v1.ListInstancesResponse.instances:type_name -> patchwave.reporting.v1.InstanceCompliance
+	35, // 12: patchwave.reporting.v1.InstancePatch.state:type_name -> patchwave.types.v1.PatchState
+	33, // 13: patchwave.reporting.v1.InstancePatch.since:type_name -> google.protobuf.Timestamp
+	36, // 14: patchwave.reporting.v1.InstancePatch.severity:type_name -> patchwave.types.v1.Severity
+	8,  // 15: patchwave.reporting.v1.GetInstancePatchesResponse.instance:type_name -> patchwave.reporting.v1.InstanceCompliance
+	11, // 16: patchwave.reporting.v1.GetInstancePatchesResponse.patches:type_name -> patchwave.reporting.v1.InstancePatch
+	33, // 17: patchwave.reporting.v1.ComplianceSnapshot.at:type_name -> google.protobuf.Timestamp
+	0,  // 18: patchwave.reporting.v1.ComplianceSnapshot.total:type_name -> patchwave.reporting.v1.Coverage
+	1,  // 19: patchwave.reporting.v1.ComplianceSnapshot.waves:type_name -> patchwave.reporting.v1.WaveCoverage
+	3,  // 20: patchwave.reporting.v1.ComplianceSnapshot.os_families:type_name -> patchwave.reporting.v1.OSFamilyCoverage
+	33, // 21: patchwave.reporting.v1.GetComplianceHistoryRequest.from:type_name -> google.protobuf.Timestamp
+	33, // 22: patchwave.reporting.v1.GetComplianceHistoryRequest.to:type_name -> google.protobuf.Timestamp
+	14, // 23: patchwave.reporting.v1.GetComplianceHistoryResponse.days:type_name -> patchwave.reporting.v1.ComplianceSnapshot
+	14, // 24: patchwave.reporting.v1.GetComplianceHistoryResponse.runs:type_name -> patchwave.reporting.v1.ComplianceSnapshot
+	14, // 25: patchwave.reporting.v1.GetComplianceHistoryResponse.current:type_name -> patchwave.reporting.v1.ComplianceSnapshot
+	36, // 26: patchwave.reporting.v1.AgeingPatch.severity:type_name -> patchwave.types.v1.Severity
+	33, // 27: patchwave.reporting.v1.AgeingPatch.certified_at:type_name -> google.protobuf.Timestamp
+	36, // 28: patchwave.reporting.v1.SeverityAgeing.severity:type_name -> patchwave.types.v1.Severity
+	33, // 29: patchwave.reporting.v1.GetPatchAgeingResponse.as_of:type_name -> google.protobuf.Timestamp
+	17, // 30: patchwave.reporting.v1.GetPatchAgeingResponse.patches:type_name -> patchwave.reporting.v1.AgeingPatch
+	18, // 31: patchwave.reporting.v1.GetPatchAgeingResponse.by_severity:type_name -> patchwave.reporting.v1.SeverityAgeing
+	37, // 32: patchwave.reporting.v1.JobStateCount.state:type_name -> patchwave.types.v1.JobState
+	37, // 33: patchwave.reporting.v1.RunJob.state:type_name -> patchwave.types.v1.JobState
+	38, // 34: patchwave.reporting.v1.GetRunReportResponse.state:type_name -> patchwave.types.v1.RunState
+	33, // 35: patchwave.reporting.v1.GetRunReportResponse.started_at:type_name -> google.protobuf.Timestamp
+	33, // 36: patchwave.reporting.v1.GetRunReportResponse.completed_at:type_name -> google.protobuf.Timestamp
+	21, // 37: patchwave.reporting.v1.GetRunReportResponse.job_states:type_name -> patchwave.reporting.v1.JobStateCount
+	22, // 38: patchwave.reporting.v1.GetRunReportResponse.jobs:type_name -> patchwave.reporting.v1.RunJob
+	34, // 39: patchwave.reporting.v1.ExportComplianceRequest.states:type_name -> patchwave.types.v1.ComplianceState
+	8,  // 40: patchwave.reporting.v1.ExportComplianceResponse.instances:type_name -> patchwave.reporting.v1.InstanceCompliance
+	5,  // 41: patchwave.reporting.v1.ExportFailedPatchesResponse.failed_patches:type_name -> patchwave.reporting.v1.FailedPatch
+	39, // 42: patchwave.reporting.v1.ListAuditEventsResponse.events:type_name -> patchwave.events.v1.AuditRecorded
+	2,  // 43: patchwave.reporting.v1.ReportingService.GetCompliance:input_type -> patchwave.reporting.v1.GetComplianceRequest
+	6,  // 44: patchwave.reporting.v1.ReportingService.ListFailedPatches:input_type -> patchwave.reporting.v1.ListFailedPatchesRequest
+	9,  // 45: patchwave.reporting.v1.ReportingService.ListInstances:input_type -> patchwave.reporting.v1.ListInstancesRequest
+	12, // 46: patchwave.reporting.v1.ReportingService.GetInstancePatches:input_type -> patchwave.reporting.v1.GetInstancePatchesRequest
+	15, // 47: patchwave.reporting.v1.ReportingService.GetComplianceHistory:input_type -> patchwave.reporting.v1.GetComplianceHistoryRequest
+	19, // 48: patchwave.reporting.v1.ReportingService.GetPatchAgeing:input_type -> patchwave.reporting.v1.GetPatchAgeingRequest
+	23, // 49: patchwave.reporting.v1.ReportingService.GetRunReport:input_type -> patchwave.reporting.v1.GetRunReportRequest
+	25, // 50: patchwave.reporting.v1.ReportingService.ExportCompliance:input_type -> patchwave.reporting.v1.ExportComplianceRequest
+	27, // 51: patchwave.reporting.v1.ReportingService.ExportFailedPatches:input_type -> patchwave.reporting.v1.ExportFailedPatchesRequest
+	31, // 52: patchwave.reporting.v1.ReportingService.RequestScan:input_type -> patchwave.reporting.v1.RequestScanRequest
+	29, // 53: patchwave.reporting.v1.ReportingService.ListAuditEvents:input_type -> patchwave.reporting.v1.ListAuditEventsRequest
+	4,  // 54: patchwave.reporting.v1.ReportingService.GetCompliance:output_type -> patchwave.reporting.v1.GetComplianceResponse
+	7,  // 55: patchwave.reporting.v1.ReportingService.ListFailedPatches:output_type -> patchwave.reporting.v1.ListFailedPatchesResponse
+	10, // 56: patchwave.reporting.v1.ReportingService.ListInstances:output_type -> patchwave.reporting.v1.ListInstancesResponse
+	13, // 57: patchwave.reporting.v1.ReportingService.GetInstancePatches:output_type -> patchwave.reporting.v1.GetInstancePatchesResponse
+	16, // 58: patchwave.reporting.v1.ReportingService.GetComplianceHistory:output_type -> patchwave.reporting.v1.GetComplianceHistoryResponse
+	20, // 59: patchwave.reporting.v1.ReportingService.GetPatchAgeing:output_type -> patchwave.reporting.v1.GetPatchAgeingResponse
+	24, // 60: patchwave.reporting.v1.ReportingService.GetRunReport:output_type -> patchwave.reporting.v1.GetRunReportResponse
+	26, // 61: patchwave.reporting.v1.ReportingService.ExportCompliance:output_type -> patchwave.reporting.v1.ExportComplianceResponse
+	28, // 62: patchwave.reporting.v1.ReportingService.ExportFailedPatches:output_type -> patchwave.reporting.v1.ExportFailedPatchesResponse
+	32, // 63: patchwave.reporting.v1.ReportingService.RequestScan:output_type -> patchwave.reporting.v1.RequestScanResponse
+	30, // 64: patchwave.reporting.v1.ReportingService.ListAuditEvents:output_type -> patchwave.reporting.v1.ListAuditEventsResponse
+	54, // [54:65] is the sub-list for method output_type
+	43, // [43:54] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_patchwave_reporting_v1_reporting_proto_init() }
@@ -519,7 +2663,7 @@ func file_patchwave_reporting_v1_reporting_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patchwave_reporting_v1_reporting_proto_rawDesc), len(file_patchwave_reporting_v1_reporting_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,8 +21,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReportingService_GetCompliance_FullMethodName     = "/patchwave.reporting.v1.ReportingService/GetCompliance"
-	ReportingService_ListFailedPatches_FullMethodName = "/patchwave.reporting.v1.ReportingService/ListFailedPatches"
+	ReportingService_GetCompliance_FullMethodName        = "/patchwave.reporting.v1.ReportingService/GetCompliance"
+	ReportingService_ListFailedPatches_FullMethodName    = "/patchwave.reporting.v1.ReportingService/ListFailedPatches"
+	ReportingService_ListInstances_FullMethodName        = "/patchwave.reporting.v1.ReportingService/ListInstances"
+	ReportingService_GetInstancePatches_FullMethodName   = "/patchwave.reporting.v1.ReportingService/GetInstancePatches"
+	ReportingService_GetComplianceHistory_FullMethodName = "/patchwave.reporting.v1.ReportingService/GetComplianceHistory"
+	ReportingService_GetPatchAgeing_FullMethodName       = "/patchwave.reporting.v1.ReportingService/GetPatchAgeing"
+	ReportingService_GetRunReport_FullMethodName         = "/patchwave.reporting.v1.ReportingService/GetRunReport"
+	ReportingService_ExportCompliance_FullMethodName     = "/patchwave.reporting.v1.ReportingService/ExportCompliance"
+	ReportingService_ExportFailedPatches_FullMethodName  = "/patchwave.reporting.v1.ReportingService/ExportFailedPatches"
+	ReportingService_RequestScan_FullMethodName          = "/patchwave.reporting.v1.ReportingService/RequestScan"
+	ReportingService_ListAuditEvents_FullMethodName      = "/patchwave.reporting.v1.ReportingService/ListAuditEvents"
 )
 
 // ReportingServiceClient is the client API for ReportingService service.
@@ -35,6 +44,31 @@ type ReportingServiceClient interface {
 	GetCompliance(ctx context.Context, in *GetComplianceRequest, opts ...grpc.CallOption) (*GetComplianceResponse, error)
 	// ListFailedPatches returns the patches that failed, with instance, error and run.
 	ListFailedPatches(ctx context.Context, in *ListFailedPatchesRequest, opts ...grpc.CallOption) (*ListFailedPatchesResponse, error)
+	// ListInstances lists the tenant's in-scope instances with their compliance state, filtered
+	// by state, wave and OS family, a page at a time (sorted by instance id).
+	ListInstances(ctx context.Context, in *ListInstancesRequest, opts ...grpc.CallOption) (*ListInstancesResponse, error)
+	// GetInstancePatches returns one instance's per-patch state against its baseline.
+	GetInstancePatches(ctx context.Context, in *GetInstancePatchesRequest, opts ...grpc.CallOption) (*GetInstancePatchesResponse, error)
+	// GetComplianceHistory returns the tenant's figures per day and per finished run over a
+	// time range (default: the last 12 months), and the figures now.
+	GetComplianceHistory(ctx context.Context, in *GetComplianceHistoryRequest, opts ...grpc.CallOption) (*GetComplianceHistoryResponse, error)
+	// GetPatchAgeing returns the certified patches in-scope instances still miss, with the days
+	// since each was certified, and a summary per severity.
+	GetPatchAgeing(ctx context.Context, in *GetPatchAgeingRequest, opts ...grpc.CallOption) (*GetPatchAgeingResponse, error)
+	// GetRunReport returns one run with the state of each of its jobs.
+	GetRunReport(ctx context.Context, in *GetRunReportRequest, opts ...grpc.CallOption) (*GetRunReportResponse, error)
+	// ExportCompliance returns every in-scope instance that passes the filters, as JSON or (with
+	// format=csv or Accept: text/csv through the gateway) as CSV with the same rows.
+	ExportCompliance(ctx context.Context, in *ExportComplianceRequest, opts ...grpc.CallOption) (*ExportComplianceResponse, error)
+	// ExportFailedPatches returns every failed patch that passes the filters, as JSON or CSV.
+	ExportFailedPatches(ctx context.Context, in *ExportFailedPatchesRequest, opts ...grpc.CallOption) (*ExportFailedPatchesResponse, error)
+	// RequestScan asks for an assessment (AWS-RunPatchBaseline Operation=Scan, nothing
+	// installed) of every in-scope instance against the baseline that applies to it. Refused
+	// inside a change freeze.
+	RequestScan(ctx context.Context, in *RequestScanRequest, opts ...grpc.CallOption) (*RequestScanResponse, error)
+	// ListAuditEvents lists the audit trail of a tenant's API calls that change something (or
+	// of the provider-wide ones), newest first.
+	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 }
 
 type reportingServiceClient struct {
@@ -65,6 +99,96 @@ func (c *reportingServiceClient) ListFailedPatches(ctx context.Context, in *List
 	return out, nil
 }
 
+func (c *reportingServiceClient) ListInstances(ctx context.Context, in *ListInstancesRequest, opts ...grpc.CallOption) (*ListInstancesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListInstancesResponse)
+	err := c.cc.Invoke(ctx, ReportingService_ListInstances_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) GetInstancePatches(ctx context.Context, in *GetInstancePatchesRequest, opts ...grpc.CallOption) (*GetInstancePatchesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetInstancePatchesResponse)
+	err := c.cc.Invoke(ctx, ReportingService_GetInstancePatches_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) GetComplianceHistory(ctx context.Context, in *GetComplianceHistoryRequest, opts ...grpc.CallOption) (*GetComplianceHistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetComplianceHistoryResponse)
+	err := c.cc.Invoke(ctx, ReportingService_GetComplianceHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) GetPatchAgeing(ctx context.Context, in *GetPatchAgeingRequest, opts ...grpc.CallOption) (*GetPatchAgeingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPatchAgeingResponse)
+	err := c.cc.Invoke(ctx, ReportingService_GetPatchAgeing_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) GetRunReport(ctx context.Context, in *GetRunReportRequest, opts ...grpc.CallOption) (*GetRunReportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRunReportResponse)
+	err := c.cc.Invoke(ctx, ReportingService_GetRunReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) ExportCompliance(ctx context.Context, in *ExportComplianceRequest, opts ...grpc.CallOption) (*ExportComplianceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportComplianceResponse)
+	err := c.cc.Invoke(ctx, ReportingService_ExportCompliance_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) ExportFailedPatches(ctx context.Context, in *ExportFailedPatchesRequest, opts ...grpc.CallOption) (*ExportFailedPatchesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportFailedPatchesResponse)
+	err := c.cc.Invoke(ctx, ReportingService_ExportFailedPatches_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) RequestScan(ctx context.Context, in *RequestScanRequest, opts ...grpc.CallOption) (*RequestScanResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequestScanResponse)
+	err := c.cc.Invoke(ctx, ReportingService_RequestScan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditEventsResponse)
+	err := c.cc.Invoke(ctx, ReportingService_ListAuditEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReportingServiceServer is the server API for ReportingService service.
 // All implementations must embed UnimplementedReportingServiceServer
 // for forward compatibility.
@@ -75,6 +199,31 @@ type ReportingServiceServer interface {
 	GetCompliance(context.Context, *GetComplianceRequest) (*GetComplianceResponse, error)
 	// ListFailedPatches returns the patches that failed, with instance, error and run.
 	ListFailedPatches(context.Context, *ListFailedPatchesRequest) (*ListFailedPatchesResponse, error)
+	// ListInstances lists the tenant's in-scope instances with their compliance state, filtered
+	// by state, wave and OS family, a page at a time (sorted by instance id).
+	ListInstances(context.Context, *ListInstancesRequest) (*ListInstancesResponse, error)
+	// GetInstancePatches returns one instance's per-patch state against its baseline.
+	GetInstancePatches(context.Context, *GetInstancePatchesRequest) (*GetInstancePatchesResponse, error)
+	// GetComplianceHistory returns the tenant's figures per day and per finished run over a
+	// time range (default: the last 12 months), and the figures now.
+	GetComplianceHistory(context.Context, *GetComplianceHistoryRequest) (*GetComplianceHistoryResponse, error)
+	// GetPatchAgeing returns the certified patches in-scope instances still miss, with the days
+	// since each was certified, and a summary per severity.
+	GetPatchAgeing(context.Context, *GetPatchAgeingRequest) (*GetPatchAgeingResponse, error)
+	// GetRunReport returns one run with the state of each of its jobs.
+	GetRunReport(context.Context, *GetRunReportRequest) (*GetRunReportResponse, error)
+	// ExportCompliance returns every in-scope instance that passes the filters, as JSON or (with
+	// format=csv or Accept: text/csv through the gateway) as CSV with the same rows.
+	ExportCompliance(context.Context, *ExportComplianceRequest) (*ExportComplianceResponse, error)
+	// ExportFailedPatches returns every failed patch that passes the filters, as JSON or CSV.
+	ExportFailedPatches(context.Context, *ExportFailedPatchesRequest) (*ExportFailedPatchesResponse, error)
+	// RequestScan asks for an assessment (AWS-RunPatchBaseline Operation=Scan, nothing
+	// installed) of every in-scope instance against the baseline that applies to it. Refused
+	// inside a change freeze.
+	RequestScan(context.Context, *RequestScanRequest) (*RequestScanResponse, error)
+	// ListAuditEvents lists the audit trail of a tenant's API calls that change something (or
+	// of the provider-wide ones), newest first.
+	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	mustEmbedUnimplementedReportingServiceServer()
 }
 
@@ -90,6 +239,33 @@ func (UnimplementedReportingServiceServer) GetCompliance(context.Context, *GetCo
 }
 func (UnimplementedReportingServiceServer) ListFailedPatches(context.Context, *ListFailedPatchesRequest) (*ListFailedPatchesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFailedPatches not implemented")
+}
+func (UnimplementedReportingServiceServer) ListInstances(context.Context, *ListInstancesRequest) (*ListInstancesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListInstances not implemented")
+}
+func (UnimplementedReportingServiceServer) GetInstancePatches(context.Context, *GetInstancePatchesRequest) (*GetInstancePatchesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetInstancePatches not implemented")
+}
+func (UnimplementedReportingServiceServer) GetComplianceHistory(context.Context, *GetComplianceHistoryRequest) (*GetComplianceHistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetComplianceHistory not implemented")
+}
+func (UnimplementedReportingServiceServer) GetPatchAgeing(context.Context, *GetPatchAgeingRequest) (*GetPatchAgeingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPatchAgeing not implemented")
+}
+func (UnimplementedReportingServiceServer) GetRunReport(context.Context, *GetRunReportRequest) (*GetRunReportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRunReport not implemented")
+}
+func (UnimplementedReportingServiceServer) ExportCompliance(context.Context, *ExportComplianceRequest) (*ExportComplianceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportCompliance not implemented")
+}
+func (UnimplementedReportingServiceServer) ExportFailedPatches(context.Context, *ExportFailedPatchesRequest) (*ExportFailedPatchesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportFailedPatches not implemented")
+}
+func (UnimplementedReportingServiceServer) RequestScan(context.Context, *RequestScanRequest) (*RequestScanResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RequestScan not implemented")
+}
+func (UnimplementedReportingServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
 }
 func (UnimplementedReportingServiceServer) mustEmbedUnimplementedReportingServiceServer() {}
 func (UnimplementedReportingServiceServer) testEmbeddedByValue()                          {}
@@ -148,6 +324,168 @@ func _ReportingService_ListFailedPatches_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReportingService_ListInstances_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListInstancesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).ListInstances(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_ListInstances_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).ListInstances(ctx, req.(*ListInstancesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_GetInstancePatches_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetInstancePatchesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).GetInstancePatches(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_GetInstancePatches_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).GetInstancePatches(ctx, req.(*GetInstancePatchesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_GetComplianceHistory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetComplianceHistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).GetComplianceHistory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_GetComplianceHistory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).GetComplianceHistory(ctx, req.(*GetComplianceHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_GetPatchAgeing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPatchAgeingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).GetPatchAgeing(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_GetPatchAgeing_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).GetPatchAgeing(ctx, req.(*GetPatchAgeingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_GetRunReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRunReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).GetRunReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_GetRunReport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).GetRunReport(ctx, req.(*GetRunReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_ExportCompliance_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportComplianceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).ExportCompliance(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_ExportCompliance_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).ExportCompliance(ctx, req.(*ExportComplianceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_ExportFailedPatches_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportFailedPatchesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).ExportFailedPatches(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_ExportFailedPatches_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).ExportFailedPatches(ctx, req.(*ExportFailedPatchesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_RequestScan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequestScanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).RequestScan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_RequestScan_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).RequestScan(ctx, req.(*RequestScanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).ListAuditEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_ListAuditEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReportingService_ServiceDesc is the grpc.ServiceDesc for ReportingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -162,6 +500,42 @@ var ReportingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListFailedPatches",
 			Handler:    _ReportingService_ListFailedPatches_Handler,
+		},
+		{
+			MethodName: "ListInstances",
+			Handler:    _ReportingService_ListInstances_Handler,
+		},
+		{
+			MethodName: "GetInstancePatches",
+			Handler:    _ReportingService_GetInstancePatches_Handler,
+		},
+		{
+			MethodName: "GetComplianceHistory",
+			Handler:    _ReportingService_GetComplianceHistory_Handler,
+		},
+		{
+			MethodName: "GetPatchAgeing",
+			Handler:    _ReportingService_GetPatchAgeing_Handler,
+		},
+		{
+			MethodName: "GetRunReport",
+			Handler:    _ReportingService_GetRunReport_Handler,
+		},
+		{
+			MethodName: "ExportCompliance",
+			Handler:    _ReportingService_ExportCompliance_Handler,
+		},
+		{
+			MethodName: "ExportFailedPatches",
+			Handler:    _ReportingService_ExportFailedPatches_Handler,
+		},
+		{
+			MethodName: "RequestScan",
+			Handler:    _ReportingService_RequestScan_Handler,
+		},
+		{
+			MethodName: "ListAuditEvents",
+			Handler:    _ReportingService_ListAuditEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

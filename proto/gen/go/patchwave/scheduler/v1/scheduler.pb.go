@@ -9,6 +9,7 @@
 package schedulerv1
 
 import (
+	_ "github.com/patchwave/patchwave/proto/gen/go/patchwave/auth/v1"
 	v1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -40,8 +41,42 @@ type Run struct {
 	SnapshotFailed int32                  `protobuf:"varint,10,opt,name=snapshot_failed,json=snapshotFailed,proto3" json:"snapshot_failed,omitempty"`
 	StartedAt      *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	CompletedAt    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Jobs whose installation outlived the per-instance timeout (TIMED_OUT); not in failed.
+	TimedOut int32 `protobuf:"varint,13,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
+	// The occurrence the run was fired for ("YYYY-MM"; empty for a run started by StartRun), its
+	// cycle, what started it ("schedule", "patch_now", "request") and its window (UTC).
+	OccurrenceKey string                 `protobuf:"bytes,30,opt,name=occurrence_key,json=occurrenceKey,proto3" json:"occurrence_key,omitempty"`
+	Cycle         string                 `protobuf:"bytes,31,opt,name=cycle,proto3" json:"cycle,omitempty"`
+	Trigger       string                 `protobuf:"bytes,32,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	WindowStart   *timestamppb.Timestamp `protobuf:"bytes,33,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	WindowEnd     *timestamppb.Timestamp `protobuf:"bytes,34,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
+	// Why the run is in its state (held, waiting for approval, skipped, missed), for people.
+	Reason string `protobuf:"bytes,35,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Jobs released and without an outcome yet (SNAPSHOTTING or INSTALLING).
+	InFlight int32 `protobuf:"varint,14,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	// Jobs not released yet (PENDING).
+	Pending int32 `protobuf:"varint,15,opt,name=pending,proto3" json:"pending,omitempty"`
+	// Jobs SKIPPED (never released: halted, cancelled, dispatch stopped; no agent; no baseline).
+	Skipped int32 `protobuf:"varint,16,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// Instances that were not running when the run started (MISSED jobs).
+	Missed int32 `protobuf:"varint,17,opt,name=missed,proto3" json:"missed,omitempty"`
+	// Instances without a patch agent (SKIPPED jobs, compliance UNKNOWN), also in skipped.
+	NoAgent int32 `protobuf:"varint,18,opt,name=no_agent,json=noAgent,proto3" json:"no_agent,omitempty"`
+	// The run releases no new job until resumed.
+	Paused bool `protobuf:"varint,19,opt,name=paused,proto3" json:"paused,omitempty"`
+	// Jobs per state; every state with at least one job.
+	JobCounts []*JobStateCount `protobuf:"bytes,20,rep,name=job_counts,json=jobCounts,proto3" json:"job_counts,omitempty"`
+	// The run's rollout limits (DispatchLimits: 0 max_in_flight means none).
+	MaxInFlight    int32                  `protobuf:"varint,21,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	ErrorBudget    int32                  `protobuf:"varint,22,opt,name=error_budget,json=errorBudget,proto3" json:"error_budget,omitempty"`
+	DispatchStopAt *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=dispatch_stop_at,json=dispatchStopAt,proto3" json:"dispatch_stop_at,omitempty"`
+	StopReason     string                 `protobuf:"bytes,24,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"`
+	// The run whose failed instances this one runs again.
+	RerunOf string `protobuf:"bytes,25,opt,name=rerun_of,json=rerunOf,proto3" json:"rerun_of,omitempty"`
+	// The baseline of each OS family.
+	Pins          []*v1.BaselinePin `protobuf:"bytes,26,rep,name=pins,proto3" json:"pins,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
@@ -158,6 +193,277 @@ func (x *Run) GetCompletedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Run) GetTimedOut() int32 {
+	if x != nil {
+		return x.TimedOut
+	}
+	return 0
+}
+
+func (x *Run) GetOccurrenceKey() string {
+	if x != nil {
+		return x.OccurrenceKey
+	}
+	return ""
+}
+
+func (x *Run) GetCycle() string {
+	if x != nil {
+		return x.Cycle
+	}
+	return ""
+}
+
+func (x *Run) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
+	}
+	return ""
+}
+
+func (x *Run) GetWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowStart
+	}
+	return nil
+}
+
+func (x *Run) GetWindowEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowEnd
+	}
+	return nil
+}
+
+func (x *Run) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Run) GetInFlight() int32 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+func (x *Run) GetPending() int32 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *Run) GetSkipped() int32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *Run) GetMissed() int32 {
+	if x != nil {
+		return x.Missed
+	}
+	return 0
+}
+
+func (x *Run) GetNoAgent() int32 {
+	if x != nil {
+		return x.NoAgent
+	}
+	return 0
+}
+
+func (x *Run) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *Run) GetJobCounts() []*JobStateCount {
+	if x != nil {
+		return x.JobCounts
+	}
+	return nil
+}
+
+func (x *Run) GetMaxInFlight() int32 {
+	if x != nil {
+		return x.MaxInFlight
+	}
+	return 0
+}
+
+func (x *Run) GetErrorBudget() int32 {
+	if x != nil {
+		return x.ErrorBudget
+	}
+	return 0
+}
+
+func (x *Run) GetDispatchStopAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DispatchStopAt
+	}
+	return nil
+}
+
+func (x *Run) GetStopReason() string {
+	if x != nil {
+		return x.StopReason
+	}
+	return ""
+}
+
+func (x *Run) GetRerunOf() string {
+	if x != nil {
+		return x.RerunOf
+	}
+	return ""
+}
+
+func (x *Run) GetPins() []*v1.BaselinePin {
+	if x != nil {
+		return x.Pins
+	}
+	return nil
+}
+
+// JobStateCount is how many jobs of a run are in one state.
+type JobStateCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         v1.JobState            `protobuf:"varint,1,opt,name=state,proto3,enum=patchwave.types.v1.JobState" json:"state,omitempty"`
+	Count         int32                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobStateCount) Reset() {
+	*x = JobStateCount{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobStateCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobStateCount) ProtoMessage() {}
+
+func (x *JobStateCount) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobStateCount.ProtoReflect.Descriptor instead.
+func (*JobStateCount) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *JobStateCount) GetState() v1.JobState {
+	if x != nil {
+		return x.State
+	}
+	return v1.JobState(0)
+}
+
+func (x *JobStateCount) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// Job is one instance in one run.
+type Job struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	InstanceId string                 `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	State      v1.JobState            `protobuf:"varint,2,opt,name=state,proto3,enum=patchwave.types.v1.JobState" json:"state,omitempty"`
+	Location   *v1.Location           `protobuf:"bytes,3,opt,name=location,proto3" json:"location,omitempty"`
+	OsFamily   string                 `protobuf:"bytes,4,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	// The baseline its OS family installs; empty when none is pinned.
+	BaselineId    string `protobuf:"bytes,5,opt,name=baseline_id,json=baselineId,proto3" json:"baseline_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Job) Reset() {
+	*x = Job{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Job) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Job) ProtoMessage() {}
+
+func (x *Job) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Job.ProtoReflect.Descriptor instead.
+func (*Job) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Job) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *Job) GetState() v1.JobState {
+	if x != nil {
+		return x.State
+	}
+	return v1.JobState(0)
+}
+
+func (x *Job) GetLocation() *v1.Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *Job) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *Job) GetBaselineId() string {
+	if x != nil {
+		return x.BaselineId
+	}
+	return ""
+}
+
 type StartRunRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
@@ -173,7 +479,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[1]
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -185,7 +491,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[1]
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -198,7 +504,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{1}
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StartRunRequest) GetTenant() string {
@@ -238,7 +544,7 @@ type StartRunResponse struct {
 
 func (x *StartRunResponse) Reset() {
 	*x = StartRunResponse{}
-	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[2]
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +556,7 @@ func (x *StartRunResponse) String() string {
 func (*StartRunResponse) ProtoMessage() {}
 
 func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[2]
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +569,7 @@ func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunResponse.ProtoReflect.Descriptor instead.
 func (*StartRunResponse) Descriptor() ([]byte, []int) {
-	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{2}
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StartRunResponse) GetRun() *Run {
@@ -283,7 +589,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[3]
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -295,7 +601,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[3]
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -308,7 +614,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{3}
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetRunRequest) GetTenant() string {
@@ -334,7 +640,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[4]
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +652,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[4]
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +665,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{4}
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -378,7 +684,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[5]
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -390,7 +696,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[5]
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -403,7 +709,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{5}
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListRunsRequest) GetTenant() string {
@@ -422,7 +728,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[6]
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -434,7 +740,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[6]
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -447,7 +753,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{6}
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -457,11 +763,894 @@ func (x *ListRunsResponse) GetRuns() []*Run {
 	return nil
 }
 
+type ListRunJobsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId  string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Only jobs in these states; empty means every state.
+	States []v1.JobState `protobuf:"varint,3,rep,packed,name=states,proto3,enum=patchwave.types.v1.JobState" json:"states,omitempty"`
+	// 1..1000, default 100.
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; empty for the first.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunJobsRequest) Reset() {
+	*x = ListRunJobsRequest{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunJobsRequest) ProtoMessage() {}
+
+func (x *ListRunJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunJobsRequest.ProtoReflect.Descriptor instead.
+func (*ListRunJobsRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListRunJobsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ListRunJobsRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ListRunJobsRequest) GetStates() []v1.JobState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *ListRunJobsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRunJobsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListRunJobsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Jobs  []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunJobsResponse) Reset() {
+	*x = ListRunJobsResponse{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunJobsResponse) ProtoMessage() {}
+
+func (x *ListRunJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunJobsResponse.ProtoReflect.Descriptor instead.
+func (*ListRunJobsResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListRunJobsResponse) GetJobs() []*Job {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+func (x *ListRunJobsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type CancelRunRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId  string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Why (audited); optional.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunRequest) Reset() {
+	*x = CancelRunRequest{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunRequest) ProtoMessage() {}
+
+func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
+func (*CancelRunRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CancelRunRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *CancelRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *CancelRunRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type CancelRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *Run                   `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunResponse) Reset() {
+	*x = CancelRunResponse{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunResponse) ProtoMessage() {}
+
+func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
+func (*CancelRunResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CancelRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type PauseRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseRunRequest) Reset() {
+	*x = PauseRunRequest{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseRunRequest) ProtoMessage() {}
+
+func (x *PauseRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseRunRequest.ProtoReflect.Descriptor instead.
+func (*PauseRunRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PauseRunRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *PauseRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *PauseRunRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type PauseRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *Run                   `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseRunResponse) Reset() {
+	*x = PauseRunResponse{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseRunResponse) ProtoMessage() {}
+
+func (x *PauseRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseRunResponse.ProtoReflect.Descriptor instead.
+func (*PauseRunResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PauseRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type ResumeRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeRunRequest) Reset() {
+	*x = ResumeRunRequest{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeRunRequest) ProtoMessage() {}
+
+func (x *ResumeRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeRunRequest.ProtoReflect.Descriptor instead.
+func (*ResumeRunRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ResumeRunRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ResumeRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ResumeRunRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ResumeRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *Run                   `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeRunResponse) Reset() {
+	*x = ResumeRunResponse{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeRunResponse) ProtoMessage() {}
+
+func (x *ResumeRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeRunResponse.ProtoReflect.Descriptor instead.
+func (*ResumeRunResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ResumeRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type RerunFailedRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId  string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Reason string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Optional caller-chosen id that makes the request idempotent; empty means a new run.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerunFailedRequest) Reset() {
+	*x = RerunFailedRequest{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerunFailedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerunFailedRequest) ProtoMessage() {}
+
+func (x *RerunFailedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerunFailedRequest.ProtoReflect.Descriptor instead.
+func (*RerunFailedRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RerunFailedRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RerunFailedRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RerunFailedRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RerunFailedRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type RerunFailedResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new run.
+	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerunFailedResponse) Reset() {
+	*x = RerunFailedResponse{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerunFailedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerunFailedResponse) ProtoMessage() {}
+
+func (x *RerunFailedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerunFailedResponse.ProtoReflect.Descriptor instead.
+func (*RerunFailedResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RerunFailedResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type ReleaseRunRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId  string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Why the operator releases the run; required (audited).
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseRunRequest) Reset() {
+	*x = ReleaseRunRequest{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseRunRequest) ProtoMessage() {}
+
+func (x *ReleaseRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseRunRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseRunRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReleaseRunRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ReleaseRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ReleaseRunRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ReleaseRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *Run                   `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseRunResponse) Reset() {
+	*x = ReleaseRunResponse{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseRunResponse) ProtoMessage() {}
+
+func (x *ReleaseRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseRunResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseRunResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ReleaseRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type SkipRunRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	RunId  string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Why the operator skips the run; required (audited).
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SkipRunRequest) Reset() {
+	*x = SkipRunRequest{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SkipRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SkipRunRequest) ProtoMessage() {}
+
+func (x *SkipRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SkipRunRequest.ProtoReflect.Descriptor instead.
+func (*SkipRunRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SkipRunRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SkipRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *SkipRunRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type SkipRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *Run                   `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SkipRunResponse) Reset() {
+	*x = SkipRunResponse{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SkipRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SkipRunResponse) ProtoMessage() {}
+
+func (x *SkipRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SkipRunResponse.ProtoReflect.Descriptor instead.
+func (*SkipRunResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SkipRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type PatchNowRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Wave   int32                  `protobuf:"varint,2,opt,name=wave,proto3" json:"wave,omitempty"`
+	// Why the operator patches now; required (audited).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Optional caller-chosen id that makes the request idempotent; empty means a new run.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchNowRequest) Reset() {
+	*x = PatchNowRequest{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchNowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchNowRequest) ProtoMessage() {}
+
+func (x *PatchNowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchNowRequest.ProtoReflect.Descriptor instead.
+func (*PatchNowRequest) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PatchNowRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *PatchNowRequest) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *PatchNowRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PatchNowRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type PatchNowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *Run                   `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchNowResponse) Reset() {
+	*x = PatchNowResponse{}
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchNowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchNowResponse) ProtoMessage() {}
+
+func (x *PatchNowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_scheduler_v1_scheduler_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchNowResponse.ProtoReflect.Descriptor instead.
+func (*PatchNowResponse) Descriptor() ([]byte, []int) {
+	return file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PatchNowResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
 var File_patchwave_scheduler_v1_scheduler_proto protoreflect.FileDescriptor
 
 const file_patchwave_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\n" +
-	"&patchwave/scheduler/v1/scheduler.proto\x12\x16patchwave.scheduler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epatchwave/types/v1/types.proto\"\xae\x03\n" +
+	"&patchwave/scheduler/v1/scheduler.proto\x12\x16patchwave.scheduler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cpatchwave/auth/v1/auth.proto\x1a\x1cpatchwave/types/v1/job.proto\x1a\x1cpatchwave/types/v1/run.proto\x1a\x1epatchwave/types/v1/types.proto\"\x94\t\n" +
 	"\x03Run\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -477,7 +1666,41 @@ const file_patchwave_scheduler_v1_scheduler_proto_rawDesc = "" +
 	" \x01(\x05R\x0esnapshotFailed\x129\n" +
 	"\n" +
 	"started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
-	"\fcompleted_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"}\n" +
+	"\fcompleted_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x1b\n" +
+	"\ttimed_out\x18\r \x01(\x05R\btimedOut\x12%\n" +
+	"\x0eoccurrence_key\x18\x1e \x01(\tR\roccurrenceKey\x12\x14\n" +
+	"\x05cycle\x18\x1f \x01(\tR\x05cycle\x12\x18\n" +
+	"\atrigger\x18  \x01(\tR\atrigger\x12=\n" +
+	"\fwindow_start\x18! \x01(\v2\x1a.google.protobuf.TimestampR\vwindowStart\x129\n" +
+	"\n" +
+	"window_end\x18\" \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\x12\x16\n" +
+	"\x06reason\x18# \x01(\tR\x06reason\x12\x1b\n" +
+	"\tin_flight\x18\x0e \x01(\x05R\binFlight\x12\x18\n" +
+	"\apending\x18\x0f \x01(\x05R\apending\x12\x18\n" +
+	"\askipped\x18\x10 \x01(\x05R\askipped\x12\x16\n" +
+	"\x06missed\x18\x11 \x01(\x05R\x06missed\x12\x19\n" +
+	"\bno_agent\x18\x12 \x01(\x05R\anoAgent\x12\x16\n" +
+	"\x06paused\x18\x13 \x01(\bR\x06paused\x12D\n" +
+	"\n" +
+	"job_counts\x18\x14 \x03(\v2%.patchwave.scheduler.v1.JobStateCountR\tjobCounts\x12\"\n" +
+	"\rmax_in_flight\x18\x15 \x01(\x05R\vmaxInFlight\x12!\n" +
+	"\ferror_budget\x18\x16 \x01(\x05R\verrorBudget\x12D\n" +
+	"\x10dispatch_stop_at\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\x0edispatchStopAt\x12\x1f\n" +
+	"\vstop_reason\x18\x18 \x01(\tR\n" +
+	"stopReason\x12\x19\n" +
+	"\brerun_of\x18\x19 \x01(\tR\arerunOf\x123\n" +
+	"\x04pins\x18\x1a \x03(\v2\x1f.patchwave.types.v1.BaselinePinR\x04pins\"Y\n" +
+	"\rJobStateCount\x122\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1c.patchwave.types.v1.JobStateR\x05state\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\"\xd2\x01\n" +
+	"\x03Job\x12\x1f\n" +
+	"\vinstance_id\x18\x01 \x01(\tR\n" +
+	"instanceId\x122\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1c.patchwave.types.v1.JobStateR\x05state\x128\n" +
+	"\blocation\x18\x03 \x01(\v2\x1c.patchwave.types.v1.LocationR\blocation\x12\x1b\n" +
+	"\tos_family\x18\x04 \x01(\tR\bosFamily\x12\x1f\n" +
+	"\vbaseline_id\x18\x05 \x01(\tR\n" +
+	"baselineId\"}\n" +
 	"\x0fStartRunRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x12\n" +
 	"\x04wave\x18\x02 \x01(\x05R\x04wave\x12\x1f\n" +
@@ -495,11 +1718,92 @@ const file_patchwave_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\x0fListRunsRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"C\n" +
 	"\x10ListRunsResponse\x12/\n" +
-	"\x04runs\x18\x01 \x03(\v2\x1b.patchwave.scheduler.v1.RunR\x04runs2\xa9\x02\n" +
-	"\x10SchedulerService\x12]\n" +
-	"\bStartRun\x12'.patchwave.scheduler.v1.StartRunRequest\x1a(.patchwave.scheduler.v1.StartRunResponse\x12W\n" +
-	"\x06GetRun\x12%.patchwave.scheduler.v1.GetRunRequest\x1a&.patchwave.scheduler.v1.GetRunResponse\x12]\n" +
-	"\bListRuns\x12'.patchwave.scheduler.v1.ListRunsRequest\x1a(.patchwave.scheduler.v1.ListRunsResponseBPZNgithub.com/patchwave/patchwave/proto/gen/go/patchwave/scheduler/v1;schedulerv1b\x06proto3"
+	"\x04runs\x18\x01 \x03(\v2\x1b.patchwave.scheduler.v1.RunR\x04runs\"\xb5\x01\n" +
+	"\x12ListRunJobsRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x124\n" +
+	"\x06states\x18\x03 \x03(\x0e2\x1c.patchwave.types.v1.JobStateR\x06states\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"n\n" +
+	"\x13ListRunJobsResponse\x12/\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x1b.patchwave.scheduler.v1.JobR\x04jobs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Y\n" +
+	"\x10CancelRunRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"B\n" +
+	"\x11CancelRunResponse\x12-\n" +
+	"\x03run\x18\x01 \x01(\v2\x1b.patchwave.scheduler.v1.RunR\x03run\"X\n" +
+	"\x0fPauseRunRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"A\n" +
+	"\x10PauseRunResponse\x12-\n" +
+	"\x03run\x18\x01 \x01(\v2\x1b.patchwave.scheduler.v1.RunR\x03run\"Y\n" +
+	"\x10ResumeRunRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"B\n" +
+	"\x11ResumeRunResponse\x12-\n" +
+	"\x03run\x18\x01 \x01(\v2\x1b.patchwave.scheduler.v1.RunR\x03run\"z\n" +
+	"\x12RerunFailedRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"D\n" +
+	"\x13RerunFailedResponse\x12-\n" +
+	"\x03run\x18\x01 \x01(\v2\x1b.patchwave.scheduler.v1.RunR\x03run\"Z\n" +
+	"\x11ReleaseRunRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"C\n" +
+	"\x12ReleaseRunResponse\x12-\n" +
+	"\x03run\x18\x01 \x01(\v2\x1b.patchwave.scheduler.v1.RunR\x03run\"W\n" +
+	"\x0eSkipRunRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"@\n" +
+	"\x0fSkipRunResponse\x12-\n" +
+	"\x03run\x18\x01 \x01(\v2\x1b.patchwave.scheduler.v1.RunR\x03run\"t\n" +
+	"\x0fPatchNowRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x12\n" +
+	"\x04wave\x18\x02 \x01(\x05R\x04wave\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"A\n" +
+	"\x10PatchNowResponse\x12-\n" +
+	"\x03run\x18\x01 \x01(\v2\x1b.patchwave.scheduler.v1.RunR\x03run2\xf0\n" +
+	"\n" +
+	"\x10SchedulerService\x12y\n" +
+	"\bStartRun\x12'.patchwave.scheduler.v1.StartRunRequest\x1a(.patchwave.scheduler.v1.StartRunResponse\"\x1a\xf2\xa4\x19\x16\n" +
+	"\n" +
+	"runs.start\x12\x06tenant\x18\x01\x12p\n" +
+	"\x06GetRun\x12%.patchwave.scheduler.v1.GetRunRequest\x1a&.patchwave.scheduler.v1.GetRunResponse\"\x17\xf2\xa4\x19\x13\n" +
+	"\truns.read\x12\x06tenant\x12v\n" +
+	"\bListRuns\x12'.patchwave.scheduler.v1.ListRunsRequest\x1a(.patchwave.scheduler.v1.ListRunsResponse\"\x17\xf2\xa4\x19\x13\n" +
+	"\truns.read\x12\x06tenant\x12\x7f\n" +
+	"\n" +
+	"ReleaseRun\x12).patchwave.scheduler.v1.ReleaseRunRequest\x1a*.patchwave.scheduler.v1.ReleaseRunResponse\"\x1a\xf2\xa4\x19\x16\n" +
+	"\n" +
+	"runs.start\x12\x06tenant\x18\x01\x12v\n" +
+	"\aSkipRun\x12&.patchwave.scheduler.v1.SkipRunRequest\x1a'.patchwave.scheduler.v1.SkipRunResponse\"\x1a\xf2\xa4\x19\x16\n" +
+	"\n" +
+	"runs.start\x12\x06tenant\x18\x01\x12y\n" +
+	"\bPatchNow\x12'.patchwave.scheduler.v1.PatchNowRequest\x1a(.patchwave.scheduler.v1.PatchNowResponse\"\x1a\xf2\xa4\x19\x16\n" +
+	"\n" +
+	"runs.start\x12\x06tenant\x18\x01\x12\x7f\n" +
+	"\vListRunJobs\x12*.patchwave.scheduler.v1.ListRunJobsRequest\x1a+.patchwave.scheduler.v1.ListRunJobsResponse\"\x17\xf2\xa4\x19\x13\n" +
+	"\truns.read\x12\x06tenant\x12~\n" +
+	"\tCancelRun\x12(.patchwave.scheduler.v1.CancelRunRequest\x1a).patchwave.scheduler.v1.CancelRunResponse\"\x1c\xf2\xa4\x19\x18\n" +
+	"\fruns.control\x12\x06tenant\x18\x01\x12{\n" +
+	"\bPauseRun\x12'.patchwave.scheduler.v1.PauseRunRequest\x1a(.patchwave.scheduler.v1.PauseRunResponse\"\x1c\xf2\xa4\x19\x18\n" +
+	"\fruns.control\x12\x06tenant\x18\x01\x12~\n" +
+	"\tResumeRun\x12(.patchwave.scheduler.v1.ResumeRunRequest\x1a).patchwave.scheduler.v1.ResumeRunResponse\"\x1c\xf2\xa4\x19\x18\n" +
+	"\fruns.control\x12\x06tenant\x18\x01\x12\x84\x01\n" +
+	"\vRerunFailed\x12*.patchwave.scheduler.v1.RerunFailedRequest\x1a+.patchwave.scheduler.v1.RerunFailedResponse\"\x1c\xf2\xa4\x19\x18\n" +
+	"\fruns.control\x12\x06tenant\x18\x01BPZNgithub.com/patchwave/patchwave/proto/gen/go/patchwave/scheduler/v1;schedulerv1b\x06proto3"
 
 var (
 	file_patchwave_scheduler_v1_scheduler_proto_rawDescOnce sync.Once
@@ -513,36 +1817,90 @@ func file_patchwave_scheduler_v1_scheduler_proto_rawDescGZIP() []byte {
 	return file_patchwave_scheduler_v1_scheduler_proto_rawDescData
 }
 
-var file_patchwave_scheduler_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_patchwave_scheduler_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_patchwave_scheduler_v1_scheduler_proto_goTypes = []any{
 	(*Run)(nil),                   // 0: patchwave.scheduler.v1.Run
-	(*StartRunRequest)(nil),       // 1: patchwave.scheduler.v1.StartRunRequest
-	(*StartRunResponse)(nil),      // 2: patchwave.scheduler.v1.StartRunResponse
-	(*GetRunRequest)(nil),         // 3: patchwave.scheduler.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 4: patchwave.scheduler.v1.GetRunResponse
-	(*ListRunsRequest)(nil),       // 5: patchwave.scheduler.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 6: patchwave.scheduler.v1.ListRunsResponse
-	(v1.RunState)(0),              // 7: patchwave.types.v1.RunState
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*JobStateCount)(nil),         // 1: patchwave.scheduler.v1.JobStateCount
+	(*Job)(nil),                   // 2: patchwave.scheduler.v1.Job
+	(*StartRunRequest)(nil),       // 3: patchwave.scheduler.v1.StartRunRequest
+	(*StartRunResponse)(nil),      // 4: patchwave.scheduler.v1.StartRunResponse
+	(*GetRunRequest)(nil),         // 5: patchwave.scheduler.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 6: patchwave.scheduler.v1.GetRunResponse
+	(*ListRunsRequest)(nil),       // 7: patchwave.scheduler.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 8: patchwave.scheduler.v1.ListRunsResponse
+	(*ListRunJobsRequest)(nil),    // 9: patchwave.scheduler.v1.ListRunJobsRequest
+	(*ListRunJobsResponse)(nil),   // 10: patchwave.scheduler.v1.ListRunJobsResponse
+	(*CancelRunRequest)(nil),      // 11: patchwave.scheduler.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),     // 12: patchwave.scheduler.v1.CancelRunResponse
+	(*PauseRunRequest)(nil),       // 13: patchwave.scheduler.v1.PauseRunRequest
+	(*PauseRunResponse)(nil),      // 14: patchwave.scheduler.v1.PauseRunResponse
+	(*ResumeRunRequest)(nil),      // 15: patchwave.scheduler.v1.ResumeRunRequest
+	(*ResumeRunResponse)(nil),     // 16: patchwave.scheduler.v1.ResumeRunResponse
+	(*RerunFailedRequest)(nil),    // 17: patchwave.scheduler.v1.RerunFailedRequest
+	(*RerunFailedResponse)(nil),   // 18: patchwave.scheduler.v1.RerunFailedResponse
+	(*ReleaseRunRequest)(nil),     // 19: patchwave.scheduler.v1.ReleaseRunRequest
+	(*ReleaseRunResponse)(nil),    // 20: patchwave.scheduler.v1.ReleaseRunResponse
+	(*SkipRunRequest)(nil),        // 21: patchwave.scheduler.v1.SkipRunRequest
+	(*SkipRunResponse)(nil),       // 22: patchwave.scheduler.v1.SkipRunResponse
+	(*PatchNowRequest)(nil),       // 23: patchwave.scheduler.v1.PatchNowRequest
+	(*PatchNowResponse)(nil),      // 24: patchwave.scheduler.v1.PatchNowResponse
+	(v1.RunState)(0),              // 25: patchwave.types.v1.RunState
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*v1.BaselinePin)(nil),        // 27: patchwave.types.v1.BaselinePin
+	(v1.JobState)(0),              // 28: patchwave.types.v1.JobState
+	(*v1.Location)(nil),           // 29: patchwave.types.v1.Location
 }
 var file_patchwave_scheduler_v1_scheduler_proto_depIdxs = []int32{
-	7, // 0: patchwave.scheduler.v1.Run.state:type_name -> patchwave.types.v1.RunState
-	8, // 1: patchwave.scheduler.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	8, // 2: patchwave.scheduler.v1.Run.completed_at:type_name -> google.protobuf.Timestamp
-	0, // 3: patchwave.scheduler.v1.StartRunResponse.run:type_name -> patchwave.scheduler.v1.Run
-	0, // 4: patchwave.scheduler.v1.GetRunResponse.run:type_name -> patchwave.scheduler.v1.Run
-	0, // 5: patchwave.scheduler.v1.ListRunsResponse.runs:type_name -> patchwave.scheduler.v1.Run
-	1, // 6: patchwave.scheduler.v1.SchedulerService.StartRun:input_type -> patchwave.scheduler.v1.StartRunRequest
-	3, // 7: patchwave.scheduler.v1.SchedulerService.GetRun:input_type -> patchwave.scheduler.v1.GetRunRequest
-	5, // 8: patchwave.scheduler.v1.SchedulerService.ListRuns:input_type -> patchwave.scheduler.v1.ListRunsRequest
-	2, // 9: patchwave.scheduler.v1.SchedulerService.StartRun:output_type -> patchwave.scheduler.v1.StartRunResponse
-	4, // 10: patchwave.scheduler.v1.SchedulerService.GetRun:output_type -> patchwave.scheduler.v1.GetRunResponse
-	6, // 11: patchwave.scheduler.v1.SchedulerService.ListRuns:output_type -> patchwave.scheduler.v1.ListRunsResponse
-	9, // [9:12] is the sub-list for method output_type
-	6, // [6:9] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	25, // 0: patchwave.scheduler.v1.Run.state:type_name -> patchwave.types.v1.RunState
+	26, // 1: patchwave.scheduler.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	26, // 2: patchwave.scheduler.v1.Run.completed_at:type_name -> google.protobuf.Timestamp
+	26, // 3: patchwave.scheduler.v1.Run.window_start:type_name -> google.protobuf.Timestamp
+	26, // 4: patchwave.scheduler.v1.Run.window_end:type_name -> google.protobuf.Timestamp
+	1,  // 5: patchwave.scheduler.v1.Run.job_counts:type_name -> patchwave.scheduler.v1.JobStateCount
+	26, // 6: patchwave.scheduler.v1.Run.dispatch_stop_at:type_name -> google.protobuf.Timestamp
+	27, // 7: patchwave.scheduler.v1.Run.pins:type_name -> patchwave.types.v1.BaselinePin
+	28, // 8: patchwave.scheduler.v1.JobStateCount.state:type_name -> patchwave.types.v1.JobState
+	28, // 9: patchwave.scheduler.v1.Job.state:type_name -> patchwave.types.v1.JobState
+	29, // 10: patchwave.scheduler.v1.Job.location:type_name -> patchwave.types.v1.Location
+	0,  // 11: patchwave.scheduler.v1.StartRunResponse.run:type_name -> patchwave.scheduler.v1.Run
+	0,  // 12: patchwave.scheduler.v1.GetRunResponse.run:type_name -> patchwave.scheduler.v1.Run
+	0,  // 13: patchwave.scheduler.v1.ListRunsResponse.runs:type_name -> patchwave.scheduler.v1.Run
+	28, // 14: patchwave.scheduler.v1.ListRunJobsRequest.states:type_name -> patchwave.types.v1.JobState
+	2,  // 15: patchwave.scheduler.v1.ListRunJobsResponse.jobs:type_name -> patchwave.scheduler.v1.Job
+	0,  // 16: patchwave.scheduler.v1.CancelRunResponse.run:type_name -> patchwave.scheduler.v1.Run
+	0,  // 17: patchwave.scheduler.v1.PauseRunResponse.run:type_name -> patchwave.scheduler.v1.Run
+	0,  // 18: patchwave.scheduler.v1.ResumeRunResponse.run:type_name -> patchwave.scheduler.v1.Run
+	0,  // 19: patchwave.scheduler.v1.RerunFailedResponse.run:type_name -> patchwave.scheduler.v1.Run
+	0,  // 20: patchwave.scheduler.v1.ReleaseRunResponse.run:type_name -> patchwave.scheduler.v1.Run
+	0,  // 21: patchwave.scheduler.v1.SkipRunResponse.run:type_name -> patchwave.scheduler.v1.Run
+	0,  // 22: patchwave.scheduler.v1.PatchNowResponse.run:type_name -> patchwave.scheduler.v1.Run
+	3,  // 23: patchwave.scheduler.v1.SchedulerService.StartRun:input_type -> patchwave.scheduler.v1.StartRunRequest
+	5,  // 24: patchwave.scheduler.v1.SchedulerService.GetRun:input_type -> patchwave.scheduler.v1.GetRunRequest
+	7,  // 25: patchwave.scheduler.v1.SchedulerService.ListRuns:input_type -> patchwave.scheduler.v1.ListRunsRequest
+	19, // 26: patchwave.scheduler.v1.SchedulerService.ReleaseRun:input_type -> patchwave.scheduler.v1.ReleaseRunRequest
+	21, // 27: patchwave.scheduler.v1.SchedulerService.SkipRun:input_type -> patchwave.scheduler.v1.SkipRunRequest
+	23, // 28: patchwave.scheduler.v1.SchedulerService.PatchNow:input_type -> patchwave.scheduler.v1.PatchNowRequest
+	9,  // 29: patchwave.scheduler.v1.SchedulerService.ListRunJobs:input_type -> patchwave.scheduler.v1.ListRunJobsRequest
+	11, // 30: patchwave.scheduler.v1.SchedulerService.CancelRun:input_type -> patchwave.scheduler.v1.CancelRunRequest
+	13, // 31: patchwave.scheduler.v1.SchedulerService.PauseRun:input_type -> patchwave.scheduler.v1.PauseRunRequest
+	15, // 32: patchwave.scheduler.v1.SchedulerService.ResumeRun:input_type -> patchwave.scheduler.v1.ResumeRunRequest
+	17, // 33: patchwave.scheduler.v1.SchedulerService.RerunFailed:input_type -> patchwave.scheduler.v1.RerunFailedRequest
+	4,  // 34: patchwave.scheduler.v1.SchedulerService.StartRun:output_type -> patchwave.scheduler.v1.StartRunResponse
+	6,  // 35: patchwave.scheduler.v1.SchedulerService.GetRun:output_type -> patchwave.scheduler.v1.GetRunResponse
+	8,  // 36: patchwave.scheduler.v1.SchedulerService.ListRuns:output_type -> patchwave.scheduler.v1.ListRunsResponse
+	20, // 37: patchwave.scheduler.v1.SchedulerService.ReleaseRun:output_type -> patchwave.scheduler.v1.ReleaseRunResponse
+	22, // 38: patchwave.scheduler.v1.SchedulerService.SkipRun:output_type -> patchwave.scheduler.v1.SkipRunResponse
+	24, // 39: patchwave.scheduler.v1.SchedulerService.PatchNow:output_type -> patchwave.scheduler.v1.PatchNowResponse
+	10, // 40: patchwave.scheduler.v1.SchedulerService.ListRunJobs:output_type -> patchwave.scheduler.v1.ListRunJobsResponse
+	12, // 41: patchwave.scheduler.v1.SchedulerService.CancelRun:output_type -> patchwave.scheduler.v1.CancelRunResponse
+	14, // 42: patchwave.scheduler.v1.SchedulerService.PauseRun:output_type -> patchwave.scheduler.v1.PauseRunResponse
+	16, // 43: patchwave.scheduler.v1.SchedulerService.ResumeRun:output_type -> patchwave.scheduler.v1.ResumeRunResponse
+	18, // 44: patchwave.scheduler.v1.SchedulerService.RerunFailed:output_type -> patchwave.scheduler.v1.RerunFailedResponse
+	34, // [34:45] is the sub-list for method output_type
+	23, // [23:34] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_patchwave_scheduler_v1_scheduler_proto_init() }
@@ -556,7 +1914,7 @@ func file_patchwave_scheduler_v1_scheduler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patchwave_scheduler_v1_scheduler_proto_rawDesc), len(file_patchwave_scheduler_v1_scheduler_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,9 +21,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SchedulerService_StartRun_FullMethodName = "/patchwave.scheduler.v1.SchedulerService/StartRun"
-	SchedulerService_GetRun_FullMethodName   = "/patchwave.scheduler.v1.SchedulerService/GetRun"
-	SchedulerService_ListRuns_FullMethodName = "/patchwave.scheduler.v1.SchedulerService/ListRuns"
+	SchedulerService_StartRun_FullMethodName    = "/patchwave.scheduler.v1.SchedulerService/StartRun"
+	SchedulerService_GetRun_FullMethodName      = "/patchwave.scheduler.v1.SchedulerService/GetRun"
+	SchedulerService_ListRuns_FullMethodName    = "/patchwave.scheduler.v1.SchedulerService/ListRuns"
+	SchedulerService_ReleaseRun_FullMethodName  = "/patchwave.scheduler.v1.SchedulerService/ReleaseRun"
+	SchedulerService_SkipRun_FullMethodName     = "/patchwave.scheduler.v1.SchedulerService/SkipRun"
+	SchedulerService_PatchNow_FullMethodName    = "/patchwave.scheduler.v1.SchedulerService/PatchNow"
+	SchedulerService_ListRunJobs_FullMethodName = "/patchwave.scheduler.v1.SchedulerService/ListRunJobs"
+	SchedulerService_CancelRun_FullMethodName   = "/patchwave.scheduler.v1.SchedulerService/CancelRun"
+	SchedulerService_PauseRun_FullMethodName    = "/patchwave.scheduler.v1.SchedulerService/PauseRun"
+	SchedulerService_ResumeRun_FullMethodName   = "/patchwave.scheduler.v1.SchedulerService/ResumeRun"
+	SchedulerService_RerunFailed_FullMethodName = "/patchwave.scheduler.v1.SchedulerService/RerunFailed"
 )
 
 // SchedulerServiceClient is the client API for SchedulerService service.
@@ -38,6 +46,25 @@ type SchedulerServiceClient interface {
 	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*GetRunResponse, error)
 	// ListRuns returns a tenant's runs, newest first.
 	ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error)
+	// ReleaseRun releases a run held by the wave gate (an operator's decision, with a reason): it
+	// starts now if its window is open and the tenant approved its cycle's pin.
+	ReleaseRun(ctx context.Context, in *ReleaseRunRequest, opts ...grpc.CallOption) (*ReleaseRunResponse, error)
+	// SkipRun skips a run held by the wave gate or waiting for approval (with a reason).
+	SkipRun(ctx context.Context, in *SkipRunRequest, opts ...grpc.CallOption) (*SkipRunResponse, error)
+	// PatchNow starts a run of a wave outside its schedule, with the cycle's pin (an operator's
+	// decision, with a reason).
+	PatchNow(ctx context.Context, in *PatchNowRequest, opts ...grpc.CallOption) (*PatchNowResponse, error)
+	// ListRunJobs pages through a run's jobs (by instance id), optionally of some states only.
+	ListRunJobs(ctx context.Context, in *ListRunJobsRequest, opts ...grpc.CallOption) (*ListRunJobsResponse, error)
+	// CancelRun cancels a run that has not ended: nothing more is released, jobs in flight finish.
+	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
+	// PauseRun stops a RUNNING run from releasing jobs until ResumeRun; jobs in flight finish.
+	PauseRun(ctx context.Context, in *PauseRunRequest, opts ...grpc.CallOption) (*PauseRunResponse, error)
+	// ResumeRun lets a paused run release jobs again.
+	ResumeRun(ctx context.Context, in *ResumeRunRequest, opts ...grpc.CallOption) (*ResumeRunResponse, error)
+	// RerunFailed starts a new run of the failed instances (snapshot failed, failed, timed out) of
+	// a HALTED or COMPLETED_WITH_ERRORS run, with the same pin, inside the run's open window.
+	RerunFailed(ctx context.Context, in *RerunFailedRequest, opts ...grpc.CallOption) (*RerunFailedResponse, error)
 }
 
 type schedulerServiceClient struct {
@@ -78,6 +105,86 @@ func (c *schedulerServiceClient) ListRuns(ctx context.Context, in *ListRunsReque
 	return out, nil
 }
 
+func (c *schedulerServiceClient) ReleaseRun(ctx context.Context, in *ReleaseRunRequest, opts ...grpc.CallOption) (*ReleaseRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseRunResponse)
+	err := c.cc.Invoke(ctx, SchedulerService_ReleaseRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *schedulerServiceClient) SkipRun(ctx context.Context, in *SkipRunRequest, opts ...grpc.CallOption) (*SkipRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SkipRunResponse)
+	err := c.cc.Invoke(ctx, SchedulerService_SkipRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *schedulerServiceClient) PatchNow(ctx context.Context, in *PatchNowRequest, opts ...grpc.CallOption) (*PatchNowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PatchNowResponse)
+	err := c.cc.Invoke(ctx, SchedulerService_PatchNow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *schedulerServiceClient) ListRunJobs(ctx context.Context, in *ListRunJobsRequest, opts ...grpc.CallOption) (*ListRunJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRunJobsResponse)
+	err := c.cc.Invoke(ctx, SchedulerService_ListRunJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *schedulerServiceClient) CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelRunResponse)
+	err := c.cc.Invoke(ctx, SchedulerService_CancelRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *schedulerServiceClient) PauseRun(ctx context.Context, in *PauseRunRequest, opts ...grpc.CallOption) (*PauseRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PauseRunResponse)
+	err := c.cc.Invoke(ctx, SchedulerService_PauseRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *schedulerServiceClient) ResumeRun(ctx context.Context, in *ResumeRunRequest, opts ...grpc.CallOption) (*ResumeRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeRunResponse)
+	err := c.cc.Invoke(ctx, SchedulerService_ResumeRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *schedulerServiceClient) RerunFailed(ctx context.Context, in *RerunFailedRequest, opts ...grpc.CallOption) (*RerunFailedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RerunFailedResponse)
+	err := c.cc.Invoke(ctx, SchedulerService_RerunFailed_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SchedulerServiceServer is the server API for SchedulerService service.
 // All implementations must embed UnimplementedSchedulerServiceServer
 // for forward compatibility.
@@ -90,6 +197,25 @@ type SchedulerServiceServer interface {
 	GetRun(context.Context, *GetRunRequest) (*GetRunResponse, error)
 	// ListRuns returns a tenant's runs, newest first.
 	ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error)
+	// ReleaseRun releases a run held by the wave gate (an operator's decision, with a reason): it
+	// starts now if its window is open and the tenant approved its cycle's pin.
+	ReleaseRun(context.Context, *ReleaseRunRequest) (*ReleaseRunResponse, error)
+	// SkipRun skips a run held by the wave gate or waiting for approval (with a reason).
+	SkipRun(context.Context, *SkipRunRequest) (*SkipRunResponse, error)
+	// PatchNow starts a run of a wave outside its schedule, with the cycle's pin (an operator's
+	// decision, with a reason).
+	PatchNow(context.Context, *PatchNowRequest) (*PatchNowResponse, error)
+	// ListRunJobs pages through a run's jobs (by instance id), optionally of some states only.
+	ListRunJobs(context.Context, *ListRunJobsRequest) (*ListRunJobsResponse, error)
+	// CancelRun cancels a run that has not ended: nothing more is released, jobs in flight finish.
+	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
+	// PauseRun stops a RUNNING run from releasing jobs until ResumeRun; jobs in flight finish.
+	PauseRun(context.Context, *PauseRunRequest) (*PauseRunResponse, error)
+	// ResumeRun lets a paused run release jobs again.
+	ResumeRun(context.Context, *ResumeRunRequest) (*ResumeRunResponse, error)
+	// RerunFailed starts a new run of the failed instances (snapshot failed, failed, timed out) of
+	// a HALTED or COMPLETED_WITH_ERRORS run, with the same pin, inside the run's open window.
+	RerunFailed(context.Context, *RerunFailedRequest) (*RerunFailedResponse, error)
 	mustEmbedUnimplementedSchedulerServiceServer()
 }
 
@@ -108,6 +234,30 @@ func (UnimplementedSchedulerServiceServer) GetRun(context.Context, *GetRunReques
 }
 func (UnimplementedSchedulerServiceServer) ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRuns not implemented")
+}
+func (UnimplementedSchedulerServiceServer) ReleaseRun(context.Context, *ReleaseRunRequest) (*ReleaseRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseRun not implemented")
+}
+func (UnimplementedSchedulerServiceServer) SkipRun(context.Context, *SkipRunRequest) (*SkipRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SkipRun not implemented")
+}
+func (UnimplementedSchedulerServiceServer) PatchNow(context.Context, *PatchNowRequest) (*PatchNowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PatchNow not implemented")
+}
+func (UnimplementedSchedulerServiceServer) ListRunJobs(context.Context, *ListRunJobsRequest) (*ListRunJobsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRunJobs not implemented")
+}
+func (UnimplementedSchedulerServiceServer) CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelRun not implemented")
+}
+func (UnimplementedSchedulerServiceServer) PauseRun(context.Context, *PauseRunRequest) (*PauseRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PauseRun not implemented")
+}
+func (UnimplementedSchedulerServiceServer) ResumeRun(context.Context, *ResumeRunRequest) (*ResumeRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeRun not implemented")
+}
+func (UnimplementedSchedulerServiceServer) RerunFailed(context.Context, *RerunFailedRequest) (*RerunFailedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RerunFailed not implemented")
 }
 func (UnimplementedSchedulerServiceServer) mustEmbedUnimplementedSchedulerServiceServer() {}
 func (UnimplementedSchedulerServiceServer) testEmbeddedByValue()                          {}
@@ -184,6 +334,150 @@ func _SchedulerService_ListRuns_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SchedulerService_ReleaseRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).ReleaseRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SchedulerService_ReleaseRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).ReleaseRun(ctx, req.(*ReleaseRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SchedulerService_SkipRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SkipRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).SkipRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SchedulerService_SkipRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).SkipRun(ctx, req.(*SkipRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SchedulerService_PatchNow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PatchNowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).PatchNow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SchedulerService_PatchNow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).PatchNow(ctx, req.(*PatchNowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SchedulerService_ListRunJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRunJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).ListRunJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SchedulerService_ListRunJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).ListRunJobs(ctx, req.(*ListRunJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SchedulerService_CancelRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).CancelRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SchedulerService_CancelRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).CancelRun(ctx, req.(*CancelRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SchedulerService_PauseRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PauseRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).PauseRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SchedulerService_PauseRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).PauseRun(ctx, req.(*PauseRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SchedulerService_ResumeRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).ResumeRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SchedulerService_ResumeRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).ResumeRun(ctx, req.(*ResumeRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SchedulerService_RerunFailed_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RerunFailedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).RerunFailed(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SchedulerService_RerunFailed_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).RerunFailed(ctx, req.(*RerunFailedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SchedulerService_ServiceDesc is the grpc.ServiceDesc for SchedulerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -202,6 +496,38 @@ var SchedulerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRuns",
 			Handler:    _SchedulerService_ListRuns_Handler,
+		},
+		{
+			MethodName: "ReleaseRun",
+			Handler:    _SchedulerService_ReleaseRun_Handler,
+		},
+		{
+			MethodName: "SkipRun",
+			Handler:    _SchedulerService_SkipRun_Handler,
+		},
+		{
+			MethodName: "PatchNow",
+			Handler:    _SchedulerService_PatchNow_Handler,
+		},
+		{
+			MethodName: "ListRunJobs",
+			Handler:    _SchedulerService_ListRunJobs_Handler,
+		},
+		{
+			MethodName: "CancelRun",
+			Handler:    _SchedulerService_CancelRun_Handler,
+		},
+		{
+			MethodName: "PauseRun",
+			Handler:    _SchedulerService_PauseRun_Handler,
+		},
+		{
+			MethodName: "ResumeRun",
+			Handler:    _SchedulerService_ResumeRun_Handler,
+		},
+		{
+			MethodName: "RerunFailed",
+			Handler:    _SchedulerService_RerunFailed_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

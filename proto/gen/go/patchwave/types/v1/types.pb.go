@@ -12,6 +12,7 @@ package typesv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -40,21 +41,29 @@ const (
 	RunState_RUN_STATE_SKIPPED_FROZEN        RunState = 8
 	// Held by the wave gate: the previous wave missed its success threshold.
 	RunState_RUN_STATE_HELD RunState = 9
+	// The occurrence's window passed without a run (the scheduler was down for all of it): it is
+	// recorded rather than silently dropped.
+	RunState_RUN_STATE_MISSED RunState = 10
+	// The occurrence does not run for a reason other than a freeze: its wave is paused, it was
+	// asked to be skipped (skip next occurrence), or an operator skipped it while it was held.
+	RunState_RUN_STATE_SKIPPED RunState = 11
 )
 
 // Enum value maps for RunState.
 var (
 	RunState_name = map[int32]string{
-		0: "RUN_STATE_UNSPECIFIED",
-		1: "RUN_STATE_SCHEDULED",
-		2: "RUN_STATE_WAITING_APPROVAL",
-		3: "RUN_STATE_RUNNING",
-		4: "RUN_STATE_HALTED",
-		5: "RUN_STATE_COMPLETED",
-		6: "RUN_STATE_COMPLETED_WITH_ERRORS",
-		7: "RUN_STATE_CANCELLED",
-		8: "RUN_STATE_SKIPPED_FROZEN",
-		9: "RUN_STATE_HELD",
+		0:  "RUN_STATE_UNSPECIFIED",
+		1:  "RUN_STATE_SCHEDULED",
+		2:  "RUN_STATE_WAITING_APPROVAL",
+		3:  "RUN_STATE_RUNNING",
+		4:  "RUN_STATE_HALTED",
+		5:  "RUN_STATE_COMPLETED",
+		6:  "RUN_STATE_COMPLETED_WITH_ERRORS",
+		7:  "RUN_STATE_CANCELLED",
+		8:  "RUN_STATE_SKIPPED_FROZEN",
+		9:  "RUN_STATE_HELD",
+		10: "RUN_STATE_MISSED",
+		11: "RUN_STATE_SKIPPED",
 	}
 	RunState_value = map[string]int32{
 		"RUN_STATE_UNSPECIFIED":           0,
@@ -67,6 +76,8 @@ var (
 		"RUN_STATE_CANCELLED":             7,
 		"RUN_STATE_SKIPPED_FROZEN":        8,
 		"RUN_STATE_HELD":                  9,
+		"RUN_STATE_MISSED":                10,
+		"RUN_STATE_SKIPPED":               11,
 	}
 )
 
@@ -408,6 +419,119 @@ func (Classification) EnumDescriptor() ([]byte, []int) {
 	return file_patchwave_types_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
+// CertificationState is where a patch is in the provider's certification (DOMAIN.md).
+type CertificationState int32
+
+const (
+	CertificationState_CERTIFICATION_STATE_UNSPECIFIED CertificationState = 0
+	CertificationState_CERTIFICATION_STATE_NEW         CertificationState = 1
+	CertificationState_CERTIFICATION_STATE_IN_TEST     CertificationState = 2
+	CertificationState_CERTIFICATION_STATE_CERTIFIED   CertificationState = 3
+	CertificationState_CERTIFICATION_STATE_REJECTED    CertificationState = 4
+	CertificationState_CERTIFICATION_STATE_REVOKED     CertificationState = 5
+)
+
+// Enum value maps for CertificationState.
+var (
+	CertificationState_name = map[int32]string{
+		0: "CERTIFICATION_STATE_UNSPECIFIED",
+		1: "CERTIFICATION_STATE_NEW",
+		2: "CERTIFICATION_STATE_IN_TEST",
+		3: "CERTIFICATION_STATE_CERTIFIED",
+		4: "CERTIFICATION_STATE_REJECTED",
+		5: "CERTIFICATION_STATE_REVOKED",
+	}
+	CertificationState_value = map[string]int32{
+		"CERTIFICATION_STATE_UNSPECIFIED": 0,
+		"CERTIFICATION_STATE_NEW":         1,
+		"CERTIFICATION_STATE_IN_TEST":     2,
+		"CERTIFICATION_STATE_CERTIFIED":   3,
+		"CERTIFICATION_STATE_REJECTED":    4,
+		"CERTIFICATION_STATE_REVOKED":     5,
+	}
+)
+
+func (x CertificationState) Enum() *CertificationState {
+	p := new(CertificationState)
+	*p = x
+	return p
+}
+
+func (x CertificationState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CertificationState) Descriptor() protoreflect.EnumDescriptor {
+	return file_patchwave_types_v1_types_proto_enumTypes[6].Descriptor()
+}
+
+func (CertificationState) Type() protoreflect.EnumType {
+	return &file_patchwave_types_v1_types_proto_enumTypes[6]
+}
+
+func (x CertificationState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CertificationState.Descriptor instead.
+func (CertificationState) EnumDescriptor() ([]byte, []int) {
+	return file_patchwave_types_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
+// RebootBehavior overrides a patch's reboot hint in a baseline.
+type RebootBehavior int32
+
+const (
+	// Follow the patch's reboot hint.
+	RebootBehavior_REBOOT_BEHAVIOR_UNSPECIFIED RebootBehavior = 0
+	RebootBehavior_REBOOT_BEHAVIOR_IF_REQUIRED RebootBehavior = 1
+	RebootBehavior_REBOOT_BEHAVIOR_ALWAYS      RebootBehavior = 2
+	RebootBehavior_REBOOT_BEHAVIOR_NEVER       RebootBehavior = 3
+)
+
+// Enum value maps for RebootBehavior.
+var (
+	RebootBehavior_name = map[int32]string{
+		0: "REBOOT_BEHAVIOR_UNSPECIFIED",
+		1: "REBOOT_BEHAVIOR_IF_REQUIRED",
+		2: "REBOOT_BEHAVIOR_ALWAYS",
+		3: "REBOOT_BEHAVIOR_NEVER",
+	}
+	RebootBehavior_value = map[string]int32{
+		"REBOOT_BEHAVIOR_UNSPECIFIED": 0,
+		"REBOOT_BEHAVIOR_IF_REQUIRED": 1,
+		"REBOOT_BEHAVIOR_ALWAYS":      2,
+		"REBOOT_BEHAVIOR_NEVER":       3,
+	}
+)
+
+func (x RebootBehavior) Enum() *RebootBehavior {
+	p := new(RebootBehavior)
+	*p = x
+	return p
+}
+
+func (x RebootBehavior) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RebootBehavior) Descriptor() protoreflect.EnumDescriptor {
+	return file_patchwave_types_v1_types_proto_enumTypes[7].Descriptor()
+}
+
+func (RebootBehavior) Type() protoreflect.EnumType {
+	return &file_patchwave_types_v1_types_proto_enumTypes[7]
+}
+
+func (x RebootBehavior) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RebootBehavior.Descriptor instead.
+func (RebootBehavior) EnumDescriptor() ([]byte, []int) {
+	return file_patchwave_types_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
 // Patch is one normalized vendor patch.
 type Patch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -420,9 +544,31 @@ type Patch struct {
 	Severity       Severity       `protobuf:"varint,5,opt,name=severity,proto3,enum=patchwave.types.v1.Severity" json:"severity,omitempty"`
 	Classification Classification `protobuf:"varint,6,opt,name=classification,proto3,enum=patchwave.types.v1.Classification" json:"classification,omitempty"`
 	Cves           []string       `protobuf:"bytes,7,rep,name=cves,proto3" json:"cves,omitempty"`
-	RebootRequired bool           `protobuf:"varint,8,opt,name=reboot_required,json=rebootRequired,proto3" json:"reboot_required,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Reboot hint: the vendor says (or, for kernels, the package implies) that the instance must
+	// reboot for the patch to take effect.
+	RebootRequired bool `protobuf:"varint,8,opt,name=reboot_required,json=rebootRequired,proto3" json:"reboot_required,omitempty"`
+	// Products the patch applies to, as the vendor names them.
+	Products []string `protobuf:"bytes,9,rep,name=products,proto3" json:"products,omitempty"`
+	// Every OS family the patch applies to (os_family is the first one).
+	OsFamilies []string `protobuf:"bytes,10,rep,name=os_families,json=osFamilies,proto3" json:"os_families,omitempty"`
+	// Fixed package versions (Linux and other package ecosystems).
+	Packages []*PackageVersion `protobuf:"bytes,11,rep,name=packages,proto3" json:"packages,omitempty"`
+	// Microsoft knowledge-base articles, e.g. "KB5002744".
+	Kbs []string `protobuf:"bytes,12,rep,name=kbs,proto3" json:"kbs,omitempty"`
+	// Severity as the vendor words it, e.g. "Important" or "Moderate".
+	VendorSeverity string `protobuf:"bytes,13,opt,name=vendor_severity,json=vendorSeverity,proto3" json:"vendor_severity,omitempty"`
+	// Highest CVSS base score given, 0 when none, and its vector.
+	CvssScore  float64 `protobuf:"fixed64,14,opt,name=cvss_score,json=cvssScore,proto3" json:"cvss_score,omitempty"`
+	CvssVector string  `protobuf:"bytes,15,opt,name=cvss_vector,json=cvssVector,proto3" json:"cvss_vector,omitempty"`
+	// First release and last update as the vendor dates them.
+	ReleasedAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=released_at,json=releasedAt,proto3" json:"released_at,omitempty"`
+	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Patch ids this one replaces.
+	Supersedes []string `protobuf:"bytes,18,rep,name=supersedes,proto3" json:"supersedes,omitempty"`
+	// Documents the patch was read from, with their digests.
+	Sources       []*AdvisorySource `protobuf:"bytes,19,rep,name=sources,proto3" json:"sources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Patch) Reset() {
@@ -511,6 +657,499 @@ func (x *Patch) GetRebootRequired() bool {
 	return false
 }
 
+func (x *Patch) GetProducts() []string {
+	if x != nil {
+		return x.Products
+	}
+	return nil
+}
+
+func (x *Patch) GetOsFamilies() []string {
+	if x != nil {
+		return x.OsFamilies
+	}
+	return nil
+}
+
+func (x *Patch) GetPackages() []*PackageVersion {
+	if x != nil {
+		return x.Packages
+	}
+	return nil
+}
+
+func (x *Patch) GetKbs() []string {
+	if x != nil {
+		return x.Kbs
+	}
+	return nil
+}
+
+func (x *Patch) GetVendorSeverity() string {
+	if x != nil {
+		return x.VendorSeverity
+	}
+	return ""
+}
+
+func (x *Patch) GetCvssScore() float64 {
+	if x != nil {
+		return x.CvssScore
+	}
+	return 0
+}
+
+func (x *Patch) GetCvssVector() string {
+	if x != nil {
+		return x.CvssVector
+	}
+	return ""
+}
+
+func (x *Patch) GetReleasedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReleasedAt
+	}
+	return nil
+}
+
+func (x *Patch) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *Patch) GetSupersedes() []string {
+	if x != nil {
+		return x.Supersedes
+	}
+	return nil
+}
+
+func (x *Patch) GetSources() []*AdvisorySource {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+// PackageVersion is one fixed package build.
+type PackageVersion struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Epoch   string                 `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Version string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Release string                 `protobuf:"bytes,4,opt,name=release,proto3" json:"release,omitempty"`
+	Arch    string                 `protobuf:"bytes,5,opt,name=arch,proto3" json:"arch,omitempty"`
+	// Ecosystem or repository the package comes from, e.g. "Ubuntu:22.04:LTS" or "Rocky Linux 8".
+	Ecosystem     string `protobuf:"bytes,6,opt,name=ecosystem,proto3" json:"ecosystem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PackageVersion) Reset() {
+	*x = PackageVersion{}
+	mi := &file_patchwave_types_v1_types_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PackageVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PackageVersion) ProtoMessage() {}
+
+func (x *PackageVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_types_v1_types_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PackageVersion.ProtoReflect.Descriptor instead.
+func (*PackageVersion) Descriptor() ([]byte, []int) {
+	return file_patchwave_types_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PackageVersion) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PackageVersion) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
+}
+
+func (x *PackageVersion) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PackageVersion) GetRelease() string {
+	if x != nil {
+		return x.Release
+	}
+	return ""
+}
+
+func (x *PackageVersion) GetArch() string {
+	if x != nil {
+		return x.Arch
+	}
+	return ""
+}
+
+func (x *PackageVersion) GetEcosystem() string {
+	if x != nil {
+		return x.Ecosystem
+	}
+	return ""
+}
+
+// AdvisorySource names one document a patch was read from.
+type AdvisorySource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Format: "csaf", "osv", "updateinfo" or "cvrf".
+	Format string `protobuf:"bytes,1,opt,name=format,proto3" json:"format,omitempty"`
+	// Document name: file name, URL or object key.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// "sha256:<hex>" of the raw document.
+	Digest string `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Configured feed source, or "import" for a document imported by hand.
+	Source string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	// Document id, e.g. "msrc_CVE-2025-49706" or "RHSA-2021:5186".
+	DocumentId    string `protobuf:"bytes,5,opt,name=document_id,json=documentId,proto3" json:"document_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdvisorySource) Reset() {
+	*x = AdvisorySource{}
+	mi := &file_patchwave_types_v1_types_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdvisorySource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdvisorySource) ProtoMessage() {}
+
+func (x *AdvisorySource) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_types_v1_types_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdvisorySource.ProtoReflect.Descriptor instead.
+func (*AdvisorySource) Descriptor() ([]byte, []int) {
+	return file_patchwave_types_v1_types_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AdvisorySource) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *AdvisorySource) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AdvisorySource) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *AdvisorySource) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *AdvisorySource) GetDocumentId() string {
+	if x != nil {
+		return x.DocumentId
+	}
+	return ""
+}
+
+// Evidence backs a certification step: a link, or an attached test result.
+type Evidence struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Link to a test report, ticket or log. Either url or content is required.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// Short title, e.g. "staging soak 48h".
+	Title string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	// Attached test result text (at most 64 KiB).
+	Content string `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
+	// Media type of content, e.g. "text/plain" or "application/junit+xml".
+	MediaType     string `protobuf:"bytes,4,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Evidence) Reset() {
+	*x = Evidence{}
+	mi := &file_patchwave_types_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Evidence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Evidence) ProtoMessage() {}
+
+func (x *Evidence) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_types_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
+func (*Evidence) Descriptor() ([]byte, []int) {
+	return file_patchwave_types_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Evidence) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Evidence) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *Evidence) GetContent() string {
+	if x != nil {
+		return x.Content
+	}
+	return ""
+}
+
+func (x *Evidence) GetMediaType() string {
+	if x != nil {
+		return x.MediaType
+	}
+	return ""
+}
+
+// CertificationStep is one transition of a patch's certification.
+type CertificationStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	From  CertificationState     `protobuf:"varint,1,opt,name=from,proto3,enum=patchwave.types.v1.CertificationState" json:"from,omitempty"`
+	To    CertificationState     `protobuf:"varint,2,opt,name=to,proto3,enum=patchwave.types.v1.CertificationState" json:"to,omitempty"`
+	// Who made the step: the caller's authenticated subject, or "rule:<rule id>" for a rule.
+	Actor    string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	At       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	Notes    string                 `protobuf:"bytes,5,opt,name=notes,proto3" json:"notes,omitempty"`
+	Evidence []*Evidence            `protobuf:"bytes,6,rep,name=evidence,proto3" json:"evidence,omitempty"`
+	// Auto-approval rule that made the step; empty for a person.
+	RuleId        string `protobuf:"bytes,7,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificationStep) Reset() {
+	*x = CertificationStep{}
+	mi := &file_patchwave_types_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificationStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificationStep) ProtoMessage() {}
+
+func (x *CertificationStep) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_types_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificationStep.ProtoReflect.Descriptor instead.
+func (*CertificationStep) Descriptor() ([]byte, []int) {
+	return file_patchwave_types_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CertificationStep) GetFrom() CertificationState {
+	if x != nil {
+		return x.From
+	}
+	return CertificationState_CERTIFICATION_STATE_UNSPECIFIED
+}
+
+func (x *CertificationStep) GetTo() CertificationState {
+	if x != nil {
+		return x.To
+	}
+	return CertificationState_CERTIFICATION_STATE_UNSPECIFIED
+}
+
+func (x *CertificationStep) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *CertificationStep) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *CertificationStep) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+func (x *CertificationStep) GetEvidence() []*Evidence {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
+func (x *CertificationStep) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+// DeploymentRule says how one patch of a baseline is deployed.
+type DeploymentRule struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	PatchId string                 `protobuf:"bytes,1,opt,name=patch_id,json=patchId,proto3" json:"patch_id,omitempty"`
+	Reboot  RebootBehavior         `protobuf:"varint,2,opt,name=reboot,proto3,enum=patchwave.types.v1.RebootBehavior" json:"reboot,omitempty"`
+	// Install order, ascending; patches with the same order install in the baseline's order.
+	Order int32 `protobuf:"varint,3,opt,name=order,proto3" json:"order,omitempty"`
+	// Products on which the patch is not installed.
+	ExcludeProducts []string `protobuf:"bytes,4,rep,name=exclude_products,json=excludeProducts,proto3" json:"exclude_products,omitempty"`
+	// Instance tags ("key=value" or "key") whose instances do not get the patch.
+	ExcludeInstanceTags []string `protobuf:"bytes,5,rep,name=exclude_instance_tags,json=excludeInstanceTags,proto3" json:"exclude_instance_tags,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *DeploymentRule) Reset() {
+	*x = DeploymentRule{}
+	mi := &file_patchwave_types_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeploymentRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeploymentRule) ProtoMessage() {}
+
+func (x *DeploymentRule) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_types_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeploymentRule.ProtoReflect.Descriptor instead.
+func (*DeploymentRule) Descriptor() ([]byte, []int) {
+	return file_patchwave_types_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DeploymentRule) GetPatchId() string {
+	if x != nil {
+		return x.PatchId
+	}
+	return ""
+}
+
+func (x *DeploymentRule) GetReboot() RebootBehavior {
+	if x != nil {
+		return x.Reboot
+	}
+	return RebootBehavior_REBOOT_BEHAVIOR_UNSPECIFIED
+}
+
+func (x *DeploymentRule) GetOrder() int32 {
+	if x != nil {
+		return x.Order
+	}
+	return 0
+}
+
+func (x *DeploymentRule) GetExcludeProducts() []string {
+	if x != nil {
+		return x.ExcludeProducts
+	}
+	return nil
+}
+
+func (x *DeploymentRule) GetExcludeInstanceTags() []string {
+	if x != nil {
+		return x.ExcludeInstanceTags
+	}
+	return nil
+}
+
 // PatchResult is the outcome of one patch on one instance.
 type PatchResult struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -524,7 +1163,7 @@ type PatchResult struct {
 
 func (x *PatchResult) Reset() {
 	*x = PatchResult{}
-	mi := &file_patchwave_types_v1_types_proto_msgTypes[1]
+	mi := &file_patchwave_types_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +1175,7 @@ func (x *PatchResult) String() string {
 func (*PatchResult) ProtoMessage() {}
 
 func (x *PatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_types_v1_types_proto_msgTypes[1]
+	mi := &file_patchwave_types_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +1188,7 @@ func (x *PatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatchResult.ProtoReflect.Descriptor instead.
 func (*PatchResult) Descriptor() ([]byte, []int) {
-	return file_patchwave_types_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_patchwave_types_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PatchResult) GetPatchId() string {
@@ -577,7 +1216,7 @@ var File_patchwave_types_v1_types_proto protoreflect.FileDescriptor
 
 const file_patchwave_types_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x1epatchwave/types/v1/types.proto\x12\x12patchwave.types.v1\"\xa5\x02\n" +
+	"\x1epatchwave/types/v1/types.proto\x12\x12patchwave.types.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x05\n" +
 	"\x05Patch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06vendor\x18\x02 \x01(\tR\x06vendor\x12\x14\n" +
@@ -586,11 +1225,64 @@ const file_patchwave_types_v1_types_proto_rawDesc = "" +
 	"\bseverity\x18\x05 \x01(\x0e2\x1c.patchwave.types.v1.SeverityR\bseverity\x12J\n" +
 	"\x0eclassification\x18\x06 \x01(\x0e2\".patchwave.types.v1.ClassificationR\x0eclassification\x12\x12\n" +
 	"\x04cves\x18\a \x03(\tR\x04cves\x12'\n" +
-	"\x0freboot_required\x18\b \x01(\bR\x0erebootRequired\"t\n" +
+	"\x0freboot_required\x18\b \x01(\bR\x0erebootRequired\x12\x1a\n" +
+	"\bproducts\x18\t \x03(\tR\bproducts\x12\x1f\n" +
+	"\vos_families\x18\n" +
+	" \x03(\tR\n" +
+	"osFamilies\x12>\n" +
+	"\bpackages\x18\v \x03(\v2\".patchwave.types.v1.PackageVersionR\bpackages\x12\x10\n" +
+	"\x03kbs\x18\f \x03(\tR\x03kbs\x12'\n" +
+	"\x0fvendor_severity\x18\r \x01(\tR\x0evendorSeverity\x12\x1d\n" +
+	"\n" +
+	"cvss_score\x18\x0e \x01(\x01R\tcvssScore\x12\x1f\n" +
+	"\vcvss_vector\x18\x0f \x01(\tR\n" +
+	"cvssVector\x12;\n" +
+	"\vreleased_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"releasedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1e\n" +
+	"\n" +
+	"supersedes\x18\x12 \x03(\tR\n" +
+	"supersedes\x12<\n" +
+	"\asources\x18\x13 \x03(\v2\".patchwave.types.v1.AdvisorySourceR\asources\"\xa0\x01\n" +
+	"\x0ePackageVersion\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x18\n" +
+	"\arelease\x18\x04 \x01(\tR\arelease\x12\x12\n" +
+	"\x04arch\x18\x05 \x01(\tR\x04arch\x12\x1c\n" +
+	"\tecosystem\x18\x06 \x01(\tR\tecosystem\"\x8d\x01\n" +
+	"\x0eAdvisorySource\x12\x16\n" +
+	"\x06format\x18\x01 \x01(\tR\x06format\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\x12\x1f\n" +
+	"\vdocument_id\x18\x05 \x01(\tR\n" +
+	"documentId\"k\n" +
+	"\bEvidence\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x12\x18\n" +
+	"\acontent\x18\x03 \x01(\tR\acontent\x12\x1d\n" +
+	"\n" +
+	"media_type\x18\x04 \x01(\tR\tmediaType\"\xb2\x02\n" +
+	"\x11CertificationStep\x12:\n" +
+	"\x04from\x18\x01 \x01(\x0e2&.patchwave.types.v1.CertificationStateR\x04from\x126\n" +
+	"\x02to\x18\x02 \x01(\x0e2&.patchwave.types.v1.CertificationStateR\x02to\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
+	"\x05notes\x18\x05 \x01(\tR\x05notes\x128\n" +
+	"\bevidence\x18\x06 \x03(\v2\x1c.patchwave.types.v1.EvidenceR\bevidence\x12\x17\n" +
+	"\arule_id\x18\a \x01(\tR\x06ruleId\"\xdc\x01\n" +
+	"\x0eDeploymentRule\x12\x19\n" +
+	"\bpatch_id\x18\x01 \x01(\tR\apatchId\x12:\n" +
+	"\x06reboot\x18\x02 \x01(\x0e2\".patchwave.types.v1.RebootBehaviorR\x06reboot\x12\x14\n" +
+	"\x05order\x18\x03 \x01(\x05R\x05order\x12)\n" +
+	"\x10exclude_products\x18\x04 \x03(\tR\x0fexcludeProducts\x122\n" +
+	"\x15exclude_instance_tags\x18\x05 \x03(\tR\x13excludeInstanceTags\"t\n" +
 	"\vPatchResult\x12\x19\n" +
 	"\bpatch_id\x18\x01 \x01(\tR\apatchId\x124\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1e.patchwave.types.v1.PatchStateR\x05state\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error*\x94\x02\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error*\xc1\x02\n" +
 	"\bRunState\x12\x19\n" +
 	"\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13RUN_STATE_SCHEDULED\x10\x01\x12\x1e\n" +
@@ -601,7 +1293,10 @@ const file_patchwave_types_v1_types_proto_rawDesc = "" +
 	"\x1fRUN_STATE_COMPLETED_WITH_ERRORS\x10\x06\x12\x17\n" +
 	"\x13RUN_STATE_CANCELLED\x10\a\x12\x1c\n" +
 	"\x18RUN_STATE_SKIPPED_FROZEN\x10\b\x12\x12\n" +
-	"\x0eRUN_STATE_HELD\x10\t*\xfd\x02\n" +
+	"\x0eRUN_STATE_HELD\x10\t\x12\x14\n" +
+	"\x10RUN_STATE_MISSED\x10\n" +
+	"\x12\x15\n" +
+	"\x11RUN_STATE_SKIPPED\x10\v*\xfd\x02\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x1a\n" +
@@ -643,7 +1338,19 @@ const file_patchwave_types_v1_types_proto_rawDesc = "" +
 	"\x1aCLASSIFICATION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17CLASSIFICATION_SECURITY\x10\x01\x12\x19\n" +
 	"\x15CLASSIFICATION_BUGFIX\x10\x02\x12\x1e\n" +
-	"\x1aCLASSIFICATION_ENHANCEMENT\x10\x03BHZFgithub.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1;typesv1b\x06proto3"
+	"\x1aCLASSIFICATION_ENHANCEMENT\x10\x03*\xdd\x01\n" +
+	"\x12CertificationState\x12#\n" +
+	"\x1fCERTIFICATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17CERTIFICATION_STATE_NEW\x10\x01\x12\x1f\n" +
+	"\x1bCERTIFICATION_STATE_IN_TEST\x10\x02\x12!\n" +
+	"\x1dCERTIFICATION_STATE_CERTIFIED\x10\x03\x12 \n" +
+	"\x1cCERTIFICATION_STATE_REJECTED\x10\x04\x12\x1f\n" +
+	"\x1bCERTIFICATION_STATE_REVOKED\x10\x05*\x89\x01\n" +
+	"\x0eRebootBehavior\x12\x1f\n" +
+	"\x1bREBOOT_BEHAVIOR_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bREBOOT_BEHAVIOR_IF_REQUIRED\x10\x01\x12\x1a\n" +
+	"\x16REBOOT_BEHAVIOR_ALWAYS\x10\x02\x12\x19\n" +
+	"\x15REBOOT_BEHAVIOR_NEVER\x10\x03BHZFgithub.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1;typesv1b\x06proto3"
 
 var (
 	file_patchwave_types_v1_types_proto_rawDescOnce sync.Once
@@ -657,27 +1364,44 @@ func file_patchwave_types_v1_types_proto_rawDescGZIP() []byte {
 	return file_patchwave_types_v1_types_proto_rawDescData
 }
 
-var file_patchwave_types_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_patchwave_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_patchwave_types_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_patchwave_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_patchwave_types_v1_types_proto_goTypes = []any{
-	(RunState)(0),        // 0: patchwave.types.v1.RunState
-	(JobState)(0),        // 1: patchwave.types.v1.JobState
-	(PatchState)(0),      // 2: patchwave.types.v1.PatchState
-	(ComplianceState)(0), // 3: patchwave.types.v1.ComplianceState
-	(Severity)(0),        // 4: patchwave.types.v1.Severity
-	(Classification)(0),  // 5: patchwave.types.v1.Classification
-	(*Patch)(nil),        // 6: patchwave.types.v1.Patch
-	(*PatchResult)(nil),  // 7: patchwave.types.v1.PatchResult
+	(RunState)(0),                 // 0: patchwave.types.v1.RunState
+	(JobState)(0),                 // 1: patchwave.types.v1.JobState
+	(PatchState)(0),               // 2: patchwave.types.v1.PatchState
+	(ComplianceState)(0),          // 3: patchwave.types.v1.ComplianceState
+	(Severity)(0),                 // 4: patchwave.types.v1.Severity
+	(Classification)(0),           // 5: patchwave.types.v1.Classification
+	(CertificationState)(0),       // 6: patchwave.types.v1.CertificationState
+	(RebootBehavior)(0),           // 7: patchwave.types.v1.RebootBehavior
+	(*Patch)(nil),                 // 8: patchwave.types.v1.Patch
+	(*PackageVersion)(nil),        // 9: patchwave.types.v1.PackageVersion
+	(*AdvisorySource)(nil),        // 10: patchwave.types.v1.AdvisorySource
+	(*Evidence)(nil),              // 11: patchwave.types.v1.Evidence
+	(*CertificationStep)(nil),     // 12: patchwave.types.v1.CertificationStep
+	(*DeploymentRule)(nil),        // 13: patchwave.types.v1.DeploymentRule
+	(*PatchResult)(nil),           // 14: patchwave.types.v1.PatchResult
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_patchwave_types_v1_types_proto_depIdxs = []int32{
-	4, // 0: patchwave.types.v1.Patch.severity:type_name -> patchwave.types.v1.Severity
-	5, // 1: patchwave.types.v1.Patch.classification:type_name -> patchwave.types.v1.Classification
-	2, // 2: patchwave.types.v1.PatchResult.state:type_name -> patchwave.types.v1.PatchState
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	4,  // 0: patchwave.types.v1.Patch.severity:type_name -> patchwave.types.v1.Severity
+	5,  // 1: patchwave.types.v1.Patch.classification:type_name -> patchwave.types.v1.Classification
+	9,  // 2: patchwave.types.v1.Patch.packages:type_name -> patchwave.types.v1.PackageVersion
+	15, // 3: patchwave.types.v1.Patch.released_at:type_name -> google.protobuf.Timestamp
+	15, // 4: patchwave.types.v1.Patch.updated_at:type_name -> google.protobuf.Timestamp
+	10, // 5: patchwave.types.v1.Patch.sources:type_name -> patchwave.types.v1.AdvisorySource
+	6,  // 6: patchwave.types.v1.CertificationStep.from:type_name -> patchwave.types.v1.CertificationState
+	6,  // 7: patchwave.types.v1.CertificationStep.to:type_name -> patchwave.types.v1.CertificationState
+	15, // 8: patchwave.types.v1.CertificationStep.at:type_name -> google.protobuf.Timestamp
+	11, // 9: patchwave.types.v1.CertificationStep.evidence:type_name -> patchwave.types.v1.Evidence
+	7,  // 10: patchwave.types.v1.DeploymentRule.reboot:type_name -> patchwave.types.v1.RebootBehavior
+	2,  // 11: patchwave.types.v1.PatchResult.state:type_name -> patchwave.types.v1.PatchState
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_patchwave_types_v1_types_proto_init() }
@@ -690,8 +1414,8 @@ func file_patchwave_types_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patchwave_types_v1_types_proto_rawDesc), len(file_patchwave_types_v1_types_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   2,
+			NumEnums:      8,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

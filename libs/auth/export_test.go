@@ -1,0 +1,4 @@
+package auth
+
+// RulesIn exposes rulesIn to the tests.
+var RulesIn = rulesIn

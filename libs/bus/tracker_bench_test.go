@@ -1,0 +1,118 @@
+package bus_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchwave/patchwave/libs/bus"
+	"github.com/patchwave/patchwave/libs/events"
+	"github.com/patchwave/patchwave/libs/testkit"
+	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
+)
+
+// trackedOps is how many operations one tracker replica holds in BenchmarkTrackerHolds10000.
+const trackedOps = 10000
+
+// BenchmarkTrackerHolds10000 has one replica's tracker hold 10,000 "operation started" events at
+// once (MaxHeld 10,000), check them every 50 ms while they "run", then finish them all. It
+// reports how long taking them all in took, the checks per second with 10,000 held, the heap
+// growth per held message, and how long releasing them took. It never asserts a time:
+//
+//	go test -run '^$' -bench TrackerHolds -benchtime 1x ./bus/
+func BenchmarkTrackerHolds10000(b *testing.B) {
+	srv := testkit.StartNATS(b)
+	nc := srv.Connect(b)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := bus.EnsureStreams(b.Context(), js, bus.StreamOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	for i := range b.N {
+		tenant := fmt.Sprintf("track-%d", i)
+		seedN(b, js, tenant, trackedOps)
+		b.StopTimer()
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+
+		var finish atomic.Bool
+		var held, checks, done, measureUntil atomic.Int64
+		allHeld, measured, allDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		bs, err := bus.New(b.Context(), bus.Config{Service: "bench", Conn: nc, SkipStreamSetup: true,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), FetchBatch: 500})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := bs.Track(bus.TrackerSpec{
+			Name: fmt.Sprintf("TrackOps%d", i), Subjects: []string{events.DefFor[*eventsv1.JobRequested]().PatternFor(tenant)},
+			MaxHeld: trackedOps, PollInterval: 50 * time.Millisecond,
+			Check: func(_ context.Context, hs []*bus.Held) error {
+				n := checks.Add(1)
+				if held.Swap(int64(len(hs))) < trackedOps && len(hs) == trackedOps {
+					measureUntil.Store(n + 20)
+					close(allHeld)
+				}
+				if until := measureUntil.Load(); until > 0 && n == until {
+					close(measured)
+				}
+				if !finish.Load() {
+					return nil
+				}
+				for _, h := range hs {
+					h.Done()
+				}
+				if done.Add(int64(len(hs))) == trackedOps {
+					close(allDone)
+				}
+				return nil
+			},
+		}); err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		stopped := make(chan error, 1)
+		begin := time.Now()
+		go func() { stopped <- bs.Run(ctx) }()
+		wait := func(ch chan struct{}, what string) {
+			select {
+			case <-ch:
+			case err := <-stopped:
+				b.Fatalf("bus stopped: %v", err)
+			case <-time.After(5 * time.Minute):
+				b.Fatalf("%s: held %d, done %d", what, held.Load(), done.Load())
+			}
+		}
+		wait(allHeld, "not all held")
+		heldAfter := time.Since(begin)
+		var during runtime.MemStats
+		runtime.ReadMemStats(&during)
+		t0 := time.Now()
+		wait(measured, "no 20 checks with everything held")
+		checkRate := 20 / time.Since(t0).Seconds()
+		finish.Store(true)
+		releaseStart := time.Now()
+		wait(allDone, "not all done")
+		released := time.Since(releaseStart)
+		b.StopTimer()
+		cancel()
+		if err := <-stopped; err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(heldAfter.Seconds(), "s-to-hold-10k")
+		b.ReportMetric(checkRate, "checks/s-at-10k")
+		b.ReportMetric(float64(int64(during.HeapInuse)-int64(before.HeapInuse))/trackedOps, "heap-B/held")
+		b.ReportMetric(released.Seconds(), "s-to-release-10k")
+		b.StartTimer()
+	}
+}

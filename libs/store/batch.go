@@ -1,0 +1,532 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// MultiGetter is implemented by stores that read many strings in one round trip (MGET).
+type MultiGetter interface {
+	// GetMany returns the string value of each key ("found" false for an absent key).
+	GetMany(ctx context.Context, keys []string) (values [][]byte, found []bool, err error)
+}
+
+var (
+	_ MultiGetter = (*Memory)(nil)
+	_ MultiGetter = (*Redis)(nil)
+	_ MultiGetter = (*prefixed)(nil)
+)
+
+// GetMany implements MultiGetter.
+func (m *Memory) GetMany(_ context.Context, keys []string) ([][]byte, []bool, error) {
+	values, found := make([][]byte, len(keys)), make([]bool, len(keys))
+	err := m.read(func() error {
+		for i, k := range keys {
+			v, err := m.lookup(k, kindString)
+			if err != nil {
+				return err
+			}
+			if v != nil {
+				values[i], found[i] = cloneBytes(v.str), true
+			}
+		}
+		return nil
+	})
+	return values, found, err
+}
+
+// GetMany implements MultiGetter with MGET (a key of another type reads as absent, as MGET
+// does).
+func (r *Redis) GetMany(ctx context.Context, keys []string) ([][]byte, []bool, error) {
+	if err := r.check(); err != nil {
+		return nil, nil, err
+	}
+	values, found := make([][]byte, len(keys)), make([]bool, len(keys))
+	if len(keys) == 0 {
+		return values, found, nil
+	}
+	got, err := r.client.MGet(ctx, r.keys(keys)...).Result()
+	if err != nil {
+		return nil, nil, mapRedisErr("mget", err)
+	}
+	for i, v := range got {
+		if s, ok := v.(string); ok {
+			values[i], found[i] = []byte(s), true
+		}
+	}
+	return values, found, nil
+}
+
+// GetMany implements MultiGetter when the inner store does.
+func (p *prefixed) GetMany(ctx context.Context, keys []string) ([][]byte, []bool, error) {
+	if err := p.open(); err != nil {
+		return nil, nil, err
+	}
+	mg, ok := p.inner.(MultiGetter)
+	if !ok {
+		return nil, nil, errors.New("store: the inner store does not implement MultiGetter")
+	}
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = p.key(k)
+	}
+	return mg.GetMany(ctx, full)
+}
+
+// Batch is a Store that keeps its writes in memory over a base store, reads seeing them (a key
+// is read from the base once, then its value is known), until Commit writes them all in one
+// guarded Update (one MULTI/EXEC on Redis). A read model applies a batch of events through it
+// and commits once, with its checkpoint, so the whole batch is one round trip and one atomic
+// write. A Batch is for one goroutine at a time; its Close does not close the base.
+type Batch struct {
+	base Store
+
+	mu     sync.Mutex
+	known  map[string]*memValue // keys whose value is known; a nil value is absent
+	blind  map[string][]Write   // writes to keys not read yet, applied when they are
+	writes []Write
+	byKey  map[string][]int // indexes in writes of each key's writes
+	// added holds the members an SAdd of this batch put in each set (and no SRem or Delete
+	// took out since), so adding them again writes nothing.
+	added map[string]map[string]struct{}
+}
+
+// NewBatch returns an empty batch over base, which must implement Updater.
+func NewBatch(base Store) (*Batch, error) {
+	if _, ok := base.(Updater); !ok {
+		return nil, errors.New("store: a Batch needs a base store that implements Updater")
+	}
+	b := &Batch{base: base}
+	b.reset()
+	return b, nil
+}
+
+func (b *Batch) reset() {
+	b.known, b.blind, b.writes, b.byKey = map[string]*memValue{}, map[string][]Write{}, nil, map[string][]int{}
+	b.added = map[string]map[string]struct{}{}
+}
+
+// Pending is how many writes wait for Commit.
+func (b *Batch) Pending() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.writes)
+}
+
+// Discard forgets every write and every value read.
+func (b *Batch) Discard() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reset()
+}
+
+// Commit writes the pending writes and extra, all or none, if the string at guard in the base
+// equals want (nil: absent), and reports whether it did. Either way the batch is empty
+// afterwards (a caller whose guard failed reads again).
+func (b *Batch) Commit(ctx context.Context, guard string, want []byte, extra ...Write) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// A key's hash writes are merged into its first one (only Set and Delete, which drop the
+	// writes before them, could come between).
+	ws := make([]Write, 0, len(b.writes)+len(extra))
+	hashAt := map[string]int{}
+	for _, w := range b.writes {
+		switch w.Op {
+		case 0:
+		case OpHSet:
+			if i, ok := hashAt[w.Key]; ok {
+				maps.Copy(ws[i].Fields, w.Fields)
+				continue
+			}
+			hashAt[w.Key] = len(ws)
+			ws = append(ws, w)
+		default:
+			ws = append(ws, w)
+		}
+	}
+	ws = append(ws, extra...)
+	b.reset()
+	if len(ws) == 0 {
+		return true, nil
+	}
+	return b.base.(Updater).Update(ctx, guard, want, ws...)
+}
+
+// Prefetch reads the string keys from the base in one round trip (when it is a MultiGetter)
+// so later Gets of them cost nothing.
+func (b *Batch) Prefetch(ctx context.Context, keys []string) error {
+	b.mu.Lock()
+	var todo []string
+	for _, k := range keys {
+		if _, ok := b.known[k]; !ok && len(b.blind[k]) == 0 {
+			todo = append(todo, k)
+		}
+	}
+	b.mu.Unlock()
+	mg, ok := b.base.(MultiGetter)
+	if !ok || len(todo) == 0 {
+		return nil
+	}
+	slices.Sort(todo)
+	todo = slices.Compact(todo)
+	values, found, err := mg.GetMany(ctx, todo)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, k := range todo {
+		if _, ok := b.known[k]; ok {
+			continue
+		}
+		if found[i] {
+			b.known[k] = &memValue{kind: kindString, str: values[i]}
+		} else {
+			b.known[k] = nil
+		}
+	}
+	return nil
+}
+
+// record appends a write; a Set or Delete replaces the key's earlier writes.
+func (b *Batch) record(w Write) {
+	if w.Op == OpSet || w.Op == OpDelete {
+		for _, i := range b.byKey[w.Key] {
+			b.writes[i].Op = 0
+		}
+		b.byKey[w.Key] = b.byKey[w.Key][:0]
+	}
+	b.byKey[w.Key] = append(b.byKey[w.Key], len(b.writes))
+	b.writes = append(b.writes, w)
+}
+
+// write records w and applies it to the known value, or keeps it blind.
+func (b *Batch) write(w Write) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch w.Op {
+	case OpSAdd:
+		set := b.added[w.Key]
+		fresh := w.Members[:0:0]
+		for _, m := range w.Members {
+			if _, ok := set[m]; !ok {
+				fresh = append(fresh, m)
+			}
+		}
+		if len(fresh) == 0 {
+			return nil // added by this batch already
+		}
+		w.Members = fresh
+		if set == nil {
+			set = map[string]struct{}{}
+			b.added[w.Key] = set
+		}
+		for _, m := range fresh {
+			set[m] = struct{}{}
+		}
+	case OpSRem:
+		for _, m := range w.Members {
+			delete(b.added[w.Key], m)
+		}
+	case OpSet, OpDelete:
+		delete(b.added, w.Key)
+	}
+	if w.Op == OpSet || w.Op == OpDelete {
+		delete(b.blind, w.Key)
+		b.known[w.Key] = nil
+		if w.Op == OpSet {
+			b.known[w.Key] = &memValue{kind: kindString, str: cloneBytes(w.Value)}
+		}
+		b.record(w)
+		return nil
+	}
+	if v, ok := b.known[w.Key]; ok {
+		nv, err := applyTo(v, w)
+		if err != nil {
+			return err
+		}
+		b.known[w.Key] = nv
+	} else {
+		b.blind[w.Key] = append(b.blind[w.Key], w)
+	}
+	b.record(w)
+	return nil
+}
+
+// applyTo returns v (nil: absent) after w, a set or hash write.
+func applyTo(v *memValue, w Write) (*memValue, error) {
+	want := kindSet
+	if w.Op == OpHSet {
+		want = kindHash
+	}
+	if v != nil && v.kind != want {
+		return nil, ErrWrongType
+	}
+	if v == nil {
+		v = &memValue{kind: want, set: map[string]struct{}{}, hash: map[string][]byte{}}
+	}
+	switch w.Op {
+	case OpSAdd:
+		for _, m := range w.Members {
+			v.set[m] = struct{}{}
+		}
+	case OpSRem:
+		for _, m := range w.Members {
+			delete(v.set, m)
+		}
+	case OpHSet:
+		for f, x := range w.Fields {
+			v.hash[f] = cloneBytes(x)
+		}
+	}
+	if (v.kind == kindSet && len(v.set) == 0) || (v.kind == kindHash && len(v.hash) == 0) {
+		return nil, nil
+	}
+	return v, nil
+}
+
+// load returns the value of key as of the batch, reading the base once (as kind k).
+func (b *Batch) load(ctx context.Context, key string, k kind) (*memValue, error) {
+	b.mu.Lock()
+	v, ok := b.known[key]
+	b.mu.Unlock()
+	if ok {
+		if v != nil && v.kind != k {
+			return nil, ErrWrongType
+		}
+		return v, nil
+	}
+	var base *memValue
+	switch k {
+	case kindString:
+		s, found, err := b.base.Get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			base = &memValue{kind: kindString, str: s}
+		}
+	case kindSet:
+		ms, err := b.base.SMembers(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if len(ms) > 0 {
+			base = &memValue{kind: kindSet, set: make(map[string]struct{}, len(ms))}
+			for _, m := range ms {
+				base.set[m] = struct{}{}
+			}
+		}
+	case kindHash:
+		h, err := b.base.HGetAll(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if len(h) > 0 {
+			base = &memValue{kind: kindHash, hash: h}
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if v, ok := b.known[key]; ok { // read meanwhile
+		return v, nil
+	}
+	for _, w := range b.blind[key] {
+		var err error
+		if base, err = applyTo(base, w); err != nil {
+			return nil, err
+		}
+	}
+	delete(b.blind, key)
+	b.known[key] = base
+	return base, nil
+}
+
+// Get implements Store.
+func (b *Batch) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	v, err := b.load(ctx, key, kindString)
+	if err != nil || v == nil {
+		return nil, false, err
+	}
+	return cloneBytes(v.str), true, nil
+}
+
+// Set implements Store.
+func (b *Batch) Set(_ context.Context, key string, value []byte) error {
+	return b.write(SetW(key, value))
+}
+
+// SetNX implements Store (it reads the key).
+func (b *Batch) SetNX(ctx context.Context, key string, value []byte) (bool, error) {
+	b.mu.Lock()
+	v, ok := b.known[key]
+	b.mu.Unlock()
+	if !ok {
+		s, found, err := b.base.Get(ctx, key)
+		if err != nil {
+			return false, err
+		}
+		if found {
+			v = &memValue{kind: kindString, str: s}
+		}
+	}
+	if v != nil {
+		return false, nil
+	}
+	return true, b.write(SetW(key, value))
+}
+
+// Delete implements Store.
+func (b *Batch) Delete(_ context.Context, keys ...string) error {
+	for _, k := range keys {
+		if err := b.write(DelW(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SAdd implements Store; the count is of members new to the batch's view when the set was
+// read, else of all members.
+func (b *Batch) SAdd(_ context.Context, key string, members ...string) (int, error) {
+	if len(members) == 0 {
+		return 0, nil
+	}
+	return len(members), b.write(SAddW(key, members...))
+}
+
+// SRem implements Store (the count is of the members named).
+func (b *Batch) SRem(_ context.Context, key string, members ...string) (int, error) {
+	if len(members) == 0 {
+		return 0, nil
+	}
+	return len(members), b.write(SRemW(key, members...))
+}
+
+// SMembers implements Store.
+func (b *Batch) SMembers(ctx context.Context, key string) ([]string, error) {
+	v, err := b.load(ctx, key, kindSet)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return []string{}, nil
+	}
+	return slices.Sorted(maps.Keys(v.set)), nil
+}
+
+// SIsMember implements Store.
+func (b *Batch) SIsMember(ctx context.Context, key, member string) (bool, error) {
+	v, err := b.load(ctx, key, kindSet)
+	if err != nil || v == nil {
+		return false, err
+	}
+	_, ok := v.set[member]
+	return ok, nil
+}
+
+// SCard implements Store.
+func (b *Batch) SCard(ctx context.Context, key string) (int, error) {
+	b.mu.Lock()
+	_, known := b.known[key]
+	blind := len(b.blind[key])
+	b.mu.Unlock()
+	if !known && blind == 0 {
+		return b.base.SCard(ctx, key) // untouched by the batch: no need to read the members
+	}
+	v, err := b.load(ctx, key, kindSet)
+	if err != nil || v == nil {
+		return 0, err
+	}
+	return len(v.set), nil
+}
+
+// HSet implements Store.
+func (b *Batch) HSet(_ context.Context, key string, fields map[string][]byte) error {
+	if len(fields) == 0 {
+		return nil
+	}
+	return b.write(HSetW(key, maps.Clone(fields)))
+}
+
+// HGetAll implements Store.
+func (b *Batch) HGetAll(ctx context.Context, key string) (map[string][]byte, error) {
+	v, err := b.load(ctx, key, kindHash)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	if v != nil {
+		for f, x := range v.hash {
+			out[f] = cloneBytes(x)
+		}
+	}
+	return out, nil
+}
+
+// IncrBy implements Store (it reads the key).
+func (b *Batch) IncrBy(ctx context.Context, key string, n int64) (int64, error) {
+	v, err := b.load(ctx, key, kindString)
+	if err != nil {
+		return 0, err
+	}
+	var cur int64
+	if v != nil {
+		if cur, err = strconv.ParseInt(string(v.str), 10, 64); err != nil {
+			return 0, ErrNotInteger
+		}
+	}
+	cur += n
+	return cur, b.write(SetW(key, []byte(strconv.FormatInt(cur, 10))))
+}
+
+// Keys implements Store: the base's keys with the batch's writes applied.
+func (b *Batch) Keys(ctx context.Context, prefix string) ([]string, error) {
+	ks, err := b.base.Keys(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	for _, k := range ks {
+		set[k] = true
+	}
+	b.mu.Lock()
+	for k, v := range b.known {
+		if strings.HasPrefix(k, prefix) {
+			set[k] = v != nil
+		}
+	}
+	for k := range b.blind {
+		if strings.HasPrefix(k, prefix) {
+			set[k] = true
+		}
+	}
+	b.mu.Unlock()
+	out := make([]string, 0, len(set))
+	for k, ok := range set {
+		if ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// FlushPrefix is not supported inside a batch.
+func (b *Batch) FlushPrefix(context.Context, string) error {
+	return fmt.Errorf("store: FlushPrefix inside a batch: %w", errors.ErrUnsupported)
+}
+
+// Close implements Store; it discards the batch and leaves the base open.
+func (b *Batch) Close() error {
+	b.Discard()
+	return nil
+}
+
+var _ Store = (*Batch)(nil)

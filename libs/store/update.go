@@ -1,0 +1,234 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// WriteOp is the kind of one write of an Update.
+type WriteOp int
+
+// Write operations.
+const (
+	// OpSet sets the string Value at Key.
+	OpSet WriteOp = iota + 1
+	// OpDelete deletes Key.
+	OpDelete
+	// OpSAdd adds Members to the set at Key.
+	OpSAdd
+	// OpSRem removes Members from the set at Key.
+	OpSRem
+	// OpHSet sets Fields of the hash at Key.
+	OpHSet
+)
+
+// Write is one write of an Update.
+type Write struct {
+	Op      WriteOp
+	Key     string
+	Value   []byte
+	Members []string
+	Fields  map[string][]byte
+}
+
+// SetW sets the string at key (SetW, DelW, SAddW, SRemW and HSetW build writes).
+func SetW(key string, value []byte) Write { return Write{Op: OpSet, Key: key, Value: value} }
+
+// DelW deletes key.
+func DelW(key string) Write { return Write{Op: OpDelete, Key: key} }
+
+// SAddW adds members to the set at key.
+func SAddW(key string, members ...string) Write { return Write{Op: OpSAdd, Key: key, Members: members} }
+
+// SRemW removes members from the set at key.
+func SRemW(key string, members ...string) Write { return Write{Op: OpSRem, Key: key, Members: members} }
+
+// HSetW sets fields of the hash at key.
+func HSetW(key string, fields map[string][]byte) Write {
+	return Write{Op: OpHSet, Key: key, Fields: fields}
+}
+
+// Updater is implemented by stores that apply a group of writes atomically, guarded by the
+// value of one string key: Update applies writes, all or none, only if the string at guard
+// equals want (want nil: guard is absent), and reports whether it did. Nothing else sees
+// some of the writes without the others. Memory, Redis (WATCH + MULTI/EXEC) and Prefixed
+// views of them implement it.
+type Updater interface {
+	Update(ctx context.Context, guard string, want []byte, writes ...Write) (applied bool, err error)
+}
+
+var (
+	_ Updater = (*Memory)(nil)
+	_ Updater = (*Redis)(nil)
+	_ Updater = (*prefixed)(nil)
+)
+
+func validWrite(w Write) error {
+	switch w.Op {
+	case OpSet, OpDelete, OpSAdd, OpSRem, OpHSet:
+		return nil
+	}
+	return fmt.Errorf("store: write %d on %q: unknown operation", w.Op, w.Key)
+}
+
+// Update implements Updater under the store's lock. A write to a key of the wrong kind fails
+// the whole update before anything is written.
+func (m *Memory) Update(_ context.Context, guard string, want []byte, writes ...Write) (applied bool, err error) {
+	err = m.write(func() error {
+		g, err := m.lookup(guard, kindString)
+		if err != nil {
+			return err
+		}
+		if (want == nil) != (g == nil) || (g != nil && !bytes.Equal(g.str, want)) {
+			return nil
+		}
+		for _, w := range writes {
+			if err := validWrite(w); err != nil {
+				return err
+			}
+			want := map[WriteOp]kind{OpSAdd: kindSet, OpSRem: kindSet, OpHSet: kindHash}[w.Op]
+			if want == 0 {
+				continue
+			}
+			if _, err := m.lookup(w.Key, want); err != nil {
+				return err
+			}
+		}
+		for _, w := range writes {
+			m.apply(w)
+		}
+		applied = true
+		return nil
+	})
+	return applied, err
+}
+
+// apply performs one checked write; the caller holds the lock.
+func (m *Memory) apply(w Write) {
+	v := m.data[w.Key]
+	switch w.Op {
+	case OpSet:
+		m.data[w.Key] = &memValue{kind: kindString, str: cloneBytes(w.Value)}
+	case OpDelete:
+		delete(m.data, w.Key)
+	case OpSAdd:
+		if len(w.Members) == 0 {
+			return
+		}
+		if v == nil {
+			v = &memValue{kind: kindSet, set: map[string]struct{}{}}
+			m.data[w.Key] = v
+		}
+		for _, s := range w.Members {
+			v.set[s] = struct{}{}
+		}
+	case OpSRem:
+		if v == nil {
+			return
+		}
+		for _, s := range w.Members {
+			delete(v.set, s)
+		}
+		if len(v.set) == 0 {
+			delete(m.data, w.Key)
+		}
+	case OpHSet:
+		if len(w.Fields) == 0 {
+			return
+		}
+		if v == nil {
+			v = &memValue{kind: kindHash, hash: map[string][]byte{}}
+			m.data[w.Key] = v
+		}
+		for f, b := range w.Fields {
+			v.hash[f] = cloneBytes(b)
+		}
+	}
+}
+
+// Update implements Updater with WATCH on guard and the writes in one MULTI/EXEC; a guard
+// changed between the read and EXEC is reported as not applied.
+func (r *Redis) Update(ctx context.Context, guard string, want []byte, writes ...Write) (bool, error) {
+	if err := r.check(); err != nil {
+		return false, err
+	}
+	for _, w := range writes {
+		if err := validWrite(w); err != nil {
+			return false, err
+		}
+	}
+	applied := false
+	err := r.client.Watch(ctx, func(tx *redis.Tx) error {
+		got, err := tx.Get(ctx, r.key(guard)).Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+			if want != nil {
+				return nil
+			}
+		case err != nil:
+			return err
+		case want == nil || !bytes.Equal(got, want):
+			return nil
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for _, w := range writes {
+				k := r.key(w.Key)
+				switch w.Op {
+				case OpSet:
+					p.Set(ctx, k, w.Value, 0)
+				case OpDelete:
+					p.Del(ctx, k)
+				case OpSAdd:
+					if len(w.Members) > 0 {
+						p.SAdd(ctx, k, toAny(w.Members)...)
+					}
+				case OpSRem:
+					if len(w.Members) > 0 {
+						p.SRem(ctx, k, toAny(w.Members)...)
+					}
+				case OpHSet:
+					if len(w.Fields) > 0 {
+						args := make([]any, 0, 2*len(w.Fields))
+						for f, v := range w.Fields {
+							args = append(args, f, v)
+						}
+						p.HSet(ctx, k, args...)
+					}
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			applied = true
+		}
+		return err
+	}, r.key(guard))
+	if errors.Is(err, redis.TxFailedErr) {
+		return false, nil
+	}
+	if err != nil {
+		return false, mapRedisErr("update", err)
+	}
+	return applied, nil
+}
+
+// Update implements Updater when the inner store does.
+func (p *prefixed) Update(ctx context.Context, guard string, want []byte, writes ...Write) (bool, error) {
+	if err := p.open(); err != nil {
+		return false, err
+	}
+	u, ok := p.inner.(Updater)
+	if !ok {
+		return false, errors.New("store: the inner store does not implement Updater")
+	}
+	full := make([]Write, len(writes))
+	for i, w := range writes {
+		w.Key = p.key(w.Key)
+		full[i] = w
+	}
+	return u.Update(ctx, p.key(guard), want, full...)
+}

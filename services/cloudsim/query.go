@@ -1,0 +1,205 @@
+package cloudsim
+
+import (
+	"encoding/xml"
+	"net/http"
+	"net/url"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// This file has what EC2 and STS share: the AWS Query protocol (form-encoded requests, XML
+// responses).
+
+// parseQueryForm reads the form of a Query-protocol request: the POST body and the URL query.
+func parseQueryForm(c *call) error {
+	form, err := url.ParseQuery(string(c.body))
+	if err != nil {
+		return errf("MalformedQueryString", "the request body is not a form: %v", err)
+	}
+	for k, v := range c.r.URL.Query() {
+		if _, ok := form[k]; !ok {
+			form[k] = v
+		}
+	}
+	c.form = form
+	c.op = form.Get("Action")
+	if c.op == "" {
+		return errf("MissingAction", "The request must contain the parameter Action")
+	}
+	return nil
+}
+
+// indices are the positions N present under prefix.N in the form, in order.
+func indices(form url.Values, prefix string) []int {
+	seen := map[int]bool{}
+	p := prefix + "."
+	for k := range form {
+		if !strings.HasPrefix(k, p) {
+			continue
+		}
+		rest := k[len(p):]
+		if i := strings.IndexByte(rest, '.'); i >= 0 {
+			rest = rest[:i]
+		}
+		if n, err := strconv.Atoi(rest); err == nil && n > 0 {
+			seen[n] = true
+		}
+	}
+	out := make([]int, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Ints(out)
+	return out
+}
+
+// list reads prefix.1, prefix.2, ... (EC2's flattened lists).
+func list(form url.Values, prefix string) []string {
+	var out []string
+	for _, n := range indices(form, prefix) {
+		if v, ok := form[prefix+"."+strconv.Itoa(n)]; ok && len(v) > 0 {
+			out = append(out, v[0])
+		}
+	}
+	return out
+}
+
+// filter is one EC2 filter: any of Values matches (wildcards * and ?).
+type filter struct {
+	Name   string
+	Values []string
+}
+
+func filters(form url.Values) []filter {
+	var out []filter
+	for _, n := range indices(form, "Filter") {
+		p := "Filter." + strconv.Itoa(n)
+		out = append(out, filter{Name: form.Get(p + ".Name"), Values: list(form, p+".Value")})
+	}
+	return out
+}
+
+// exact tells whether no value has a wildcard (so an index can answer the filter).
+func (f filter) exact() bool {
+	for _, v := range f.Values {
+		if strings.ContainsAny(v, "*?") {
+			return false
+		}
+	}
+	return true
+}
+
+func (f filter) match(s string) bool {
+	for _, v := range f.Values {
+		if v == s {
+			return true
+		}
+		if strings.ContainsAny(v, "*?") {
+			if ok, _ := path.Match(strings.ReplaceAll(v, "/", "\x00"), strings.ReplaceAll(s, "/", "\x00")); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+type tagPair struct {
+	Key   string
+	Value *string
+}
+
+func tags(form url.Values, prefix string) []tagPair {
+	var out []tagPair
+	for _, n := range indices(form, prefix) {
+		p := prefix + "." + strconv.Itoa(n)
+		t := tagPair{Key: form.Get(p + ".Key")}
+		if v, ok := form[p+".Value"]; ok && len(v) > 0 {
+			t.Value = &v[0]
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// tagSpecs reads TagSpecification.N for one resource type.
+func tagSpecs(form url.Values, resourceType string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, n := range indices(form, "TagSpecification") {
+		p := "TagSpecification." + strconv.Itoa(n)
+		rt := form.Get(p + ".ResourceType")
+		if rt != resourceType {
+			return nil, errf("InvalidParameterValue", "TagSpecification.%d.ResourceType %q: must be %s for this operation", n, rt, resourceType)
+		}
+		for _, t := range tags(form, p+".Tag") {
+			if err := checkTagKey(t.Key); err != nil {
+				return nil, err
+			}
+			v := ""
+			if t.Value != nil {
+				v = *t.Value
+			}
+			out[t.Key] = v
+		}
+	}
+	return out, nil
+}
+
+func checkTagKey(k string) error {
+	switch {
+	case k == "":
+		return errf("InvalidParameterValue", "Tag key must not be empty")
+	case len(k) > 128:
+		return errf("InvalidParameterValue", "Tag key %q: must be at most 128 characters", k)
+	case strings.HasPrefix(strings.ToLower(k), "aws:"):
+		return errf("InvalidParameterValue", "Tag key %q: keys starting with aws: are reserved", k)
+	}
+	return nil
+}
+
+func formBool(form url.Values, key string) bool {
+	b, _ := strconv.ParseBool(form.Get(key))
+	return b
+}
+
+// formInt reads an optional integer; ok is false when absent.
+func formInt(form url.Values, key string) (n int, ok bool, err error) {
+	v := form.Get(key)
+	if v == "" {
+		return 0, false, nil
+	}
+	n, err = strconv.Atoi(v)
+	if err != nil {
+		return 0, false, errf("InvalidParameterValue", "%s %q: must be an integer", key, v)
+	}
+	return n, true, nil
+}
+
+func xmlTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// writeQueryResult writes a Query-protocol result with its request id.
+func writeQueryResult(rw http.ResponseWriter, c *call, v any) {
+	if m, ok := v.(interface{ setMeta(string) }); ok {
+		m.setMeta(c.requestID)
+	}
+	writeXML(rw, http.StatusOK, v)
+}
+
+// writeXML writes an XML document.
+func writeXML(rw http.ResponseWriter, status int, v any) {
+	out, err := xml.Marshal(v)
+	if err != nil {
+		http.Error(rw, "encode response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	out = append([]byte(xml.Header), out...)
+	rw.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+	rw.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	rw.WriteHeader(status)
+	_, _ = rw.Write(out) //nolint:gosec // G705: an XML API document served as text/xml, not HTML
+}

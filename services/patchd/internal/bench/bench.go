@@ -1,0 +1,601 @@
+// Package bench measures one or more waves through patchd's real wiring: every service, the
+// embedded JetStream server, the AWS adapter against an in-process cloudsim at zero latency and
+// in-memory read models, as patchd runs them. The tenant is prepared through the REST API as
+// the demo does (service design, keys, an approved baseline), each wave's run is started through
+// the API and its end is seen in the events (run.completed, then every consumer of the event
+// stream caught up), never by sleeping. The same server then runs the raw JetStream floor
+// (libs/benchkit.Floor) with as many events as the waves produced, and the ratio of the two is
+// the figure that counts on a shared machine. Nothing here asserts a time.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchwave/patchwave/libs/benchkit"
+	"github.com/patchwave/patchwave/libs/events"
+	schedulerv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/scheduler/v1"
+	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
+	"github.com/patchwave/patchwave/services/cloudsim"
+	"github.com/patchwave/patchwave/services/patchd"
+	"github.com/patchwave/patchwave/services/patchd/internal/demo"
+)
+
+// Tenant is the bench's tenant.
+const Tenant = "bench"
+
+// Config configures a bench run.
+type Config struct {
+	// Instances is the number of instances of each wave. Required, 1..MaxInstances.
+	Instances int
+	// Waves is how many waves of Instances run, one after the other. Optional, default 1,
+	// at most 10.
+	Waves int
+	// MaxConcurrency is each wave's rollout max_concurrency (a count) in the service design.
+	// Optional, default Instances (the whole wave at once). It is the design's field: it takes
+	// effect where the run engine enforces it.
+	MaxConcurrency int
+	// DataDir is patchd's data directory; it must be empty or absent. Required.
+	DataDir string
+	// FailureRate is the share of (instance, patch) installs cloudsim fails. Optional.
+	FailureRate float64
+	// PollInterval of the snapshotter's and installer's trackers. Optional, patchd's default.
+	PollInterval time.Duration
+	// CPUProfile, if set, receives a CPU profile of the waves (not of the setup or the floor).
+	CPUProfile io.Writer
+	// Out receives the report; its last line is Result.Line. Required.
+	Out io.Writer
+	// Logger for patchd. Optional, default discards.
+	Logger *slog.Logger
+	// Timeout bounds each wave. Optional, default 30 minutes.
+	Timeout time.Duration
+	// FloorRuns is how many times the floor runs; the fastest counts (it is a floor, and on a
+	// shared machine one short run can lose seconds to a neighbour's burst). Optional,
+	// default 3.
+	FloorRuns int
+}
+
+// MaxInstances bounds the instances of one wave (the emulator's ceiling).
+const MaxInstances = 1_000_000
+
+func (c *Config) setDefaults() {
+	if c.Waves == 0 {
+		c.Waves = 1
+	}
+	if c.MaxConcurrency == 0 {
+		c.MaxConcurrency = c.Instances
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 30 * time.Minute
+	}
+	if c.FloorRuns == 0 {
+		c.FloorRuns = 3
+	}
+}
+
+// Validate reports every problem with the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Instances < 1 || c.Instances > MaxInstances {
+		errs = append(errs, fmt.Errorf("instances %d: must be from 1 to %d", c.Instances, MaxInstances))
+	}
+	if c.Waves < 1 || c.Waves > 10 {
+		errs = append(errs, fmt.Errorf("waves %d: must be from 1 to 10", c.Waves))
+	}
+	if c.MaxConcurrency < 1 || c.MaxConcurrency > 100_000 {
+		errs = append(errs, fmt.Errorf("max-concurrency %d: must be from 1 to 100000 (the design's count)", c.MaxConcurrency))
+	}
+	if c.FailureRate < 0 || c.FailureRate > 1 {
+		errs = append(errs, fmt.Errorf("failure-rate %g: must be from 0 to 1", c.FailureRate))
+	}
+	if c.FloorRuns < 1 || c.FloorRuns > 20 {
+		errs = append(errs, fmt.Errorf("floor-runs %d: must be from 1 to 20", c.FloorRuns))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir: required"))
+	}
+	if c.Out == nil {
+		errs = append(errs, errors.New("Out: required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Result is what a bench run measured.
+type Result struct {
+	// Instances is the number of instances of all waves.
+	Instances int
+	// Runs are the final states of the waves' runs.
+	Runs []*schedulerv1.Run
+	// Wall is the time of the waves, from each StartRun call to the moment its run completed and
+	// every consumer of the event stream had caught up, summed over waves.
+	Wall time.Duration
+	// Events is the number of events the waves stored in the tenant stream.
+	Events int
+	// Stages are the per-stage times of every wave, in order.
+	Stages []Stage
+	// Floor is the fastest of the floor runs: the raw JetStream pipeline with about as many
+	// events, on the same server.
+	Floor benchkit.FloorResult
+	// FloorWalls are the wall times of every floor run, in order.
+	FloorWalls []time.Duration
+	// CPU and FloorCPU are the process's CPU time (user and system) during the waves and
+	// during the floor (its least over the runs): on a shared machine they move less than
+	// wall times.
+	CPU, FloorCPU time.Duration
+	// CloudCalls counts the emulator's calls per operation during the waves.
+	CloudCalls map[string]int64
+	// MaxBusy is the most instances the emulator had a patching operation in progress for at
+	// once during the waves (bounded by the waves' max concurrency).
+	MaxBusy int64
+	// PeakRSSMiB is the process's peak resident set (patchd, its embedded server and cloudsim
+	// all live in it).
+	PeakRSSMiB float64
+}
+
+// Ratio is Wall over the floor's wall time.
+func (r Result) Ratio() float64 {
+	if r.Floor.Wall <= 0 {
+		return 0
+	}
+	return r.Wall.Seconds() / r.Floor.Wall.Seconds()
+}
+
+// Line is the report's last line, for scripts.
+func (r Result) Line() string {
+	return fmt.Sprintf("ratio=%.2f instances=%d wall_s=%.2f floor_s=%.2f peak_rss_mib=%.0f",
+		r.Ratio(), r.Instances, r.Wall.Seconds(), r.Floor.Wall.Seconds(), r.PeakRSSMiB)
+}
+
+// Stage is one stage of a wave: when (from the StartRun call) its first and last event arrived.
+type Stage struct {
+	Wave   int
+	Name   string
+	Events int
+	First  time.Duration
+	Last   time.Duration
+}
+
+// Run prepares patchd, runs the waves and the floor, and prints the report.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if entries, err := os.ReadDir(cfg.DataDir); err == nil && len(entries) > 0 {
+		return nil, fmt.Errorf("bench: data-dir %s: must be empty (each bench starts from nothing)", cfg.DataDir)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("bench: data-dir: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d, err := patchd.New(ctx, patchd.Config{
+		DataDir: cfg.DataDir, NATSPort: -1, HTTPAddr: "127.0.0.1:0", OpsAddr: "-", Logger: cfg.Logger,
+		Cloud:  cloudsim.Config{Faults: cloudsim.FaultConfig{PatchFailureRate: cfg.FailureRate}},
+		Tenant: Tenant, Instances: cfg.Instances * cfg.Waves, Waves: cfg.Waves, PollInterval: cfg.PollInterval,
+		// The bench starts its waves itself; the scheduler does not fire them too.
+		FireInterval: -1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- d.Run(ctx) }()
+	res, err := run(ctx, cfg, d)
+	cancel()
+	if rerr := <-runErr; rerr != nil && !errors.Is(rerr, context.Canceled) && err == nil {
+		err = fmt.Errorf("patchd: %w", rerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func run(ctx context.Context, cfg Config, d *patchd.Daemon) (*Result, error) {
+	if err := d.Ready(ctx); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(cfg.Out, "patchbench: %d wave(s) of %d instances, max concurrency %d, failure rate %g, cloudsim at zero latency\n",
+		cfg.Waves, cfg.Instances, cfg.MaxConcurrency, cfg.FailureRate)
+	sess, err := demo.Prepare(ctx, demo.Config{
+		BaseURL: d.URL(), Key: d.OperatorKey(), Tenant: Tenant, Waves: cfg.Waves, CycleID: "bench", Out: io.Discard,
+		Policy: func(int) *typesv1.RolloutPolicy {
+			return &typesv1.RolloutPolicy{
+				MaxConcurrency: &typesv1.Amount{Value: &typesv1.Amount_Count{Count: int32(cfg.MaxConcurrency)}},
+				ErrorBudget:    &typesv1.Amount{Value: &typesv1.Amount_Percent{Percent: 100}},
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	js, err := jetstream.New(d.Conn())
+	if err != nil {
+		return nil, err
+	}
+	stream, err := js.Stream(ctx, events.StreamTenant)
+	if err != nil {
+		return nil, err
+	}
+	w, err := watch(d.Conn())
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+
+	res := &Result{Instances: cfg.Instances * cfg.Waves}
+	if cfg.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+	}
+	d.Cloud().ResetStats()
+	cpu0 := cpuTime()
+	for wave := 1; wave <= cfg.Waves; wave++ {
+		r, stages, events, wall, err := runWave(ctx, cfg, sess, stream, w, wave)
+		if err != nil {
+			if cfg.CPUProfile != nil {
+				pprof.StopCPUProfile()
+			}
+			return nil, fmt.Errorf("wave %d: %w", wave, err)
+		}
+		res.Runs = append(res.Runs, r)
+		res.Stages = append(res.Stages, stages...)
+		res.Events += events
+		res.Wall += wall
+	}
+	res.CPU = cpuTime() - cpu0
+	res.CloudCalls = map[string]int64{}
+	cloudStats := d.Cloud().Stats()
+	for op, st := range cloudStats.Operations {
+		res.CloudCalls[op] = st.Calls
+	}
+	res.MaxBusy = cloudStats.Busy.MaxInFlight
+	if cfg.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
+
+	// The floor: as many events as the waves stored, through raw nats.go relays on the same
+	// server, in a stream of its own configured as the tenant stream is.
+	perInstance := float64(res.Events) / float64(res.Instances)
+	stages := max(1, int(math.Round(perInstance))-1)
+	for i := range cfg.FloorRuns {
+		cpu0 = cpuTime()
+		f, err := floor(ctx, js, stream, res.Instances, stages)
+		if err != nil {
+			return nil, fmt.Errorf("floor: %w", err)
+		}
+		if c := cpuTime() - cpu0; i == 0 || c < res.FloorCPU {
+			res.FloorCPU = c
+		}
+		if i == 0 || f.Wall < res.Floor.Wall {
+			res.Floor = f
+		}
+		res.FloorWalls = append(res.FloorWalls, f.Wall)
+	}
+	if res.PeakRSSMiB, err = benchkit.PeakRSSMiB("self"); err != nil {
+		return nil, err
+	}
+	report(cfg.Out, res, perInstance, stages)
+	return res, nil
+}
+
+// runWave runs one wave and returns its run, stages, events and wall time.
+func runWave(ctx context.Context, cfg Config, sess *demo.Session, stream jetstream.Stream, w *watcher, wave int) (*schedulerv1.Run, []Stage, int, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	before, err := stream.Info(ctx)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	w.reset()
+	start := time.Now()
+	w.begin(start)
+	r, err := sess.StartRun(ctx, int32(wave))
+	if err != nil {
+		return nil, nil, 0, 0, fmt.Errorf("start run: %w", err)
+	}
+	if int(r.GetTotal()) != cfg.Instances {
+		return nil, nil, 0, 0, fmt.Errorf("run %s has %d instances, want %d", r.GetRunId(), r.GetTotal(), cfg.Instances)
+	}
+	fmt.Fprintf(cfg.Out, "wave %d: run %s started, %d instances\n", wave, r.GetRunId(), r.GetTotal())
+	// The run's end is its RunCompleted event; the GetRun poll every few seconds only guards
+	// against a missed core-NATS message and prints progress.
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			return nil, nil, 0, 0, fmt.Errorf("run %s did not complete: %w", r.GetRunId(), ctx.Err())
+		case id := <-w.completed:
+			done = id == r.GetRunId()
+		case <-tick.C:
+			got, err := sess.GetRun(ctx, r.GetRunId())
+			if err != nil {
+				return nil, nil, 0, 0, err
+			}
+			done = finished(got.GetState())
+			fmt.Fprintf(cfg.Out, "  %5.1fs: %d snapshotted, %d succeeded, %d failed, %d snapshot failures of %d\n",
+				time.Since(start).Seconds(), got.GetSnapshotted(), got.GetSucceeded(), got.GetFailed(), got.GetSnapshotFailed(), got.GetTotal())
+		}
+	}
+	completed := time.Since(start)
+	// Then every consumer of the tenant stream (reporting's projections, the notifier, the
+	// services' own read models) has processed everything the wave stored.
+	if err := caughtUp(ctx, stream); err != nil {
+		return nil, nil, 0, 0, err
+	}
+	wall := time.Since(start)
+	after, err := stream.Info(ctx)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	got, err := sess.GetRun(ctx, r.GetRunId())
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	stages := w.stages(wave)
+	stages = append(stages,
+		Stage{Wave: wave, Name: "run completed", Events: 1, First: completed, Last: completed},
+		Stage{Wave: wave, Name: caughtUpStage, First: completed, Last: wall})
+	fmt.Fprintf(cfg.Out, "wave %d: %s: %d succeeded, %d failed, %d snapshot failures of %d in %.2fs\n", wave,
+		strings.TrimPrefix(got.GetState().String(), "RUN_STATE_"), got.GetSucceeded(), got.GetFailed(), got.GetSnapshotFailed(), got.GetTotal(), wall.Seconds())
+	return got, stages, int(after.State.LastSeq - before.State.LastSeq), wall, nil
+}
+
+func finished(s typesv1.RunState) bool {
+	switch s {
+	case typesv1.RunState_RUN_STATE_COMPLETED, typesv1.RunState_RUN_STATE_COMPLETED_WITH_ERRORS,
+		typesv1.RunState_RUN_STATE_HALTED, typesv1.RunState_RUN_STATE_CANCELLED:
+		return true
+	}
+	return false
+}
+
+// caughtUp waits until no consumer of the stream has a message pending or unacknowledged.
+func caughtUp(ctx context.Context, stream jetstream.Stream) error {
+	for {
+		busy := ""
+		l := stream.ListConsumers(ctx)
+		for ci := range l.Info() {
+			if ci.NumPending > 0 || ci.NumAckPending > 0 {
+				busy = ci.Name
+			}
+		}
+		if err := l.Err(); err != nil {
+			return fmt.Errorf("list consumers: %w", err)
+		}
+		if busy == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("consumer %s did not catch up: %w", busy, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// watcher follows the tenant's events on a core NATS subscription: when each kind of event
+// first and last arrived, and the ids of completed runs.
+type watcher struct {
+	sub       *nats.Subscription
+	completed chan string
+	mu        sync.Mutex
+	start     time.Time
+	kinds     map[string]*Stage
+}
+
+func watch(nc *nats.Conn) (*watcher, error) {
+	w := &watcher{completed: make(chan string, 16), kinds: map[string]*Stage{}}
+	prefix := events.RootTenant + "." + Tenant + "."
+	sub, err := nc.Subscribe(events.TenantSubject(Tenant, "*", "*"), func(m *nats.Msg) {
+		now := time.Now()
+		kind := strings.TrimPrefix(m.Subject, prefix)
+		w.mu.Lock()
+		at := now.Sub(w.start)
+		s := w.kinds[kind]
+		if s == nil {
+			s = &Stage{Name: kind, First: at}
+			w.kinds[kind] = s
+		}
+		s.Events++
+		s.Last = at
+		w.mu.Unlock()
+		if kind == "run.completed" {
+			var env struct {
+				Subject string `json:"subject"`
+			}
+			if json.Unmarshal(m.Data, &env) == nil {
+				select {
+				case w.completed <- env.Subject:
+				default:
+				}
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return nil, err
+	}
+	w.sub = sub
+	return w, nil
+}
+
+func (w *watcher) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	clear(w.kinds)
+	for len(w.completed) > 0 {
+		<-w.completed
+	}
+}
+
+func (w *watcher) begin(t time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.start = t
+}
+
+// caughtUpStage is the stage from run.completed to every consumer of the stream (reporting's
+// projections, the notifier, the read models) having caught up.
+const caughtUpStage = "all consumers caught up"
+
+// order is the order of the pipeline's events in the report.
+var order = []string{"run.started", "job.requested", "snapshot.started", "snapshot.created", "snapshot.failed",
+	"install.started", "install.succeeded", "install.failed", "notification.sent", "notification.failed"}
+
+func (w *watcher) stages(wave int) []Stage {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []Stage
+	for _, s := range w.kinds {
+		if s.Name == "run.completed" {
+			continue
+		}
+		c := *s
+		c.Wave = wave
+		out = append(out, c)
+	}
+	rank := func(name string) int {
+		if i := slices.Index(order, name); i >= 0 {
+			return i
+		}
+		return len(order)
+	}
+	slices.SortFunc(out, func(a, b Stage) int {
+		if d := rank(a.Name) - rank(b.Name); d != 0 {
+			return d
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
+}
+
+func (w *watcher) close() { _ = w.sub.Unsubscribe() }
+
+// floorStream is the floor's own stream, made like the tenant stream and deleted afterwards, so
+// no service's consumer sees the floor's messages.
+const floorStream = "BENCH_FLOOR"
+
+func floor(ctx context.Context, js jetstream.JetStream, tenant jetstream.Stream, instances, stages int) (benchkit.FloorResult, error) {
+	info, err := tenant.Info(ctx)
+	if err != nil {
+		return benchkit.FloorResult{}, err
+	}
+	sc := info.Config
+	sc.Name, sc.Subjects, sc.Description = floorStream, []string{"benchfloor.>"}, "patchbench's floor, deleted after the bench"
+	sc.Sources, sc.Mirror = nil, nil
+	if _, err := js.CreateStream(ctx, sc); err != nil {
+		return benchkit.FloorResult{}, fmt.Errorf("stream %s: %w", floorStream, err)
+	}
+	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), floorStream) }()
+	return benchkit.Floor(ctx, benchkit.FloorConfig{
+		JS: js, Stream: floorStream, SubjectPrefix: "benchfloor.run", Instances: instances, Stages: stages,
+	})
+}
+
+func report(out io.Writer, res *Result, perInstance float64, stages int) {
+	fmt.Fprintf(out, "\nstages (seconds from the StartRun call; first and last event of each kind)\n")
+	fmt.Fprintf(out, "  %-4s %-22s %8s %8s %8s\n", "wave", "stage", "events", "first_s", "last_s")
+	for _, s := range res.Stages {
+		fmt.Fprintf(out, "  %-4d %-22s %8d %8.2f %8.2f\n", s.Wave, s.Name, s.Events, s.First.Seconds(), s.Last.Seconds())
+	}
+	fmt.Fprintf(out, "\nstage times (seconds)\n")
+	fmt.Fprintf(out, "  %-4s %9s %9s %11s %9s\n", "wave", "snapshot", "install", "completion", "catch-up")
+	for _, p := range phases(res.Stages) {
+		fmt.Fprintf(out, "  %-4d %9.2f %9.2f %11.2f %9.2f\n", p.wave, p.snapshot.Seconds(), p.install.Seconds(), p.completion.Seconds(), p.catchUp.Seconds())
+	}
+	fmt.Fprintf(out, "  snapshot: first job.requested to last snapshot outcome; install: first snapshot.created to last install outcome;\n")
+	fmt.Fprintf(out, "  completion: last install outcome to run.completed; catch-up: run.completed to every consumer (reporting, notifier) caught up\n")
+	fmt.Fprintf(out, "\ncloud calls during the waves (cloudsim's counters)\n")
+	ops := slices.Sorted(maps.Keys(res.CloudCalls))
+	var total int64
+	for _, op := range ops {
+		fmt.Fprintf(out, "  %-40s %8d\n", op, res.CloudCalls[op])
+		total += res.CloudCalls[op]
+	}
+	fmt.Fprintf(out, "  %-40s %8d (%.2f per instance)\n", "total", total, float64(total)/float64(res.Instances))
+	fmt.Fprintf(out, "  %-40s %8d (cloudsim's busy figure, bounded by the waves' max concurrency; 0 at zero latency, where operations take no time)\n", "instances busy at once, at most", res.MaxBusy)
+	fmt.Fprintf(out, "\ninstances  %d\n", res.Instances)
+	fmt.Fprintf(out, "events     %d (%.2f per instance)\n", res.Events, perInstance)
+	fmt.Fprintf(out, "wall       %.2fs, %.0f events/s\n", res.Wall.Seconds(), float64(res.Events)/res.Wall.Seconds())
+	walls := make([]string, len(res.FloorWalls))
+	for i, w := range res.FloorWalls {
+		walls[i] = fmt.Sprintf("%.2f", w.Seconds())
+	}
+	fmt.Fprintf(out, "floor      %.2fs, %.0f events/s (raw nats.go: %d instances through %d relay stages, %d events, same server; fastest of %s s)\n",
+		res.Floor.Wall.Seconds(), res.Floor.EventsPerSecond(), res.Instances, stages, res.Floor.Events, strings.Join(walls, ", "))
+	fmt.Fprintf(out, "cpu        waves %.2fs, floor %.2fs (user+system of the process; ratio %.2f)\n",
+		res.CPU.Seconds(), res.FloorCPU.Seconds(), res.CPU.Seconds()/max(res.FloorCPU.Seconds(), 1e-9))
+	fmt.Fprintf(out, "ratio      %.2f\n", res.Ratio())
+	fmt.Fprintf(out, "peak rss   %.0f MiB\n", res.PeakRSSMiB)
+	fmt.Fprintln(out, res.Line())
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+type phase struct {
+	wave                                   int
+	snapshot, install, completion, catchUp time.Duration
+}
+
+// phases derives each wave's stage times from its events' first and last arrivals.
+func phases(stages []Stage) []phase {
+	var out []phase
+	at := map[int]map[string]Stage{}
+	var waves []int
+	for _, s := range stages {
+		if at[s.Wave] == nil {
+			at[s.Wave] = map[string]Stage{}
+			waves = append(waves, s.Wave)
+		}
+		at[s.Wave][s.Name] = s
+	}
+	last := func(m map[string]Stage, names ...string) time.Duration {
+		var l time.Duration
+		for _, n := range names {
+			if s, ok := m[n]; ok && s.Last > l {
+				l = s.Last
+			}
+		}
+		return l
+	}
+	for _, w := range waves {
+		m := at[w]
+		snapEnd := last(m, "snapshot.created", "snapshot.failed")
+		instEnd := last(m, "install.succeeded", "install.failed", "snapshot.failed")
+		done := m["run completed"].Last
+		out = append(out, phase{
+			wave: w, snapshot: snapEnd - m["job.requested"].First, install: instEnd - m["snapshot.created"].First,
+			completion: done - instEnd, catchUp: m[caughtUpStage].Last - done,
+		})
+	}
+	return out
+}

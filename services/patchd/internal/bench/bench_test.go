@@ -1,0 +1,66 @@
+package bench_test
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
+	"github.com/patchwave/patchwave/services/patchd/internal/bench"
+)
+
+// lastLine is the report's last line as scripts read it.
+var lastLine = regexp.MustCompile(`^ratio=([0-9.]+) instances=([0-9]+) wall_s=([0-9.]+) floor_s=([0-9.]+) peak_rss_mib=([0-9]+)$`)
+
+// TestBenchSmoke runs the bench command at a small size so it cannot rot: the waves complete
+// through patchd's wiring, every instance ends, and the last line parses. It asserts no time.
+func TestBenchSmoke(t *testing.T) {
+	var out strings.Builder
+	err := bench.Main(t.Context(), []string{"-instances", "100", "-waves", "2", "-failure-rate", "0.05", "-poll", "20ms",
+		"-data-dir", t.TempDir()}, &out, &out)
+	require.NoError(t, err, out.String())
+	t.Log(out.String())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	m := lastLine.FindStringSubmatch(lines[len(lines)-1])
+	require.NotNil(t, m, "last line %q", lines[len(lines)-1])
+	require.Equal(t, "200", m[2], "instances of both waves")
+	for _, f := range []string{m[1], m[3], m[4], m[5]} {
+		v, err := strconv.ParseFloat(f, 64)
+		require.NoError(t, err)
+		require.Positive(t, v)
+	}
+	require.Contains(t, out.String(), "wave 1: COMPLETED")
+	require.Contains(t, out.String(), "wave 2: COMPLETED")
+	require.Contains(t, out.String(), "events     1")
+}
+
+// TestBenchResult checks what Run returns: every run completed with each instance counted
+// once, the events of five per instance stored, and the floor moved as many.
+func TestBenchResult(t *testing.T) {
+	var out strings.Builder
+	res, err := bench.Run(t.Context(), bench.Config{Instances: 150, DataDir: t.TempDir(), Out: &out})
+	require.NoError(t, err, out.String())
+	require.Len(t, res.Runs, 1)
+	r := res.Runs[0]
+	require.Equal(t, typesv1.RunState_RUN_STATE_COMPLETED, r.GetState())
+	require.EqualValues(t, 150, r.GetTotal())
+	require.EqualValues(t, 150, r.GetSucceeded())
+	// Notifications are digests per subscription since issue 11, not one event per instance.
+	require.GreaterOrEqual(t, res.Events, 150*5, "job, snapshot started and created, install started and succeeded per instance")
+	require.Equal(t, res.Floor.Events, 150*(res.Floor.Events/150))
+	require.InDelta(t, res.Events, res.Floor.Events, 150, "the floor moves about as many events")
+	require.GreaterOrEqual(t, res.CloudCalls["ec2:CreateSnapshots"], int64(150), "one CreateSnapshots per instance (AWS takes one instance per call)")
+	require.Positive(t, res.PeakRSSMiB)
+	require.Equal(t, res.Line(), strings.TrimSpace(out.String()[strings.LastIndex(strings.TrimSpace(out.String()), "\n")+1:]))
+}
+
+func TestBenchRefusesBadFlags(t *testing.T) {
+	var out strings.Builder
+	err := bench.Main(t.Context(), []string{"-instances", "0", "-waves", "11", "-max-concurrency", "200000", "-data-dir", t.TempDir()}, &out, &out)
+	require.ErrorContains(t, err, "instances 0: must be from 1")
+	require.ErrorContains(t, err, "waves 11: must be from 1 to 10")
+	require.ErrorContains(t, err, "max-concurrency 200000")
+}

@@ -1,0 +1,73 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"time"
+
+	"github.com/patchwave/patchwave/libs/obs"
+)
+
+// Main parses patchbench's flags and runs the bench.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("patchbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		instances   = fs.Int("instances", 10000, "instances of each wave")
+		waves       = fs.Int("waves", 1, "waves of -instances each, run one after the other")
+		concurrency = fs.Int("max-concurrency", 0, "each wave's rollout max_concurrency (a count; 0: the whole wave); takes effect where the run engine enforces it")
+		failureRate = fs.Float64("failure-rate", 0, "share of (instance, patch) installs that fail")
+		poll        = fs.Duration("poll", 0, "poll interval of the snapshotter's and installer's trackers (0: patchd's default)")
+		dataDir     = fs.String("data-dir", "", "patchd's data directory, empty or absent (default: a temporary directory, removed afterwards)")
+		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the waves to this file (go tool pprof -top <file>)")
+		memProfile  = fs.String("memprofile", "", "write an allocation profile (all allocations since start) to this file at the end (go tool pprof -sample_index=alloc_space -top <file>)")
+		floorRuns   = fs.Int("floor-runs", 3, "how many times the raw JetStream floor runs (the fastest counts)")
+		timeout     = fs.Duration("timeout", 30*time.Minute, "give up on a wave after this long")
+		logLevel    = fs.String("log-level", "error", "patchd's log level: debug, info, warn, error")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level %q: must be debug, info, warn or error", *logLevel)
+	}
+	cfg := Config{
+		Instances: *instances, Waves: *waves, MaxConcurrency: *concurrency, FailureRate: *failureRate,
+		PollInterval: *poll, DataDir: *dataDir, Out: stdout, Timeout: *timeout, FloorRuns: *floorRuns,
+		Logger: obs.NewLogger(stderr, "patchd", level),
+	}
+	if cfg.DataDir == "" {
+		dir, err := os.MkdirTemp("", "patchbench-")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
+		cfg.DataDir = dir
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer func() { _ = f.Close() }()
+		cfg.CPUProfile = f
+	}
+	_, err := Run(ctx, cfg)
+	if err == nil && *memProfile != "" {
+		f, ferr := os.Create(*memProfile)
+		if ferr != nil {
+			return fmt.Errorf("-memprofile: %w", ferr)
+		}
+		defer func() { _ = f.Close() }()
+		if werr := pprof.Lookup("allocs").WriteTo(f, 0); werr != nil {
+			return fmt.Errorf("-memprofile: %w", werr)
+		}
+	}
+	return err
+}

@@ -1,0 +1,107 @@
+// Command compliance-loadgen is the load generator of the compliance benchmark: from its own
+// process it calls GetCompliance over gRPC (mutual TLS, as the gateway) at a fixed rate for a
+// while, open loop (a slow answer does not slow the next call), and prints one JSON line with
+// the number of calls, errors, the achieved rate and the p50, p99 and max latencies.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/patchwave/patchwave/libs/auth"
+	"github.com/patchwave/patchwave/libs/mtls"
+	reportingv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/reporting/v1"
+)
+
+// Result is the line the load generator prints.
+type Result struct {
+	Calls   int     `json:"calls"`
+	Errors  int     `json:"errors"`
+	Rate    float64 `json:"rate"`
+	P50Ms   float64 `json:"p50_ms"`
+	P99Ms   float64 `json:"p99_ms"`
+	MaxMs   float64 `json:"max_ms"`
+	Seconds float64 `json:"seconds"`
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "compliance-loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	addr := flag.String("addr", "", "reporting gRPC address (required)")
+	ca := flag.String("ca", "", "CA file")
+	cert := flag.String("cert", "", "client (gateway) certificate file")
+	key := flag.String("key", "", "client key file")
+	tenant := flag.String("tenant", "acme", "tenant")
+	rate := flag.Int("rate", 200, "calls per second")
+	dur := flag.Duration("duration", 10*time.Second, "how long")
+	flag.Parse()
+	if *addr == "" {
+		return fmt.Errorf("-addr: required")
+	}
+	tc, err := mtls.Files{CA: *ca, Cert: *cert, Key: *key}.ClientConfig("localhost")
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := reportingv1.NewReportingServiceClient(conn)
+	ctx := auth.OutgoingContext(context.Background(), &auth.Identity{Subject: "loadgen@provider", Roles: []auth.Role{auth.RoleOperator},
+		CredentialID: "loadgen", CredentialKind: auth.KindAPIKey})
+	// Warm the connection up.
+	if _, err := client.GetCompliance(ctx, &reportingv1.GetComplianceRequest{Tenant: *tenant}); err != nil {
+		return fmt.Errorf("first call: %w", err)
+	}
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Second / time.Duration(*rate))
+	defer tick.Stop()
+	start := time.Now()
+	for time.Since(start) < *dur {
+		<-tick.C
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			_, err := client.GetCompliance(ctx, &reportingv1.GetComplianceRequest{Tenant: *tenant})
+			d := time.Since(t0)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs++
+				return
+			}
+			lat = append(lat, d)
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	slices.Sort(lat)
+	q := func(p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
+	res := Result{Calls: len(lat) + errs, Errors: errs, Rate: float64(len(lat)+errs) / took.Seconds(),
+		P50Ms: q(0.50), P99Ms: q(0.99), MaxMs: q(1), Seconds: took.Seconds()}
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
