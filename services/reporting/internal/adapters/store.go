@@ -33,6 +33,7 @@ import (
 //	reporting:certified:<patch>                        string, RFC 3339 certification time
 //	reporting:approved:<tenant>:<family>               string, JSON domain.Approval (newest)
 //	reporting:last-day:<tenant>                        string, UTC date of the latest event
+//	reporting:cycle:<tenant>                           string, JSON domain.Cycle (current cycle and its pin)
 //	reporting:history:<tenant>:<kind>:<key>            string, JSON domain.Snapshot
 //	reporting:run:<tenant>:<run>                       string, JSON domain.Run
 //	reporting:jobs:<tenant>:<run>                      hash instance -> job state (number)
@@ -290,6 +291,18 @@ func (s *Store) Approval(ctx context.Context, tenant, family string) (domain.App
 // PutApproval implements domain.Repository.
 func (s *Store) PutApproval(ctx context.Context, tenant string, a domain.Approval) error {
 	return s.setJSON(ctx, root+"approved:"+tenant+":"+a.OSFamily, a)
+}
+
+// Cycle implements domain.Repository.
+func (s *Store) Cycle(ctx context.Context, tenant string) (domain.Cycle, bool, error) {
+	var c domain.Cycle
+	found, err := s.getJSON(ctx, root+"cycle:"+tenant, &c)
+	return c, found, err
+}
+
+// PutCycle implements domain.Repository.
+func (s *Store) PutCycle(ctx context.Context, tenant string, c domain.Cycle) error {
+	return s.setJSON(ctx, root+"cycle:"+tenant, c)
 }
 
 // LastDay implements domain.Repository.

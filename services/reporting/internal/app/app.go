@@ -209,6 +209,11 @@ func (a txn) apply(ctx context.Context, ev *events.Event) error {
 			Reason: msg.GetReason(), Results: msg.GetResults()})
 	case *eventsv1.BaselineApproved:
 		err = a.approved(ctx, ev, msg)
+	case *eventsv1.CyclePinned:
+		err = a.pinned(ctx, ev, msg)
+	case *eventsv1.ScanRequested:
+		// Reporting's own request: only its time counts (rollDay), so a request in a new
+		// month starts the new cycle before its results arrive.
 	case *eventsv1.ScanCompleted:
 		at := ev.Time
 		if msg.GetScannedAt() != nil {
@@ -347,7 +352,8 @@ func (a *Application) setSeen(cp uint64) {
 
 // rollDay keeps one snapshot per tenant and day: when a tenant's event is the first of a later
 // UTC day (event time, so a rebuild writes the same), the figures as they stand, the last day's
-// final ones, are kept under that day and never written again.
+// final ones, are kept under that day and never written again. The first event of a later
+// UTC month then starts the tenant's next cycle (rollCycle).
 func (a txn) rollDay(ctx context.Context, ev *events.Event) error {
 	if ev.Tenant == "" || ev.Time.IsZero() {
 		return nil
@@ -365,7 +371,104 @@ func (a txn) rollDay(ctx context.Context, ev *events.Event) error {
 			return err
 		}
 	}
-	return a.repo.SetLastDay(ctx, ev.Tenant, day)
+	if err := a.repo.SetLastDay(ctx, ev.Tenant, day); err != nil {
+		return err
+	}
+	return a.rollCycle(ctx, ev.Tenant, ev.Time)
+}
+
+// rollCycle starts the tenant's cycle of t's month when it is later than the current one: not
+// pinned yet, so each OS family is measured against the newest baseline the tenant approved
+// for it until the cycle's first run pins it (pinned).
+func (a txn) rollCycle(ctx context.Context, tenant string, t time.Time) error {
+	cur, found, err := a.repo.Cycle(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	next := cur.At(t)
+	if found && next.Key == cur.Key {
+		return nil
+	}
+	return a.advance(ctx, tenant, cur, next)
+}
+
+// pinned applies a cycle.pinned: the pin of the current cycle (or of a later one, which
+// starts it) becomes what each family it names is measured against.
+func (a txn) pinned(ctx context.Context, ev *events.Event, msg *eventsv1.CyclePinned) error {
+	if msg.GetCycle() == "" {
+		return bus.Permanent(fmt.Errorf("%s: cycle is required", ev.ID))
+	}
+	pins := make([]domain.Pin, 0, len(msg.GetPins()))
+	for _, p := range msg.GetPins() {
+		if p.GetOsFamily() == "" || p.GetBaselineId() == "" {
+			return bus.Permanent(fmt.Errorf("%s: pins: os_family and baseline_id are required", ev.ID))
+		}
+		pins = append(pins, domain.Pin{OSFamily: p.GetOsFamily(), BaselineID: p.GetBaselineId(), Version: p.GetVersion()})
+	}
+	at := ev.Time
+	if msg.GetPinnedAt() != nil {
+		at = msg.GetPinnedAt().AsTime()
+	}
+	cur, _, err := a.repo.Cycle(ctx, ev.Tenant)
+	if err != nil {
+		return err
+	}
+	next, changed := cur.WithPin(msg.GetCycle(), pins, msg.GetRunId(), at)
+	if !changed {
+		return nil // a repeat, or the pin of a cycle that is over
+	}
+	return a.advance(ctx, ev.Tenant, cur, next)
+}
+
+// advance makes next the tenant's current cycle. When next is a later cycle, the figures of
+// the one that ends are kept (a "cycle" snapshot, with its pin, written once); then every OS
+// family whose applicable baseline differs between the two is measured again.
+func (a txn) advance(ctx context.Context, tenant string, cur, next domain.Cycle) error {
+	if cur.Key != "" && next.Key > cur.Key {
+		if err := a.snapshot(ctx, tenant, "cycle", cur.Key, a.cycleEnd(cur.Key)); err != nil {
+			return err
+		}
+	}
+	if err := a.repo.PutCycle(ctx, tenant, next); err != nil {
+		return err
+	}
+	groups, err := a.repo.Groups(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	families := map[string]bool{}
+	for _, g := range groups {
+		if g.OSFamily == domain.UnknownFamily || families[g.OSFamily] {
+			continue
+		}
+		families[g.OSFamily] = true
+		approved := ""
+		ap, found, err := a.repo.Approval(ctx, tenant, g.OSFamily)
+		if err != nil {
+			return err
+		}
+		if found {
+			approved = ap.BaselineID
+		}
+		if cur.ApplicableFamily(g.OSFamily, approved) == next.ApplicableFamily(g.OSFamily, approved) {
+			continue
+		}
+		// Sequence 0: the instances keep theirs, so the event that started the cycle (an
+		// install in the new month, say) still applies to its own instance.
+		if err := a.remeasure(ctx, tenant, g.OSFamily, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cycleEnd is the last instant of a cycle's month.
+func (a txn) cycleEnd(key string) time.Time {
+	m, err := time.Parse("2006-01", key)
+	if err != nil {
+		return time.Time{}
+	}
+	return m.AddDate(0, 1, 0).Add(-time.Nanosecond)
 }
 
 func (a txn) dayEnd(day string) time.Time {
@@ -376,12 +479,18 @@ func (a txn) dayEnd(day string) time.Time {
 	return d.Add(24*time.Hour - time.Nanosecond)
 }
 
+// snapshot keeps the tenant's figures under kind and key, with the cycle they were measured
+// in and its pin.
 func (a txn) snapshot(ctx context.Context, tenant, kind, key string, at time.Time) error {
 	r, err := a.report(ctx, tenant)
 	if err != nil {
 		return err
 	}
-	return a.repo.PutSnapshot(ctx, tenant, domain.Snapshot{Kind: kind, Key: key, At: at.UTC(), Report: r})
+	cyc, _, err := a.repo.Cycle(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	return a.repo.PutSnapshot(ctx, tenant, domain.Snapshot{Kind: kind, Key: key, At: at.UTC(), Report: r, Cycle: cyc.Key, Pins: cyc.Pins})
 }
 
 // baseline returns a published baseline. One the baselines projection has not seen yet is a
@@ -429,18 +538,35 @@ func (a txn) baseline(ctx context.Context, id string) (*domain.Baseline, error) 
 	}
 }
 
-// Applicable returns the baseline an instance is measured against: the newest baseline the
-// tenant approved for the instance's OS family, else the baseline of the instance's latest
-// run; nil when neither is known. This is the one place that decides it: when runs carry the
-// cycle's per-OS-family pin, the pin goes here.
+// Applicable returns the baseline an instance is measured against in the tenant's current
+// cycle (ApplicableIn).
 func (a txn) Applicable(ctx context.Context, in domain.Instance) (*domain.Baseline, error) {
+	cyc, _, err := a.repo.Cycle(ctx, in.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	return a.ApplicableIn(ctx, in, cyc)
+}
+
+// ApplicableIn returns the baseline an instance is measured against in cycle cyc: its OS
+// family's pin in the cycle; for a cycle not pinned yet or a family the pin does not name, the
+// newest baseline the tenant approved for the family; else the baseline of the instance's
+// latest run; nil when none is known. This is the one place that decides it
+// (domain.Cycle.ApplicableFamily, docs/decisions.md).
+func (a txn) ApplicableIn(ctx context.Context, in domain.Instance, cyc domain.Cycle) (*domain.Baseline, error) {
 	if in.OSFamily != "" {
-		ap, found, err := a.repo.Approval(ctx, in.Tenant, in.OSFamily)
-		if err != nil {
-			return nil, err
+		approved := ""
+		if _, pinned := cyc.Pin(in.OSFamily); !pinned {
+			ap, found, err := a.repo.Approval(ctx, in.Tenant, in.OSFamily)
+			if err != nil {
+				return nil, err
+			}
+			if found {
+				approved = ap.BaselineID
+			}
 		}
-		if found {
-			b, err := a.baseline(ctx, ap.BaselineID)
+		if id := cyc.ApplicableFamily(in.OSFamily, approved); id != "" {
+			b, err := a.baseline(ctx, id)
 			if err != nil || b != nil {
 				return b, err
 			}
@@ -606,9 +732,11 @@ func (a txn) assess(ctx context.Context, ev *events.Event, instanceID string, js
 	return a.save(ctx, prev, found, next, ev.Sequence)
 }
 
-// approved records a tenant's approval and, when it is the family's newest, measures every
-// instance of that family against it: an instance that misses its patches turns NON_COMPLIANT.
-// Each instance re-measured takes the event's sequence, so a replay skips the ones done.
+// approved records a tenant's approval and, when it is the family's newest and the current
+// cycle does not pin the family, measures every instance of that family against it: an
+// instance that misses its patches turns NON_COMPLIANT. Within a cycle that pins the family the
+// approval counts from the next cycle on. Each instance re-measured takes the event's
+// sequence, so a replay skips the ones done.
 func (a txn) approved(ctx context.Context, ev *events.Event, msg *eventsv1.BaselineApproved) error {
 	family := msg.GetOsFamily()
 	if family == "" {
@@ -636,28 +764,42 @@ func (a txn) approved(ctx context.Context, ev *events.Event, msg *eventsv1.Basel
 	if err := a.repo.PutApproval(ctx, ev.Tenant, next); err != nil {
 		return err
 	}
-	ids, err := a.repo.FamilyInstances(ctx, ev.Tenant, family)
+	cyc, _, err := a.repo.Cycle(ctx, ev.Tenant)
+	if err != nil {
+		return err
+	}
+	if _, pinned := cyc.Pin(family); pinned {
+		return nil // the cycle's pin stands until the next cycle
+	}
+	return a.remeasure(ctx, ev.Tenant, family, ev.Sequence)
+}
+
+// remeasure measures every instance of a tenant's OS family again against the baseline that
+// applies to it now. With seq > 0 each instance takes it as its sequence, and one already at
+// seq or newer is skipped (a replay); with seq 0 the instances keep their sequences.
+func (a txn) remeasure(ctx context.Context, tenant, family string, seq uint64) error {
+	ids, err := a.repo.FamilyInstances(ctx, tenant, family)
 	if err != nil {
 		return err
 	}
 	if uow, ok := a.repo.(domain.UnitOfWork); ok {
 		refs := make([]domain.InstanceRef, len(ids))
 		for i, id := range ids {
-			refs[i] = domain.InstanceRef{Tenant: ev.Tenant, ID: id}
+			refs[i] = domain.InstanceRef{Tenant: tenant, ID: id}
 		}
 		if err := uow.Prefetch(ctx, refs); err != nil { // one round trip for the family
 			return err
 		}
 	}
 	for _, id := range ids {
-		prev, found, err := a.repo.Instance(ctx, ev.Tenant, id)
+		prev, found, err := a.repo.Instance(ctx, tenant, id)
 		if err != nil {
 			return err
 		}
-		if !found || prev.Seq >= ev.Sequence {
+		if !found || (seq > 0 && prev.Seq >= seq) {
 			continue
 		}
-		if err := a.save(ctx, prev, true, prev, ev.Sequence); err != nil {
+		if err := a.save(ctx, prev, true, prev, seq); err != nil {
 			return err
 		}
 	}

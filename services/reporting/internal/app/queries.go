@@ -367,8 +367,10 @@ const HistoryYear = 365 * 24 * time.Hour
 // History is a tenant's figures over time: a snapshot per past day and per finished run, in
 // time order, and the figures now.
 type History struct {
-	Days    []domain.Snapshot
-	Runs    []domain.Snapshot
+	Days []domain.Snapshot
+	Runs []domain.Snapshot
+	// Cycles are the tenant's past cycles, each as the next one began.
+	Cycles  []domain.Snapshot
 	Current domain.Snapshot
 }
 
@@ -390,9 +392,9 @@ func (a *Application) GetHistory(ctx context.Context, tenant string, from, to ti
 	if err := a.query(ctx, tenant); err != nil {
 		return History{}, err
 	}
-	h := History{Days: []domain.Snapshot{}, Runs: []domain.Snapshot{}}
+	h := History{Days: []domain.Snapshot{}, Runs: []domain.Snapshot{}, Cycles: []domain.Snapshot{}}
 	in := func(s domain.Snapshot) bool { return !s.At.Before(from) && !s.At.After(to) }
-	for kind, dst := range map[string]*[]domain.Snapshot{"day": &h.Days, "run": &h.Runs} {
+	for kind, dst := range map[string]*[]domain.Snapshot{"day": &h.Days, "run": &h.Runs, "cycle": &h.Cycles} {
 		snaps, err := a.repo.Snapshots(ctx, tenant, kind)
 		if err != nil {
 			return History{}, err
@@ -408,7 +410,11 @@ func (a *Application) GetHistory(ctx context.Context, tenant string, from, to ti
 	if err != nil {
 		return History{}, err
 	}
-	h.Current = domain.Snapshot{Kind: "current", Key: now.Format(time.DateOnly), At: now, Report: r}
+	cyc, _, err := a.repo.Cycle(ctx, tenant)
+	if err != nil {
+		return History{}, err
+	}
+	h.Current = domain.Snapshot{Kind: "current", Key: now.Format(time.DateOnly), At: now, Report: r, Cycle: cyc.Key, Pins: cyc.Pins}
 	return h, nil
 }
 

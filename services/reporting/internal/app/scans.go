@@ -100,6 +100,13 @@ func (a *Application) requestScans(ctx context.Context, tenant, scanID, by strin
 	if err != nil {
 		return ScanPlan{}, err
 	}
+	// The cycle in force now: a request in a month whose cycle is not pinned yet measures
+	// against what its waves will install.
+	cyc, _, err := a.repo.Cycle(ctx, tenant)
+	if err != nil {
+		return ScanPlan{}, err
+	}
+	cyc = cyc.At(now)
 	type chunkKey struct{ account, region, family, baseline string }
 	groups := map[chunkKey][]string{}
 	patches := map[string][]string{}
@@ -112,7 +119,7 @@ func (a *Application) requestScans(ctx context.Context, tenant, scanID, by strin
 		if !found {
 			continue
 		}
-		b, err := a.tx(a.repo).Applicable(ctx, in)
+		b, err := a.tx(a.repo).ApplicableIn(ctx, in, cyc)
 		if err != nil {
 			return ScanPlan{}, err
 		}

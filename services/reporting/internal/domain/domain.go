@@ -481,10 +481,15 @@ func AgeDays(certified, now time.Time) int32 {
 
 // Snapshot is a tenant's figures at one time, kept in its history.
 type Snapshot struct {
-	// Kind is "day" (the figures at the end of Key, a UTC date) or "run" (at the end of run Key).
+	// Kind is "day" (the figures at the end of Key, a UTC date), "run" (at the end of run Key)
+	// or "cycle" (as the tenant's cycle Key ended: the first event of a later cycle).
 	Kind string `json:"kind"`
 	Key  string `json:"key"`
 	// At is the time of the last event the figures include.
 	At     time.Time `json:"at"`
 	Report Report    `json:"report"`
+	// Cycle is the tenant's cycle the figures were measured in, Pins its pin (empty: not
+	// pinned yet, each family measured against its newest approved baseline).
+	Cycle string `json:"cycle,omitempty"`
+	Pins  []Pin  `json:"pins,omitempty"`
 }

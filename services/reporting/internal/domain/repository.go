@@ -72,6 +72,11 @@ type Repository interface {
 	// PutApproval records the tenant's newest approval of a family.
 	PutApproval(ctx context.Context, tenant string, a Approval) error
 
+	// Cycle returns the tenant's current cycle; false if none is known yet.
+	Cycle(ctx context.Context, tenant string) (Cycle, bool, error)
+	// PutCycle records it.
+	PutCycle(ctx context.Context, tenant string, c Cycle) error
+
 	// LastDay returns the UTC date (YYYY-MM-DD) of the tenant's latest event, "" if none.
 	LastDay(ctx context.Context, tenant string) (string, error)
 	// SetLastDay records it.

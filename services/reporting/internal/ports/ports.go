@@ -38,6 +38,8 @@ func ComplianceSubjects() []string {
 		events.Pattern[*eventsv1.RestoreCompleted](),
 		events.Pattern[*eventsv1.RestoreFailed](),
 		events.Pattern[*eventsv1.BaselineApproved](),
+		events.Pattern[*eventsv1.CyclePinned](),
+		events.Pattern[*eventsv1.ScanRequested](),
 		events.Pattern[*eventsv1.ScanCompleted](),
 		events.Pattern[*eventsv1.ScanFailed](),
 	}
@@ -206,7 +208,8 @@ func (s *GRPCServer) GetComplianceHistory(ctx context.Context, req *reportingv1.
 	if err != nil {
 		return nil, grpcerr.ToStatus(err)
 	}
-	resp := &reportingv1.GetComplianceHistoryResponse{Days: snapshots(h.Days), Runs: snapshots(h.Runs), Current: snapshot(h.Current)}
+	resp := &reportingv1.GetComplianceHistoryResponse{Days: snapshots(h.Days), Runs: snapshots(h.Runs), Cycles: snapshots(h.Cycles),
+		Current: snapshot(h.Current)}
 	return resp, nil
 }
 
@@ -321,6 +324,10 @@ func snapshot(s domain.Snapshot) *reportingv1.ComplianceSnapshot {
 	}
 	for i, f := range s.Report.Families {
 		out.OsFamilies[i] = &reportingv1.OSFamilyCoverage{OsFamily: f.OSFamily, Coverage: coverage(f.Coverage)}
+	}
+	out.Cycle = s.Cycle
+	for _, p := range s.Pins {
+		out.Pins = append(out.Pins, &typesv1.BaselinePin{OsFamily: p.OSFamily, BaselineId: p.BaselineID, Version: p.Version})
 	}
 	return out
 }

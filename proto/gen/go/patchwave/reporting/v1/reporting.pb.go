@@ -1027,14 +1027,20 @@ func (x *GetInstancePatchesResponse) GetPatches() []*InstancePatch {
 // ComplianceSnapshot is a tenant's figures at one time.
 type ComplianceSnapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "day" (the figures at the end of the UTC date key), "run" (as run key completed) or
-	// "current".
-	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
-	Total         *Coverage              `protobuf:"bytes,4,opt,name=total,proto3" json:"total,omitempty"`
-	Waves         []*WaveCoverage        `protobuf:"bytes,5,rep,name=waves,proto3" json:"waves,omitempty"`
-	OsFamilies    []*OSFamilyCoverage    `protobuf:"bytes,6,rep,name=os_families,json=osFamilies,proto3" json:"os_families,omitempty"`
+	// "day" (the figures at the end of the UTC date key), "run" (as run key completed), "cycle"
+	// (the figures as the tenant's cycle key ended) or "current".
+	Kind       string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Key        string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	At         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	Total      *Coverage              `protobuf:"bytes,4,opt,name=total,proto3" json:"total,omitempty"`
+	Waves      []*WaveCoverage        `protobuf:"bytes,5,rep,name=waves,proto3" json:"waves,omitempty"`
+	OsFamilies []*OSFamilyCoverage    `protobuf:"bytes,6,rep,name=os_families,json=osFamilies,proto3" json:"os_families,omitempty"`
+	// The tenant's cycle ("YYYY-MM") the figures were measured in, and its pin: the baseline
+	// version per OS family the scheduler pinned for it (scheduler's cycle.pinned). Empty pins:
+	// the cycle was not pinned yet, and each OS family was measured against the newest baseline
+	// the tenant approved for it.
+	Cycle         string            `protobuf:"bytes,7,opt,name=cycle,proto3" json:"cycle,omitempty"`
+	Pins          []*v1.BaselinePin `protobuf:"bytes,8,rep,name=pins,proto3" json:"pins,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1111,6 +1117,20 @@ func (x *ComplianceSnapshot) GetOsFamilies() []*OSFamilyCoverage {
 	return nil
 }
 
+func (x *ComplianceSnapshot) GetCycle() string {
+	if x != nil {
+		return x.Cycle
+	}
+	return ""
+}
+
+func (x *ComplianceSnapshot) GetPins() []*v1.BaselinePin {
+	if x != nil {
+		return x.Pins
+	}
+	return nil
+}
+
 type GetComplianceHistoryRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
@@ -1173,10 +1193,12 @@ func (x *GetComplianceHistoryRequest) GetTo() *timestamppb.Timestamp {
 }
 
 type GetComplianceHistoryResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Days          []*ComplianceSnapshot  `protobuf:"bytes,1,rep,name=days,proto3" json:"days,omitempty"`
-	Runs          []*ComplianceSnapshot  `protobuf:"bytes,2,rep,name=runs,proto3" json:"runs,omitempty"`
-	Current       *ComplianceSnapshot    `protobuf:"bytes,3,opt,name=current,proto3" json:"current,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Days    []*ComplianceSnapshot  `protobuf:"bytes,1,rep,name=days,proto3" json:"days,omitempty"`
+	Runs    []*ComplianceSnapshot  `protobuf:"bytes,2,rep,name=runs,proto3" json:"runs,omitempty"`
+	Current *ComplianceSnapshot    `protobuf:"bytes,3,opt,name=current,proto3" json:"current,omitempty"`
+	// One snapshot per past cycle of the tenant: its figures as the next cycle began.
+	Cycles        []*ComplianceSnapshot `protobuf:"bytes,4,rep,name=cycles,proto3" json:"cycles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1228,6 +1250,13 @@ func (x *GetComplianceHistoryResponse) GetRuns() []*ComplianceSnapshot {
 func (x *GetComplianceHistoryResponse) GetCurrent() *ComplianceSnapshot {
 	if x != nil {
 		return x.Current
+	}
+	return nil
+}
+
+func (x *GetComplianceHistoryResponse) GetCycles() []*ComplianceSnapshot {
+	if x != nil {
+		return x.Cycles
 	}
 	return nil
 }
@@ -2310,7 +2339,7 @@ var File_patchwave_reporting_v1_reporting_proto protoreflect.FileDescriptor
 
 const file_patchwave_reporting_v1_reporting_proto_rawDesc = "" +
 	"\n" +
-	"&patchwave/reporting/v1/reporting.proto\x12\x16patchwave.reporting.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cpatchwave/auth/v1/auth.proto\x1a patchwave/events/v1/events.proto\x1a\x1epatchwave/types/v1/types.proto\"\x9e\x01\n" +
+	"&patchwave/reporting/v1/reporting.proto\x12\x16patchwave.reporting.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cpatchwave/auth/v1/auth.proto\x1a patchwave/events/v1/events.proto\x1a\x1cpatchwave/types/v1/run.proto\x1a\x1epatchwave/types/v1/types.proto\"\x9e\x01\n" +
 	"\bCoverage\x12\x19\n" +
 	"\bin_scope\x18\x01 \x01(\x05R\ainScope\x12\x1c\n" +
 	"\tcompliant\x18\x02 \x01(\x05R\tcompliant\x12#\n" +
@@ -2394,7 +2423,7 @@ const file_patchwave_reporting_v1_reporting_proto_rawDesc = "" +
 	"instanceId\"\xa5\x01\n" +
 	"\x1aGetInstancePatchesResponse\x12F\n" +
 	"\binstance\x18\x01 \x01(\v2*.patchwave.reporting.v1.InstanceComplianceR\binstance\x12?\n" +
-	"\apatches\x18\x02 \x03(\v2%.patchwave.reporting.v1.InstancePatchR\apatches\"\xa5\x02\n" +
+	"\apatches\x18\x02 \x03(\v2%.patchwave.reporting.v1.InstancePatchR\apatches\"\xf0\x02\n" +
 	"\x12ComplianceSnapshot\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12*\n" +
@@ -2402,15 +2431,18 @@ const file_patchwave_reporting_v1_reporting_proto_rawDesc = "" +
 	"\x05total\x18\x04 \x01(\v2 .patchwave.reporting.v1.CoverageR\x05total\x12:\n" +
 	"\x05waves\x18\x05 \x03(\v2$.patchwave.reporting.v1.WaveCoverageR\x05waves\x12I\n" +
 	"\vos_families\x18\x06 \x03(\v2(.patchwave.reporting.v1.OSFamilyCoverageR\n" +
-	"osFamilies\"\x91\x01\n" +
+	"osFamilies\x12\x14\n" +
+	"\x05cycle\x18\a \x01(\tR\x05cycle\x123\n" +
+	"\x04pins\x18\b \x03(\v2\x1f.patchwave.types.v1.BaselinePinR\x04pins\"\x91\x01\n" +
 	"\x1bGetComplianceHistoryRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12.\n" +
 	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
-	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"\xe4\x01\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"\xa8\x02\n" +
 	"\x1cGetComplianceHistoryResponse\x12>\n" +
 	"\x04days\x18\x01 \x03(\v2*.patchwave.reporting.v1.ComplianceSnapshotR\x04days\x12>\n" +
 	"\x04runs\x18\x02 \x03(\v2*.patchwave.reporting.v1.ComplianceSnapshotR\x04runs\x12D\n" +
-	"\acurrent\x18\x03 \x01(\v2*.patchwave.reporting.v1.ComplianceSnapshotR\acurrent\"\x91\x02\n" +
+	"\acurrent\x18\x03 \x01(\v2*.patchwave.reporting.v1.ComplianceSnapshotR\acurrent\x12B\n" +
+	"\x06cycles\x18\x04 \x03(\v2*.patchwave.reporting.v1.ComplianceSnapshotR\x06cycles\"\x91\x02\n" +
 	"\vAgeingPatch\x12\x19\n" +
 	"\bpatch_id\x18\x01 \x01(\tR\apatchId\x12\x1b\n" +
 	"\tos_family\x18\x02 \x01(\tR\bosFamily\x12\x1f\n" +
@@ -2575,9 +2607,10 @@ var file_patchwave_reporting_v1_reporting_proto_goTypes = []any{
 	(v1.ComplianceState)(0),              // 34: patchwave.types.v1.ComplianceState
 	(v1.PatchState)(0),                   // 35: patchwave.types.v1.PatchState
 	(v1.Severity)(0),                     // 36: patchwave.types.v1.Severity
-	(v1.JobState)(0),                     // 37: patchwave.types.v1.JobState
-	(v1.RunState)(0),                     // 38: patchwave.types.v1.RunState
-	(*v11.AuditRecorded)(nil),            // 39: patchwave.events.v1.AuditRecorded
+	(*v1.BaselinePin)(nil),               // 37: patchwave.types.v1.BaselinePin
+	(v1.JobState)(0),                     // 38: patchwave.types.v1.JobState
+	(v1.RunState)(0),                     // 39: patchwave.types.v1.RunState
+	(*v11.AuditRecorded)(nil),            // 40: patchwave.events.v1.AuditRecorded
 }
 var file_patchwave_reporting_v1_reporting_proto_depIdxs = []int32{
 	0,  // 0: patchwave.reporting.v1.WaveCoverage.coverage:type_name -> patchwave.reporting.v1.Coverage
@@ -2601,55 +2634,57 @@ var file_patchwave_reporting_v1_reporting_proto_depIdxs = []int32{
 	0,  // 18: patchwave.reporting.v1.ComplianceSnapshot.total:type_name -> patchwave.reporting.v1.Coverage
 	1,  // 19: patchwave.reporting.v1.ComplianceSnapshot.waves:type_name -> patchwave.reporting.v1.WaveCoverage
 	3,  // 20: patchwave.reporting.v1.ComplianceSnapshot.os_families:type_name -> patchwave.reporting.v1.OSFamilyCoverage
-	33, // 21: patchwave.reporting.v1.GetComplianceHistoryRequest.from:type_name -> google.protobuf.Timestamp
-	33, // 22: patchwave.reporting.v1.GetComplianceHistoryRequest.to:type_name -> google.protobuf.Timestamp
-	14, // 23: patchwave.reporting.v1.GetComplianceHistoryResponse.days:type_name -> patchwave.reporting.v1.ComplianceSnapshot
-	14, // 24: patchwave.reporting.v1.GetComplianceHistoryResponse.runs:type_name -> patchwave.reporting.v1.ComplianceSnapshot
-	14, // 25: patchwave.reporting.v1.GetComplianceHistoryResponse.current:type_name -> patchwave.reporting.v1.ComplianceSnapshot
-	36, // 26: patchwave.reporting.v1.AgeingPatch.severity:type_name -> patchwave.types.v1.Severity
-	33, // 27: patchwave.reporting.v1.AgeingPatch.certified_at:type_name -> google.protobuf.Timestamp
-	36, // 28: patchwave.reporting.v1.SeverityAgeing.severity:type_name -> patchwave.types.v1.Severity
-	33, // 29: patchwave.reporting.v1.GetPatchAgeingResponse.as_of:type_name -> google.protobuf.Timestamp
-	17, // 30: patchwave.reporting.v1.GetPatchAgeingResponse.patches:type_name -> patchwave.reporting.v1.AgeingPatch
-	18, // 31: patchwave.reporting.v1.GetPatchAgeingResponse.by_severity:type_name -> patchwave.reporting.v1.SeverityAgeing
-	37, // 32: patchwave.reporting.v1.JobStateCount.state:type_name -> patchwave.types.v1.JobState
-	37, // 33: patchwave.reporting.v1.RunJob.state:type_name -> patchwave.types.v1.JobState
-	38, // 34: patchwave.reporting.v1.GetRunReportResponse.state:type_name -> patchwave.types.v1.RunState
-	33, // 35: patchwave.reporting.v1.GetRunReportResponse.started_at:type_name -> google.protobuf.Timestamp
-	33, // 36: patchwave.reporting.v1.GetRunReportResponse.completed_at:type_name -> google.protobuf.Timestamp
-	21, // 37: patchwave.reporting.v1.GetRunReportResponse.job_states:type_name -> patchwave.reporting.v1.JobStateCount
-	22, // 38: patchwave.reporting.v1.GetRunReportResponse.jobs:type_name -> patchwave.reporting.v1.RunJob
-	34, // 39: patchwave.reporting.v1.ExportComplianceRequest.states:type_name -> patchwave.types.v1.ComplianceState
-	8,  // 40: patchwave.reporting.v1.ExportComplianceResponse.instances:type_name -> patchwave.reporting.v1.InstanceCompliance
-	5,  // 41: patchwave.reporting.v1.ExportFailedPatchesResponse.failed_patches:type_name -> patchwave.reporting.v1.FailedPatch
-	39, // 42: patchwave.reporting.v1.ListAuditEventsResponse.events:type_name -> patchwave.events.v1.AuditRecorded
-	2,  // 43: patchwave.reporting.v1.ReportingService.GetCompliance:input_type -> patchwave.reporting.v1.GetComplianceRequest
-	6,  // 44: patchwave.reporting.v1.ReportingService.ListFailedPatches:input_type -> patchwave.reporting.v1.ListFailedPatchesRequest
-	9,  // 45: patchwave.reporting.v1.ReportingService.ListInstances:input_type -> patchwave.reporting.v1.ListInstancesRequest
-	12, // 46: patchwave.reporting.v1.ReportingService.GetInstancePatches:input_type -> patchwave.reporting.v1.GetInstancePatchesRequest
-	15, // 47: patchwave.reporting.v1.ReportingService.GetComplianceHistory:input_type -> patchwave.reporting.v1.GetComplianceHistoryRequest
-	19, // 48: patchwave.reporting.v1.ReportingService.GetPatchAgeing:input_type -> patchwave.reporting.v1.GetPatchAgeingRequest
-	23, // 49: patchwave.reporting.v1.ReportingService.GetRunReport:input_type -> patchwave.reporting.v1.GetRunReportRequest
-	25, // 50: patchwave.reporting.v1.ReportingService.ExportCompliance:input_type -> patchwave.reporting.v1.ExportComplianceRequest
-	27, // 51: patchwave.reporting.v1.ReportingService.ExportFailedPatches:input_type -> patchwave.reporting.v1.ExportFailedPatchesRequest
-	31, // 52: patchwave.reporting.v1.ReportingService.RequestScan:input_type -> patchwave.reporting.v1.RequestScanRequest
-	29, // 53: patchwave.reporting.v1.ReportingService.ListAuditEvents:input_type -> patchwave.reporting.v1.ListAuditEventsRequest
-	4,  // 54: patchwave.reporting.v1.ReportingService.GetCompliance:output_type -> patchwave.reporting.v1.GetComplianceResponse
-	7,  // 55: patchwave.reporting.v1.ReportingService.ListFailedPatches:output_type -> patchwave.reporting.v1.ListFailedPatchesResponse
-	10, // 56: patchwave.reporting.v1.ReportingService.ListInstances:output_type -> patchwave.reporting.v1.ListInstancesResponse
-	13, // 57: patchwave.reporting.v1.ReportingService.GetInstancePatches:output_type -> patchwave.reporting.v1.GetInstancePatchesResponse
-	16, // 58: patchwave.reporting.v1.ReportingService.GetComplianceHistory:output_type -> patchwave.reporting.v1.GetComplianceHistoryResponse
-	20, // 59: patchwave.reporting.v1.ReportingService.GetPatchAgeing:output_type -> patchwave.reporting.v1.GetPatchAgeingResponse
-	24, // 60: patchwave.reporting.v1.ReportingService.GetRunReport:output_type -> patchwave.reporting.v1.GetRunReportResponse
-	26, // 61: patchwave.reporting.v1.ReportingService.ExportCompliance:output_type -> patchwave.reporting.v1.ExportComplianceResponse
-	28, // 62: patchwave.reporting.v1.ReportingService.ExportFailedPatches:output_type -> patchwave.reporting.v1.ExportFailedPatchesResponse
-	32, // 63: patchwave.reporting.v1.ReportingService.RequestScan:output_type -> patchwave.reporting.v1.RequestScanResponse
-	30, // 64: patchwave.reporting.v1.ReportingService.ListAuditEvents:output_type -> patchwave.reporting.v1.ListAuditEventsResponse
-	54, // [54:65] is the sub-list for method output_type
-	43, // [43:54] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	37, // 21: patchwave.reporting.v1.ComplianceSnapshot.pins:type_name -> patchwave.types.v1.BaselinePin
+	33, // 22: patchwave.reporting.v1.GetComplianceHistoryRequest.from:type_name -> google.protobuf.Timestamp
+	33, // 23: patchwave.reporting.v1.GetComplianceHistoryRequest.to:type_name -> google.protobuf.Timestamp
+	14, // 24: patchwave.reporting.v1.GetComplianceHistoryResponse.days:type_name -> patchwave.reporting.v1.ComplianceSnapshot
+	14, // 25: patchwave.reporting.v1.GetComplianceHistoryResponse.runs:type_name -> patchwave.reporting.v1.ComplianceSnapshot
+	14, // 26: patchwave.reporting.v1.GetComplianceHistoryResponse.current:type_name -> patchwave.reporting.v1.ComplianceSnapshot
+	14, // 27: patchwave.reporting.v1.GetComplianceHistoryResponse.cycles:type_name -> patchwave.reporting.v1.ComplianceSnapshot
+	36, // 28: patchwave.reporting.v1.AgeingPatch.severity:type_name -> patchwave.types.v1.Severity
+	33, // 29: patchwave.reporting.v1.AgeingPatch.certified_at:type_name -> google.protobuf.Timestamp
+	36, // 30: patchwave.reporting.v1.SeverityAgeing.severity:type_name -> patchwave.types.v1.Severity
+	33, // 31: patchwave.reporting.v1.GetPatchAgeingResponse.as_of:type_name -> google.protobuf.Timestamp
+	17, // 32: patchwave.reporting.v1.GetPatchAgeingResponse.patches:type_name -> patchwave.reporting.v1.AgeingPatch
+	18, // 33: patchwave.reporting.v1.GetPatchAgeingResponse.by_severity:type_name -> patchwave.reporting.v1.SeverityAgeing
+	38, // 34: patchwave.reporting.v1.JobStateCount.state:type_name -> patchwave.types.v1.JobState
+	38, // 35: patchwave.reporting.v1.RunJob.state:type_name -> patchwave.types.v1.JobState
+	39, // 36: patchwave.reporting.v1.GetRunReportResponse.state:type_name -> patchwave.types.v1.RunState
+	33, // 37: patchwave.reporting.v1.GetRunReportResponse.started_at:type_name -> google.protobuf.Timestamp
+	33, // 38: patchwave.reporting.v1.GetRunReportResponse.completed_at:type_name -> google.protobuf.Timestamp
+	21, // 39: patchwave.reporting.v1.GetRunReportResponse.job_states:type_name -> patchwave.reporting.v1.JobStateCount
+	22, // 40: patchwave.reporting.v1.GetRunReportResponse.jobs:type_name -> patchwave.reporting.v1.RunJob
+	34, // 41: patchwave.reporting.v1.ExportComplianceRequest.states:type_name -> patchwave.types.v1.ComplianceState
+	8,  // 42: patchwave.reporting.v1.ExportComplianceResponse.instances:type_name -> patchwave.reporting.v1.InstanceCompliance
+	5,  // 43: patchwave.reporting.v1.ExportFailedPatchesResponse.failed_patches:type_name -> patchwave.reporting.v1.FailedPatch
+	40, // 44: patchwave.reporting.v1.ListAuditEventsResponse.events:type_name -> patchwave.events.v1.AuditRecorded
+	2,  // 45: patchwave.reporting.v1.ReportingService.GetCompliance:input_type -> patchwave.reporting.v1.GetComplianceRequest
+	6,  // 46: patchwave.reporting.v1.ReportingService.ListFailedPatches:input_type -> patchwave.reporting.v1.ListFailedPatchesRequest
+	9,  // 47: patchwave.reporting.v1.ReportingService.ListInstances:input_type -> patchwave.reporting.v1.ListInstancesRequest
+	12, // 48: patchwave.reporting.v1.ReportingService.GetInstancePatches:input_type -> patchwave.reporting.v1.GetInstancePatchesRequest
+	15, // 49: patchwave.reporting.v1.ReportingService.GetComplianceHistory:input_type -> patchwave.reporting.v1.GetComplianceHistoryRequest
+	19, // 50: patchwave.reporting.v1.ReportingService.GetPatchAgeing:input_type -> patchwave.reporting.v1.GetPatchAgeingRequest
+	23, // 51: patchwave.reporting.v1.ReportingService.GetRunReport:input_type -> patchwave.reporting.v1.GetRunReportRequest
+	25, // 52: patchwave.reporting.v1.ReportingService.ExportCompliance:input_type -> patchwave.reporting.v1.ExportComplianceRequest
+	27, // 53: patchwave.reporting.v1.ReportingService.ExportFailedPatches:input_type -> patchwave.reporting.v1.ExportFailedPatchesRequest
+	31, // 54: patchwave.reporting.v1.ReportingService.RequestScan:input_type -> patchwave.reporting.v1.RequestScanRequest
+	29, // 55: patchwave.reporting.v1.ReportingService.ListAuditEvents:input_type -> patchwave.reporting.v1.ListAuditEventsRequest
+	4,  // 56: patchwave.reporting.v1.ReportingService.GetCompliance:output_type -> patchwave.reporting.v1.GetComplianceResponse
+	7,  // 57: patchwave.reporting.v1.ReportingService.ListFailedPatches:output_type -> patchwave.reporting.v1.ListFailedPatchesResponse
+	10, // 58: patchwave.reporting.v1.ReportingService.ListInstances:output_type -> patchwave.reporting.v1.ListInstancesResponse
+	13, // 59: patchwave.reporting.v1.ReportingService.GetInstancePatches:output_type -> patchwave.reporting.v1.GetInstancePatchesResponse
+	16, // 60: patchwave.reporting.v1.ReportingService.GetComplianceHistory:output_type -> patchwave.reporting.v1.GetComplianceHistoryResponse
+	20, // 61: patchwave.reporting.v1.ReportingService.GetPatchAgeing:output_type -> patchwave.reporting.v1.GetPatchAgeingResponse
+	24, // 62: patchwave.reporting.v1.ReportingService.GetRunReport:output_type -> patchwave.reporting.v1.GetRunReportResponse
+	26, // 63: patchwave.reporting.v1.ReportingService.ExportCompliance:output_type -> patchwave.reporting.v1.ExportComplianceResponse
+	28, // 64: patchwave.reporting.v1.ReportingService.ExportFailedPatches:output_type -> patchwave.reporting.v1.ExportFailedPatchesResponse
+	32, // 65: patchwave.reporting.v1.ReportingService.RequestScan:output_type -> patchwave.reporting.v1.RequestScanResponse
+	30, // 66: patchwave.reporting.v1.ReportingService.ListAuditEvents:output_type -> patchwave.reporting.v1.ListAuditEventsResponse
+	56, // [56:67] is the sub-list for method output_type
+	45, // [45:56] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_patchwave_reporting_v1_reporting_proto_init() }
