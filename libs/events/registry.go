@@ -99,6 +99,7 @@ var registry = func() map[protoreflect.FullName]Def {
 		def("scheduler", ScopeTenant, "service_request", "applied", func() *eventsv1.ServiceRequestApplied { return &eventsv1.ServiceRequestApplied{} }),
 		def("scheduler", ScopeTenant, "service_request", "rejected", func() *eventsv1.ServiceRequestRejected { return &eventsv1.ServiceRequestRejected{} }),
 		def("scheduler", ScopeTenant, "service_request", "withdrawn", func() *eventsv1.ServiceRequestWithdrawn { return &eventsv1.ServiceRequestWithdrawn{} }),
+		def("reporting", ScopeTenant, "scan", "ordered", func() *eventsv1.ScanOrdered { return &eventsv1.ScanOrdered{} }),
 		def("reporting", ScopeTenant, "scan", "requested", func() *eventsv1.ScanRequested { return &eventsv1.ScanRequested{} }),
 		def("installer", ScopeTenant, "scan", "started", func() *eventsv1.ScanStarted { return &eventsv1.ScanStarted{} }),
 		def("installer", ScopeTenant, "scan", "completed", func() *eventsv1.ScanCompleted { return &eventsv1.ScanCompleted{} }),

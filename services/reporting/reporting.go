@@ -45,6 +45,9 @@ type Config struct {
 	ScanDuringFreeze bool
 	// ScanTick is how often the daily assessment checks whether it is due. Optional, default 1m.
 	ScanTick time.Duration
+	// ScanReleaseTick is how often pending scan chunks are looked at besides when scan
+	// outcomes arrive (a freeze that ended, a lost wake-up). Optional, default 1s.
+	ScanReleaseTick time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -53,6 +56,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ScanTick == 0 {
 		c.ScanTick = time.Minute
+	}
+	if c.ScanReleaseTick == 0 {
+		c.ScanReleaseTick = time.Second
 	}
 }
 
@@ -66,6 +72,9 @@ func (c Config) Validate() error {
 	}
 	if c.ScanTick < 0 {
 		errs = append(errs, fmt.Errorf("ScanTick: must not be negative, got %s", c.ScanTick))
+	}
+	if c.ScanReleaseTick < 0 {
+		errs = append(errs, fmt.Errorf("ScanReleaseTick: must not be negative, got %s", c.ScanReleaseTick))
 	}
 	return errors.Join(errs...)
 }
@@ -126,7 +135,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if daily == "off" {
 		daily = ""
 	}
-	s.app.SetScans(app.ScanOptions{Freezes: adapters.Freezes{View: s.designView}, DuringFreeze: cfg.ScanDuringFreeze, DailyAt: daily})
+	s.app.SetScans(app.ScanOptions{Freezes: adapters.Freezes{View: s.designView}, Policies: adapters.Policies{View: s.designView},
+		DuringFreeze: cfg.ScanDuringFreeze, DailyAt: daily})
 	s.audit = app.NewAudit(repo, tenants{s})
 	return s, nil
 }
@@ -148,8 +158,9 @@ func (s *Service) designView() *design.View {
 	return s.view
 }
 
-// Run implements host.Runner: it watches the service design and, every ScanTick, requests the
-// daily assessment when it is due, until ctx is done.
+// Run implements host.Runner: it watches the service design, every ScanTick orders the daily
+// assessment when it is due, and releases pending scan chunks when scan outcomes arrive (and
+// every ScanReleaseTick), until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	v := s.designView()
 	if v == nil {
@@ -159,6 +170,13 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() { errc <- v.Run(ctx) }()
 	t := time.NewTicker(s.cfg.ScanTick)
 	defer t.Stop()
+	rt := time.NewTicker(s.cfg.ScanReleaseTick)
+	defer rt.Stop()
+	release := func() {
+		if _, err := s.app.ReleaseScans(ctx, s.clock()); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "scan release", "error", err)
+		}
+	}
 	for {
 		select {
 		case err := <-errc:
@@ -167,6 +185,10 @@ func (s *Service) Run(ctx context.Context) error {
 			if err := s.app.DailyScans(ctx, s.clock()); err != nil && ctx.Err() == nil {
 				s.log.WarnContext(ctx, "daily scan", "error", err)
 			}
+		case <-s.app.ScanKicks():
+			release()
+		case <-rt.C:
+			release()
 		}
 	}
 }

@@ -50,6 +50,36 @@ func (f Freezes) TenantIDs() []string {
 	return out
 }
 
+// Policies answers the waves' max concurrency from the watched service design.
+type Policies struct {
+	View func() *design.View
+}
+
+// MaxConcurrency returns each wave's max concurrency: its rollout policy's, else the tenant's
+// default policy's; a wave without either is left out (the built-in default applies).
+func (p Policies) MaxConcurrency(tenant string) map[int32]*typesv1.Amount {
+	v := p.View()
+	if v == nil {
+		return nil
+	}
+	t, ok := v.Tenant(tenant)
+	if !ok {
+		return nil
+	}
+	out := map[int32]*typesv1.Amount{}
+	def := t.Design.GetTenant().GetDefaultPolicy().GetMaxConcurrency()
+	for _, w := range t.Design.GetWaves() {
+		a := w.GetPolicy().GetMaxConcurrency()
+		if a.GetValue() == nil {
+			a = def
+		}
+		if a.GetValue() != nil {
+			out[w.GetNumber()] = a
+		}
+	}
+	return out
+}
+
 // calendarFreeze reads a stored freeze (the scheduler validated it when it was written).
 func calendarFreeze(f *typesv1.Freeze) calendar.Freeze {
 	cf := calendar.Freeze{

@@ -61,6 +61,9 @@ type Application struct {
 	// unknownBaselines were waited for and never published: not waited for again.
 	unknownBaselines map[string]bool
 
+	// kick wakes the scan releaser.
+	kick chan struct{}
+
 	ready, catalogReady         chan struct{}
 	readyOnce, catalogReadyOnce sync.Once
 }
@@ -69,7 +72,8 @@ type Application struct {
 // of work (domain.UnitOfWorkStarter), ApplyBatch uses them.
 func New(repo domain.Repository, tenants Tenants, log *slog.Logger, clock func() time.Time) *Application {
 	a := &Application{repo: repo, tenants: tenants, log: log, clock: clock,
-		ready: make(chan struct{}), catalogReady: make(chan struct{}), unknownBaselines: map[string]bool{}}
+		ready: make(chan struct{}), catalogReady: make(chan struct{}), unknownBaselines: map[string]bool{},
+		kick: make(chan struct{}, 1)}
 	a.uow, _ = repo.(domain.UnitOfWorkStarter)
 	return a
 }
@@ -211,9 +215,10 @@ func (a txn) apply(ctx context.Context, ev *events.Event) error {
 		err = a.approved(ctx, ev, msg)
 	case *eventsv1.CyclePinned:
 		err = a.pinned(ctx, ev, msg)
+	case *eventsv1.ScanOrdered:
+		err = a.scanOrdered(ctx, ev, msg)
 	case *eventsv1.ScanRequested:
-		// Reporting's own request: only its time counts (rollDay), so a request in a new
-		// month starts the new cycle before its results arrive.
+		err = a.scanRequested(ctx, ev, msg)
 	case *eventsv1.ScanCompleted:
 		at := ev.Time
 		if msg.GetScannedAt() != nil {
@@ -221,9 +226,15 @@ func (a txn) apply(ctx context.Context, ev *events.Event) error {
 		}
 		err = a.assess(ctx, ev, msg.GetInstanceId(), 0, domain.Assessment{Outcome: domain.OutcomeScanned, RunID: msg.GetScanId(), At: at,
 			Results: msg.GetResults(), Replace: true, OSFamily: msg.GetOsFamily()})
+		if err == nil {
+			err = a.repo.ScanDone(ctx, ev.Tenant, msg.GetScanId(), msg.GetInstanceId())
+		}
 	case *eventsv1.ScanFailed:
 		err = a.assess(ctx, ev, msg.GetInstanceId(), 0, domain.Assessment{Outcome: domain.OutcomeUnreachable, RunID: msg.GetScanId(), At: ev.Time,
 			Reason: msg.GetReason(), OSFamily: msg.GetOsFamily()})
+		if err == nil {
+			err = a.repo.ScanDone(ctx, ev.Tenant, msg.GetScanId(), msg.GetInstanceId())
+		}
 	default:
 		return bus.Permanent(fmt.Errorf("compliance projection: unexpected event type %s", ev.Type))
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/patchwave/patchwave/libs/apierr"
+	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/events"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
@@ -20,7 +21,7 @@ import (
 )
 
 // ScanChunk is the most instances one ScanRequested names (one SSM command).
-const ScanChunk = 50
+const ScanChunk = domain.MaxScanChunk
 
 // Publisher publishes events (the bus).
 type Publisher interface {
@@ -36,11 +37,19 @@ type Freezes interface {
 	TenantIDs() []string
 }
 
+// Policies gives the max concurrency of a tenant's waves (the wave's rollout policy, else the
+// tenant's default policy; nil: the built-in default).
+type Policies interface {
+	MaxConcurrency(tenant string) map[int32]*typesv1.Amount
+}
+
 // ScanOptions configure assessments.
 type ScanOptions struct {
-	// Publisher publishes the scan requests. Without it scans cannot be requested.
+	// Publisher publishes the scan orders and requests. Without it scans cannot be requested.
 	Publisher Publisher
 	Freezes   Freezes
+	// Policies gives the waves' max concurrency; nil: the built-in default for every wave.
+	Policies Policies
 	// DuringFreeze lets scans run inside a change freeze (by default they do not).
 	DuringFreeze bool
 	// DailyAt is the UTC time of day ("HH:MM") of the daily assessment; empty: none.
@@ -63,9 +72,14 @@ type ScanPlan struct {
 
 var scanIDRule = regexp.MustCompile(`^[A-Za-z0-9_-]{1,48}$`)
 
-// RequestScans asks for a scan of every in-scope instance of the tenant against the baseline
-// that applies to it: one ScanRequested per location, OS family and baseline, at most 50
-// instances each. Inside a change freeze it is refused (FailedPrecondition) unless
+// scanPlanPoll is how often RequestScans looks whether its order is planned.
+const scanPlanPoll = 10 * time.Millisecond
+
+// RequestScans orders a scan of every in-scope instance of the tenant against the baseline
+// that applies to it (scan.ordered) and returns its plan once the compliance projection made
+// it: one ScanRequested per wave, location, OS family and baseline, at most 50 instances (and
+// at most the wave's max concurrency) each, released under the wave's max concurrency
+// (ReleaseScans). Inside a change freeze it is refused (FailedPrecondition) unless
 // DuringFreeze is set. requestID makes a retry the same scan; empty: a new one.
 func (a *Application) RequestScans(ctx context.Context, tenant, requestID, by string) (ScanPlan, error) {
 	if requestID != "" && !scanIDRule.MatchString(requestID) {
@@ -80,66 +94,145 @@ func (a *Application) RequestScans(ctx context.Context, tenant, requestID, by st
 	if requestID == "" {
 		requestID = strconv.FormatInt(now.UnixNano(), 36)
 	}
-	return a.requestScans(ctx, tenant, "scan-"+requestID, by, now)
+	scanID := "scan-" + requestID
+	if err := a.orderScan(ctx, tenant, scanID, by, now); err != nil {
+		return ScanPlan{}, err
+	}
+	t := time.NewTimer(readyWait)
+	defer t.Stop()
+	for {
+		p, found, err := a.repo.ScanPlan(ctx, tenant, scanID)
+		if err != nil {
+			return ScanPlan{}, err
+		}
+		if found {
+			return ScanPlan{ScanID: p.ScanID, Instances: p.Instances, Chunks: p.Chunks, Unlocated: p.Unlocated}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return ScanPlan{}, fmt.Errorf("%w: %w", domain.ErrUnavailable, ctx.Err())
+		case <-t.C:
+			return ScanPlan{}, fmt.Errorf("%w: scan %s is ordered but not planned yet (reporting is catching up)", domain.ErrUnavailable, scanID)
+		case <-time.After(scanPlanPoll):
+		}
+	}
 }
 
-func (a *Application) requestScans(ctx context.Context, tenant, scanID, by string, now time.Time) (ScanPlan, error) {
+// orderScan publishes a scan's order, unless the tenant is inside a change freeze.
+func (a *Application) orderScan(ctx context.Context, tenant, scanID, by string, now time.Time) error {
 	if a.scans.Publisher == nil {
-		return ScanPlan{}, fmt.Errorf("%w: scans are not configured", domain.ErrUnavailable)
+		return fmt.Errorf("%w: scans are not configured", domain.ErrUnavailable)
 	}
-	if !a.scans.DuringFreeze && a.scans.Freezes != nil {
-		id, err := a.scans.Freezes.FrozenAt(tenant, now)
-		if err != nil {
-			return ScanPlan{}, err
+	if id, err := a.frozen(tenant, now); err != nil {
+		return err
+	} else if id != "" {
+		return fmt.Errorf("%w: tenant %s is inside change freeze %s: no scan runs in a freeze", apierr.ErrFailedPrecondition, tenant, id)
+	}
+	msg := &eventsv1.ScanOrdered{Tenant: tenant, ScanId: scanID, RequestedBy: by, RequestedAt: timestamppb.New(now)}
+	if a.scans.Policies != nil {
+		limits := a.scans.Policies.MaxConcurrency(tenant)
+		waves := make([]int32, 0, len(limits))
+		for w := range limits {
+			waves = append(waves, w)
 		}
-		if id != "" {
-			return ScanPlan{}, fmt.Errorf("%w: tenant %s is inside change freeze %s: no scan runs in a freeze", apierr.ErrFailedPrecondition, tenant, id)
+		slices.Sort(waves)
+		for _, w := range waves {
+			msg.Limits = append(msg.Limits, &eventsv1.ScanWaveLimit{Wave: w, MaxConcurrency: limits[w]})
 		}
 	}
-	ids, err := a.instanceIDs(ctx, tenant, InstanceFilter{})
+	ev, err := events.New(tenant, scanID, msg)
 	if err != nil {
-		return ScanPlan{}, err
+		return err
 	}
-	// The cycle in force now: a request in a month whose cycle is not pinned yet measures
-	// against what its waves will install.
-	cyc, _, err := a.repo.Cycle(ctx, tenant)
+	ev.Time = now
+	return a.scans.Publisher.Publish(ctx, ev)
+}
+
+// frozen returns the freeze that keeps scans from starting at now, "" if none (or when scans
+// may run in freezes).
+func (a *Application) frozen(tenant string, now time.Time) (string, error) {
+	if a.scans.DuringFreeze || a.scans.Freezes == nil {
+		return "", nil
+	}
+	return a.scans.Freezes.FrozenAt(tenant, now)
+}
+
+// scanOrdered plans an ordered scan where the order stands in the stream: every in-scope
+// instance with a location and an applicable baseline (in the cycle in force at the order),
+// grouped per wave, location, OS family and baseline into chunks of at most 50 instances and at
+// most the wave's max concurrency, each pending in its wave. A scan is planned once.
+func (a txn) scanOrdered(ctx context.Context, ev *events.Event, msg *eventsv1.ScanOrdered) error {
+	if msg.GetScanId() == "" {
+		return bus.Permanent(fmt.Errorf("%s: scan_id is required", ev.ID))
+	}
+	if _, found, err := a.repo.ScanPlan(ctx, ev.Tenant, msg.GetScanId()); err != nil || found {
+		return err
+	}
+	cyc, _, err := a.repo.Cycle(ctx, ev.Tenant)
 	if err != nil {
-		return ScanPlan{}, err
+		return err
 	}
-	cyc = cyc.At(now)
-	type chunkKey struct{ account, region, family, baseline string }
+	ids, err := a.tenantInstances(ctx, ev.Tenant)
+	if err != nil {
+		return err
+	}
+	if uow, ok := a.repo.(domain.UnitOfWork); ok {
+		refs := make([]domain.InstanceRef, len(ids))
+		for i, id := range ids {
+			refs[i] = domain.InstanceRef{Tenant: ev.Tenant, ID: id}
+		}
+		if err := uow.Prefetch(ctx, refs); err != nil {
+			return err
+		}
+	}
+	type chunkKey struct {
+		wave                               int32
+		account, region, family, baseline string
+	}
 	groups := map[chunkKey][]string{}
 	patches := map[string][]string{}
-	plan := ScanPlan{ScanID: scanID}
+	perWave := map[int32]int{}
+	plan := domain.ScanPlan{ScanID: msg.GetScanId(), Waves: map[int32]int{}}
 	for _, id := range ids {
-		in, found, err := a.repo.Instance(ctx, tenant, id)
+		in, found, err := a.repo.Instance(ctx, ev.Tenant, id)
 		if err != nil {
-			return ScanPlan{}, err
+			return err
 		}
 		if !found {
 			continue
 		}
-		b, err := a.tx(a.repo).ApplicableIn(ctx, in, cyc)
+		b, err := a.ApplicableIn(ctx, in, cyc)
 		if err != nil {
-			return ScanPlan{}, err
+			return err
 		}
 		if in.Account == "" || b == nil {
 			plan.Unlocated++
 			continue
 		}
-		k := chunkKey{in.Account, in.Region, in.Family(), b.ID}
+		k := chunkKey{in.Wave, in.Account, in.Region, in.Family(), b.ID}
 		groups[k] = append(groups[k], id)
+		perWave[in.Wave]++
 		if _, ok := patches[b.ID]; !ok {
 			for _, p := range b.Patches {
 				patches[b.ID] = append(patches[b.ID], p.ID)
 			}
 		}
 	}
+	amounts := map[int32]*typesv1.Amount{}
+	for _, l := range msg.GetLimits() {
+		amounts[l.GetWave()] = l.GetMaxConcurrency()
+	}
+	for w, n := range perWave {
+		plan.Waves[w] = domain.ScanConcurrency(amounts[w], n)
+	}
 	keys := make([]chunkKey, 0, len(groups))
 	for k := range groups {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(x, y chunkKey) int {
+		if x.wave != y.wave {
+			return int(x.wave - y.wave)
+		}
 		for _, c := range [][2]string{{x.account, y.account}, {x.region, y.region}, {x.family, y.family}, {x.baseline, y.baseline}} {
 			if c[0] != c[1] {
 				if c[0] < c[1] {
@@ -150,43 +243,164 @@ func (a *Application) requestScans(ctx context.Context, tenant, scanID, by strin
 		}
 		return 0
 	})
-	var evs []*events.Event
+	at := ev.Time
+	if msg.GetRequestedAt() != nil {
+		at = msg.GetRequestedAt().AsTime()
+	}
 	for _, k := range keys {
 		members := groups[k]
-		for start := 0; start < len(members); start += ScanChunk {
-			part := members[start:min(start+ScanChunk, len(members))]
+		limit := plan.Waves[k.wave]
+		size := min(ScanChunk, limit)
+		for start := 0; start < len(members); start += size {
+			part := members[start:min(start+size, len(members))]
 			plan.Chunks++
 			plan.Instances += len(part)
-			ev, err := events.New(tenant, fmt.Sprintf("%s/%d", scanID, plan.Chunks), &eventsv1.ScanRequested{
-				Tenant: tenant, ScanId: scanID, Chunk: int32(plan.Chunks), Location: &typesv1.Location{Account: k.account, Region: k.region},
-				OsFamily: k.family, BaselineId: k.baseline, PatchIds: patches[k.baseline], InstanceIds: part,
-				RequestedBy: by, RequestedAt: timestamppb.New(now),
-			})
-			if err != nil {
-				return ScanPlan{}, err
-			}
-			ev.Time = now
-			evs = append(evs, ev)
-			if len(evs) == 500 {
-				if err := a.scans.Publisher.Publish(ctx, evs...); err != nil {
-					return ScanPlan{}, err
-				}
-				evs = evs[:0]
+			c := domain.ScanChunk{ScanID: plan.ScanID, N: plan.Chunks, Order: ev.Sequence, Wave: k.wave, Limit: limit,
+				Account: k.account, Region: k.region, OSFamily: k.family, BaselineID: k.baseline, PatchIDs: patches[k.baseline],
+				InstanceIDs: slices.Clone(part), RequestedBy: msg.GetRequestedBy(), RequestedAt: at.UTC()}
+			if err := a.repo.PutScanChunk(ctx, ev.Tenant, c); err != nil {
+				return err
 			}
 		}
 	}
-	if len(evs) > 0 {
-		if err := a.scans.Publisher.Publish(ctx, evs...); err != nil {
-			return ScanPlan{}, err
-		}
-	}
-	a.log.InfoContext(ctx, "scans requested", "tenant", tenant, "scan", scanID, "instances", plan.Instances, "chunks", plan.Chunks, "unlocated", plan.Unlocated)
-	return plan, nil
+	a.log.InfoContext(ctx, "scan planned", "tenant", ev.Tenant, "scan", plan.ScanID, "instances", plan.Instances, "chunks", plan.Chunks,
+		"unlocated", plan.Unlocated, "limits", plan.Waves)
+	return a.repo.PutScanPlan(ctx, ev.Tenant, plan)
 }
 
-// DailyScans requests each tenant's daily scan ("daily-<date>") once now is past DailyAt on
-// that UTC date and it was not requested yet; a tenant inside a freeze is skipped that day.
-// Replicas that both do it publish the same events (same ids), which the stream stores once.
+// tenantInstances lists the tenant's in-scope instances through the txn's repository.
+func (a txn) tenantInstances(ctx context.Context, tenant string) ([]string, error) {
+	groups, err := a.repo.Groups(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, g := range groups {
+		for _, s := range domain.States {
+			ms, err := a.repo.Members(ctx, tenant, g, s)
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, ms...)
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
+// scanRequested records a released chunk: its instances are in flight.
+func (a txn) scanRequested(ctx context.Context, ev *events.Event, msg *eventsv1.ScanRequested) error {
+	c, found, err := a.repo.ScanChunk(ctx, ev.Tenant, msg.GetScanId(), int(msg.GetChunk()))
+	if err != nil || !found {
+		return err // a request of no planned scan (before scan orders): nothing to track
+	}
+	return a.repo.ScanReleased(ctx, ev.Tenant, c)
+}
+
+// ReleaseScans publishes, for each tenant not inside a freeze (unless DuringFreeze) and each
+// wave, the pending scan chunks, in order, while the wave's scans in flight plus the chunk's
+// instances stay within the chunk's limit. A chunk already released whose ScanRequested the
+// read model has not applied yet is published again with the same id (the stream stores it
+// once) and counted again, so a replica whose read model lags releases no more than the limit
+// allows. It returns how many chunks it published.
+func (a *Application) ReleaseScans(ctx context.Context, now time.Time) (int, error) {
+	if a.scans.Publisher == nil || a.scans.Freezes == nil {
+		return 0, nil
+	}
+	select {
+	case <-a.ready:
+	default:
+		return 0, nil // the read model is not caught up yet
+	}
+	var evs []*events.Event
+	for _, tenant := range a.scans.Freezes.TenantIDs() {
+		waves, err := a.repo.ScanWaves(ctx, tenant)
+		if err != nil || len(waves) == 0 {
+			if err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if id, err := a.frozen(tenant, now); err != nil {
+			return 0, err
+		} else if id != "" {
+			continue // released again once the freeze ends
+		}
+		for _, w := range waves {
+			refs, err := a.repo.PendingScanChunks(ctx, tenant, w)
+			if err != nil || len(refs) == 0 {
+				if err != nil {
+					return 0, err
+				}
+				continue
+			}
+			inFlight, err := a.repo.ScansInFlight(ctx, tenant, w)
+			if err != nil {
+				return 0, err
+			}
+			for _, ref := range refs {
+				scanID, n, err := domain.ParseScanRef(ref)
+				if err != nil {
+					return 0, err
+				}
+				c, found, err := a.repo.ScanChunk(ctx, tenant, scanID, n)
+				if err != nil {
+					return 0, err
+				}
+				if !found {
+					continue
+				}
+				if inFlight+len(c.InstanceIDs) > c.Limit {
+					break
+				}
+				inFlight += len(c.InstanceIDs)
+				ev, err := events.New(tenant, fmt.Sprintf("%s/%d", c.ScanID, c.N), &eventsv1.ScanRequested{
+					Tenant: tenant, ScanId: c.ScanID, Chunk: int32(c.N), Location: &typesv1.Location{Account: c.Account, Region: c.Region},
+					OsFamily: c.OSFamily, BaselineId: c.BaselineID, PatchIds: c.PatchIDs, InstanceIds: c.InstanceIDs,
+					RequestedBy: c.RequestedBy, RequestedAt: timestamppb.New(c.RequestedAt),
+				})
+				if err != nil {
+					return 0, err
+				}
+				ev.Time = c.RequestedAt
+				evs = append(evs, ev)
+			}
+		}
+	}
+	for start := 0; start < len(evs); start += 500 {
+		if err := a.scans.Publisher.Publish(ctx, evs[start:min(start+500, len(evs))]...); err != nil {
+			return 0, err
+		}
+	}
+	return len(evs), nil
+}
+
+// scanKick wakes the scan releaser (non-blocking).
+func (a *Application) scanKick() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// ScanKicks delivers when applied events may let scans be released.
+func (a *Application) ScanKicks() <-chan struct{} { return a.kick }
+
+// AfterApply tells the releaser about events the compliance projection committed.
+func (a *Application) AfterApply(evs []*events.Event) {
+	for _, ev := range evs {
+		switch ev.Data.(type) {
+		case *eventsv1.ScanOrdered, *eventsv1.ScanCompleted, *eventsv1.ScanFailed:
+			a.scanKick()
+			return
+		}
+	}
+}
+
+// DailyScans orders each tenant's daily scan ("daily-<date>") once now is past DailyAt on
+// that UTC date and it was not ordered yet; a tenant inside a freeze is skipped that day.
+// Replicas that both do it publish the same event (same id), which the stream stores once, and
+// a scan is planned once.
 func (a *Application) DailyScans(ctx context.Context, now time.Time) error {
 	if a.scans.DailyAt == "" || a.scans.Freezes == nil {
 		return nil
@@ -214,7 +428,7 @@ func (a *Application) DailyScans(ctx context.Context, now time.Time) error {
 		if last >= day {
 			continue
 		}
-		if _, err := a.requestScans(ctx, tenant, "daily-"+day, "schedule", now); err != nil {
+		if err := a.orderScan(ctx, tenant, "daily-"+day, "schedule", now); err != nil {
 			if !errors.Is(err, apierr.ErrFailedPrecondition) {
 				return err
 			}

@@ -88,6 +88,25 @@ type Repository interface {
 	// Snapshots returns the tenant's snapshots of a kind, sorted by key.
 	Snapshots(ctx context.Context, tenant, kind string) ([]Snapshot, error)
 
+	// ScanPlan returns what an ordered scan was planned into; false if it was not planned.
+	ScanPlan(ctx context.Context, tenant, scanID string) (ScanPlan, bool, error)
+	// PutScanPlan records it.
+	PutScanPlan(ctx context.Context, tenant string, p ScanPlan) error
+	// PutScanChunk stores a planned chunk, pending in its wave.
+	PutScanChunk(ctx context.Context, tenant string, c ScanChunk) error
+	// ScanChunk returns a planned chunk; false if unknown.
+	ScanChunk(ctx context.Context, tenant, scanID string, n int) (ScanChunk, bool, error)
+	// ScanReleased records a chunk's ScanRequested: no longer pending, its instances in flight.
+	ScanReleased(ctx context.Context, tenant string, c ScanChunk) error
+	// ScanDone records an instance's scan outcome: no longer in flight.
+	ScanDone(ctx context.Context, tenant, scanID, instanceID string) error
+	// ScanWaves returns the waves of the tenant that have scan chunks, sorted.
+	ScanWaves(ctx context.Context, tenant string) ([]int32, error)
+	// PendingScanChunks returns the refs of a wave's chunks not released yet, in release order.
+	PendingScanChunks(ctx context.Context, tenant string, wave int32) ([]string, error)
+	// ScansInFlight returns how many of a wave's released scans have no outcome yet.
+	ScansInFlight(ctx context.Context, tenant string, wave int32) (int, error)
+
 	// Marker returns a small named value ("" if unset), e.g. the last day a daily job ran.
 	Marker(ctx context.Context, name string) (string, error)
 	// SetMarker sets it.

@@ -39,6 +39,7 @@ func ComplianceSubjects() []string {
 		events.Pattern[*eventsv1.RestoreFailed](),
 		events.Pattern[*eventsv1.BaselineApproved](),
 		events.Pattern[*eventsv1.CyclePinned](),
+		events.Pattern[*eventsv1.ScanOrdered](),
 		events.Pattern[*eventsv1.ScanRequested](),
 		events.Pattern[*eventsv1.ScanCompleted](),
 		events.Pattern[*eventsv1.ScanFailed](),
@@ -94,10 +95,23 @@ func compliance(a *app.Application) bus.ProjectionSpec {
 		Checkpoint: a.Checkpoint,
 		CaughtUp:   a.CaughtUp,
 	}
+	// After a commit, scan outcomes and orders wake the scan releaser.
 	if a.Batches() {
-		spec.ApplyBatch = a.ApplyBatch
+		spec.ApplyBatch = func(ctx context.Context, evs []*events.Event, live bool) error {
+			err := a.ApplyBatch(ctx, evs, live)
+			if err == nil {
+				a.AfterApply(evs)
+			}
+			return err
+		}
 	} else {
-		spec.Apply = a.Apply
+		spec.Apply = func(ctx context.Context, ev *events.Event, live bool) error {
+			err := a.Apply(ctx, ev, live)
+			if err == nil {
+				a.AfterApply([]*events.Event{ev})
+			}
+			return err
+		}
 	}
 	return spec
 }

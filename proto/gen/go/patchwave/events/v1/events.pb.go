@@ -5073,6 +5073,144 @@ func (x *ScanRequested) GetRequestedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// ScanOrdered: patch.<tenant>.scan.ordered. An assessment of every in-scope instance of the
+// tenant was asked for (RequestScan, or the daily scan). Reporting's compliance projection
+// plans it where it stands in the stream (after every event stored before it, so a scan asked
+// for right after an approval checks the approved baseline) and then releases its
+// ScanRequested chunks per wave under the wave's max concurrency. Key: the scan id.
+type ScanOrdered struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	ScanId string                 `protobuf:"bytes,2,opt,name=scan_id,json=scanId,proto3" json:"scan_id,omitempty"`
+	// Who asked: the caller's subject, or "schedule" for the daily assessment.
+	RequestedBy string                 `protobuf:"bytes,3,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	// The max concurrency of each wave when the scan was asked for (the wave's rollout policy,
+	// else the tenant's default policy); a wave not listed takes the built-in 10%.
+	Limits        []*ScanWaveLimit `protobuf:"bytes,5,rep,name=limits,proto3" json:"limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanOrdered) Reset() {
+	*x = ScanOrdered{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanOrdered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanOrdered) ProtoMessage() {}
+
+func (x *ScanOrdered) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanOrdered.ProtoReflect.Descriptor instead.
+func (*ScanOrdered) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ScanOrdered) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ScanOrdered) GetScanId() string {
+	if x != nil {
+		return x.ScanId
+	}
+	return ""
+}
+
+func (x *ScanOrdered) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *ScanOrdered) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *ScanOrdered) GetLimits() []*ScanWaveLimit {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+// ScanWaveLimit is one wave's max concurrency for a scan: a count, or a percentage of the
+// wave's instances the scan covers.
+type ScanWaveLimit struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Wave           int32                  `protobuf:"varint,1,opt,name=wave,proto3" json:"wave,omitempty"`
+	MaxConcurrency *v1.Amount             `protobuf:"bytes,2,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ScanWaveLimit) Reset() {
+	*x = ScanWaveLimit{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanWaveLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanWaveLimit) ProtoMessage() {}
+
+func (x *ScanWaveLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanWaveLimit.ProtoReflect.Descriptor instead.
+func (*ScanWaveLimit) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ScanWaveLimit) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *ScanWaveLimit) GetMaxConcurrency() *v1.Amount {
+	if x != nil {
+		return x.MaxConcurrency
+	}
+	return nil
+}
+
 // ScanStarted says a scan of one instance runs at the provider.
 type ScanStarted struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -5095,7 +5233,7 @@ type ScanStarted struct {
 
 func (x *ScanStarted) Reset() {
 	*x = ScanStarted{}
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[50]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5107,7 +5245,7 @@ func (x *ScanStarted) String() string {
 func (*ScanStarted) ProtoMessage() {}
 
 func (x *ScanStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[50]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5120,7 +5258,7 @@ func (x *ScanStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanStarted.ProtoReflect.Descriptor instead.
 func (*ScanStarted) Descriptor() ([]byte, []int) {
-	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{50}
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ScanStarted) GetTenant() string {
@@ -5217,7 +5355,7 @@ type ScanCompleted struct {
 
 func (x *ScanCompleted) Reset() {
 	*x = ScanCompleted{}
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[51]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5229,7 +5367,7 @@ func (x *ScanCompleted) String() string {
 func (*ScanCompleted) ProtoMessage() {}
 
 func (x *ScanCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[51]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5242,7 +5380,7 @@ func (x *ScanCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanCompleted.ProtoReflect.Descriptor instead.
 func (*ScanCompleted) Descriptor() ([]byte, []int) {
-	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{51}
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ScanCompleted) GetTenant() string {
@@ -5310,7 +5448,7 @@ type ScanFailed struct {
 
 func (x *ScanFailed) Reset() {
 	*x = ScanFailed{}
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[52]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5322,7 +5460,7 @@ func (x *ScanFailed) String() string {
 func (*ScanFailed) ProtoMessage() {}
 
 func (x *ScanFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[52]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5335,7 +5473,7 @@ func (x *ScanFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanFailed.ProtoReflect.Descriptor instead.
 func (*ScanFailed) Descriptor() ([]byte, []int) {
-	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{52}
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ScanFailed) GetTenant() string {
@@ -5905,7 +6043,16 @@ const file_patchwave_events_v1_events_proto_rawDesc = "" +
 	"\finstance_ids\x18\b \x03(\tR\vinstanceIds\x12!\n" +
 	"\frequested_by\x18\t \x01(\tR\vrequestedBy\x12=\n" +
 	"\frequested_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"\xaf\x03\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"\xdc\x01\n" +
+	"\vScanOrdered\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x17\n" +
+	"\ascan_id\x18\x02 \x01(\tR\x06scanId\x12!\n" +
+	"\frequested_by\x18\x03 \x01(\tR\vrequestedBy\x12=\n" +
+	"\frequested_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12:\n" +
+	"\x06limits\x18\x05 \x03(\v2\".patchwave.events.v1.ScanWaveLimitR\x06limits\"h\n" +
+	"\rScanWaveLimit\x12\x12\n" +
+	"\x04wave\x18\x01 \x01(\x05R\x04wave\x12C\n" +
+	"\x0fmax_concurrency\x18\x02 \x01(\v2\x1a.patchwave.types.v1.AmountR\x0emaxConcurrency\"\xaf\x03\n" +
 	"\vScanStarted\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x17\n" +
 	"\ascan_id\x18\x02 \x01(\tR\x06scanId\x12\x1f\n" +
@@ -5956,7 +6103,7 @@ func file_patchwave_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_patchwave_events_v1_events_proto_rawDescData
 }
 
-var file_patchwave_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_patchwave_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_patchwave_events_v1_events_proto_goTypes = []any{
 	(*RunStarted)(nil),              // 0: patchwave.events.v1.RunStarted
 	(*RunCompleted)(nil),            // 1: patchwave.events.v1.RunCompleted
@@ -6008,136 +6155,142 @@ var file_patchwave_events_v1_events_proto_goTypes = []any{
 	(*RunHalted)(nil),               // 47: patchwave.events.v1.RunHalted
 	(*RunDispatchStopped)(nil),      // 48: patchwave.events.v1.RunDispatchStopped
 	(*ScanRequested)(nil),           // 49: patchwave.events.v1.ScanRequested
-	(*ScanStarted)(nil),             // 50: patchwave.events.v1.ScanStarted
-	(*ScanCompleted)(nil),           // 51: patchwave.events.v1.ScanCompleted
-	(*ScanFailed)(nil),              // 52: patchwave.events.v1.ScanFailed
-	(*timestamppb.Timestamp)(nil),   // 53: google.protobuf.Timestamp
-	(*v1.InstanceGroup)(nil),        // 54: patchwave.types.v1.InstanceGroup
-	(*v1.JobPolicy)(nil),            // 55: patchwave.types.v1.JobPolicy
-	(*v1.MembershipCounts)(nil),     // 56: patchwave.types.v1.MembershipCounts
-	(*v1.BaselinePin)(nil),          // 57: patchwave.types.v1.BaselinePin
-	(*v1.DispatchLimits)(nil),       // 58: patchwave.types.v1.DispatchLimits
-	(*v1.FiringRef)(nil),            // 59: patchwave.types.v1.FiringRef
-	(v1.RunState)(0),                // 60: patchwave.types.v1.RunState
-	(*v1.Location)(nil),             // 61: patchwave.types.v1.Location
-	(*v1.PatchResult)(nil),          // 62: patchwave.types.v1.PatchResult
-	(v1.JobState)(0),                // 63: patchwave.types.v1.JobState
-	(*v1.Subscription)(nil),         // 64: patchwave.types.v1.Subscription
-	(*v1.Patch)(nil),                // 65: patchwave.types.v1.Patch
-	(*v1.DeploymentRule)(nil),       // 66: patchwave.types.v1.DeploymentRule
-	(*durationpb.Duration)(nil),     // 67: google.protobuf.Duration
-	(v1.CertificationState)(0),      // 68: patchwave.types.v1.CertificationState
-	(*v1.CertificationStep)(nil),    // 69: patchwave.types.v1.CertificationStep
-	(*v1.ResourceChange)(nil),       // 70: patchwave.types.v1.ResourceChange
-	(*v1.Operation)(nil),            // 71: patchwave.types.v1.Operation
-	(*v1.Member)(nil),               // 72: patchwave.types.v1.Member
+	(*ScanOrdered)(nil),             // 50: patchwave.events.v1.ScanOrdered
+	(*ScanWaveLimit)(nil),           // 51: patchwave.events.v1.ScanWaveLimit
+	(*ScanStarted)(nil),             // 52: patchwave.events.v1.ScanStarted
+	(*ScanCompleted)(nil),           // 53: patchwave.events.v1.ScanCompleted
+	(*ScanFailed)(nil),              // 54: patchwave.events.v1.ScanFailed
+	(*timestamppb.Timestamp)(nil),   // 55: google.protobuf.Timestamp
+	(*v1.InstanceGroup)(nil),        // 56: patchwave.types.v1.InstanceGroup
+	(*v1.JobPolicy)(nil),            // 57: patchwave.types.v1.JobPolicy
+	(*v1.MembershipCounts)(nil),     // 58: patchwave.types.v1.MembershipCounts
+	(*v1.BaselinePin)(nil),          // 59: patchwave.types.v1.BaselinePin
+	(*v1.DispatchLimits)(nil),       // 60: patchwave.types.v1.DispatchLimits
+	(*v1.FiringRef)(nil),            // 61: patchwave.types.v1.FiringRef
+	(v1.RunState)(0),                // 62: patchwave.types.v1.RunState
+	(*v1.Location)(nil),             // 63: patchwave.types.v1.Location
+	(*v1.PatchResult)(nil),          // 64: patchwave.types.v1.PatchResult
+	(v1.JobState)(0),                // 65: patchwave.types.v1.JobState
+	(*v1.Subscription)(nil),         // 66: patchwave.types.v1.Subscription
+	(*v1.Patch)(nil),                // 67: patchwave.types.v1.Patch
+	(*v1.DeploymentRule)(nil),       // 68: patchwave.types.v1.DeploymentRule
+	(*durationpb.Duration)(nil),     // 69: google.protobuf.Duration
+	(v1.CertificationState)(0),      // 70: patchwave.types.v1.CertificationState
+	(*v1.CertificationStep)(nil),    // 71: patchwave.types.v1.CertificationStep
+	(*v1.ResourceChange)(nil),       // 72: patchwave.types.v1.ResourceChange
+	(*v1.Operation)(nil),            // 73: patchwave.types.v1.Operation
+	(*v1.Member)(nil),               // 74: patchwave.types.v1.Member
+	(*v1.Amount)(nil),               // 75: patchwave.types.v1.Amount
 }
 var file_patchwave_events_v1_events_proto_depIdxs = []int32{
-	53,  // 0: patchwave.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
-	54,  // 1: patchwave.events.v1.RunStarted.groups:type_name -> patchwave.types.v1.InstanceGroup
-	55,  // 2: patchwave.events.v1.RunStarted.policy:type_name -> patchwave.types.v1.JobPolicy
-	56,  // 3: patchwave.events.v1.RunStarted.membership:type_name -> patchwave.types.v1.MembershipCounts
-	57,  // 4: patchwave.events.v1.RunStarted.pins:type_name -> patchwave.types.v1.BaselinePin
-	58,  // 5: patchwave.events.v1.RunStarted.limits:type_name -> patchwave.types.v1.DispatchLimits
-	59,  // 6: patchwave.events.v1.RunStarted.firing:type_name -> patchwave.types.v1.FiringRef
-	60,  // 7: patchwave.events.v1.RunCompleted.state:type_name -> patchwave.types.v1.RunState
-	53,  // 8: patchwave.events.v1.RunCompleted.completed_at:type_name -> google.protobuf.Timestamp
-	61,  // 9: patchwave.events.v1.JobRequested.location:type_name -> patchwave.types.v1.Location
-	55,  // 10: patchwave.events.v1.JobRequested.policy:type_name -> patchwave.types.v1.JobPolicy
-	53,  // 11: patchwave.events.v1.SnapshotCreated.created_at:type_name -> google.protobuf.Timestamp
-	61,  // 12: patchwave.events.v1.SnapshotCreated.location:type_name -> patchwave.types.v1.Location
-	55,  // 13: patchwave.events.v1.SnapshotCreated.policy:type_name -> patchwave.types.v1.JobPolicy
-	61,  // 14: patchwave.events.v1.SnapshotFailed.location:type_name -> patchwave.types.v1.Location
-	55,  // 15: patchwave.events.v1.SnapshotFailed.policy:type_name -> patchwave.types.v1.JobPolicy
-	61,  // 16: patchwave.events.v1.InstallStarted.location:type_name -> patchwave.types.v1.Location
-	55,  // 17: patchwave.events.v1.InstallStarted.policy:type_name -> patchwave.types.v1.JobPolicy
-	53,  // 18: patchwave.events.v1.InstallStarted.started_at:type_name -> google.protobuf.Timestamp
-	53,  // 19: patchwave.events.v1.InstallStarted.deadline:type_name -> google.protobuf.Timestamp
-	62,  // 20: patchwave.events.v1.InstallSucceeded.results:type_name -> patchwave.types.v1.PatchResult
-	61,  // 21: patchwave.events.v1.InstallSucceeded.location:type_name -> patchwave.types.v1.Location
-	63,  // 22: patchwave.events.v1.InstallSucceeded.job_state:type_name -> patchwave.types.v1.JobState
-	62,  // 23: patchwave.events.v1.InstallFailed.results:type_name -> patchwave.types.v1.PatchResult
-	61,  // 24: patchwave.events.v1.InstallFailed.location:type_name -> patchwave.types.v1.Location
-	55,  // 25: patchwave.events.v1.InstallFailed.policy:type_name -> patchwave.types.v1.JobPolicy
-	63,  // 26: patchwave.events.v1.InstallFailed.job_state:type_name -> patchwave.types.v1.JobState
-	64,  // 27: patchwave.events.v1.SubscriptionChanged.subscription:type_name -> patchwave.types.v1.Subscription
-	53,  // 28: patchwave.events.v1.SubscriptionChanged.changed_at:type_name -> google.protobuf.Timestamp
-	65,  // 29: patchwave.events.v1.BaselinePublished.patches:type_name -> patchwave.types.v1.Patch
-	53,  // 30: patchwave.events.v1.BaselinePublished.published_at:type_name -> google.protobuf.Timestamp
-	66,  // 31: patchwave.events.v1.BaselinePublished.rules:type_name -> patchwave.types.v1.DeploymentRule
-	53,  // 32: patchwave.events.v1.BaselineApproved.approved_at:type_name -> google.protobuf.Timestamp
-	53,  // 33: patchwave.events.v1.BaselineRejected.rejected_at:type_name -> google.protobuf.Timestamp
-	67,  // 34: patchwave.events.v1.ApprovalPolicyChanged.delay:type_name -> google.protobuf.Duration
-	53,  // 35: patchwave.events.v1.ApprovalPolicyChanged.changed_at:type_name -> google.protobuf.Timestamp
-	65,  // 36: patchwave.events.v1.PatchDiscovered.patch:type_name -> patchwave.types.v1.Patch
-	65,  // 37: patchwave.events.v1.PatchUpdated.patch:type_name -> patchwave.types.v1.Patch
-	65,  // 38: patchwave.events.v1.PatchUpdated.previous:type_name -> patchwave.types.v1.Patch
-	68,  // 39: patchwave.events.v1.PatchUpdated.state:type_name -> patchwave.types.v1.CertificationState
-	69,  // 40: patchwave.events.v1.PatchTestStarted.step:type_name -> patchwave.types.v1.CertificationStep
-	69,  // 41: patchwave.events.v1.PatchCertified.step:type_name -> patchwave.types.v1.CertificationStep
-	69,  // 42: patchwave.events.v1.PatchRejected.step:type_name -> patchwave.types.v1.CertificationStep
-	69,  // 43: patchwave.events.v1.PatchRevoked.step:type_name -> patchwave.types.v1.CertificationStep
-	53,  // 44: patchwave.events.v1.AutoApprovalRuleChanged.changed_at:type_name -> google.protobuf.Timestamp
-	53,  // 45: patchwave.events.v1.SourcePolled.started_at:type_name -> google.protobuf.Timestamp
-	53,  // 46: patchwave.events.v1.SourceFailed.started_at:type_name -> google.protobuf.Timestamp
-	53,  // 47: patchwave.events.v1.SourceFailed.next_attempt_at:type_name -> google.protobuf.Timestamp
-	70,  // 48: patchwave.events.v1.DesignChanged.changes:type_name -> patchwave.types.v1.ResourceChange
-	53,  // 49: patchwave.events.v1.DesignChanged.changed_at:type_name -> google.protobuf.Timestamp
-	71,  // 50: patchwave.events.v1.ServiceRequestRaised.operations:type_name -> patchwave.types.v1.Operation
-	53,  // 51: patchwave.events.v1.ServiceRequestRaised.raised_at:type_name -> google.protobuf.Timestamp
-	53,  // 52: patchwave.events.v1.ServiceRequestApplied.applied_at:type_name -> google.protobuf.Timestamp
-	53,  // 53: patchwave.events.v1.ServiceRequestRejected.rejected_at:type_name -> google.protobuf.Timestamp
-	53,  // 54: patchwave.events.v1.ServiceRequestWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
-	61,  // 55: patchwave.events.v1.SnapshotStarted.location:type_name -> patchwave.types.v1.Location
-	55,  // 56: patchwave.events.v1.SnapshotStarted.policy:type_name -> patchwave.types.v1.JobPolicy
-	53,  // 57: patchwave.events.v1.SnapshotStarted.started_at:type_name -> google.protobuf.Timestamp
-	61,  // 58: patchwave.events.v1.SnapshotDeleted.location:type_name -> patchwave.types.v1.Location
-	53,  // 59: patchwave.events.v1.SnapshotDeleted.deleted_at:type_name -> google.protobuf.Timestamp
-	61,  // 60: patchwave.events.v1.RestoreRequested.location:type_name -> patchwave.types.v1.Location
-	53,  // 61: patchwave.events.v1.RestoreRequested.requested_at:type_name -> google.protobuf.Timestamp
-	61,  // 62: patchwave.events.v1.RestoreStarted.location:type_name -> patchwave.types.v1.Location
-	53,  // 63: patchwave.events.v1.RestoreStarted.started_at:type_name -> google.protobuf.Timestamp
-	61,  // 64: patchwave.events.v1.RestoreCompleted.location:type_name -> patchwave.types.v1.Location
-	53,  // 65: patchwave.events.v1.RestoreCompleted.completed_at:type_name -> google.protobuf.Timestamp
-	61,  // 66: patchwave.events.v1.RestoreFailed.location:type_name -> patchwave.types.v1.Location
-	53,  // 67: patchwave.events.v1.RestoreFailed.failed_at:type_name -> google.protobuf.Timestamp
-	53,  // 68: patchwave.events.v1.AuditRecorded.time:type_name -> google.protobuf.Timestamp
-	57,  // 69: patchwave.events.v1.CyclePinned.pins:type_name -> patchwave.types.v1.BaselinePin
-	53,  // 70: patchwave.events.v1.CyclePinned.pinned_at:type_name -> google.protobuf.Timestamp
-	59,  // 71: patchwave.events.v1.RunDeferred.firing:type_name -> patchwave.types.v1.FiringRef
-	53,  // 72: patchwave.events.v1.RunDeferred.original_start:type_name -> google.protobuf.Timestamp
-	53,  // 73: patchwave.events.v1.RunDeferred.at:type_name -> google.protobuf.Timestamp
-	59,  // 74: patchwave.events.v1.RunSkipped.firing:type_name -> patchwave.types.v1.FiringRef
-	60,  // 75: patchwave.events.v1.RunSkipped.state:type_name -> patchwave.types.v1.RunState
-	53,  // 76: patchwave.events.v1.RunSkipped.at:type_name -> google.protobuf.Timestamp
-	59,  // 77: patchwave.events.v1.RunMissed.firing:type_name -> patchwave.types.v1.FiringRef
-	53,  // 78: patchwave.events.v1.RunMissed.at:type_name -> google.protobuf.Timestamp
-	59,  // 79: patchwave.events.v1.RunWaitingApproval.firing:type_name -> patchwave.types.v1.FiringRef
-	57,  // 80: patchwave.events.v1.RunWaitingApproval.pins:type_name -> patchwave.types.v1.BaselinePin
-	53,  // 81: patchwave.events.v1.RunWaitingApproval.at:type_name -> google.protobuf.Timestamp
-	59,  // 82: patchwave.events.v1.RunHeld.firing:type_name -> patchwave.types.v1.FiringRef
-	53,  // 83: patchwave.events.v1.RunHeld.at:type_name -> google.protobuf.Timestamp
-	53,  // 84: patchwave.events.v1.RunReleased.at:type_name -> google.protobuf.Timestamp
-	72,  // 85: patchwave.events.v1.RunMembership.members:type_name -> patchwave.types.v1.Member
-	53,  // 86: patchwave.events.v1.RunPaused.at:type_name -> google.protobuf.Timestamp
-	53,  // 87: patchwave.events.v1.RunResumed.at:type_name -> google.protobuf.Timestamp
-	53,  // 88: patchwave.events.v1.RunCancelled.at:type_name -> google.protobuf.Timestamp
-	53,  // 89: patchwave.events.v1.RunHalted.at:type_name -> google.protobuf.Timestamp
-	53,  // 90: patchwave.events.v1.RunDispatchStopped.stop_at:type_name -> google.protobuf.Timestamp
-	53,  // 91: patchwave.events.v1.RunDispatchStopped.at:type_name -> google.protobuf.Timestamp
-	61,  // 92: patchwave.events.v1.ScanRequested.location:type_name -> patchwave.types.v1.Location
-	53,  // 93: patchwave.events.v1.ScanRequested.requested_at:type_name -> google.protobuf.Timestamp
-	61,  // 94: patchwave.events.v1.ScanStarted.location:type_name -> patchwave.types.v1.Location
-	53,  // 95: patchwave.events.v1.ScanStarted.started_at:type_name -> google.protobuf.Timestamp
-	53,  // 96: patchwave.events.v1.ScanStarted.deadline:type_name -> google.protobuf.Timestamp
-	62,  // 97: patchwave.events.v1.ScanCompleted.results:type_name -> patchwave.types.v1.PatchResult
-	53,  // 98: patchwave.events.v1.ScanCompleted.scanned_at:type_name -> google.protobuf.Timestamp
-	53,  // 99: patchwave.events.v1.ScanFailed.failed_at:type_name -> google.protobuf.Timestamp
-	100, // [100:100] is the sub-list for method output_type
-	100, // [100:100] is the sub-list for method input_type
-	100, // [100:100] is the sub-list for extension type_name
-	100, // [100:100] is the sub-list for extension extendee
-	0,   // [0:100] is the sub-list for field type_name
+	55,  // 0: patchwave.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
+	56,  // 1: patchwave.events.v1.RunStarted.groups:type_name -> patchwave.types.v1.InstanceGroup
+	57,  // 2: patchwave.events.v1.RunStarted.policy:type_name -> patchwave.types.v1.JobPolicy
+	58,  // 3: patchwave.events.v1.RunStarted.membership:type_name -> patchwave.types.v1.MembershipCounts
+	59,  // 4: patchwave.events.v1.RunStarted.pins:type_name -> patchwave.types.v1.BaselinePin
+	60,  // 5: patchwave.events.v1.RunStarted.limits:type_name -> patchwave.types.v1.DispatchLimits
+	61,  // 6: patchwave.events.v1.RunStarted.firing:type_name -> patchwave.types.v1.FiringRef
+	62,  // 7: patchwave.events.v1.RunCompleted.state:type_name -> patchwave.types.v1.RunState
+	55,  // 8: patchwave.events.v1.RunCompleted.completed_at:type_name -> google.protobuf.Timestamp
+	63,  // 9: patchwave.events.v1.JobRequested.location:type_name -> patchwave.types.v1.Location
+	57,  // 10: patchwave.events.v1.JobRequested.policy:type_name -> patchwave.types.v1.JobPolicy
+	55,  // 11: patchwave.events.v1.SnapshotCreated.created_at:type_name -> google.protobuf.Timestamp
+	63,  // 12: patchwave.events.v1.SnapshotCreated.location:type_name -> patchwave.types.v1.Location
+	57,  // 13: patchwave.events.v1.SnapshotCreated.policy:type_name -> patchwave.types.v1.JobPolicy
+	63,  // 14: patchwave.events.v1.SnapshotFailed.location:type_name -> patchwave.types.v1.Location
+	57,  // 15: patchwave.events.v1.SnapshotFailed.policy:type_name -> patchwave.types.v1.JobPolicy
+	63,  // 16: patchwave.events.v1.InstallStarted.location:type_name -> patchwave.types.v1.Location
+	57,  // 17: patchwave.events.v1.InstallStarted.policy:type_name -> patchwave.types.v1.JobPolicy
+	55,  // 18: patchwave.events.v1.InstallStarted.started_at:type_name -> google.protobuf.Timestamp
+	55,  // 19: patchwave.events.v1.InstallStarted.deadline:type_name -> google.protobuf.Timestamp
+	64,  // 20: patchwave.events.v1.InstallSucceeded.results:type_name -> patchwave.types.v1.PatchResult
+	63,  // 21: patchwave.events.v1.InstallSucceeded.location:type_name -> patchwave.types.v1.Location
+	65,  // 22: patchwave.events.v1.InstallSucceeded.job_state:type_name -> patchwave.types.v1.JobState
+	64,  // 23: patchwave.events.v1.InstallFailed.results:type_name -> patchwave.types.v1.PatchResult
+	63,  // 24: patchwave.events.v1.InstallFailed.location:type_name -> patchwave.types.v1.Location
+	57,  // 25: patchwave.events.v1.InstallFailed.policy:type_name -> patchwave.types.v1.JobPolicy
+	65,  // 26: patchwave.events.v1.InstallFailed.job_state:type_name -> patchwave.types.v1.JobState
+	66,  // 27: patchwave.events.v1.SubscriptionChanged.subscription:type_name -> patchwave.types.v1.Subscription
+	55,  // 28: patchwave.events.v1.SubscriptionChanged.changed_at:type_name -> google.protobuf.Timestamp
+	67,  // 29: patchwave.events.v1.BaselinePublished.patches:type_name -> patchwave.types.v1.Patch
+	55,  // 30: patchwave.events.v1.BaselinePublished.published_at:type_name -> google.protobuf.Timestamp
+	68,  // 31: patchwave.events.v1.BaselinePublished.rules:type_name -> patchwave.types.v1.DeploymentRule
+	55,  // 32: patchwave.events.v1.BaselineApproved.approved_at:type_name -> google.protobuf.Timestamp
+	55,  // 33: patchwave.events.v1.BaselineRejected.rejected_at:type_name -> google.protobuf.Timestamp
+	69,  // 34: patchwave.events.v1.ApprovalPolicyChanged.delay:type_name -> google.protobuf.Duration
+	55,  // 35: patchwave.events.v1.ApprovalPolicyChanged.changed_at:type_name -> google.protobuf.Timestamp
+	67,  // 36: patchwave.events.v1.PatchDiscovered.patch:type_name -> patchwave.types.v1.Patch
+	67,  // 37: patchwave.events.v1.PatchUpdated.patch:type_name -> patchwave.types.v1.Patch
+	67,  // 38: patchwave.events.v1.PatchUpdated.previous:type_name -> patchwave.types.v1.Patch
+	70,  // 39: patchwave.events.v1.PatchUpdated.state:type_name -> patchwave.types.v1.CertificationState
+	71,  // 40: patchwave.events.v1.PatchTestStarted.step:type_name -> patchwave.types.v1.CertificationStep
+	71,  // 41: patchwave.events.v1.PatchCertified.step:type_name -> patchwave.types.v1.CertificationStep
+	71,  // 42: patchwave.events.v1.PatchRejected.step:type_name -> patchwave.types.v1.CertificationStep
+	71,  // 43: patchwave.events.v1.PatchRevoked.step:type_name -> patchwave.types.v1.CertificationStep
+	55,  // 44: patchwave.events.v1.AutoApprovalRuleChanged.changed_at:type_name -> google.protobuf.Timestamp
+	55,  // 45: patchwave.events.v1.SourcePolled.started_at:type_name -> google.protobuf.Timestamp
+	55,  // 46: patchwave.events.v1.SourceFailed.started_at:type_name -> google.protobuf.Timestamp
+	55,  // 47: patchwave.events.v1.SourceFailed.next_attempt_at:type_name -> google.protobuf.Timestamp
+	72,  // 48: patchwave.events.v1.DesignChanged.changes:type_name -> patchwave.types.v1.ResourceChange
+	55,  // 49: patchwave.events.v1.DesignChanged.changed_at:type_name -> google.protobuf.Timestamp
+	73,  // 50: patchwave.events.v1.ServiceRequestRaised.operations:type_name -> patchwave.types.v1.Operation
+	55,  // 51: patchwave.events.v1.ServiceRequestRaised.raised_at:type_name -> google.protobuf.Timestamp
+	55,  // 52: patchwave.events.v1.ServiceRequestApplied.applied_at:type_name -> google.protobuf.Timestamp
+	55,  // 53: patchwave.events.v1.ServiceRequestRejected.rejected_at:type_name -> google.protobuf.Timestamp
+	55,  // 54: patchwave.events.v1.ServiceRequestWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	63,  // 55: patchwave.events.v1.SnapshotStarted.location:type_name -> patchwave.types.v1.Location
+	57,  // 56: patchwave.events.v1.SnapshotStarted.policy:type_name -> patchwave.types.v1.JobPolicy
+	55,  // 57: patchwave.events.v1.SnapshotStarted.started_at:type_name -> google.protobuf.Timestamp
+	63,  // 58: patchwave.events.v1.SnapshotDeleted.location:type_name -> patchwave.types.v1.Location
+	55,  // 59: patchwave.events.v1.SnapshotDeleted.deleted_at:type_name -> google.protobuf.Timestamp
+	63,  // 60: patchwave.events.v1.RestoreRequested.location:type_name -> patchwave.types.v1.Location
+	55,  // 61: patchwave.events.v1.RestoreRequested.requested_at:type_name -> google.protobuf.Timestamp
+	63,  // 62: patchwave.events.v1.RestoreStarted.location:type_name -> patchwave.types.v1.Location
+	55,  // 63: patchwave.events.v1.RestoreStarted.started_at:type_name -> google.protobuf.Timestamp
+	63,  // 64: patchwave.events.v1.RestoreCompleted.location:type_name -> patchwave.types.v1.Location
+	55,  // 65: patchwave.events.v1.RestoreCompleted.completed_at:type_name -> google.protobuf.Timestamp
+	63,  // 66: patchwave.events.v1.RestoreFailed.location:type_name -> patchwave.types.v1.Location
+	55,  // 67: patchwave.events.v1.RestoreFailed.failed_at:type_name -> google.protobuf.Timestamp
+	55,  // 68: patchwave.events.v1.AuditRecorded.time:type_name -> google.protobuf.Timestamp
+	59,  // 69: patchwave.events.v1.CyclePinned.pins:type_name -> patchwave.types.v1.BaselinePin
+	55,  // 70: patchwave.events.v1.CyclePinned.pinned_at:type_name -> google.protobuf.Timestamp
+	61,  // 71: patchwave.events.v1.RunDeferred.firing:type_name -> patchwave.types.v1.FiringRef
+	55,  // 72: patchwave.events.v1.RunDeferred.original_start:type_name -> google.protobuf.Timestamp
+	55,  // 73: patchwave.events.v1.RunDeferred.at:type_name -> google.protobuf.Timestamp
+	61,  // 74: patchwave.events.v1.RunSkipped.firing:type_name -> patchwave.types.v1.FiringRef
+	62,  // 75: patchwave.events.v1.RunSkipped.state:type_name -> patchwave.types.v1.RunState
+	55,  // 76: patchwave.events.v1.RunSkipped.at:type_name -> google.protobuf.Timestamp
+	61,  // 77: patchwave.events.v1.RunMissed.firing:type_name -> patchwave.types.v1.FiringRef
+	55,  // 78: patchwave.events.v1.RunMissed.at:type_name -> google.protobuf.Timestamp
+	61,  // 79: patchwave.events.v1.RunWaitingApproval.firing:type_name -> patchwave.types.v1.FiringRef
+	59,  // 80: patchwave.events.v1.RunWaitingApproval.pins:type_name -> patchwave.types.v1.BaselinePin
+	55,  // 81: patchwave.events.v1.RunWaitingApproval.at:type_name -> google.protobuf.Timestamp
+	61,  // 82: patchwave.events.v1.RunHeld.firing:type_name -> patchwave.types.v1.FiringRef
+	55,  // 83: patchwave.events.v1.RunHeld.at:type_name -> google.protobuf.Timestamp
+	55,  // 84: patchwave.events.v1.RunReleased.at:type_name -> google.protobuf.Timestamp
+	74,  // 85: patchwave.events.v1.RunMembership.members:type_name -> patchwave.types.v1.Member
+	55,  // 86: patchwave.events.v1.RunPaused.at:type_name -> google.protobuf.Timestamp
+	55,  // 87: patchwave.events.v1.RunResumed.at:type_name -> google.protobuf.Timestamp
+	55,  // 88: patchwave.events.v1.RunCancelled.at:type_name -> google.protobuf.Timestamp
+	55,  // 89: patchwave.events.v1.RunHalted.at:type_name -> google.protobuf.Timestamp
+	55,  // 90: patchwave.events.v1.RunDispatchStopped.stop_at:type_name -> google.protobuf.Timestamp
+	55,  // 91: patchwave.events.v1.RunDispatchStopped.at:type_name -> google.protobuf.Timestamp
+	63,  // 92: patchwave.events.v1.ScanRequested.location:type_name -> patchwave.types.v1.Location
+	55,  // 93: patchwave.events.v1.ScanRequested.requested_at:type_name -> google.protobuf.Timestamp
+	55,  // 94: patchwave.events.v1.ScanOrdered.requested_at:type_name -> google.protobuf.Timestamp
+	51,  // 95: patchwave.events.v1.ScanOrdered.limits:type_name -> patchwave.events.v1.ScanWaveLimit
+	75,  // 96: patchwave.events.v1.ScanWaveLimit.max_concurrency:type_name -> patchwave.types.v1.Amount
+	63,  // 97: patchwave.events.v1.ScanStarted.location:type_name -> patchwave.types.v1.Location
+	55,  // 98: patchwave.events.v1.ScanStarted.started_at:type_name -> google.protobuf.Timestamp
+	55,  // 99: patchwave.events.v1.ScanStarted.deadline:type_name -> google.protobuf.Timestamp
+	64,  // 100: patchwave.events.v1.ScanCompleted.results:type_name -> patchwave.types.v1.PatchResult
+	55,  // 101: patchwave.events.v1.ScanCompleted.scanned_at:type_name -> google.protobuf.Timestamp
+	55,  // 102: patchwave.events.v1.ScanFailed.failed_at:type_name -> google.protobuf.Timestamp
+	103, // [103:103] is the sub-list for method output_type
+	103, // [103:103] is the sub-list for method input_type
+	103, // [103:103] is the sub-list for extension type_name
+	103, // [103:103] is the sub-list for extension extendee
+	0,   // [0:103] is the sub-list for field type_name
 }
 
 func init() { file_patchwave_events_v1_events_proto_init() }
@@ -6151,7 +6304,7 @@ func file_patchwave_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patchwave_events_v1_events_proto_rawDesc), len(file_patchwave_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   53,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
