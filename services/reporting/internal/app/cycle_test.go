@@ -54,11 +54,11 @@ func TestTheCycleIsMeasuredAgainstItsPinUntilTheNextCycle(t *testing.T) {
 	clk := &movingClock{t: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)}
 	a := app.New(adapters.New(store.NewMemory()), tenants, slog.New(slog.NewTextHandler(io.Discard, nil)), clk.now)
 	require.NoError(t, a.CaughtUp(ctx))
-	pub := &recorder{}
-	a.SetScans(app.ScanOptions{Publisher: pub, Freezes: freezes{}})
+	seq := uint64(0)
+	pub := &recorder{app: a, seq: &seq}
+	a.SetScans(app.ScanOptions{Publisher: pub, Freezes: freezes{}, Policies: waveLimits{1: percent(100)}})
 	applyCatalog(t, a, published("al-1", "al2023", 1, t0, "p1", "p2"), published("al-2", "al2023", 2, t0, "p1", "p2", "p3"),
 		published("win-1", "win2022", 1, t0, "kb1"))
-	seq := uint64(0)
 	apply := func(at time.Time, msgs ...proto.Message) {
 		t.Helper()
 		for _, m := range msgs {
@@ -101,31 +101,44 @@ func TestTheCycleIsMeasuredAgainstItsPinUntilTheNextCycle(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, december, c.Total, "an approval after the pin counts from the next cycle")
 	require.Equal(t, typesv1.ComplianceState_COMPLIANCE_STATE_COMPLIANT, instance("i-1").State)
+	scannedBy := func() map[string]string {
+		t.Helper()
+		n, err := a.ReleaseScans(ctx, clk.now())
+		require.NoError(t, err)
+		require.Equal(t, 2, n, "one chunk per family")
+		out := map[string]string{}
+		for _, sr := range of[*eventsv1.ScanRequested](pub) {
+			out[sr.GetOsFamily()] = sr.GetBaselineId()
+		}
+		pub.evs = nil
+		return out
+	}
 	clk.set(dec(21))
 	_, err = a.RequestScans(ctx, "acme", "dec", "op")
 	require.NoError(t, err)
-	scanned := map[string]string{}
-	for _, e := range pub.evs {
-		sr := e.Data.(*eventsv1.ScanRequested)
-		scanned[sr.GetOsFamily()] = sr.GetBaselineId()
+	require.Equal(t, map[string]string{"al2023": "al-1", "win2022": "win-1"}, scannedBy(), "a scan in the pinned cycle checks the pin")
+	// The machines are as the run left them.
+	installed := func(ids ...string) []*typesv1.PatchResult {
+		var out []*typesv1.PatchResult
+		for _, id := range ids {
+			out = append(out, &typesv1.PatchResult{PatchId: id, State: typesv1.PatchState_PATCH_STATE_INSTALLED})
+		}
+		return out
 	}
-	require.Equal(t, map[string]string{"al2023": "al-1", "win2022": "win-1"}, scanned, "a scan in the pinned cycle checks the pin")
+	apply(dec(21), &eventsv1.ScanCompleted{Tenant: "acme", ScanId: "scan-dec", InstanceId: "i-1", OsFamily: "al2023", Results: installed("p1", "p2")},
+		&eventsv1.ScanCompleted{Tenant: "acme", ScanId: "scan-dec", InstanceId: "i-2", OsFamily: "al2023",
+			Results: []*typesv1.PatchResult{{PatchId: "p2", State: typesv1.PatchState_PATCH_STATE_MISSING}}},
+		&eventsv1.ScanCompleted{Tenant: "acme", ScanId: "scan-dec", InstanceId: "w-1", OsFamily: "win2022", Results: installed("kb1")})
+	c, err = a.GetCompliance(ctx, "acme")
+	require.NoError(t, err)
+	require.Equal(t, december, c.Total)
 
-	// A scan requested in January (not pinned yet) checks what January's waves will install.
+	// A scan ordered in January (not pinned yet) is January's first event: December is kept
+	// with its pin, and the scan checks what January's waves will install (al-2).
 	clk.set(jan(2))
-	pub.evs = nil
 	_, err = a.RequestScans(ctx, "acme", "jan", "op")
 	require.NoError(t, err)
-	require.Len(t, pub.evs, 2)
-	for _, e := range pub.evs {
-		sr := e.Data.(*eventsv1.ScanRequested)
-		scanned[sr.GetOsFamily()] = sr.GetBaselineId()
-	}
-	require.Equal(t, map[string]string{"al2023": "al-2", "win2022": "win-1"}, scanned)
-
-	// Its request is January's first event: December is kept with its pin, January measures
-	// against al-2.
-	apply(jan(2), pub.evs[0].Data)
+	require.Equal(t, map[string]string{"al2023": "al-2", "win2022": "win-1"}, scannedBy())
 	c, err = a.GetCompliance(ctx, "acme")
 	require.NoError(t, err)
 	require.Equal(t, domain.Coverage{InScope: 3, Compliant: 1, NonCompliant: 2}, c.Total)

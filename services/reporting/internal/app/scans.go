@@ -186,7 +186,7 @@ func (a txn) scanOrdered(ctx context.Context, ev *events.Event, msg *eventsv1.Sc
 		}
 	}
 	type chunkKey struct {
-		wave                               int32
+		wave                              int32
 		account, region, family, baseline string
 	}
 	groups := map[chunkKey][]string{}

@@ -17,17 +17,55 @@ import (
 	"github.com/patchwave/patchwave/services/reporting/internal/app"
 )
 
-// recorder is a Publisher that keeps what it got.
+// recorder is a Publisher that keeps what it got and, as the stream would, feeds it to the
+// compliance projection of app (when set) at the next sequence of *seq.
 type recorder struct {
 	mu  sync.Mutex
 	evs []*events.Event
+	app *app.Application
+	seq *uint64
 }
 
-func (r *recorder) Publish(_ context.Context, evs ...*events.Event) error {
+func (r *recorder) Publish(ctx context.Context, evs ...*events.Event) error {
+	r.mu.Lock()
+	r.evs = append(r.evs, evs...)
+	r.mu.Unlock()
+	if r.app == nil {
+		return nil
+	}
+	for _, e := range evs {
+		*r.seq++
+		c := *e
+		c.Sequence = *r.seq
+		if err := r.app.Apply(ctx, &c, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// of returns the events of type T the recorder got.
+func of[T any](r *recorder) []T {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.evs = append(r.evs, evs...)
-	return nil
+	var out []T
+	for _, e := range r.evs {
+		if m, ok := e.Data.(T); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// waveLimits is a Policies of fixed answers.
+type waveLimits map[int32]*typesv1.Amount
+
+func (w waveLimits) MaxConcurrency(string) map[int32]*typesv1.Amount { return w }
+
+func count(n int32) *typesv1.Amount { return &typesv1.Amount{Value: &typesv1.Amount_Count{Count: n}} }
+
+func percent(n int32) *typesv1.Amount {
+	return &typesv1.Amount{Value: &typesv1.Amount_Percent{Percent: n}}
 }
 
 // freezes is a Freezes of fixed answers: acme is frozen in [frozenFrom, frozenTo).
@@ -45,8 +83,10 @@ func (freezes) TenantIDs() []string { return []string{"acme", "quiet"} }
 func TestScansAreRequestedInChunksPerLocationFamilyAndBaselineNeverInAFreeze(t *testing.T) {
 	ctx := t.Context()
 	a := newApp(t)
-	pub := &recorder{}
-	a.SetScans(app.ScanOptions{Publisher: pub, Freezes: freezes{frozenFrom: t0.Add(time.Hour), frozenTo: t0.Add(2 * time.Hour)}, DailyAt: "03:00"})
+	seq := uint64(3)
+	pub := &recorder{app: a, seq: &seq}
+	a.SetScans(app.ScanOptions{Publisher: pub, Freezes: freezes{frozenFrom: t0.Add(time.Hour), frozenTo: t0.Add(2 * time.Hour)}, DailyAt: "03:00",
+		Policies: waveLimits{1: count(100), 2: percent(100)}})
 	applyCatalog(t, a, published("al-1", "al2023", 1, t0, "p1", "p2"), published("win-1", "win2022", 1, t0, "kb1"))
 	var al, win []string
 	for i := range 120 {
@@ -69,9 +109,34 @@ func TestScansAreRequestedInChunksPerLocationFamilyAndBaselineNeverInAFreeze(t *
 	require.NoError(t, err)
 	require.Equal(t, app.ScanPlan{ScanID: "scan-manual-1", Instances: 122, Chunks: 4, Unlocated: 1}, plan,
 		"100 in one account: 2 chunks of 50; 20 in another; 2 Windows instances apart")
+	orders := of[*eventsv1.ScanOrdered](pub)
+	require.Len(t, orders, 1)
+	require.Equal(t, "admin@acme", orders[0].GetRequestedBy())
+	require.Empty(t, of[*eventsv1.ScanRequested](pub), "nothing is requested before the releaser runs")
+
+	// Wave 1 (max 100 at once) gets its two chunks of 50, wave 2 (100%) its chunk of 2; the
+	// third chunk of wave 1 waits for outcomes.
+	n, err := a.ReleaseScans(ctx, t0)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	n, err = a.ReleaseScans(ctx, t0)
+	require.NoError(t, err)
+	require.Zero(t, n, "100 of wave 1 in flight: no more")
+	for i, id := range al[:19] {
+		require.NoError(t, pub.Publish(ctx, ev(t, uint64(100+i), &eventsv1.ScanCompleted{Tenant: "acme", ScanId: "scan-manual-1", InstanceId: id})))
+	}
+	n, err = a.ReleaseScans(ctx, t0)
+	require.NoError(t, err)
+	require.Zero(t, n, "81 in flight + 20 is over 100")
+	require.NoError(t, pub.Publish(ctx, ev(t, 200, &eventsv1.ScanFailed{Tenant: "acme", ScanId: "scan-manual-1", InstanceId: al[19], Reason: "no agent"})))
+	n, err = a.ReleaseScans(ctx, t0.Add(90*time.Minute))
+	require.NoError(t, err)
+	require.Zero(t, n, "inside the freeze nothing is released")
+	n, err = a.ReleaseScans(ctx, t0)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "80 in flight + 20")
 	got := map[string]int{}
-	for _, e := range pub.evs {
-		m := e.Data.(*eventsv1.ScanRequested)
+	for _, m := range of[*eventsv1.ScanRequested](pub) {
 		require.LessOrEqual(t, len(m.GetInstanceIds()), 50)
 		require.Equal(t, "admin@acme", m.GetRequestedBy())
 		got[m.GetLocation().GetAccount()+"/"+m.GetOsFamily()+"/"+m.GetBaselineId()] += len(m.GetInstanceIds())
@@ -96,12 +161,13 @@ func TestScansAreRequestedInChunksPerLocationFamilyAndBaselineNeverInAFreeze(t *
 	require.NoError(t, a.DailyScans(ctx, time.Date(2026, 11, 24, 2, 59, 0, 0, time.UTC)))
 	require.Empty(t, pub.evs, "not before 03:00")
 	require.NoError(t, a.DailyScans(ctx, time.Date(2026, 11, 24, 3, 1, 0, 0, time.UTC)))
-	require.Len(t, pub.evs, 4)
-	require.Equal(t, "daily-2026-11-24", pub.evs[0].Data.(*eventsv1.ScanRequested).GetScanId())
+	require.Len(t, pub.evs, 2, "one order per tenant")
+	require.Equal(t, "daily-2026-11-24", pub.evs[0].Data.(*eventsv1.ScanOrdered).GetScanId())
+	require.Equal(t, "acme", pub.evs[0].Tenant)
 	require.NoError(t, a.DailyScans(ctx, time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)))
-	require.Len(t, pub.evs, 4, "once a day")
+	require.Len(t, pub.evs, 2, "once a day")
 	require.NoError(t, a.DailyScans(ctx, time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)))
-	require.Len(t, pub.evs, 8, "and again the next day")
+	require.Len(t, pub.evs, 4, "and again the next day")
 }
 
 func TestScanOutcomesAssessTheInstances(t *testing.T) {
