@@ -91,8 +91,12 @@ type Config struct {
 	// URL, and its SNS channel publishes to the in-process emulator (cloudsim's SNS) unless
 	// SNS.Endpoint is set.
 	Notifier notifier.Config
-	// Clock is the scheduler's clock (windows, firing, dispatch). Optional, default time.Now;
-	// tests inject one to open a wave's window.
+	// Reporting configures reporting (the daily scan, scans in freezes). Optional, its
+	// defaults.
+	Reporting reporting.Config
+	// Clock is the scheduler's clock (windows, firing, dispatch) and reporting's (scan orders,
+	// the daily scan, as-of times). Optional, default time.Now; tests inject one to open a
+	// wave's window or to move to the next month.
 	Clock func() time.Time
 	// FireInterval is how often the scheduler fires the waves' occurrences. Optional, the
 	// scheduler's default (10 s); negative turns firing off.
@@ -358,7 +362,7 @@ func (d *Daemon) components() ([]host.Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep, err := reporting.New(reporting.Config{}, reporting.Deps{Store: store.NewMemory(), Logger: logFor("reporting")})
+	rep, err := reporting.New(d.cfg.Reporting, reporting.Deps{Store: store.NewMemory(), Logger: logFor("reporting"), Clock: d.cfg.Clock})
 	if err != nil {
 		return nil, err
 	}

@@ -432,11 +432,12 @@ func (a txn) pinned(ctx context.Context, ev *events.Event, msg *eventsv1.CyclePi
 }
 
 // advance makes next the tenant's current cycle. When next is a later cycle, the figures of
-// the one that ends are kept (a "cycle" snapshot, with its pin, written once); then every OS
+// the one that ends are kept (a "cycle" snapshot, with its pin, written once, when anything was
+// in scope); then every OS
 // family whose applicable baseline differs between the two is measured again.
 func (a txn) advance(ctx context.Context, tenant string, cur, next domain.Cycle) error {
 	if cur.Key != "" && next.Key > cur.Key {
-		if err := a.snapshot(ctx, tenant, "cycle", cur.Key, a.cycleEnd(cur.Key)); err != nil {
+		if err := a.cycleSnapshot(ctx, tenant, cur.Key); err != nil {
 			return err
 		}
 	}
@@ -471,6 +472,16 @@ func (a txn) advance(ctx context.Context, tenant string, cur, next domain.Cycle)
 		}
 	}
 	return nil
+}
+
+// cycleSnapshot keeps the figures of a cycle that ends, unless nothing was in scope (a
+// tenant's months before its first run).
+func (a txn) cycleSnapshot(ctx context.Context, tenant, key string) error {
+	r, err := a.report(ctx, tenant)
+	if err != nil || r.Total.InScope == 0 {
+		return err
+	}
+	return a.snapshot(ctx, tenant, "cycle", key, a.cycleEnd(key))
 }
 
 // cycleEnd is the last instant of a cycle's month.
