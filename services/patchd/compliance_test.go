@@ -19,6 +19,8 @@ import (
 
 	"github.com/patchwave/patchwave/libs/natsauth"
 	"github.com/patchwave/patchwave/libs/ratelimit"
+	"github.com/patchwave/patchwave/libs/store"
+	"github.com/patchwave/patchwave/libs/testkit/stagetest"
 	reportingv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/reporting/v1"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 	"github.com/patchwave/patchwave/services/cloudsim"
@@ -102,7 +104,8 @@ func waveOneWindow(month time.Time) time.Time {
 // to the approved baseline and installs it, with failures. A new baseline with one more patch is
 // approved inside that cycle: it changes nothing there (the cycle's pin stands). In the next
 // month a scan of every in-scope instance, through the installer and the emulated SSM and
-// released under the wave's max concurrency (never more commands in flight at cloudsim), finds
+// released by two reporting replicas (one restarted mid-scan) under the wave's max concurrency
+// (never more commands in flight at cloudsim), finds
 // the new patch missing: the instances turn NON_COMPLIANT against the new baseline, the failed
 // patches still name the instances whose install failed, last month's history (its run, its
 // days, and its cycle snapshot with the pin it was measured against) is what it was, and the
@@ -139,6 +142,18 @@ func TestComplianceAfterACycleANewBaselineAndAScan(t *testing.T) {
 		}
 	})
 	require.NoError(t, d.Ready(ctx))
+	// A second reporting replica, with a read model of its own, releases scans too.
+	rnc, err := nats.Connect(d.NATSURL(), natsauth.ConnectOptions(d.CredsFile(reporting.Name), reporting.Name)...)
+	require.NoError(t, err)
+	defer rnc.Close()
+	startReplica := func() func() {
+		svc, err := reporting.New(reporting.Config{DailyScanAt: "off", ScanReleaseTick: 10 * time.Millisecond},
+			reporting.Deps{Store: store.NewMemory(), Clock: clk.now})
+		require.NoError(t, err)
+		return stagetest.RunComponent(t, rnc, svc)
+	}
+	stopSecond := startReplica()
+	defer func() { stopSecond() }()
 	var out strings.Builder
 	sess, err := demo.Prepare(ctx, demo.Config{
 		BaseURL: d.URL(), Key: d.OperatorKey(), Tenant: "acme", Waves: waves, CycleID: "c1", Out: &out,
@@ -211,6 +226,12 @@ func TestComplianceAfterACycleANewBaselineAndAScan(t *testing.T) {
 	nc, err := nats.Connect(d.NATSURL(), natsauth.ConnectOptions(d.CredsFile(natsauth.UserAdmin), natsauth.UserAdmin)...)
 	require.NoError(t, err)
 	defer nc.Close()
+	// The second replica restarts mid-scan with an empty read model: it rebuilds it from the
+	// stream and goes on releasing.
+	require.Eventually(t, func() bool { return readStream(t, ctx, nc).count("scan.completed") >= 2*maxConcurrency },
+		60*time.Second, 5*time.Millisecond, "the scan runs")
+	stopSecond()
+	stopSecond = startReplica()
 	require.Eventually(t, func() bool { return readStream(t, ctx, nc).count("scan.completed") == instances },
 		60*time.Second, 50*time.Millisecond, "every instance was scanned")
 	var list reportingv1.ListInstancesResponse

@@ -32,8 +32,8 @@ func main() {
 		config.OS(), os.Stderr))
 }
 
-// build builds the reporting service from PATCHWAVE_DAILY_SCAN_AT, PATCHWAVE_SCAN_DURING_FREEZE
-// and PATCHWAVE_SCAN_TICK.
+// build builds the reporting service from PATCHWAVE_DAILY_SCAN_AT, PATCHWAVE_SCAN_DURING_FREEZE,
+// PATCHWAVE_SCAN_TICK and PATCHWAVE_SCAN_RELEASE_TICK.
 func build(_ context.Context, env config.Env, deps host.CommandDeps) (host.Component, []any, error) {
 	cfg := reporting.Config{DailyScanAt: env.String("PATCHWAVE_DAILY_SCAN_AT", "")}
 	var err error
@@ -41,6 +41,9 @@ func build(_ context.Context, env config.Env, deps host.CommandDeps) (host.Compo
 		return nil, nil, err
 	}
 	if cfg.ScanTick, err = env.Duration("PATCHWAVE_SCAN_TICK", 0); err != nil {
+		return nil, nil, err
+	}
+	if cfg.ScanReleaseTick, err = env.Duration("PATCHWAVE_SCAN_RELEASE_TICK", 0); err != nil {
 		return nil, nil, err
 	}
 	svc, err := reporting.New(cfg, reporting.Deps{Store: deps.Store, Logger: deps.Logger})
