@@ -137,7 +137,7 @@ func (a *Application) orderScan(ctx context.Context, tenant, scanID, by string, 
 		}
 		slices.Sort(waves)
 		for _, w := range waves {
-			msg.Limits = append(msg.Limits, &eventsv1.ScanWaveLimit{Wave: w, MaxConcurrency: limits[w]})
+			msg.Limits = append(msg.Limits, &eventsv1.ScanOrdered_WaveLimit{Wave: w, MaxConcurrency: limits[w]})
 		}
 	}
 	ev, err := events.New(tenant, scanID, msg)

@@ -5087,7 +5087,7 @@ type ScanOrdered struct {
 	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
 	// The max concurrency of each wave when the scan was asked for (the wave's rollout policy,
 	// else the tenant's default policy); a wave not listed takes the built-in 10%.
-	Limits        []*ScanWaveLimit `protobuf:"bytes,5,rep,name=limits,proto3" json:"limits,omitempty"`
+	Limits        []*ScanOrdered_WaveLimit `protobuf:"bytes,5,rep,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5150,63 +5150,9 @@ func (x *ScanOrdered) GetRequestedAt() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *ScanOrdered) GetLimits() []*ScanWaveLimit {
+func (x *ScanOrdered) GetLimits() []*ScanOrdered_WaveLimit {
 	if x != nil {
 		return x.Limits
-	}
-	return nil
-}
-
-// ScanWaveLimit is one wave's max concurrency for a scan: a count, or a percentage of the
-// wave's instances the scan covers.
-type ScanWaveLimit struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Wave           int32                  `protobuf:"varint,1,opt,name=wave,proto3" json:"wave,omitempty"`
-	MaxConcurrency *v1.Amount             `protobuf:"bytes,2,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
-}
-
-func (x *ScanWaveLimit) Reset() {
-	*x = ScanWaveLimit{}
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[51]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ScanWaveLimit) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ScanWaveLimit) ProtoMessage() {}
-
-func (x *ScanWaveLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[51]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ScanWaveLimit.ProtoReflect.Descriptor instead.
-func (*ScanWaveLimit) Descriptor() ([]byte, []int) {
-	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{51}
-}
-
-func (x *ScanWaveLimit) GetWave() int32 {
-	if x != nil {
-		return x.Wave
-	}
-	return 0
-}
-
-func (x *ScanWaveLimit) GetMaxConcurrency() *v1.Amount {
-	if x != nil {
-		return x.MaxConcurrency
 	}
 	return nil
 }
@@ -5233,7 +5179,7 @@ type ScanStarted struct {
 
 func (x *ScanStarted) Reset() {
 	*x = ScanStarted{}
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[52]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5245,7 +5191,7 @@ func (x *ScanStarted) String() string {
 func (*ScanStarted) ProtoMessage() {}
 
 func (x *ScanStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[52]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5258,7 +5204,7 @@ func (x *ScanStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanStarted.ProtoReflect.Descriptor instead.
 func (*ScanStarted) Descriptor() ([]byte, []int) {
-	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{52}
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ScanStarted) GetTenant() string {
@@ -5355,7 +5301,7 @@ type ScanCompleted struct {
 
 func (x *ScanCompleted) Reset() {
 	*x = ScanCompleted{}
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[53]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5367,7 +5313,7 @@ func (x *ScanCompleted) String() string {
 func (*ScanCompleted) ProtoMessage() {}
 
 func (x *ScanCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[53]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5380,7 +5326,7 @@ func (x *ScanCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanCompleted.ProtoReflect.Descriptor instead.
 func (*ScanCompleted) Descriptor() ([]byte, []int) {
-	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{53}
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ScanCompleted) GetTenant() string {
@@ -5448,7 +5394,7 @@ type ScanFailed struct {
 
 func (x *ScanFailed) Reset() {
 	*x = ScanFailed{}
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[54]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5460,7 +5406,7 @@ func (x *ScanFailed) String() string {
 func (*ScanFailed) ProtoMessage() {}
 
 func (x *ScanFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_patchwave_events_v1_events_proto_msgTypes[54]
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5473,7 +5419,7 @@ func (x *ScanFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanFailed.ProtoReflect.Descriptor instead.
 func (*ScanFailed) Descriptor() ([]byte, []int) {
-	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{54}
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ScanFailed) GetTenant() string {
@@ -5514,6 +5460,60 @@ func (x *ScanFailed) GetReason() string {
 func (x *ScanFailed) GetFailedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.FailedAt
+	}
+	return nil
+}
+
+// WaveLimit is one wave's max concurrency for the scan: a count, or a percentage of the
+// wave's instances the scan covers.
+type ScanOrdered_WaveLimit struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Wave           int32                  `protobuf:"varint,1,opt,name=wave,proto3" json:"wave,omitempty"`
+	MaxConcurrency *v1.Amount             `protobuf:"bytes,2,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ScanOrdered_WaveLimit) Reset() {
+	*x = ScanOrdered_WaveLimit{}
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanOrdered_WaveLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanOrdered_WaveLimit) ProtoMessage() {}
+
+func (x *ScanOrdered_WaveLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_patchwave_events_v1_events_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanOrdered_WaveLimit.ProtoReflect.Descriptor instead.
+func (*ScanOrdered_WaveLimit) Descriptor() ([]byte, []int) {
+	return file_patchwave_events_v1_events_proto_rawDescGZIP(), []int{50, 0}
+}
+
+func (x *ScanOrdered_WaveLimit) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *ScanOrdered_WaveLimit) GetMaxConcurrency() *v1.Amount {
+	if x != nil {
+		return x.MaxConcurrency
 	}
 	return nil
 }
@@ -6043,14 +6043,14 @@ const file_patchwave_events_v1_events_proto_rawDesc = "" +
 	"\finstance_ids\x18\b \x03(\tR\vinstanceIds\x12!\n" +
 	"\frequested_by\x18\t \x01(\tR\vrequestedBy\x12=\n" +
 	"\frequested_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"\xdc\x01\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"\xca\x02\n" +
 	"\vScanOrdered\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x17\n" +
 	"\ascan_id\x18\x02 \x01(\tR\x06scanId\x12!\n" +
 	"\frequested_by\x18\x03 \x01(\tR\vrequestedBy\x12=\n" +
-	"\frequested_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12:\n" +
-	"\x06limits\x18\x05 \x03(\v2\".patchwave.events.v1.ScanWaveLimitR\x06limits\"h\n" +
-	"\rScanWaveLimit\x12\x12\n" +
+	"\frequested_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12B\n" +
+	"\x06limits\x18\x05 \x03(\v2*.patchwave.events.v1.ScanOrdered.WaveLimitR\x06limits\x1ad\n" +
+	"\tWaveLimit\x12\x12\n" +
 	"\x04wave\x18\x01 \x01(\x05R\x04wave\x12C\n" +
 	"\x0fmax_concurrency\x18\x02 \x01(\v2\x1a.patchwave.types.v1.AmountR\x0emaxConcurrency\"\xaf\x03\n" +
 	"\vScanStarted\x12\x16\n" +
@@ -6156,10 +6156,10 @@ var file_patchwave_events_v1_events_proto_goTypes = []any{
 	(*RunDispatchStopped)(nil),      // 48: patchwave.events.v1.RunDispatchStopped
 	(*ScanRequested)(nil),           // 49: patchwave.events.v1.ScanRequested
 	(*ScanOrdered)(nil),             // 50: patchwave.events.v1.ScanOrdered
-	(*ScanWaveLimit)(nil),           // 51: patchwave.events.v1.ScanWaveLimit
-	(*ScanStarted)(nil),             // 52: patchwave.events.v1.ScanStarted
-	(*ScanCompleted)(nil),           // 53: patchwave.events.v1.ScanCompleted
-	(*ScanFailed)(nil),              // 54: patchwave.events.v1.ScanFailed
+	(*ScanStarted)(nil),             // 51: patchwave.events.v1.ScanStarted
+	(*ScanCompleted)(nil),           // 52: patchwave.events.v1.ScanCompleted
+	(*ScanFailed)(nil),              // 53: patchwave.events.v1.ScanFailed
+	(*ScanOrdered_WaveLimit)(nil),   // 54: patchwave.events.v1.ScanOrdered.WaveLimit
 	(*timestamppb.Timestamp)(nil),   // 55: google.protobuf.Timestamp
 	(*v1.InstanceGroup)(nil),        // 56: patchwave.types.v1.InstanceGroup
 	(*v1.JobPolicy)(nil),            // 57: patchwave.types.v1.JobPolicy
@@ -6278,14 +6278,14 @@ var file_patchwave_events_v1_events_proto_depIdxs = []int32{
 	63,  // 92: patchwave.events.v1.ScanRequested.location:type_name -> patchwave.types.v1.Location
 	55,  // 93: patchwave.events.v1.ScanRequested.requested_at:type_name -> google.protobuf.Timestamp
 	55,  // 94: patchwave.events.v1.ScanOrdered.requested_at:type_name -> google.protobuf.Timestamp
-	51,  // 95: patchwave.events.v1.ScanOrdered.limits:type_name -> patchwave.events.v1.ScanWaveLimit
-	75,  // 96: patchwave.events.v1.ScanWaveLimit.max_concurrency:type_name -> patchwave.types.v1.Amount
-	63,  // 97: patchwave.events.v1.ScanStarted.location:type_name -> patchwave.types.v1.Location
-	55,  // 98: patchwave.events.v1.ScanStarted.started_at:type_name -> google.protobuf.Timestamp
-	55,  // 99: patchwave.events.v1.ScanStarted.deadline:type_name -> google.protobuf.Timestamp
-	64,  // 100: patchwave.events.v1.ScanCompleted.results:type_name -> patchwave.types.v1.PatchResult
-	55,  // 101: patchwave.events.v1.ScanCompleted.scanned_at:type_name -> google.protobuf.Timestamp
-	55,  // 102: patchwave.events.v1.ScanFailed.failed_at:type_name -> google.protobuf.Timestamp
+	54,  // 95: patchwave.events.v1.ScanOrdered.limits:type_name -> patchwave.events.v1.ScanOrdered.WaveLimit
+	63,  // 96: patchwave.events.v1.ScanStarted.location:type_name -> patchwave.types.v1.Location
+	55,  // 97: patchwave.events.v1.ScanStarted.started_at:type_name -> google.protobuf.Timestamp
+	55,  // 98: patchwave.events.v1.ScanStarted.deadline:type_name -> google.protobuf.Timestamp
+	64,  // 99: patchwave.events.v1.ScanCompleted.results:type_name -> patchwave.types.v1.PatchResult
+	55,  // 100: patchwave.events.v1.ScanCompleted.scanned_at:type_name -> google.protobuf.Timestamp
+	55,  // 101: patchwave.events.v1.ScanFailed.failed_at:type_name -> google.protobuf.Timestamp
+	75,  // 102: patchwave.events.v1.ScanOrdered.WaveLimit.max_concurrency:type_name -> patchwave.types.v1.Amount
 	103, // [103:103] is the sub-list for method output_type
 	103, // [103:103] is the sub-list for method input_type
 	103, // [103:103] is the sub-list for extension type_name
