@@ -166,9 +166,37 @@ func (a *Application) Apply(ctx context.Context, ev *events.Event, _ bool) error
 type txn struct {
 	*Application
 	repo domain.Repository
+	// cycles caches the tenants' current cycles read or written through repo (every instance
+	// saved reads its tenant's).
+	cycles map[string]domain.Cycle
 }
 
-func (a *Application) tx(repo domain.Repository) txn { return txn{Application: a, repo: repo} }
+func (a *Application) tx(repo domain.Repository) txn {
+	return txn{Application: a, repo: repo, cycles: map[string]domain.Cycle{}}
+}
+
+// cycle returns the tenant's current cycle (zero and false before its first event).
+func (a txn) cycle(ctx context.Context, tenant string) (domain.Cycle, bool, error) {
+	if c, ok := a.cycles[tenant]; ok {
+		return c, c.Key != "", nil
+	}
+	c, found, err := a.repo.Cycle(ctx, tenant)
+	if err != nil {
+		return domain.Cycle{}, false, err
+	}
+	a.cycles[tenant] = c
+	return c, found, nil
+}
+
+// putCycle records the tenant's current cycle.
+func (a txn) putCycle(ctx context.Context, tenant string, c domain.Cycle) error {
+	if err := a.repo.PutCycle(ctx, tenant, c); err != nil {
+		delete(a.cycles, tenant)
+		return err
+	}
+	a.cycles[tenant] = c
+	return nil
+}
 
 // apply applies one event, without the checkpoint.
 func (a txn) apply(ctx context.Context, ev *events.Event) error {
@@ -392,7 +420,7 @@ func (a txn) rollDay(ctx context.Context, ev *events.Event) error {
 // pinned yet, so each OS family is measured against the newest baseline the tenant approved
 // for it until the cycle's first run pins it (pinned).
 func (a txn) rollCycle(ctx context.Context, tenant string, t time.Time) error {
-	cur, found, err := a.repo.Cycle(ctx, tenant)
+	cur, found, err := a.cycle(ctx, tenant)
 	if err != nil {
 		return err
 	}
@@ -420,7 +448,7 @@ func (a txn) pinned(ctx context.Context, ev *events.Event, msg *eventsv1.CyclePi
 	if msg.GetPinnedAt() != nil {
 		at = msg.GetPinnedAt().AsTime()
 	}
-	cur, _, err := a.repo.Cycle(ctx, ev.Tenant)
+	cur, _, err := a.cycle(ctx, ev.Tenant)
 	if err != nil {
 		return err
 	}
@@ -441,7 +469,7 @@ func (a txn) advance(ctx context.Context, tenant string, cur, next domain.Cycle)
 			return err
 		}
 	}
-	if err := a.repo.PutCycle(ctx, tenant, next); err != nil {
+	if err := a.putCycle(ctx, tenant, next); err != nil {
 		return err
 	}
 	groups, err := a.repo.Groups(ctx, tenant)
@@ -508,7 +536,7 @@ func (a txn) snapshot(ctx context.Context, tenant, kind, key string, at time.Tim
 	if err != nil {
 		return err
 	}
-	cyc, _, err := a.repo.Cycle(ctx, tenant)
+	cyc, _, err := a.cycle(ctx, tenant)
 	if err != nil {
 		return err
 	}
@@ -563,7 +591,7 @@ func (a txn) baseline(ctx context.Context, id string) (*domain.Baseline, error) 
 // Applicable returns the baseline an instance is measured against in the tenant's current
 // cycle (ApplicableIn).
 func (a txn) Applicable(ctx context.Context, in domain.Instance) (*domain.Baseline, error) {
-	cyc, _, err := a.repo.Cycle(ctx, in.Tenant)
+	cyc, _, err := a.cycle(ctx, in.Tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -786,7 +814,7 @@ func (a txn) approved(ctx context.Context, ev *events.Event, msg *eventsv1.Basel
 	if err := a.repo.PutApproval(ctx, ev.Tenant, next); err != nil {
 		return err
 	}
-	cyc, _, err := a.repo.Cycle(ctx, ev.Tenant)
+	cyc, _, err := a.cycle(ctx, ev.Tenant)
 	if err != nil {
 		return err
 	}

@@ -168,7 +168,7 @@ func (a txn) scanOrdered(ctx context.Context, ev *events.Event, msg *eventsv1.Sc
 	if _, found, err := a.repo.ScanPlan(ctx, ev.Tenant, msg.GetScanId()); err != nil || found {
 		return err
 	}
-	cyc, _, err := a.repo.Cycle(ctx, ev.Tenant)
+	cyc, _, err := a.cycle(ctx, ev.Tenant)
 	if err != nil {
 		return err
 	}
