@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/patchwave/patchwave/libs/baseline"
@@ -61,8 +62,10 @@ type Application struct {
 	// unknownBaselines were waited for and never published: not waited for again.
 	unknownBaselines map[string]bool
 
-	// kick wakes the scan releaser.
-	kick chan struct{}
+	// kick wakes the scan releaser; replaying holds it while the read model is rebuilt under
+	// the service.
+	kick      chan struct{}
+	replaying atomic.Bool
 
 	ready, catalogReady         chan struct{}
 	readyOnce, catalogReadyOnce sync.Once

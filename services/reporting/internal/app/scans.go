@@ -312,6 +312,9 @@ func (a *Application) ReleaseScans(ctx context.Context, now time.Time) (int, err
 	default:
 		return 0, nil // the read model is not caught up yet
 	}
+	if a.replaying.Load() {
+		return 0, nil // the read model is being rebuilt under the service (a flush)
+	}
 	var evs []*events.Event
 	for _, tenant := range a.scans.Freezes.TenantIDs() {
 		waves, err := a.repo.ScanWaves(ctx, tenant)
@@ -386,8 +389,20 @@ func (a *Application) scanKick() {
 // ScanKicks delivers when applied events may let scans be released.
 func (a *Application) ScanKicks() <-chan struct{} { return a.kick }
 
-// AfterApply tells the releaser about events the compliance projection committed.
-func (a *Application) AfterApply(evs []*events.Event) {
+// AfterApply tells the releaser about events the compliance projection committed; live says
+// whether they are live or replayed. Replayed events after the read model caught up are a
+// rebuild under the service (a flush): nothing is released until live events are applied
+// again, so an old chunk is never released from a half-rebuilt model.
+func (a *Application) AfterApply(evs []*events.Event, live bool) {
+	if live {
+		a.replaying.Store(false)
+	} else {
+		select {
+		case <-a.ready:
+			a.replaying.Store(true)
+		default:
+		}
+	}
 	for _, ev := range evs {
 		switch ev.Data.(type) {
 		case *eventsv1.ScanOrdered, *eventsv1.ScanCompleted, *eventsv1.ScanFailed:

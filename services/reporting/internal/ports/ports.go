@@ -100,7 +100,7 @@ func compliance(a *app.Application) bus.ProjectionSpec {
 		spec.ApplyBatch = func(ctx context.Context, evs []*events.Event, live bool) error {
 			err := a.ApplyBatch(ctx, evs, live)
 			if err == nil {
-				a.AfterApply(evs)
+				a.AfterApply(evs, live)
 			}
 			return err
 		}
@@ -108,7 +108,7 @@ func compliance(a *app.Application) bus.ProjectionSpec {
 		spec.Apply = func(ctx context.Context, ev *events.Event, live bool) error {
 			err := a.Apply(ctx, ev, live)
 			if err == nil {
-				a.AfterApply([]*events.Event{ev})
+				a.AfterApply([]*events.Event{ev}, live)
 			}
 			return err
 		}
