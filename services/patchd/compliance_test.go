@@ -275,6 +275,13 @@ func TestComplianceAfterACycleANewBaselineAndAScan(t *testing.T) {
 	var failedAfter reportingv1.ListFailedPatchesResponse
 	api.json(http.MethodGet, "/v1/tenants/acme/failed-patches?pageSize=1000", "", &failedAfter)
 	require.True(t, proto.Equal(&failedBefore, &failedAfter), "a scan that sees a failed patch missing keeps it failed")
+	nonCompliant := map[string]bool{}
+	for _, in := range list.GetInstances() {
+		nonCompliant[in.GetInstanceId()] = true
+	}
+	for _, fp := range failedAfter.GetFailedPatches() {
+		require.True(t, nonCompliant[fp.GetInstanceId()], "%s has a failed patch: it is listed non-compliant", fp.GetInstanceId())
+	}
 	var ageing reportingv1.GetPatchAgeingResponse
 	api.json(http.MethodGet, "/v1/tenants/acme/compliance/ageing", "", &ageing)
 	require.NotEmpty(t, ageing.GetPatches())
