@@ -230,6 +230,41 @@ func (s *Store) Count(ctx context.Context, tenant string, g domain.Group, state 
 	return n, nil
 }
 
+var _ domain.Counter = (*Store)(nil)
+
+// Counts implements domain.Counter: the groups, then every bucket's SCARD in one pipeline.
+func (s *Store) Counts(ctx context.Context, tenant string, states []typesv1.ComplianceState) ([]domain.GroupCounts, error) {
+	groups, err := s.Groups(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(groups)*len(states))
+	for _, g := range groups {
+		for _, st := range states {
+			keys = append(keys, bucketKey(tenant, g, st))
+		}
+	}
+	var ns []int
+	if mc, ok := s.st.(store.MultiCarder); ok {
+		ns, err = mc.SCardMany(ctx, keys)
+	} else {
+		ns = make([]int, len(keys))
+		for i, k := range keys {
+			if ns[i], err = s.st.SCard(ctx, k); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("count the coverage of %s: %w", tenant, err)
+	}
+	out := make([]domain.GroupCounts, len(groups))
+	for i, g := range groups {
+		out[i] = domain.GroupCounts{Group: g, Counts: ns[i*len(states) : (i+1)*len(states)]}
+	}
+	return out, nil
+}
+
 // Members implements domain.Repository.
 func (s *Store) Members(ctx context.Context, tenant string, g domain.Group, state typesv1.ComplianceState) ([]string, error) {
 	return s.st.SMembers(ctx, bucketKey(tenant, g, state))
@@ -384,17 +419,30 @@ func (s *Store) JobStates(ctx context.Context, tenant, runID string) (map[string
 	return out, nil
 }
 
-// unit is a unit of work: the repository over a store.Batch of the store. It keeps the
-// instances it read or saved decoded, and encodes each saved one once, at the commit.
+// unit is a unit of work: the repository over a store.Batch of the store. It folds a batch in
+// memory: it keeps the instances it read or saved decoded, moves each saved one's indexes
+// (coverage bucket, OS family, missing patches, failed patches) once, from the record as the
+// batch found it to the last one saved, and encodes each saved record once, at the commit. A
+// read of the indexes inside the batch (an approval lists its family, a snapshot counts the
+// buckets) moves the pending ones first, so it sees every save before it.
 type unit struct {
 	*Store
 	b     *store.Batch
 	insts map[string]*cached
+	// unindexed counts the saved instances whose indexes are not moved yet.
+	unindexed int
 }
 
 type cached struct {
-	in           domain.Instance
-	found, dirty bool
+	// in is the instance as of the batch; found: it exists.
+	in    domain.Instance
+	found bool
+	// indexed is the instance as the batch's indexes have it (as read, or as last moved);
+	// indexedFound: it was in them.
+	indexed      domain.Instance
+	indexedFound bool
+	// dirty: in is not written yet; pending: its indexes lag behind (indexed is not in).
+	dirty, pending bool
 }
 
 // Instance implements domain.Repository from the decoded instances.
@@ -407,21 +455,50 @@ func (u *unit) Instance(ctx context.Context, tenant, id string) (domain.Instance
 	if err != nil {
 		return in, found, err
 	}
-	u.insts[k] = &cached{in: in, found: found}
+	u.insts[k] = &cached{in: in, found: found, indexed: in, indexedFound: found}
 	return in, found, nil
 }
 
-// SaveInstance implements domain.Repository: the indexes now, the record at the commit.
-func (u *unit) SaveInstance(ctx context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
-	if err := u.saveIndexes(ctx, prev, prevFound, next); err != nil {
-		return err
+// SaveInstance implements domain.Repository: the record and its indexes at the commit (or at
+// the next read of the indexes), from what the batch found.
+func (u *unit) SaveInstance(_ context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
+	k := instKey(next.Tenant, next.ID)
+	c, ok := u.insts[k]
+	if !ok {
+		c = &cached{indexed: prev, indexedFound: prevFound}
+		u.insts[k] = c
 	}
-	u.insts[instKey(next.Tenant, next.ID)] = &cached{in: next, found: true, dirty: true}
+	c.in, c.found, c.dirty = next, true, true
+	if !c.pending {
+		c.pending = true
+		u.unindexed++
+	}
 	return nil
 }
 
-// encode writes the saved instances into the batch.
+// moveIndexes moves the pending instances' indexes into the batch.
+func (u *unit) moveIndexes(ctx context.Context) error {
+	if u.unindexed == 0 {
+		return nil
+	}
+	for _, c := range u.insts {
+		if !c.pending {
+			continue
+		}
+		if err := u.saveIndexes(ctx, c.indexed, c.indexedFound, c.in); err != nil {
+			return err
+		}
+		c.indexed, c.indexedFound, c.pending = c.in, true, false
+	}
+	u.unindexed = 0
+	return nil
+}
+
+// encode writes the saved instances and their indexes into the batch.
 func (u *unit) encode(ctx context.Context) error {
+	if err := u.moveIndexes(ctx); err != nil {
+		return err
+	}
 	for _, c := range u.insts {
 		if !c.dirty {
 			continue
@@ -432,6 +509,62 @@ func (u *unit) encode(ctx context.Context) error {
 	}
 	clear(u.insts)
 	return nil
+}
+
+// Groups implements domain.Repository with the batch's saves.
+func (u *unit) Groups(ctx context.Context, tenant string) ([]domain.Group, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return nil, err
+	}
+	return u.Store.Groups(ctx, tenant)
+}
+
+// Count implements domain.Repository with the batch's saves.
+func (u *unit) Count(ctx context.Context, tenant string, g domain.Group, state typesv1.ComplianceState) (int, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return 0, err
+	}
+	return u.Store.Count(ctx, tenant, g, state)
+}
+
+// Counts implements domain.Counter with the batch's saves.
+func (u *unit) Counts(ctx context.Context, tenant string, states []typesv1.ComplianceState) ([]domain.GroupCounts, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return nil, err
+	}
+	return u.Store.Counts(ctx, tenant, states)
+}
+
+// Members implements domain.Repository with the batch's saves.
+func (u *unit) Members(ctx context.Context, tenant string, g domain.Group, state typesv1.ComplianceState) ([]string, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return nil, err
+	}
+	return u.Store.Members(ctx, tenant, g, state)
+}
+
+// FamilyInstances implements domain.Repository with the batch's saves.
+func (u *unit) FamilyInstances(ctx context.Context, tenant, family string) ([]string, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return nil, err
+	}
+	return u.Store.FamilyInstances(ctx, tenant, family)
+}
+
+// FailedInstances implements domain.Repository with the batch's saves.
+func (u *unit) FailedInstances(ctx context.Context, tenant string) ([]string, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return nil, err
+	}
+	return u.Store.FailedInstances(ctx, tenant)
+}
+
+// MissingCount implements domain.Repository with the batch's saves.
+func (u *unit) MissingCount(ctx context.Context, tenant, patch string) (int, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return 0, err
+	}
+	return u.Store.MissingCount(ctx, tenant, patch)
 }
 
 var _ domain.UnitOfWorkStarter = (*Store)(nil)
@@ -454,8 +587,9 @@ func (u *unit) Prefetch(ctx context.Context, refs []domain.InstanceRef) error {
 	return u.b.Prefetch(ctx, keys)
 }
 
-// Pending implements domain.UnitOfWork.
-func (u *unit) Pending() int { return u.b.Pending() + len(u.insts) }
+// Pending implements domain.UnitOfWork: the batch's writes, and the records and index moves
+// that wait.
+func (u *unit) Pending() int { return u.b.Pending() + len(u.insts) + 4*u.unindexed }
 
 func checkpointWant(prev uint64) []byte {
 	if prev == 0 {
