@@ -149,56 +149,76 @@ func (s *Store) putInstance(ctx context.Context, in domain.Instance) error {
 	return nil
 }
 
-// saveIndexes moves the instance between the coverage buckets and indexes.
-func (s *Store) saveIndexes(ctx context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
+// indexMove is one member move of an instance's indexes: into (add) or out of a set.
+type indexMove struct {
+	add     bool
+	key, id string
+}
+
+// hasFailed says whether an instance has FAILED patches (it is in the failed-instances index).
+func hasFailed(in domain.Instance) bool {
+	for _, p := range in.Patches {
+		if p.State == typesv1.PatchState_PATCH_STATE_FAILED {
+			return true
+		}
+	}
+	return false
+}
+
+// indexMoves calls move for each set move that takes the instance's indexes from prev (absent
+// when !prevFound) to next: coverage bucket, group, OS family, missing patches, failed
+// patches. The moves of one instance touch each set once.
+func indexMoves(prev domain.Instance, prevFound bool, next domain.Instance, move func(indexMove)) {
 	g := domain.Group{Wave: next.Wave, OSFamily: next.Family()}
 	newBucket := bucketKey(next.Tenant, g, next.State)
 	var prevMissing []string
+	prevFailed := false
 	if prevFound {
 		pg := domain.Group{Wave: prev.Wave, OSFamily: prev.Family()}
 		if old := bucketKey(prev.Tenant, pg, prev.State); old != newBucket {
-			if _, err := s.st.SRem(ctx, old, prev.ID); err != nil {
-				return fmt.Errorf("move instance %s: %w", prev.ID, err)
-			}
+			move(indexMove{key: old, id: prev.ID})
 		}
 		if prev.Family() != next.Family() {
-			if _, err := s.st.SRem(ctx, familyKey(prev.Tenant, prev.Family()), prev.ID); err != nil {
-				return fmt.Errorf("move instance %s: %w", prev.ID, err)
-			}
+			move(indexMove{key: familyKey(prev.Tenant, prev.Family()), id: prev.ID})
 		}
 		prevMissing = prev.Missing
+		prevFailed = hasFailed(prev)
 	}
-	if _, err := s.st.SAdd(ctx, newBucket, next.ID); err != nil {
-		return fmt.Errorf("move instance %s: %w", next.ID, err)
-	}
-	if _, err := s.st.SAdd(ctx, root+"groups:"+next.Tenant, groupMember(g)); err != nil {
-		return fmt.Errorf("index group of %s: %w", next.ID, err)
-	}
-	if _, err := s.st.SAdd(ctx, familyKey(next.Tenant, next.Family()), next.ID); err != nil {
-		return fmt.Errorf("index family of %s: %w", next.ID, err)
-	}
+	move(indexMove{add: true, key: newBucket, id: next.ID})
+	move(indexMove{add: true, key: root + "groups:" + next.Tenant, id: groupMember(g)})
+	move(indexMove{add: true, key: familyKey(next.Tenant, next.Family()), id: next.ID})
 	for _, p := range prevMissing {
 		if !slices.Contains(next.Missing, p) {
-			if _, err := s.st.SRem(ctx, missingKey(next.Tenant, p), next.ID); err != nil {
-				return fmt.Errorf("unindex missing %s of %s: %w", p, next.ID, err)
-			}
+			move(indexMove{key: missingKey(next.Tenant, p), id: next.ID})
 		}
 	}
 	for _, p := range next.Missing {
 		if !slices.Contains(prevMissing, p) {
-			if _, err := s.st.SAdd(ctx, missingKey(next.Tenant, p), next.ID); err != nil {
-				return fmt.Errorf("index missing %s of %s: %w", p, next.ID, err)
-			}
+			move(indexMove{add: true, key: missingKey(next.Tenant, p), id: next.ID})
 		}
 	}
-	var err error
-	if len(next.Failed()) > 0 {
-		_, err = s.st.SAdd(ctx, failedIndex(next.Tenant), next.ID)
-	} else if prevFound {
-		_, err = s.st.SRem(ctx, failedIndex(next.Tenant), next.ID)
+	if failed := hasFailed(next); failed {
+		move(indexMove{add: true, key: failedIndex(next.Tenant), id: next.ID})
+	} else if prevFailed {
+		move(indexMove{key: failedIndex(next.Tenant), id: next.ID})
 	}
+}
+
+// saveIndexes moves the instance between the coverage buckets and indexes.
+func (s *Store) saveIndexes(ctx context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
+	var err error
+	indexMoves(prev, prevFound, next, func(m indexMove) {
+		if err != nil {
+			return
+		}
+		if m.add {
+			_, err = s.st.SAdd(ctx, m.key, m.id)
+		} else {
+			_, err = s.st.SRem(ctx, m.key, m.id)
+		}
+	})
 	if err != nil {
-		return fmt.Errorf("index failed patches of %s: %w", next.ID, err)
+		return fmt.Errorf("index instance %s: %w", next.ID, err)
 	}
 	return nil
 }
@@ -494,21 +514,50 @@ func (u *unit) moveIndexes(ctx context.Context) error {
 	return nil
 }
 
-// encode writes the saved instances and their indexes into the batch.
-func (u *unit) encode(ctx context.Context) error {
-	if err := u.moveIndexes(ctx); err != nil {
-		return err
-	}
-	for _, c := range u.insts {
-		if !c.dirty {
-			continue
+// writes returns the saved instances' records and index moves as the batch's last writes: a
+// record per instance (one MSET on Redis) and, per set, one SREM and one SADD of every
+// instance moving out of and into it. One instance's moves touch a set once and two instances'
+// moves never name the same member, so a set's removals and additions do not depend on their
+// order.
+func (u *unit) writes() []store.Write {
+	type setMoves struct{ add, rem []string }
+	sets := map[string]*setMoves{}
+	var order []string
+	move := func(m indexMove) {
+		sm := sets[m.key]
+		if sm == nil {
+			sm = &setMoves{}
+			sets[m.key] = sm
+			order = append(order, m.key)
 		}
-		if err := u.putInstance(ctx, c.in); err != nil {
-			return err
+		if m.add {
+			sm.add = append(sm.add, m.id)
+		} else {
+			sm.rem = append(sm.rem, m.id)
+		}
+	}
+	var ws []store.Write
+	for _, c := range u.insts {
+		if c.pending {
+			indexMoves(c.indexed, c.indexedFound, c.in, move)
+		}
+		if c.dirty {
+			ws = append(ws, store.SetW(instKey(c.in.Tenant, c.in.ID), appendInstance(nil, c.in)))
+		}
+	}
+	for _, k := range order {
+		sm := sets[k]
+		if len(sm.rem) > 0 {
+			ws = append(ws, store.SRemW(k, sm.rem...))
+		}
+		if len(sm.add) > 0 {
+			slices.Sort(sm.add)
+			ws = append(ws, store.SAddW(k, slices.Compact(sm.add)...))
 		}
 	}
 	clear(u.insts)
-	return nil
+	u.unindexed = 0
+	return ws
 }
 
 // Groups implements domain.Repository with the batch's saves.
@@ -587,9 +636,9 @@ func (u *unit) Prefetch(ctx context.Context, refs []domain.InstanceRef) error {
 	return u.b.Prefetch(ctx, keys)
 }
 
-// Pending implements domain.UnitOfWork: the batch's writes, and the records and index moves
-// that wait.
-func (u *unit) Pending() int { return u.b.Pending() + len(u.insts) + 4*u.unindexed }
+// Pending implements domain.UnitOfWork: the batch's writes and the records that wait (each
+// with its few index moves).
+func (u *unit) Pending() int { return u.b.Pending() + len(u.insts) }
 
 func checkpointWant(prev uint64) []byte {
 	if prev == 0 {
@@ -600,16 +649,11 @@ func checkpointWant(prev uint64) []byte {
 
 // Flush implements domain.UnitOfWork.
 func (u *unit) Flush(ctx context.Context, prev uint64) (bool, error) {
-	if err := u.encode(ctx); err != nil {
-		return false, err
-	}
-	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev))
+	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev), u.writes()...)
 }
 
 // Commit implements domain.UnitOfWork.
 func (u *unit) Commit(ctx context.Context, prev, seq uint64) (bool, error) {
-	if err := u.encode(ctx); err != nil {
-		return false, err
-	}
-	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
+	ws := append(u.writes(), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
+	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev), ws...)
 }
