@@ -86,6 +86,9 @@ func (p *prefixed) GetMany(ctx context.Context, keys []string) ([][]byte, []bool
 type MultiCarder interface {
 	// SCardMany returns the number of members of the set at each key (0 for an absent key).
 	SCardMany(ctx context.Context, keys []string) ([]int, error)
+	// SMembersSCardMany returns the members of the set at set, sorted, and the number of
+	// members of the set at each of keys, read together.
+	SMembersSCardMany(ctx context.Context, set string, keys []string) ([]string, []int, error)
 }
 
 var (
@@ -111,6 +114,42 @@ func (m *Memory) SCardMany(_ context.Context, keys []string) ([]int, error) {
 		return nil
 	})
 	return out, err
+}
+
+// SMembersSCardMany implements MultiCarder.
+func (m *Memory) SMembersSCardMany(ctx context.Context, set string, keys []string) ([]string, []int, error) {
+	ms, err := m.SMembers(ctx, set)
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err := m.SCardMany(ctx, keys)
+	return ms, ns, err
+}
+
+// SMembersSCardMany implements MultiCarder with one pipeline.
+func (r *Redis) SMembersSCardMany(ctx context.Context, set string, keys []string) ([]string, []int, error) {
+	if err := r.check(); err != nil {
+		return nil, nil, err
+	}
+	var members *redis.StringSliceCmd
+	cmds := make([]*redis.IntCmd, len(keys))
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		members = p.SMembers(ctx, r.key(set))
+		for i, k := range keys {
+			cmds[i] = p.SCard(ctx, r.key(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, mapRedisErr("smembers", err)
+	}
+	ms := members.Val()
+	slices.Sort(ms)
+	out := make([]int, len(keys))
+	for i, c := range cmds {
+		out[i] = int(c.Val())
+	}
+	return ms, out, nil
 }
 
 // SCardMany implements MultiCarder with one pipeline of SCARDs.
@@ -150,6 +189,26 @@ func (p *prefixed) SCardMany(ctx context.Context, keys []string) ([]int, error) 
 	return scardMany(ctx, p.inner, full)
 }
 
+// SMembersSCardMany implements MultiCarder.
+func (p *prefixed) SMembersSCardMany(ctx context.Context, set string, keys []string) ([]string, []int, error) {
+	if err := p.open(); err != nil {
+		return nil, nil, err
+	}
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = p.key(k)
+	}
+	if mc, ok := p.inner.(MultiCarder); ok {
+		return mc.SMembersSCardMany(ctx, p.key(set), full)
+	}
+	ms, err := p.inner.SMembers(ctx, p.key(set))
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err := scardMany(ctx, p.inner, full)
+	return ms, ns, err
+}
+
 // scardMany counts the sets with st's SCardMany, or one SCard at a time.
 func scardMany(ctx context.Context, st Store, keys []string) ([]int, error) {
 	if mc, ok := st.(MultiCarder); ok {
@@ -164,6 +223,16 @@ func scardMany(ctx context.Context, st Store, keys []string) ([]int, error) {
 		out[i] = n
 	}
 	return out, nil
+}
+
+// SMembersSCardMany implements MultiCarder.
+func (b *Batch) SMembersSCardMany(ctx context.Context, set string, keys []string) ([]string, []int, error) {
+	ms, err := b.SMembers(ctx, set)
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err := b.SCardMany(ctx, keys)
+	return ms, ns, err
 }
 
 // SCardMany implements MultiCarder: the sets the batch wrote are counted from its view, the

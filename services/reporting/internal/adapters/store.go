@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/patchwave/patchwave/libs/store"
@@ -42,6 +43,12 @@ const root = "reporting:"
 // Store is the compliance repository over a store.Store.
 type Store struct {
 	st store.Store
+
+	// groups are the groups of each tenant as the last summary found them: a tenant's groups
+	// only grow (a flush empties them), so the next summary reads them and counts their
+	// buckets in one round trip, and a second one only for groups that are new.
+	groupsMu sync.Mutex
+	groups   map[string][]domain.Group
 }
 
 // New returns the repository over st.
@@ -229,6 +236,11 @@ func (s *Store) Groups(ctx context.Context, tenant string) ([]domain.Group, erro
 	if err != nil {
 		return nil, fmt.Errorf("list groups of %s: %w", tenant, err)
 	}
+	return decodeGroups(tenant, ms)
+}
+
+// decodeGroups decodes the members of a tenant's groups set.
+func decodeGroups(tenant string, ms []string) ([]domain.Group, error) {
 	out := make([]domain.Group, 0, len(ms))
 	for _, m := range ms {
 		w, f, ok := strings.Cut(m, "|")
@@ -252,35 +264,75 @@ func (s *Store) Count(ctx context.Context, tenant string, g domain.Group, state 
 
 var _ domain.Counter = (*Store)(nil)
 
-// Counts implements domain.Counter: the groups, then every bucket's SCARD in one pipeline.
+// Counts implements domain.Counter: the groups and the buckets of the groups seen last time,
+// in one round trip; then the buckets of new groups, if any.
 func (s *Store) Counts(ctx context.Context, tenant string, states []typesv1.ComplianceState) ([]domain.GroupCounts, error) {
-	groups, err := s.Groups(ctx, tenant)
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]string, 0, len(groups)*len(states))
-	for _, g := range groups {
-		for _, st := range states {
-			keys = append(keys, bucketKey(tenant, g, st))
-		}
-	}
-	var ns []int
-	if mc, ok := s.st.(store.MultiCarder); ok {
-		ns, err = mc.SCardMany(ctx, keys)
-	} else {
-		ns = make([]int, len(keys))
-		for i, k := range keys {
-			if ns[i], err = s.st.SCard(ctx, k); err != nil {
-				break
+	s.groupsMu.Lock()
+	known := s.groups[tenant]
+	s.groupsMu.Unlock()
+	keys := func(groups []domain.Group) []string {
+		out := make([]string, 0, len(groups)*len(states))
+		for _, g := range groups {
+			for _, st := range states {
+				out = append(out, bucketKey(tenant, g, st))
 			}
 		}
+		return out
+	}
+	var members []string
+	var ns []int
+	var err error
+	if mc, ok := s.st.(store.MultiCarder); ok {
+		members, ns, err = mc.SMembersSCardMany(ctx, root+"groups:"+tenant, keys(known))
+	} else {
+		known = nil
+		members, err = s.st.SMembers(ctx, root+"groups:"+tenant)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("count the coverage of %s: %w", tenant, err)
 	}
+	groups, err := decodeGroups(tenant, members)
+	if err != nil {
+		return nil, err
+	}
+	counted := make(map[domain.Group][]int, len(known))
+	for i, g := range known {
+		counted[g] = ns[i*len(states) : (i+1)*len(states)]
+	}
+	var fresh []domain.Group
+	for _, g := range groups {
+		if _, ok := counted[g]; !ok {
+			fresh = append(fresh, g)
+		}
+	}
+	if len(fresh) > 0 {
+		ks := keys(fresh)
+		more := make([]int, len(ks))
+		if mc, ok := s.st.(store.MultiCarder); ok {
+			more, err = mc.SCardMany(ctx, ks)
+		} else {
+			for i, k := range ks {
+				if more[i], err = s.st.SCard(ctx, k); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("count the coverage of %s: %w", tenant, err)
+		}
+		for i, g := range fresh {
+			counted[g] = more[i*len(states) : (i+1)*len(states)]
+		}
+	}
+	s.groupsMu.Lock()
+	if s.groups == nil {
+		s.groups = map[string][]domain.Group{}
+	}
+	s.groups[tenant] = groups
+	s.groupsMu.Unlock()
 	out := make([]domain.GroupCounts, len(groups))
 	for i, g := range groups {
-		out[i] = domain.GroupCounts{Group: g, Counts: ns[i*len(states) : (i+1)*len(states)]}
+		out[i] = domain.GroupCounts{Group: g, Counts: counted[g]}
 	}
 	return out, nil
 }
