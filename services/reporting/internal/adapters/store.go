@@ -469,9 +469,25 @@ func (s *Store) SetJobStates(ctx context.Context, tenant, runID string, states m
 	}
 	fields := make(map[string][]byte, len(states))
 	for id, st := range states {
-		fields[id] = []byte(strconv.Itoa(int(st)))
+		fields[id] = jobStateValue(st)
 	}
 	return s.st.HSet(ctx, jobsKey(tenant, runID), fields)
+}
+
+// jobStateValues are the stored values of the job states (a number each).
+var jobStateValues = func() map[typesv1.JobState][]byte {
+	out := map[typesv1.JobState][]byte{}
+	for n := range typesv1.JobState_name {
+		out[typesv1.JobState(n)] = []byte(strconv.Itoa(int(n)))
+	}
+	return out
+}()
+
+func jobStateValue(st typesv1.JobState) []byte {
+	if v, ok := jobStateValues[st]; ok {
+		return v
+	}
+	return []byte(strconv.Itoa(int(st)))
 }
 
 // JobStates implements domain.Repository.
@@ -503,6 +519,10 @@ type unit struct {
 	insts map[string]*cached
 	// unindexed counts the saved instances whose indexes are not moved yet.
 	unindexed int
+	// jobs are the job states set per run's hash key, written at the commit (or at the next
+	// read of them) as one HSET per run.
+	jobs     map[string]map[string][]byte
+	jobCount int
 }
 
 type cached struct {
@@ -597,6 +617,10 @@ func (u *unit) writes() []store.Write {
 			ws = append(ws, store.SetW(instKey(c.in.Tenant, c.in.ID), appendInstance(nil, c.in)))
 		}
 	}
+	for k, fields := range u.jobs {
+		ws = append(ws, store.HSetW(k, fields))
+	}
+	u.jobs, u.jobCount = nil, 0
 	for _, k := range order {
 		sm := sets[k]
 		if len(sm.rem) > 0 {
@@ -610,6 +634,42 @@ func (u *unit) writes() []store.Write {
 	clear(u.insts)
 	u.unindexed = 0
 	return ws
+}
+
+// SetJobStates implements domain.Repository: the states wait in the unit.
+func (u *unit) SetJobStates(_ context.Context, tenant, runID string, states map[string]typesv1.JobState) error {
+	if len(states) == 0 {
+		return nil
+	}
+	k := jobsKey(tenant, runID)
+	fields := u.jobs[k]
+	if fields == nil {
+		fields = make(map[string][]byte, len(states))
+		if u.jobs == nil {
+			u.jobs = map[string]map[string][]byte{}
+		}
+		u.jobs[k] = fields
+	}
+	for id, st := range states {
+		if _, ok := fields[id]; !ok {
+			u.jobCount++
+		}
+		fields[id] = jobStateValue(st)
+	}
+	return nil
+}
+
+// JobStates implements domain.Repository with the unit's job states.
+func (u *unit) JobStates(ctx context.Context, tenant, runID string) (map[string]typesv1.JobState, error) {
+	k := jobsKey(tenant, runID)
+	if fields := u.jobs[k]; len(fields) > 0 {
+		if err := u.b.HSet(ctx, k, fields); err != nil {
+			return nil, err
+		}
+		u.jobCount -= len(fields)
+		delete(u.jobs, k)
+	}
+	return u.Store.JobStates(ctx, tenant, runID)
 }
 
 // Groups implements domain.Repository with the batch's saves.
@@ -688,9 +748,9 @@ func (u *unit) Prefetch(ctx context.Context, refs []domain.InstanceRef) error {
 	return u.b.Prefetch(ctx, keys)
 }
 
-// Pending implements domain.UnitOfWork: the batch's writes and the records that wait (each
-// with its few index moves).
-func (u *unit) Pending() int { return u.b.Pending() + len(u.insts) }
+// Pending implements domain.UnitOfWork: the batch's writes, the records that wait (each with
+// its few index moves) and the job states.
+func (u *unit) Pending() int { return u.b.Pending() + len(u.insts) + u.jobCount }
 
 func checkpointWant(prev uint64) []byte {
 	if prev == 0 {

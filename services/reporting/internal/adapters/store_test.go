@@ -225,6 +225,14 @@ func TestAUnitOfWorkFoldsItsSaves(t *testing.T) {
 		fam, err := uow.FamilyInstances(ctx, "acme", "al2023") // a read inside the batch
 		require.NoError(t, err)
 		require.Equal(t, []string{"i-1", "i-2"}, fam)
+		require.NoError(t, repo.SetJobStates(ctx, "acme", "run-1", map[string]typesv1.JobState{"i-9": typesv1.JobState_JOB_STATE_SUCCEEDED}))
+		require.NoError(t, uow.SetJobStates(ctx, "acme", "run-1", map[string]typesv1.JobState{"i-1": typesv1.JobState_JOB_STATE_PENDING, "i-2": typesv1.JobState_JOB_STATE_PENDING}))
+		require.NoError(t, uow.SetJobStates(ctx, "acme", "run-1", map[string]typesv1.JobState{"i-1": typesv1.JobState_JOB_STATE_INSTALLING}))
+		jobs, err := uow.JobStates(ctx, "acme", "run-1") // a read inside the batch
+		require.NoError(t, err)
+		require.Equal(t, map[string]typesv1.JobState{"i-1": typesv1.JobState_JOB_STATE_INSTALLING, "i-2": typesv1.JobState_JOB_STATE_PENDING,
+			"i-9": typesv1.JobState_JOB_STATE_SUCCEEDED}, jobs)
+		require.NoError(t, uow.SetJobStates(ctx, "acme", "run-1", map[string]typesv1.JobState{"i-1": typesv1.JobState_JOB_STATE_SUCCEEDED}))
 		save(t, uow, "i-1", 3, "windows", 4)
 		save(t, uow, "i-2", 3, "windows", 5)
 		ok, err := uow.Commit(ctx, 0, 5)
@@ -250,5 +258,9 @@ func TestAUnitOfWorkFoldsItsSaves(t *testing.T) {
 		cp, err := repo.Checkpoint(ctx)
 		require.NoError(t, err)
 		require.Equal(t, uint64(5), cp)
+		jobs, err = repo.JobStates(ctx, "acme", "run-1")
+		require.NoError(t, err)
+		require.Equal(t, map[string]typesv1.JobState{"i-1": typesv1.JobState_JOB_STATE_SUCCEEDED, "i-2": typesv1.JobState_JOB_STATE_PENDING,
+			"i-9": typesv1.JobState_JOB_STATE_SUCCEEDED}, jobs)
 	})
 }
