@@ -24,7 +24,7 @@ import (
 //
 //	reporting:checkpoint                               string, last applied tenant-stream sequence
 //	reporting:catalog-checkpoint                       string, last applied catalog-stream sequence
-//	reporting:inst:<tenant>:<instance>                 string, JSON record (domain.Instance, times in Unix ns)
+//	reporting:inst:<tenant>:<instance>                 string, packed record (record.go: domain.Instance, versioned)
 //	reporting:groups:<tenant>                          set of "<wave>|<os family>"
 //	reporting:bucket:<tenant>:<wave>:<family>:<state>  set of instance ids (state as a number)
 //	reporting:family:<tenant>:<family>                 set of instance ids
