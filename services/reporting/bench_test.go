@@ -114,7 +114,10 @@ func BenchmarkCompliance(b *testing.B) {
 	load := exec.CommandContext(ctx, bin, "-addr", h.GRPCAddr(), "-ca", gw.CA, "-cert", gw.Cert, "-key", gw.Key,
 		"-tenant", "acme", "-rate", "200", "-duration", "10s")
 	load.Stdout, load.Stderr = &out, os.Stderr
+	var gc0, gc1 debug.GCStats
+	debug.ReadGCStats(&gc0)
 	require.NoError(b, load.Run())
+	debug.ReadGCStats(&gc1)
 	var res struct {
 		Calls  int     `json:"calls"`
 		Errors int     `json:"errors"`
@@ -127,8 +130,15 @@ func BenchmarkCompliance(b *testing.B) {
 	b.ReportMetric(res.P50, "summary-p50-ms")
 	b.ReportMetric(res.P99, "summary-p99-ms")
 	b.ReportMetric(res.Rate, "summary-calls/s")
-	fmt.Printf("compliance summary, %d instances of one tenant: %d calls at %.1f/s from a second process, %d errors: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-		benchFleet, res.Calls, res.Rate, res.Errors, res.P50, res.P99, res.Max)
+	// The serving process's collections while it answered, and their longest pause.
+	gcs := gc1.NumGC - gc0.NumGC
+	var pause time.Duration
+	for _, p := range gc1.Pause[:min(int(gcs), len(gc1.Pause))] {
+		pause = max(pause, p)
+	}
+	fmt.Printf("compliance summary, %d instances of one tenant: %d calls at %.1f/s from a second process, %d errors: p50 %.2f ms, p99 %.2f ms, max %.2f ms; "+
+		"the serving process collected garbage %d times meanwhile, longest pause %s\n",
+		benchFleet, res.Calls, res.Rate, res.Errors, res.P50, res.P99, res.Max, gcs, pause)
 	cancel()
 	require.NoError(b, <-done)
 }
