@@ -174,7 +174,8 @@ func hasFailed(in domain.Instance) bool {
 
 // indexMoves calls move for each set move that takes the instance's indexes from prev (absent
 // when !prevFound) to next: coverage bucket, group, OS family, missing patches, failed
-// patches. The moves of one instance touch each set once.
+// patches. The indexes are written with the records, atomically, so prev's are the ones in
+// the store and only what changes moves. The moves of one instance touch each set once.
 func indexMoves(prev domain.Instance, prevFound bool, next domain.Instance, move func(indexMove)) {
 	g := domain.Group{Wave: next.Wave, OSFamily: next.Family()}
 	newBucket := bucketKey(next.Tenant, g, next.State)
@@ -184,16 +185,22 @@ func indexMoves(prev domain.Instance, prevFound bool, next domain.Instance, move
 		pg := domain.Group{Wave: prev.Wave, OSFamily: prev.Family()}
 		if old := bucketKey(prev.Tenant, pg, prev.State); old != newBucket {
 			move(indexMove{key: old, id: prev.ID})
+			move(indexMove{add: true, key: newBucket, id: next.ID})
+		}
+		if pg != g {
+			move(indexMove{add: true, key: root + "groups:" + next.Tenant, id: groupMember(g)})
 		}
 		if prev.Family() != next.Family() {
 			move(indexMove{key: familyKey(prev.Tenant, prev.Family()), id: prev.ID})
+			move(indexMove{add: true, key: familyKey(next.Tenant, next.Family()), id: next.ID})
 		}
 		prevMissing = prev.Missing
 		prevFailed = hasFailed(prev)
+	} else {
+		move(indexMove{add: true, key: newBucket, id: next.ID})
+		move(indexMove{add: true, key: root + "groups:" + next.Tenant, id: groupMember(g)})
+		move(indexMove{add: true, key: familyKey(next.Tenant, next.Family()), id: next.ID})
 	}
-	move(indexMove{add: true, key: newBucket, id: next.ID})
-	move(indexMove{add: true, key: root + "groups:" + next.Tenant, id: groupMember(g)})
-	move(indexMove{add: true, key: familyKey(next.Tenant, next.Family()), id: next.ID})
 	for _, p := range prevMissing {
 		if !slices.Contains(next.Missing, p) {
 			move(indexMove{key: missingKey(next.Tenant, p), id: next.ID})
@@ -204,9 +211,10 @@ func indexMoves(prev domain.Instance, prevFound bool, next domain.Instance, move
 			move(indexMove{add: true, key: missingKey(next.Tenant, p), id: next.ID})
 		}
 	}
-	if failed := hasFailed(next); failed {
+	switch failed := hasFailed(next); {
+	case failed && !prevFailed:
 		move(indexMove{add: true, key: failedIndex(next.Tenant), id: next.ID})
-	} else if prevFailed {
+	case !failed && prevFailed:
 		move(indexMove{key: failedIndex(next.Tenant), id: next.ID})
 	}
 }
