@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // MultiGetter is implemented by stores that read many strings in one round trip (MGET).
@@ -79,6 +81,195 @@ func (p *prefixed) GetMany(ctx context.Context, keys []string) ([][]byte, []bool
 	return mg.GetMany(ctx, full)
 }
 
+// MultiCarder is implemented by stores that count the members of many sets in one round trip
+// (pipelined SCARDs).
+type MultiCarder interface {
+	// SCardMany returns the number of members of the set at each key (0 for an absent key).
+	SCardMany(ctx context.Context, keys []string) ([]int, error)
+	// SMembersSCardMany returns the members of the set at set, sorted, and the number of
+	// members of the set at each of keys, read together.
+	SMembersSCardMany(ctx context.Context, set string, keys []string) ([]string, []int, error)
+}
+
+var (
+	_ MultiCarder = (*Memory)(nil)
+	_ MultiCarder = (*Redis)(nil)
+	_ MultiCarder = (*prefixed)(nil)
+	_ MultiCarder = (*Batch)(nil)
+)
+
+// SCardMany implements MultiCarder.
+func (m *Memory) SCardMany(_ context.Context, keys []string) ([]int, error) {
+	out := make([]int, len(keys))
+	err := m.read(func() error {
+		for i, k := range keys {
+			v, err := m.lookup(k, kindSet)
+			if err != nil {
+				return err
+			}
+			if v != nil {
+				out[i] = len(v.set)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SMembersSCardMany implements MultiCarder.
+func (m *Memory) SMembersSCardMany(ctx context.Context, set string, keys []string) ([]string, []int, error) {
+	ms, err := m.SMembers(ctx, set)
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err := m.SCardMany(ctx, keys)
+	return ms, ns, err
+}
+
+// SMembersSCardMany implements MultiCarder with one pipeline.
+func (r *Redis) SMembersSCardMany(ctx context.Context, set string, keys []string) ([]string, []int, error) {
+	if err := r.check(); err != nil {
+		return nil, nil, err
+	}
+	var members *redis.StringSliceCmd
+	cmds := make([]*redis.IntCmd, len(keys))
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		members = p.SMembers(ctx, r.key(set))
+		for i, k := range keys {
+			cmds[i] = p.SCard(ctx, r.key(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, mapRedisErr("smembers", err)
+	}
+	ms := members.Val()
+	slices.Sort(ms)
+	out := make([]int, len(keys))
+	for i, c := range cmds {
+		out[i] = int(c.Val())
+	}
+	return ms, out, nil
+}
+
+// SCardMany implements MultiCarder with one pipeline of SCARDs.
+func (r *Redis) SCardMany(ctx context.Context, keys []string) ([]int, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	out := make([]int, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.IntCmd, len(keys))
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.SCard(ctx, r.key(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, mapRedisErr("scard", err)
+	}
+	for i, c := range cmds {
+		out[i] = int(c.Val())
+	}
+	return out, nil
+}
+
+// SCardMany implements MultiCarder, one SCard at a time when the inner store does not.
+func (p *prefixed) SCardMany(ctx context.Context, keys []string) ([]int, error) {
+	if err := p.open(); err != nil {
+		return nil, err
+	}
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = p.key(k)
+	}
+	return scardMany(ctx, p.inner, full)
+}
+
+// SMembersSCardMany implements MultiCarder.
+func (p *prefixed) SMembersSCardMany(ctx context.Context, set string, keys []string) ([]string, []int, error) {
+	if err := p.open(); err != nil {
+		return nil, nil, err
+	}
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = p.key(k)
+	}
+	if mc, ok := p.inner.(MultiCarder); ok {
+		return mc.SMembersSCardMany(ctx, p.key(set), full)
+	}
+	ms, err := p.inner.SMembers(ctx, p.key(set))
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err := scardMany(ctx, p.inner, full)
+	return ms, ns, err
+}
+
+// scardMany counts the sets with st's SCardMany, or one SCard at a time.
+func scardMany(ctx context.Context, st Store, keys []string) ([]int, error) {
+	if mc, ok := st.(MultiCarder); ok {
+		return mc.SCardMany(ctx, keys)
+	}
+	out := make([]int, len(keys))
+	for i, k := range keys {
+		n, err := st.SCard(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+// SMembersSCardMany implements MultiCarder.
+func (b *Batch) SMembersSCardMany(ctx context.Context, set string, keys []string) ([]string, []int, error) {
+	ms, err := b.SMembers(ctx, set)
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err := b.SCardMany(ctx, keys)
+	return ms, ns, err
+}
+
+// SCardMany implements MultiCarder: the sets the batch wrote are counted from its view, the
+// others in one round trip to the base.
+func (b *Batch) SCardMany(ctx context.Context, keys []string) ([]int, error) {
+	out := make([]int, len(keys))
+	var base []string
+	var at []int
+	for i, k := range keys {
+		b.mu.Lock()
+		_, known := b.known[k]
+		blind := len(b.blind[k])
+		b.mu.Unlock()
+		if known || blind > 0 {
+			n, err := b.SCard(ctx, k)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+			continue
+		}
+		base = append(base, k)
+		at = append(at, i)
+	}
+	if len(base) == 0 {
+		return out, nil
+	}
+	ns, err := scardMany(ctx, b.base, base)
+	if err != nil {
+		return nil, err
+	}
+	for j, n := range ns {
+		out[at[j]] = n
+	}
+	return out, nil
+}
+
 // Batch is a Store that keeps its writes in memory over a base store, reads seeing them (a key
 // is read from the base once, then its value is known), until Commit writes them all in one
 // guarded Update (one MULTI/EXEC on Redis). A read model applies a batch of events through it
@@ -132,23 +323,38 @@ func (b *Batch) Discard() {
 func (b *Batch) Commit(ctx context.Context, guard string, want []byte, extra ...Write) (bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	// A key's hash writes are merged into its first one (only Set and Delete, which drop the
-	// writes before them, could come between).
+	// A key's writes keep their order; a run of set adds, set removals or hash sets of one
+	// key is merged into one write (one SADD of every member the batch added), so a batch of
+	// thousands of instances moving between a few sets is a few commands. Writes to
+	// different keys are independent, so merging a key's write into its earlier one reorders
+	// nothing that matters.
 	ws := make([]Write, 0, len(b.writes)+len(extra))
-	hashAt := map[string]int{}
+	lastAt := map[string]int{} // index in ws of each key's last write
+	owned := map[int]bool{}    // ws entries whose Members or Fields the batch made
 	for _, w := range b.writes {
-		switch w.Op {
-		case 0:
-		case OpHSet:
-			if i, ok := hashAt[w.Key]; ok {
+		if w.Op == 0 {
+			continue
+		}
+		if i, ok := lastAt[w.Key]; ok && ws[i].Op == w.Op {
+			switch w.Op {
+			case OpSAdd, OpSRem:
+				if !owned[i] {
+					ws[i].Members = slices.Clone(ws[i].Members)
+					owned[i] = true
+				}
+				ws[i].Members = append(ws[i].Members, w.Members...)
+				continue
+			case OpHSet:
+				if !owned[i] {
+					ws[i].Fields = maps.Clone(ws[i].Fields)
+					owned[i] = true
+				}
 				maps.Copy(ws[i].Fields, w.Fields)
 				continue
 			}
-			hashAt[w.Key] = len(ws)
-			ws = append(ws, w)
-		default:
-			ws = append(ws, w)
 		}
+		lastAt[w.Key] = len(ws)
+		ws = append(ws, w)
 	}
 	ws = append(ws, extra...)
 	b.reset()

@@ -80,3 +80,54 @@ func TestABatchReadsItsOwnWritesAndCommitsThemAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// A batch's set moves of many members keep each key's order (an add after a removal of the
+// same member wins) however they are merged, and SCardMany counts sets in and out of a batch.
+func TestABatchMergesSetWritesInOrderAndCountsManySets(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) store.Store{
+		"memory":   func(*testing.T) store.Store { return store.NewMemory() },
+		"redis":    func(t *testing.T) store.Store { return store.NewRedisFromClient(testkit.StartRedis(t).Client(t), "b:") },
+		"prefixed": func(*testing.T) store.Store { return store.Prefixed(store.NewMemory(), "p:") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			base := open(t)
+			_, err := base.SAdd(ctx, "old", "x0", "x1", "x2")
+			require.NoError(t, err)
+			b, err := store.NewBatch(base)
+			require.NoError(t, err)
+			for _, m := range []string{"x0", "x1", "x2"} {
+				_, err = b.SRem(ctx, "old", m)
+				require.NoError(t, err)
+				_, err = b.SAdd(ctx, "new", m)
+				require.NoError(t, err)
+			}
+			_, err = b.SAdd(ctx, "old", "x1") // back again, after its removal
+			require.NoError(t, err)
+			_, err = b.SRem(ctx, "new", "x2")
+			require.NoError(t, err)
+			require.NoError(t, b.HSet(ctx, "h", map[string][]byte{"a": []byte("1")}))
+			require.NoError(t, b.HSet(ctx, "h", map[string][]byte{"b": []byte("2"), "a": []byte("3")}))
+
+			ns, err := b.SCardMany(ctx, []string{"old", "new", "absent"})
+			require.NoError(t, err)
+			require.Equal(t, []int{1, 2, 0}, ns)
+			ok, err := b.Commit(ctx, "cp", nil)
+			require.NoError(t, err)
+			require.True(t, ok)
+
+			ms, err := base.SMembers(ctx, "old")
+			require.NoError(t, err)
+			require.Equal(t, []string{"x1"}, ms)
+			ms, err = base.SMembers(ctx, "new")
+			require.NoError(t, err)
+			require.Equal(t, []string{"x0", "x1"}, ms)
+			h, err := base.HGetAll(ctx, "h")
+			require.NoError(t, err)
+			require.Equal(t, map[string][]byte{"a": []byte("3"), "b": []byte("2")}, h)
+			ns, err = base.(store.MultiCarder).SCardMany(ctx, []string{"old", "new", "absent"})
+			require.NoError(t, err)
+			require.Equal(t, []int{1, 2, 0}, ns)
+		})
+	}
+}

@@ -150,6 +150,9 @@ func (m *Memory) apply(w Write) {
 	}
 }
 
+// msetMax bounds the keys of one MSET of an Update.
+const msetMax = 1000
+
 // Update implements Updater with WATCH on guard and the writes in one MULTI/EXEC; a guard
 // changed between the read and EXEC is reported as not applied.
 func (r *Redis) Update(ctx context.Context, guard string, want []byte, writes ...Write) (bool, error) {
@@ -175,11 +178,27 @@ func (r *Redis) Update(ctx context.Context, guard string, want []byte, writes ..
 			return nil
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			for _, w := range writes {
+			for i := 0; i < len(writes); i++ {
+				w := writes[i]
 				k := r.key(w.Key)
 				switch w.Op {
 				case OpSet:
-					p.Set(ctx, k, w.Value, 0)
+					// A run of sets is one MSET (of at most msetMax keys): what a batch of
+					// records costs is then mostly their bytes.
+					j := i + 1
+					for j < len(writes) && writes[j].Op == OpSet && j-i < msetMax {
+						j++
+					}
+					if j == i+1 {
+						p.Set(ctx, k, w.Value, 0)
+						continue
+					}
+					args := make([]any, 0, 2*(j-i))
+					for _, x := range writes[i:j] {
+						args = append(args, r.key(x.Key), x.Value)
+					}
+					p.MSet(ctx, args...)
+					i = j - 1
 				case OpDelete:
 					p.Del(ctx, k)
 				case OpSAdd:

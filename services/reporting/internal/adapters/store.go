@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/patchwave/patchwave/libs/store"
@@ -23,7 +24,7 @@ import (
 //
 //	reporting:checkpoint                               string, last applied tenant-stream sequence
 //	reporting:catalog-checkpoint                       string, last applied catalog-stream sequence
-//	reporting:inst:<tenant>:<instance>                 string, JSON record (domain.Instance, times in Unix ns)
+//	reporting:inst:<tenant>:<instance>                 string, packed record (record.go: domain.Instance, versioned)
 //	reporting:groups:<tenant>                          set of "<wave>|<os family>"
 //	reporting:bucket:<tenant>:<wave>:<family>:<state>  set of instance ids (state as a number)
 //	reporting:family:<tenant>:<family>                 set of instance ids
@@ -43,6 +44,12 @@ const root = "reporting:"
 // Store is the compliance repository over a store.Store.
 type Store struct {
 	st store.Store
+
+	// groups are the groups of each tenant as the last summary found them: a tenant's groups
+	// only grow (a flush empties them), so the next summary reads them and counts their
+	// buckets in one round trip, and a second one only for groups that are new.
+	groupsMu sync.Mutex
+	groups   map[string][]domain.Group
 }
 
 // New returns the repository over st.
@@ -150,56 +157,84 @@ func (s *Store) putInstance(ctx context.Context, in domain.Instance) error {
 	return nil
 }
 
-// saveIndexes moves the instance between the coverage buckets and indexes.
-func (s *Store) saveIndexes(ctx context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
+// indexMove is one member move of an instance's indexes: into (add) or out of a set.
+type indexMove struct {
+	add     bool
+	key, id string
+}
+
+// hasFailed says whether an instance has FAILED patches (it is in the failed-instances index).
+func hasFailed(in domain.Instance) bool {
+	for _, p := range in.Patches {
+		if p.State == typesv1.PatchState_PATCH_STATE_FAILED {
+			return true
+		}
+	}
+	return false
+}
+
+// indexMoves calls move for each set move that takes the instance's indexes from prev (absent
+// when !prevFound) to next: coverage bucket, group, OS family, missing patches, failed
+// patches. The indexes are written with the records, atomically, so prev's are the ones in
+// the store and only what changes moves. The moves of one instance touch each set once.
+func indexMoves(prev domain.Instance, prevFound bool, next domain.Instance, move func(indexMove)) {
 	g := domain.Group{Wave: next.Wave, OSFamily: next.Family()}
 	newBucket := bucketKey(next.Tenant, g, next.State)
 	var prevMissing []string
+	prevFailed := false
 	if prevFound {
 		pg := domain.Group{Wave: prev.Wave, OSFamily: prev.Family()}
 		if old := bucketKey(prev.Tenant, pg, prev.State); old != newBucket {
-			if _, err := s.st.SRem(ctx, old, prev.ID); err != nil {
-				return fmt.Errorf("move instance %s: %w", prev.ID, err)
-			}
+			move(indexMove{key: old, id: prev.ID})
+			move(indexMove{add: true, key: newBucket, id: next.ID})
+		}
+		if pg != g {
+			move(indexMove{add: true, key: root + "groups:" + next.Tenant, id: groupMember(g)})
 		}
 		if prev.Family() != next.Family() {
-			if _, err := s.st.SRem(ctx, familyKey(prev.Tenant, prev.Family()), prev.ID); err != nil {
-				return fmt.Errorf("move instance %s: %w", prev.ID, err)
-			}
+			move(indexMove{key: familyKey(prev.Tenant, prev.Family()), id: prev.ID})
+			move(indexMove{add: true, key: familyKey(next.Tenant, next.Family()), id: next.ID})
 		}
 		prevMissing = prev.Missing
-	}
-	if _, err := s.st.SAdd(ctx, newBucket, next.ID); err != nil {
-		return fmt.Errorf("move instance %s: %w", next.ID, err)
-	}
-	if _, err := s.st.SAdd(ctx, root+"groups:"+next.Tenant, groupMember(g)); err != nil {
-		return fmt.Errorf("index group of %s: %w", next.ID, err)
-	}
-	if _, err := s.st.SAdd(ctx, familyKey(next.Tenant, next.Family()), next.ID); err != nil {
-		return fmt.Errorf("index family of %s: %w", next.ID, err)
+		prevFailed = hasFailed(prev)
+	} else {
+		move(indexMove{add: true, key: newBucket, id: next.ID})
+		move(indexMove{add: true, key: root + "groups:" + next.Tenant, id: groupMember(g)})
+		move(indexMove{add: true, key: familyKey(next.Tenant, next.Family()), id: next.ID})
 	}
 	for _, p := range prevMissing {
 		if !slices.Contains(next.Missing, p) {
-			if _, err := s.st.SRem(ctx, missingKey(next.Tenant, p), next.ID); err != nil {
-				return fmt.Errorf("unindex missing %s of %s: %w", p, next.ID, err)
-			}
+			move(indexMove{key: missingKey(next.Tenant, p), id: next.ID})
 		}
 	}
 	for _, p := range next.Missing {
 		if !slices.Contains(prevMissing, p) {
-			if _, err := s.st.SAdd(ctx, missingKey(next.Tenant, p), next.ID); err != nil {
-				return fmt.Errorf("index missing %s of %s: %w", p, next.ID, err)
-			}
+			move(indexMove{add: true, key: missingKey(next.Tenant, p), id: next.ID})
 		}
 	}
-	var err error
-	if len(next.Failed()) > 0 {
-		_, err = s.st.SAdd(ctx, failedIndex(next.Tenant), next.ID)
-	} else if prevFound {
-		_, err = s.st.SRem(ctx, failedIndex(next.Tenant), next.ID)
+	switch failed := hasFailed(next); {
+	case failed && !prevFailed:
+		move(indexMove{add: true, key: failedIndex(next.Tenant), id: next.ID})
+	case !failed && prevFailed:
+		move(indexMove{key: failedIndex(next.Tenant), id: next.ID})
 	}
+}
+
+// saveIndexes moves the instance between the coverage buckets and indexes.
+func (s *Store) saveIndexes(ctx context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
+	var err error
+	indexMoves(prev, prevFound, next, func(m indexMove) {
+		if err != nil {
+			return
+		}
+		if m.add {
+			_, err = s.st.SAdd(ctx, m.key, m.id)
+		} else {
+			_, err = s.st.SRem(ctx, m.key, m.id)
+		}
+	})
 	if err != nil {
-		return fmt.Errorf("index failed patches of %s: %w", next.ID, err)
+		return fmt.Errorf("index instance %s: %w", next.ID, err)
 	}
 	return nil
 }
@@ -210,6 +245,11 @@ func (s *Store) Groups(ctx context.Context, tenant string) ([]domain.Group, erro
 	if err != nil {
 		return nil, fmt.Errorf("list groups of %s: %w", tenant, err)
 	}
+	return decodeGroups(tenant, ms)
+}
+
+// decodeGroups decodes the members of a tenant's groups set.
+func decodeGroups(tenant string, ms []string) ([]domain.Group, error) {
 	out := make([]domain.Group, 0, len(ms))
 	for _, m := range ms {
 		w, f, ok := strings.Cut(m, "|")
@@ -229,6 +269,81 @@ func (s *Store) Count(ctx context.Context, tenant string, g domain.Group, state 
 		return 0, fmt.Errorf("count wave %d %s: %w", g.Wave, g.OSFamily, err)
 	}
 	return n, nil
+}
+
+var _ domain.Counter = (*Store)(nil)
+
+// Counts implements domain.Counter: the groups and the buckets of the groups seen last time,
+// in one round trip; then the buckets of new groups, if any.
+func (s *Store) Counts(ctx context.Context, tenant string, states []typesv1.ComplianceState) ([]domain.GroupCounts, error) {
+	s.groupsMu.Lock()
+	known := s.groups[tenant]
+	s.groupsMu.Unlock()
+	keys := func(groups []domain.Group) []string {
+		out := make([]string, 0, len(groups)*len(states))
+		for _, g := range groups {
+			for _, st := range states {
+				out = append(out, bucketKey(tenant, g, st))
+			}
+		}
+		return out
+	}
+	var members []string
+	var ns []int
+	var err error
+	if mc, ok := s.st.(store.MultiCarder); ok {
+		members, ns, err = mc.SMembersSCardMany(ctx, root+"groups:"+tenant, keys(known))
+	} else {
+		known = nil
+		members, err = s.st.SMembers(ctx, root+"groups:"+tenant)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("count the coverage of %s: %w", tenant, err)
+	}
+	groups, err := decodeGroups(tenant, members)
+	if err != nil {
+		return nil, err
+	}
+	counted := make(map[domain.Group][]int, len(known))
+	for i, g := range known {
+		counted[g] = ns[i*len(states) : (i+1)*len(states)]
+	}
+	var fresh []domain.Group
+	for _, g := range groups {
+		if _, ok := counted[g]; !ok {
+			fresh = append(fresh, g)
+		}
+	}
+	if len(fresh) > 0 {
+		ks := keys(fresh)
+		more := make([]int, len(ks))
+		if mc, ok := s.st.(store.MultiCarder); ok {
+			more, err = mc.SCardMany(ctx, ks)
+		} else {
+			for i, k := range ks {
+				if more[i], err = s.st.SCard(ctx, k); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("count the coverage of %s: %w", tenant, err)
+		}
+		for i, g := range fresh {
+			counted[g] = more[i*len(states) : (i+1)*len(states)]
+		}
+	}
+	s.groupsMu.Lock()
+	if s.groups == nil {
+		s.groups = map[string][]domain.Group{}
+	}
+	s.groups[tenant] = groups
+	s.groupsMu.Unlock()
+	out := make([]domain.GroupCounts, len(groups))
+	for i, g := range groups {
+		out[i] = domain.GroupCounts{Group: g, Counts: counted[g]}
+	}
+	return out, nil
 }
 
 // Members implements domain.Repository.
@@ -375,9 +490,25 @@ func (s *Store) SetJobStates(ctx context.Context, tenant, runID string, states m
 	}
 	fields := make(map[string][]byte, len(states))
 	for id, st := range states {
-		fields[id] = []byte(strconv.Itoa(int(st)))
+		fields[id] = jobStateValue(st)
 	}
 	return s.st.HSet(ctx, jobsKey(tenant, runID), fields)
+}
+
+// jobStateValues are the stored values of the job states (a number each).
+var jobStateValues = func() map[typesv1.JobState][]byte {
+	out := map[typesv1.JobState][]byte{}
+	for n := range typesv1.JobState_name {
+		out[typesv1.JobState(n)] = []byte(strconv.Itoa(int(n)))
+	}
+	return out
+}()
+
+func jobStateValue(st typesv1.JobState) []byte {
+	if v, ok := jobStateValues[st]; ok {
+		return v
+	}
+	return []byte(strconv.Itoa(int(st)))
 }
 
 // JobStates implements domain.Repository.
@@ -397,17 +528,34 @@ func (s *Store) JobStates(ctx context.Context, tenant, runID string) (map[string
 	return out, nil
 }
 
-// unit is a unit of work: the repository over a store.Batch of the store. It keeps the
-// instances it read or saved decoded, and encodes each saved one once, at the commit.
+// unit is a unit of work: the repository over a store.Batch of the store. It folds a batch in
+// memory: it keeps the instances it read or saved decoded, moves each saved one's indexes
+// (coverage bucket, OS family, missing patches, failed patches) once, from the record as the
+// batch found it to the last one saved, and encodes each saved record once, at the commit. A
+// read of the indexes inside the batch (an approval lists its family, a snapshot counts the
+// buckets) moves the pending ones first, so it sees every save before it.
 type unit struct {
 	*Store
 	b     *store.Batch
 	insts map[string]*cached
+	// unindexed counts the saved instances whose indexes are not moved yet.
+	unindexed int
+	// jobs are the job states set per run's hash key, written at the commit (or at the next
+	// read of them) as one HSET per run.
+	jobs     map[string]map[string][]byte
+	jobCount int
 }
 
 type cached struct {
-	in           domain.Instance
-	found, dirty bool
+	// in is the instance as of the batch; found: it exists.
+	in    domain.Instance
+	found bool
+	// indexed is the instance as the batch's indexes have it (as read, or as last moved);
+	// indexedFound: it was in them.
+	indexed      domain.Instance
+	indexedFound bool
+	// dirty: in is not written yet; pending: its indexes lag behind (indexed is not in).
+	dirty, pending bool
 }
 
 // Instance implements domain.Repository from the decoded instances.
@@ -420,31 +568,185 @@ func (u *unit) Instance(ctx context.Context, tenant, id string) (domain.Instance
 	if err != nil {
 		return in, found, err
 	}
-	u.insts[k] = &cached{in: in, found: found}
+	u.insts[k] = &cached{in: in, found: found, indexed: in, indexedFound: found}
 	return in, found, nil
 }
 
-// SaveInstance implements domain.Repository: the indexes now, the record at the commit.
-func (u *unit) SaveInstance(ctx context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
-	if err := u.saveIndexes(ctx, prev, prevFound, next); err != nil {
-		return err
+// SaveInstance implements domain.Repository: the record and its indexes at the commit (or at
+// the next read of the indexes), from what the batch found.
+func (u *unit) SaveInstance(_ context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
+	k := instKey(next.Tenant, next.ID)
+	c, ok := u.insts[k]
+	if !ok {
+		c = &cached{indexed: prev, indexedFound: prevFound}
+		u.insts[k] = c
 	}
-	u.insts[instKey(next.Tenant, next.ID)] = &cached{in: next, found: true, dirty: true}
+	c.in, c.found, c.dirty = next, true, true
+	if !c.pending {
+		c.pending = true
+		u.unindexed++
+	}
 	return nil
 }
 
-// encode writes the saved instances into the batch.
-func (u *unit) encode(ctx context.Context) error {
+// moveIndexes moves the pending instances' indexes into the batch.
+func (u *unit) moveIndexes(ctx context.Context) error {
+	if u.unindexed == 0 {
+		return nil
+	}
 	for _, c := range u.insts {
-		if !c.dirty {
+		if !c.pending {
 			continue
 		}
-		if err := u.putInstance(ctx, c.in); err != nil {
+		if err := u.saveIndexes(ctx, c.indexed, c.indexedFound, c.in); err != nil {
 			return err
+		}
+		c.indexed, c.indexedFound, c.pending = c.in, true, false
+	}
+	u.unindexed = 0
+	return nil
+}
+
+// writes returns the saved instances' records and index moves as the batch's last writes: a
+// record per instance (one MSET on Redis) and, per set, one SREM and one SADD of every
+// instance moving out of and into it. One instance's moves touch a set once and two instances'
+// moves never name the same member, so a set's removals and additions do not depend on their
+// order.
+func (u *unit) writes() []store.Write {
+	type setMoves struct{ add, rem []string }
+	sets := map[string]*setMoves{}
+	var order []string
+	move := func(m indexMove) {
+		sm := sets[m.key]
+		if sm == nil {
+			sm = &setMoves{}
+			sets[m.key] = sm
+			order = append(order, m.key)
+		}
+		if m.add {
+			sm.add = append(sm.add, m.id)
+		} else {
+			sm.rem = append(sm.rem, m.id)
+		}
+	}
+	var ws []store.Write
+	for _, c := range u.insts {
+		if c.pending {
+			indexMoves(c.indexed, c.indexedFound, c.in, move)
+		}
+		if c.dirty {
+			ws = append(ws, store.SetW(instKey(c.in.Tenant, c.in.ID), appendInstance(nil, c.in)))
+		}
+	}
+	for k, fields := range u.jobs {
+		ws = append(ws, store.HSetW(k, fields))
+	}
+	u.jobs, u.jobCount = nil, 0
+	for _, k := range order {
+		sm := sets[k]
+		if len(sm.rem) > 0 {
+			ws = append(ws, store.SRemW(k, sm.rem...))
+		}
+		if len(sm.add) > 0 {
+			slices.Sort(sm.add)
+			ws = append(ws, store.SAddW(k, slices.Compact(sm.add)...))
 		}
 	}
 	clear(u.insts)
+	u.unindexed = 0
+	return ws
+}
+
+// SetJobStates implements domain.Repository: the states wait in the unit.
+func (u *unit) SetJobStates(_ context.Context, tenant, runID string, states map[string]typesv1.JobState) error {
+	if len(states) == 0 {
+		return nil
+	}
+	k := jobsKey(tenant, runID)
+	fields := u.jobs[k]
+	if fields == nil {
+		fields = make(map[string][]byte, len(states))
+		if u.jobs == nil {
+			u.jobs = map[string]map[string][]byte{}
+		}
+		u.jobs[k] = fields
+	}
+	for id, st := range states {
+		if _, ok := fields[id]; !ok {
+			u.jobCount++
+		}
+		fields[id] = jobStateValue(st)
+	}
 	return nil
+}
+
+// JobStates implements domain.Repository with the unit's job states.
+func (u *unit) JobStates(ctx context.Context, tenant, runID string) (map[string]typesv1.JobState, error) {
+	k := jobsKey(tenant, runID)
+	if fields := u.jobs[k]; len(fields) > 0 {
+		if err := u.b.HSet(ctx, k, fields); err != nil {
+			return nil, err
+		}
+		u.jobCount -= len(fields)
+		delete(u.jobs, k)
+	}
+	return u.Store.JobStates(ctx, tenant, runID)
+}
+
+// Groups implements domain.Repository with the batch's saves.
+func (u *unit) Groups(ctx context.Context, tenant string) ([]domain.Group, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return nil, err
+	}
+	return u.Store.Groups(ctx, tenant)
+}
+
+// Count implements domain.Repository with the batch's saves.
+func (u *unit) Count(ctx context.Context, tenant string, g domain.Group, state typesv1.ComplianceState) (int, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return 0, err
+	}
+	return u.Store.Count(ctx, tenant, g, state)
+}
+
+// Counts implements domain.Counter with the batch's saves.
+func (u *unit) Counts(ctx context.Context, tenant string, states []typesv1.ComplianceState) ([]domain.GroupCounts, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return nil, err
+	}
+	return u.Store.Counts(ctx, tenant, states)
+}
+
+// Members implements domain.Repository with the batch's saves.
+func (u *unit) Members(ctx context.Context, tenant string, g domain.Group, state typesv1.ComplianceState) ([]string, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return nil, err
+	}
+	return u.Store.Members(ctx, tenant, g, state)
+}
+
+// FamilyInstances implements domain.Repository with the batch's saves.
+func (u *unit) FamilyInstances(ctx context.Context, tenant, family string) ([]string, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return nil, err
+	}
+	return u.Store.FamilyInstances(ctx, tenant, family)
+}
+
+// FailedInstances implements domain.Repository with the batch's saves.
+func (u *unit) FailedInstances(ctx context.Context, tenant string) ([]string, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return nil, err
+	}
+	return u.Store.FailedInstances(ctx, tenant)
+}
+
+// MissingCount implements domain.Repository with the batch's saves.
+func (u *unit) MissingCount(ctx context.Context, tenant, patch string) (int, error) {
+	if err := u.moveIndexes(ctx); err != nil {
+		return 0, err
+	}
+	return u.Store.MissingCount(ctx, tenant, patch)
 }
 
 var _ domain.UnitOfWorkStarter = (*Store)(nil)
@@ -467,8 +769,9 @@ func (u *unit) Prefetch(ctx context.Context, refs []domain.InstanceRef) error {
 	return u.b.Prefetch(ctx, keys)
 }
 
-// Pending implements domain.UnitOfWork.
-func (u *unit) Pending() int { return u.b.Pending() + len(u.insts) }
+// Pending implements domain.UnitOfWork: the batch's writes, the records that wait (each with
+// its few index moves) and the job states.
+func (u *unit) Pending() int { return u.b.Pending() + len(u.insts) + u.jobCount }
 
 func checkpointWant(prev uint64) []byte {
 	if prev == 0 {
@@ -479,16 +782,11 @@ func checkpointWant(prev uint64) []byte {
 
 // Flush implements domain.UnitOfWork.
 func (u *unit) Flush(ctx context.Context, prev uint64) (bool, error) {
-	if err := u.encode(ctx); err != nil {
-		return false, err
-	}
-	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev))
+	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev), u.writes()...)
 }
 
 // Commit implements domain.UnitOfWork.
 func (u *unit) Commit(ctx context.Context, prev, seq uint64) (bool, error) {
-	if err := u.encode(ctx); err != nil {
-		return false, err
-	}
-	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
+	ws := append(u.writes(), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
+	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev), ws...)
 }

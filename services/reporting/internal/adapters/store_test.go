@@ -1,6 +1,7 @@
 package adapters_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -151,5 +152,115 @@ func TestCatalogHistoryAndRuns(t *testing.T) {
 		cp, err = repo.CatalogCheckpoint(ctx)
 		require.NoError(t, err)
 		require.Equal(t, uint64(7), cp)
+	})
+}
+
+// stores2 is stores with the store under the repository, to flush it.
+func stores2(t *testing.T, test func(t *testing.T, st store.Store, repo *adapters.Store)) {
+	t.Run("memory", func(t *testing.T) {
+		st := store.NewMemory()
+		test(t, st, adapters.New(st))
+	})
+	t.Run("redis", func(t *testing.T) {
+		st := store.NewRedisFromClient(testkit.StartRedis(t).Client(t), "test:")
+		test(t, st, adapters.New(st))
+	})
+}
+
+func save(t *testing.T, repo domain.Repository, id string, wave int32, family string, seq uint64) {
+	t.Helper()
+	ctx := t.Context()
+	prev, found, err := repo.Instance(ctx, "acme", id)
+	require.NoError(t, err)
+	next, _ := prev.InScope(wave, "run-1", "", family, seq)
+	require.NoError(t, repo.SaveInstance(ctx, prev, found, next.Evaluate(nil, seq)))
+}
+
+// The summary's counts (groups and buckets read together) follow new groups and a flush.
+func TestCountsFollowTheBuckets(t *testing.T) {
+	stores2(t, func(t *testing.T, st store.Store, repo *adapters.Store) {
+		ctx := t.Context()
+		states := domain.States
+		unknownAt := slices.Index(states, typesv1.ComplianceState_COMPLIANCE_STATE_UNKNOWN)
+		counts := func() map[domain.Group]int {
+			gcs, err := repo.Counts(ctx, "acme", states)
+			require.NoError(t, err)
+			out := map[domain.Group]int{}
+			for _, g := range gcs {
+				require.Len(t, g.Counts, len(states))
+				for i, n := range g.Counts {
+					want, err := repo.Count(ctx, "acme", g.Group, states[i])
+					require.NoError(t, err)
+					require.Equal(t, want, n, "%v %v", g.Group, states[i])
+				}
+				out[g.Group] = g.Counts[unknownAt]
+			}
+			return out
+		}
+		require.Empty(t, counts())
+		save(t, repo, "i-1", 1, "al2023", 1)
+		save(t, repo, "i-2", 1, "al2023", 2)
+		require.Equal(t, map[domain.Group]int{{Wave: 1, OSFamily: "al2023"}: 2}, counts())
+		save(t, repo, "i-3", 2, "windows", 3) // a new group
+		save(t, repo, "i-2", 2, "windows", 4) // moves to it
+		require.Equal(t, map[domain.Group]int{{Wave: 1, OSFamily: "al2023"}: 1, {Wave: 2, OSFamily: "windows"}: 2}, counts())
+		require.NoError(t, st.FlushPrefix(ctx, "reporting:"))
+		require.Empty(t, counts())
+		save(t, repo, "i-9", 3, "", 5)
+		require.Equal(t, map[domain.Group]int{{Wave: 3, OSFamily: "unknown"}: 1}, counts())
+	})
+}
+
+// A unit of work folds the saves of an instance: its indexes move once, from what the batch
+// found to its last save, and an index read inside the batch sees every save before it.
+func TestAUnitOfWorkFoldsItsSaves(t *testing.T) {
+	stores2(t, func(t *testing.T, st store.Store, repo *adapters.Store) {
+		ctx := t.Context()
+		save(t, repo, "i-1", 1, "al2023", 1)
+		uow, err := repo.Begin()
+		require.NoError(t, err)
+		require.NoError(t, uow.Prefetch(ctx, []domain.InstanceRef{{Tenant: "acme", ID: "i-1"}, {Tenant: "acme", ID: "i-2"}}))
+		save(t, uow, "i-1", 2, "al2023", 2)
+		save(t, uow, "i-2", 2, "al2023", 3)
+		fam, err := uow.FamilyInstances(ctx, "acme", "al2023") // a read inside the batch
+		require.NoError(t, err)
+		require.Equal(t, []string{"i-1", "i-2"}, fam)
+		require.NoError(t, repo.SetJobStates(ctx, "acme", "run-1", map[string]typesv1.JobState{"i-9": typesv1.JobState_JOB_STATE_SUCCEEDED}))
+		require.NoError(t, uow.SetJobStates(ctx, "acme", "run-1", map[string]typesv1.JobState{"i-1": typesv1.JobState_JOB_STATE_PENDING, "i-2": typesv1.JobState_JOB_STATE_PENDING}))
+		require.NoError(t, uow.SetJobStates(ctx, "acme", "run-1", map[string]typesv1.JobState{"i-1": typesv1.JobState_JOB_STATE_INSTALLING}))
+		jobs, err := uow.JobStates(ctx, "acme", "run-1") // a read inside the batch
+		require.NoError(t, err)
+		require.Equal(t, map[string]typesv1.JobState{"i-1": typesv1.JobState_JOB_STATE_INSTALLING, "i-2": typesv1.JobState_JOB_STATE_PENDING,
+			"i-9": typesv1.JobState_JOB_STATE_SUCCEEDED}, jobs)
+		require.NoError(t, uow.SetJobStates(ctx, "acme", "run-1", map[string]typesv1.JobState{"i-1": typesv1.JobState_JOB_STATE_SUCCEEDED}))
+		save(t, uow, "i-1", 3, "windows", 4)
+		save(t, uow, "i-2", 3, "windows", 5)
+		ok, err := uow.Commit(ctx, 0, 5)
+		require.NoError(t, err)
+		require.True(t, ok)
+
+		for fam, want := range map[string][]string{"al2023": {}, "windows": {"i-1", "i-2"}} {
+			got, err := repo.FamilyInstances(ctx, "acme", fam)
+			require.NoError(t, err)
+			require.Equal(t, want, got, fam)
+		}
+		for g, want := range map[domain.Group][]string{{Wave: 1, OSFamily: "al2023"}: {}, {Wave: 2, OSFamily: "al2023"}: {},
+			{Wave: 3, OSFamily: "windows"}: {"i-1", "i-2"}} {
+			got, err := repo.Members(ctx, "acme", g, typesv1.ComplianceState_COMPLIANCE_STATE_UNKNOWN)
+			require.NoError(t, err)
+			require.Equal(t, want, got, "%v", g)
+		}
+		in, found, err := repo.Instance(ctx, "acme", "i-2")
+		require.NoError(t, err)
+		require.True(t, found)
+		require.Equal(t, uint64(5), in.Seq)
+		require.Equal(t, int32(3), in.Wave)
+		cp, err := repo.Checkpoint(ctx)
+		require.NoError(t, err)
+		require.Equal(t, uint64(5), cp)
+		jobs, err = repo.JobStates(ctx, "acme", "run-1")
+		require.NoError(t, err)
+		require.Equal(t, map[string]typesv1.JobState{"i-1": typesv1.JobState_JOB_STATE_SUCCEEDED, "i-2": typesv1.JobState_JOB_STATE_PENDING,
+			"i-9": typesv1.JobState_JOB_STATE_SUCCEEDED}, jobs)
 	})
 }

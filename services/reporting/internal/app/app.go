@@ -890,6 +890,21 @@ func (a *Application) query(ctx context.Context, tenant string) error {
 }
 
 func (a txn) report(ctx context.Context, tenant string) (domain.Report, error) {
+	if c, ok := a.repo.(domain.Counter); ok { // every count at once
+		counts, err := c.Counts(ctx, tenant, domain.States)
+		if err != nil {
+			return domain.Report{}, err
+		}
+		gcs := make([]domain.GroupCoverage, 0, len(counts))
+		for _, g := range counts {
+			gc := domain.GroupCoverage{Wave: g.Wave, OSFamily: g.OSFamily}
+			for i, state := range domain.States {
+				gc.Coverage.Add(state, g.Counts[i])
+			}
+			gcs = append(gcs, gc)
+		}
+		return domain.NewReport(tenant, gcs), nil
+	}
 	groups, err := a.repo.Groups(ctx, tenant)
 	if err != nil {
 		return domain.Report{}, err

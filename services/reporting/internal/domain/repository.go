@@ -147,3 +147,17 @@ type UnitOfWork interface {
 type UnitOfWorkStarter interface {
 	Begin() (UnitOfWork, error)
 }
+
+// GroupCounts is how many instances of one group of a tenant are in each state.
+type GroupCounts struct {
+	Group
+	// Counts are in the order of the states asked for.
+	Counts []int
+}
+
+// Counter is a Repository that counts a tenant's groups in every state at once (on Redis, two
+// round trips whatever the number of groups), for the summary.
+type Counter interface {
+	// Counts returns every group of the tenant with its number of instances in each of states.
+	Counts(ctx context.Context, tenant string, states []typesv1.ComplianceState) ([]GroupCounts, error)
+}

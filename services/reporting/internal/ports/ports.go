@@ -78,6 +78,7 @@ func RegisterEvents(b *bus.Bus, a *app.Application, au *app.Audit, fromStart boo
 		for i := range specs[:2] {
 			specs[i].Checkpoint = nil
 		}
+		specs[2].BatchSize = RebuildBatch
 	}
 	for _, s := range specs {
 		if err := b.Project(s); err != nil {
@@ -86,6 +87,11 @@ func RegisterEvents(b *bus.Bus, a *app.Application, au *app.Audit, fromStart boo
 	}
 	return nil
 }
+
+// RebuildBatch bounds the compliance projection's batches in a rebuild: a replay has the whole
+// stream there at once, and a larger batch folds more events per instance and writes more in
+// one round trip (live batches are what is there at once, up to bus.DefaultProjectionBatch).
+const RebuildBatch = 10000
 
 // compliance is the compliance projection: in batches committed at once when the store can.
 func compliance(a *app.Application) bus.ProjectionSpec {
