@@ -343,6 +343,45 @@ type PatchResult struct {
 	Error   string
 }
 
+// PatchOperation is the kind of an agent's patch operation.
+type PatchOperation string
+
+// Patch operations.
+const (
+	PatchOperationInstall PatchOperation = "install"
+	PatchOperationScan    PatchOperation = "scan"
+)
+
+// PatchSummary is what an instance's agent reported after its last patch operation: how many
+// patches are in each state (on AWS, DescribeInstancePatchStates). It is one read for many
+// instances; PatchStates reads the patches themselves, one instance per call.
+type PatchSummary struct {
+	InstanceID string
+	// Operation is the last patch operation; StartedAt and EndedAt when it ran.
+	Operation PatchOperation
+	StartedAt time.Time
+	EndedAt   time.Time
+	// The counts of patches per state, over every patch the agent reported.
+	Installed              int
+	InstalledOther         int
+	InstalledPendingReboot int
+	InstalledRejected      int
+	Missing                int
+	Failed                 int
+	NotApplicable          int
+}
+
+// AllInstalled reports whether the summary proves that each of n patches named by an
+// operation of kind op started at or after since is installed: the last operation is that one,
+// it reported at least n installed patches, and none in any other state (missing, failed,
+// pending a reboot, installed other, rejected, not applicable). Anything else needs the
+// per-patch states.
+func (s PatchSummary) AllInstalled(op PatchOperation, since time.Time, n int) bool {
+	return s.Operation == op && !s.StartedAt.Before(since) && !s.EndedAt.IsZero() && s.Installed >= n &&
+		s.InstalledOther == 0 && s.InstalledPendingReboot == 0 && s.InstalledRejected == 0 &&
+		s.Missing == 0 && s.Failed == 0 && s.NotApplicable == 0
+}
+
 // Health is the result of a health check.
 type Health struct {
 	Healthy bool

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -1185,6 +1184,7 @@ type ssmPatchState struct {
 	FailedCount                 int    `json:"FailedCount"`
 	UnreportedNotApplicable     int    `json:"UnreportedNotApplicableCount"`
 	NotApplicableCount          int    `json:"NotApplicableCount"`
+	AvailableSecurityUpdate     int    `json:"AvailableSecurityUpdateCount"`
 	OperationStartTime          epoch  `json:"OperationStartTime"`
 	OperationEndTime            epoch  `json:"OperationEndTime"`
 	Operation                   string `json:"Operation"`
@@ -1248,13 +1248,7 @@ func (w *world) patchState(x *instance) ssmPatchState {
 		SnapshotID: x.LastOp.SnapshotID, InstallOverrideList: x.LastOp.InstallOverrideList,
 		OperationStartTime: epoch(x.LastOp.Start), OperationEndTime: epoch(x.LastOp.End), Operation: x.LastOp.Operation,
 		RebootOption: x.LastOp.RebootOption}
-	ids := make([]string, 0, len(x.Patches))
-	for id := range x.Patches {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		p := x.Patches[id]
+	for _, p := range x.Patches { // counts: the order does not matter
 		switch p.State {
 		case "INSTALLED":
 			s.InstalledCount++
