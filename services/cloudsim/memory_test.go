@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,8 @@ import (
 // snapshotted with the adapter's five tags (one CreateSnapshots each) and patched with an
 // install list of eight patches (one SendCommand per 50 instances), every invocation read
 // once (ListCommandInvocations per command). It reports the heap in use after a GC before the
-// wave (the fleet) and after it (fleet, snapshots, commands), in MiB and bytes per instance.
+// wave (the fleet) and after it (fleet, snapshots, commands), in MiB and bytes per instance;
+// CLOUDSIM_MEM_PROFILE names a file for the heap profile after the wave.
 //
 //	go test -run '^$' -bench '^BenchmarkWaveMemory$' -benchtime 1x ./services/cloudsim
 func BenchmarkWaveMemory(b *testing.B) {
@@ -92,6 +94,12 @@ func BenchmarkWaveMemory(b *testing.B) {
 		})
 		elapsed := time.Since(start)
 		waveHeap := liveHeap()
+		if path := os.Getenv("CLOUDSIM_MEM_PROFILE"); path != "" {
+			f, err := os.Create(path)
+			require.NoError(b, err)
+			require.NoError(b, pprof.WriteHeapProfile(f))
+			require.NoError(b, f.Close())
+		}
 		b.ReportMetric(float64(fleetHeap)/(1<<20), "fleet-MiB")
 		b.ReportMetric(float64(waveHeap)/(1<<20), "wave-MiB")
 		b.ReportMetric(float64(waveHeap)/float64(n), "B/instance")

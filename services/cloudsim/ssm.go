@@ -410,11 +410,6 @@ func (w *world) planInvocation(cmd *command, in *instance, p patchRun, list []ov
 			}
 		}
 	}
-	var out strings.Builder
-	fmt.Fprintf(&out, "Patch operation: %s\nInstance: %s (%s)\nRebootOption: %s\n", p.operation, in.ID, in.OS, p.reboot)
-	if p.overrideList != "" {
-		fmt.Fprintf(&out, "InstallOverrideList: %s\n", p.overrideList)
-	}
 	counts := map[string]int{}
 	needReboot := false
 	for _, op := range list {
@@ -438,10 +433,7 @@ func (w *world) planInvocation(cmd *command, in *instance, p patchRun, list []ov
 		}
 		counts[rec.State]++
 		v.Results = append(v.Results, rec)
-		fmt.Fprintf(&out, "%s %s\n", op.ID, rec.State)
 	}
-	fmt.Fprintf(&out, "Summary: %d installed, %d installed pending reboot, %d missing, %d failed\n",
-		counts["INSTALLED"], counts["INSTALLED_PENDING_REBOOT"], counts["MISSING"], counts["FAILED"])
 	v.Final, v.FinalDetails, v.ResponseCode = "Success", "Success", 0
 	if counts["FAILED"] > 0 {
 		v.Final, v.FinalDetails, v.ResponseCode = "Failed", "Failed", 1
@@ -453,10 +445,35 @@ func (w *world) planInvocation(cmd *command, in *instance, p patchRun, list []ov
 	if needReboot && p.reboot == "RebootIfNeeded" {
 		v.Reboot = true
 		v.EndAt = runEnd.Add(w.timing.Reboot) // the document resumes after the reboot
+	}
+	// The plugin's output is rendered from the results when it is read (output), not kept:
+	// it is most of an invocation's size and is read once, if at all.
+	v.OS, v.Rendered = in.OS, true
+	return v
+}
+
+// output is the plugin's standard output of a finished invocation: for a patch operation that
+// ran, the report rendered from its results.
+func (v *invocation) output() string {
+	if !v.Rendered {
+		return v.Output
+	}
+	var out strings.Builder
+	fmt.Fprintf(&out, "Patch operation: %s\nInstance: %s (%s)\nRebootOption: %s\n", v.Operation, v.InstanceID, v.OS, v.RebootOption)
+	if v.OverrideList != "" {
+		fmt.Fprintf(&out, "InstallOverrideList: %s\n", v.OverrideList)
+	}
+	counts := map[string]int{}
+	for _, r := range v.Results {
+		counts[r.State]++
+		fmt.Fprintf(&out, "%s %s\n", r.ID, r.State)
+	}
+	fmt.Fprintf(&out, "Summary: %d installed, %d installed pending reboot, %d missing, %d failed\n",
+		counts["INSTALLED"], counts["INSTALLED_PENDING_REBOOT"], counts["MISSING"], counts["FAILED"])
+	if v.Reboot {
 		out.WriteString("Rebooting the instance to finish installing patches\n")
 	}
-	v.Output = out.String()
-	return v
+	return out.String()
 }
 
 func dedupe(ids []string) []string {
@@ -738,7 +755,7 @@ func viewInvocation(v *invocation, t time.Time) invocationView {
 		iv.stderr = "The command was cancelled."
 	case "Pending", "InProgress":
 	default:
-		iv.code, iv.stdout, iv.stderr, iv.ended = v.ResponseCode, v.Output, v.Stderr, v.EndAt
+		iv.code, iv.stdout, iv.stderr, iv.ended = v.ResponseCode, v.output(), v.Stderr, v.EndAt
 	}
 	return iv
 }
