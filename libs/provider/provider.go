@@ -371,13 +371,14 @@ type PatchSummary struct {
 	NotApplicable          int
 }
 
-// AllInstalled reports whether the summary proves that each of n patches named by an
-// operation of kind op started at or after since is installed: the last operation is that one,
-// it reported at least n installed patches, and none in any other state (missing, failed,
+// AllInstalled reports whether the summary proves that each of the n patches of an operation
+// started at since is installed: the last operation (that one, or any started after it, an
+// install or a scan: like PatchStates, the summary is the instance's current state) has
+// ended, reported at least n installed patches, and none in any other state (missing, failed,
 // pending a reboot, installed other, rejected, not applicable). Anything else needs the
 // per-patch states.
-func (s PatchSummary) AllInstalled(op PatchOperation, since time.Time, n int) bool {
-	return s.Operation == op && !s.StartedAt.Before(since) && !s.EndedAt.IsZero() && s.Installed >= n &&
+func (s PatchSummary) AllInstalled(since time.Time, n int) bool {
+	return !s.StartedAt.Before(since) && !s.EndedAt.IsZero() && s.Installed >= n &&
 		s.InstalledOther == 0 && s.InstalledPendingReboot == 0 && s.InstalledRejected == 0 &&
 		s.Missing == 0 && s.Failed == 0 && s.NotApplicable == 0
 }

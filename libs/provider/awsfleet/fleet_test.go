@@ -900,15 +900,14 @@ func TestPatchSummariesCountTheLastOperationFiftyInstancesPerCall(t *testing.T) 
 		require.False(t, s.StartedAt.Before(inst.StartedAt), "the operation started after the command was sent")
 		if in.ID == bad {
 			require.Equal(t, 2, s.Failed)
-			require.False(t, s.AllInstalled(provider.PatchOperationInstall, inst.StartedAt, len(patches)))
+			require.False(t, s.AllInstalled(inst.StartedAt, len(patches)))
 			continue
 		}
 		require.Equal(t, provider.PatchSummary{InstanceID: in.ID, Operation: provider.PatchOperationInstall,
 			StartedAt: s.StartedAt, EndedAt: s.EndedAt, Installed: 2}, s)
-		require.True(t, s.AllInstalled(provider.PatchOperationInstall, inst.StartedAt, len(patches)))
-		require.False(t, s.AllInstalled(provider.PatchOperationScan, inst.StartedAt, len(patches)), "another operation")
-		require.False(t, s.AllInstalled(provider.PatchOperationInstall, inst.StartedAt, 3), "fewer installed than listed")
-		require.False(t, s.AllInstalled(provider.PatchOperationInstall, s.StartedAt.Add(time.Second), 2), "an older operation")
+		require.True(t, s.AllInstalled(inst.StartedAt, len(patches)))
+		require.False(t, s.AllInstalled(inst.StartedAt, 3), "fewer installed than listed")
+		require.False(t, s.AllInstalled(s.StartedAt.Add(time.Second), 2), "an older operation")
 	}
 
 	// A scan that finds a patch missing is not all installed.
@@ -921,5 +920,5 @@ func TestPatchSummariesCountTheLastOperationFiftyInstancesPerCall(t *testing.T) 
 	require.NoError(t, err)
 	require.Equal(t, provider.PatchOperationScan, sums[insts[0].ID].Operation)
 	require.Equal(t, 1, sums[insts[0].ID].Missing)
-	require.False(t, sums[insts[0].ID].AllInstalled(provider.PatchOperationScan, scan[0].Installation.StartedAt, 2))
+	require.False(t, sums[insts[0].ID].AllInstalled(scan[0].Installation.StartedAt, 2))
 }

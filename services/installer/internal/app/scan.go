@@ -177,7 +177,7 @@ func (a *Installer) TrackScans(ctx context.Context, held []trackedScan) error {
 				fail(fmt.Sprintf("scan %s %s: %s", in.ID, in.State, in.Error))
 			default:
 				var results []*typesv1.PatchResult
-				if sum, found := summaries[h.Msg.GetInstanceId()]; domain.SettledBySummary(provider.PatchOperationScan, in, h.Msg.GetPatchIds(), sum, found) {
+				if sum, found := summaries[h.Msg.GetInstanceId()]; domain.SettledBySummary(in, h.Msg.GetPatchIds(), sum, found) {
 					results = domain.InstalledResults(h.Msg.GetPatchIds())
 				} else {
 					states, err := a.d.Fleet.PatchStates(ctx, t, h.Msg.GetInstanceId(), h.Msg.GetPatchIds())

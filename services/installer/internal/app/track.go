@@ -228,7 +228,7 @@ func (a *Installer) afterSuccess(ctx context.Context, t provider.Target, items [
 			pending bool
 			failed  []string
 		)
-		if sum, ok := summaries[h.Msg.GetInstanceId()]; domain.SettledBySummary(provider.PatchOperationInstall, in, h.Msg.GetPatchIds(), sum, ok) {
+		if sum, ok := summaries[h.Msg.GetInstanceId()]; domain.SettledBySummary(in, h.Msg.GetPatchIds(), sum, ok) {
 			results = domain.InstalledResults(h.Msg.GetPatchIds())
 		} else {
 			states, err := a.d.Fleet.PatchStates(ctx, t, h.Msg.GetInstanceId(), h.Msg.GetPatchIds())

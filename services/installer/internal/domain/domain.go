@@ -106,13 +106,14 @@ func InstalledResults(patchIDs []string) []*typesv1.PatchResult {
 	return out
 }
 
-// SettledBySummary reports whether the installation's per-patch results follow from its
-// instance's patch summary (found: the provider has one) without reading every patch: the
-// summary is of this operation (started at or after the installation was requested), and
-// every one of the patchIDs is installed. With no patchIDs (every patch the agent reported is
+// SettledBySummary reports whether the installation's (or scan's) per-patch results follow
+// from its instance's patch summary (found: the provider has one) without reading every
+// patch: the summary is of this operation or a later one (started at or after the
+// installation was requested), and every one of the patchIDs is installed
+// (provider.PatchSummary.AllInstalled). With no patchIDs (every patch the agent reported is
 // the result) the summary never settles it.
-func SettledBySummary(op provider.PatchOperation, in provider.Installation, patchIDs []string, s provider.PatchSummary, found bool) bool {
-	return found && len(patchIDs) > 0 && !in.StartedAt.IsZero() && s.AllInstalled(op, in.StartedAt, len(patchIDs))
+func SettledBySummary(in provider.Installation, patchIDs []string, s provider.PatchSummary, found bool) bool {
+	return found && len(patchIDs) > 0 && !in.StartedAt.IsZero() && s.AllInstalled(in.StartedAt, len(patchIDs))
 }
 
 // FailureReason says why a terminal installation did not succeed, naming the failed patches.

@@ -100,7 +100,10 @@ func TestAPatchSummarySettlesOnlyAnInstallThatInstalledEveryListedPatch(t *testi
 	patches := []string{"KB1", "KB2"}
 	clean := provider.PatchSummary{InstanceID: "i-1", Operation: provider.PatchOperationInstall, StartedAt: start,
 		EndedAt: start.Add(time.Minute), Installed: 2}
-	require.True(t, domain.SettledBySummary(provider.PatchOperationInstall, in, patches, clean, true))
+	require.True(t, domain.SettledBySummary(in, patches, clean, true))
+	later := clean
+	later.Operation, later.StartedAt = provider.PatchOperationScan, start.Add(time.Minute)
+	require.True(t, domain.SettledBySummary(in, patches, later, true), "a later scan that finds every patch installed")
 	require.Equal(t, []*typesv1.PatchResult{
 		{PatchId: "KB1", State: typesv1.PatchState_PATCH_STATE_INSTALLED},
 		{PatchId: "KB2", State: typesv1.PatchState_PATCH_STATE_INSTALLED},
@@ -115,15 +118,14 @@ func TestAPatchSummarySettlesOnlyAnInstallThatInstalledEveryListedPatch(t *testi
 		"a not-applicable patch":  func(s *provider.PatchSummary) { s.NotApplicable = 1 },
 		"fewer installed":         func(s *provider.PatchSummary) { s.Installed = 1 },
 		"an older operation":      func(s *provider.PatchSummary) { s.StartedAt = start.Add(-time.Second) },
-		"a scan":                  func(s *provider.PatchSummary) { s.Operation = provider.PatchOperationScan },
 		"an unfinished operation": func(s *provider.PatchSummary) { s.EndedAt = time.Time{} },
 	}
 	for name, mutate := range not {
 		s := clean
 		mutate(&s)
-		require.False(t, domain.SettledBySummary(provider.PatchOperationInstall, in, patches, s, true), name)
+		require.False(t, domain.SettledBySummary(in, patches, s, true), name)
 	}
-	require.False(t, domain.SettledBySummary(provider.PatchOperationInstall, in, patches, clean, false), "no summary")
-	require.False(t, domain.SettledBySummary(provider.PatchOperationInstall, in, nil, clean, true), "no patch list: every reported patch is the result")
-	require.False(t, domain.SettledBySummary(provider.PatchOperationInstall, provider.Installation{}, patches, clean, true), "no start time")
+	require.False(t, domain.SettledBySummary(in, patches, clean, false), "no summary")
+	require.False(t, domain.SettledBySummary(in, nil, clean, true), "no patch list: every reported patch is the result")
+	require.False(t, domain.SettledBySummary(provider.Installation{}, patches, clean, true), "no start time")
 }
