@@ -38,7 +38,8 @@
 //     with ListCommandInvocations): Pending, InProgress and Delayed map to InstallInProgress,
 //     Success to InstallSucceeded, Failed to InstallFailed, TimedOut to InstallTimedOut,
 //     Cancelled to InstallCancelled. Per-patch results come from DescribeInstancePatches, whose
-//     states (INSTALLED, MISSING, FAILED, ...) are PatchState values in lower kebab case.
+//     states (INSTALLED, MISSING, FAILED, ...) are PatchState values in lower kebab case; the
+//     counts per state (PatchSummary) from DescribeInstancePatchStates, 50 instances a call.
 //   - RebootPolicy maps to the document's RebootOption: RebootIfRequired is RebootIfNeeded,
 //     RebootNever is NoReboot, and RebootAlways is NoReboot followed by an explicit reboot.
 package provider
