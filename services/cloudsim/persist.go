@@ -248,7 +248,7 @@ func (st *store) flush(w *world) error {
 		}
 	}
 	n := len(w.dirty)
-	clear(w.dirty)
+	w.resetDirty()
 	_, err := st.buf.Write(b.Bytes())
 	if b.Cap() > maxScratch {
 		st.scratch = bytes.Buffer{} // one large flush does not keep its buffer for good

@@ -580,6 +580,17 @@ func (in *instance) pingStatus(t time.Time) string {
 }
 
 // The mark functions record a changed entity for the next flush to the mutation log.
+// resetDirty empties the changed set after it was written. A map that grew large (the
+// generated fleet, a call that changed thousands of entities) is replaced, not cleared: clear
+// keeps its capacity, and every later flush would iterate all of it, O(fleet) per call.
+func (w *world) resetDirty() {
+	if len(w.dirty) > 256 {
+		w.dirty = map[entityKey]any{}
+		return
+	}
+	clear(w.dirty)
+}
+
 func (w *world) markMeta()                 { w.dirty[entityKey{"meta", ""}] = &w.meta }
 func (w *world) markAccount(a *account)    { w.dirty[entityKey{"account", a.ID}] = a }
 func (w *world) markSession(s *session)    { w.dirty[entityKey{"session", s.AccessKeyID}] = s }
