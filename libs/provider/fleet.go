@@ -73,6 +73,12 @@ type Fleet interface {
 	// reported it (DescribeInstancePatches); a patch the agent never reported is absent.
 	// With no patchIDs it returns every patch the agent reported.
 	PatchStates(ctx context.Context, t Target, instanceID string, patchIDs []string) ([]PatchResult, error)
+	// PatchSummaries returns, per instance, the counts of patches per state its agent reported
+	// after its last patch operation (DescribeInstancePatchStates, 50 instances per call). An
+	// instance the agent never reported on (or without an agent) is absent from the map.
+	// Callers read PatchStates only for the instances whose summary does not settle it
+	// (PatchSummary.AllInstalled).
+	PatchSummaries(ctx context.Context, t Target, instanceIDs []string) (map[string]PatchSummary, error)
 
 	// RestoreFromSnapshot starts replacing the instance's root volume from the root-volume
 	// snapshot of a completed set, or returns the restore already started for (Tenant,

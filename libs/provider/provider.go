@@ -38,7 +38,8 @@
 //     with ListCommandInvocations): Pending, InProgress and Delayed map to InstallInProgress,
 //     Success to InstallSucceeded, Failed to InstallFailed, TimedOut to InstallTimedOut,
 //     Cancelled to InstallCancelled. Per-patch results come from DescribeInstancePatches, whose
-//     states (INSTALLED, MISSING, FAILED, ...) are PatchState values in lower kebab case.
+//     states (INSTALLED, MISSING, FAILED, ...) are PatchState values in lower kebab case; the
+//     counts per state (PatchSummary) from DescribeInstancePatchStates, 50 instances a call.
 //   - RebootPolicy maps to the document's RebootOption: RebootIfRequired is RebootIfNeeded,
 //     RebootNever is NoReboot, and RebootAlways is NoReboot followed by an explicit reboot.
 package provider
@@ -341,6 +342,46 @@ type PatchResult struct {
 	PatchID string
 	State   PatchState
 	Error   string
+}
+
+// PatchOperation is the kind of an agent's patch operation.
+type PatchOperation string
+
+// Patch operations.
+const (
+	PatchOperationInstall PatchOperation = "install"
+	PatchOperationScan    PatchOperation = "scan"
+)
+
+// PatchSummary is what an instance's agent reported after its last patch operation: how many
+// patches are in each state (on AWS, DescribeInstancePatchStates). It is one read for many
+// instances; PatchStates reads the patches themselves, one instance per call.
+type PatchSummary struct {
+	InstanceID string
+	// Operation is the last patch operation; StartedAt and EndedAt when it ran.
+	Operation PatchOperation
+	StartedAt time.Time
+	EndedAt   time.Time
+	// The counts of patches per state, over every patch the agent reported.
+	Installed              int
+	InstalledOther         int
+	InstalledPendingReboot int
+	InstalledRejected      int
+	Missing                int
+	Failed                 int
+	NotApplicable          int
+}
+
+// AllInstalled reports whether the summary proves that each of the n patches of an operation
+// started at since is installed: the last operation (that one, or any started after it, an
+// install or a scan: like PatchStates, the summary is the instance's current state) has
+// ended, reported at least n installed patches, and none in any other state (missing, failed,
+// pending a reboot, installed other, rejected, not applicable). Anything else needs the
+// per-patch states.
+func (s PatchSummary) AllInstalled(since time.Time, n int) bool {
+	return !s.StartedAt.Before(since) && !s.EndedAt.IsZero() && s.Installed >= n &&
+		s.InstalledOther == 0 && s.InstalledPendingReboot == 0 && s.InstalledRejected == 0 &&
+		s.Missing == 0 && s.Failed == 0 && s.NotApplicable == 0
 }
 
 // Health is the result of a health check.

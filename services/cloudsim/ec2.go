@@ -2,6 +2,7 @@ package cloudsim
 
 import (
 	"encoding/xml"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -611,7 +612,7 @@ func ec2CreateSnapshots(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	description := c.form.Get("Description")
+	description := strings.Clone(c.form.Get("Description")) // kept: not a substring of the body
 	resp := &createSnapshotsResponse{Snapshots: []ec2SnapshotInfo{}}
 	err = c.s.update(func(w *world, now time.Time) error {
 		all, err := c.lookupInstances(w, []string{id}, now)
@@ -629,21 +630,21 @@ func ec2CreateSnapshots(c *call) (any, error) {
 				w.markInstance(in)
 			}
 		}()
+		// Without tags copied from the volumes, the snapshots of one call share one tag map:
+		// tags are changed copy-on-write (ec2ChangeTags), so 100,000 sets of several volumes
+		// keep one map per set.
+		shared := cloneTags(specTags) // nil when empty
 		for i, v := range in.Volumes {
 			if (i == 0 && excludeBoot) || (i > 0 && slices.Contains(excludeData, v.ID)) {
 				continue
 			}
-			tags := map[string]string{}
-			if copyFrom == "volume" {
-				for k, val := range v.Tags {
-					tags[k] = val
-				}
-			}
-			for k, val := range specTags {
-				tags[k] = val
+			tags := shared
+			if copyFrom == "volume" && len(v.Tags) > 0 {
+				tags = maps.Clone(v.Tags)
+				maps.Copy(tags, specTags)
 			}
 			s := &snapshot{ID: w.newID("snap"), Account: in.Account, Region: in.Region, VolumeID: v.ID, VolumeSize: v.SizeGiB,
-				InstanceID: in.ID, Root: i == 0, Description: description, Tags: cloneTags(tags), Start: now, Final: "completed"}
+				InstanceID: in.ID, Root: i == 0, Description: description, Tags: tags, Start: now, Final: "completed"}
 			s.Ord = w.nextOrd()
 			s.EndAt = now.Add(w.timing.Snapshot)
 			if in.FailNextSnaps > 0 || hashUnit(w.seed, "snapshot-error", s.ID) < w.rates.SnapshotError {
@@ -891,6 +892,7 @@ func ec2ChangeTags(c *call, create bool) (any, error) {
 				w.markInstance(in)
 			}
 			for _, s := range snaps {
+				s.Tags = maps.Clone(s.Tags) // the snapshots of a CreateSnapshots call share their map
 				if create {
 					s.Tags = setTag(w.snapByTag, s, s.Tags, s.Account, s.Region, t.Key, v)
 				} else {
@@ -918,6 +920,7 @@ func ec2ChangeTags(c *call, create bool) (any, error) {
 				w.markInstance(in)
 			}
 			for _, s := range snaps {
+				s.Tags = maps.Clone(s.Tags)
 				for _, k := range sortedTagKeys(s.Tags) {
 					deleteTag(w.snapByTag, s, s.Tags, s.Account, s.Region, k, nil)
 				}

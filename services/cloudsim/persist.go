@@ -231,6 +231,9 @@ func encodeRecord(b *bytes.Buffer, k entityKey, v any) error {
 	return nil
 }
 
+// maxScratch is the largest flush buffer kept between flushes.
+const maxScratch = 1 << 20
+
 // flush appends the world's changed entities to the log (one write per call) and compacts
 // when the log is long enough.
 func (st *store) flush(w *world) error {
@@ -245,8 +248,12 @@ func (st *store) flush(w *world) error {
 		}
 	}
 	n := len(w.dirty)
-	clear(w.dirty)
-	if _, err := st.buf.Write(b.Bytes()); err != nil {
+	w.resetDirty()
+	_, err := st.buf.Write(b.Bytes())
+	if b.Cap() > maxScratch {
+		st.scratch = bytes.Buffer{} // one large flush does not keep its buffer for good
+	}
+	if err != nil {
 		return fmt.Errorf("cloudsim state log: %w", err)
 	}
 	if err := st.buf.Flush(); err != nil {

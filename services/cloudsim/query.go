@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unique"
 )
 
 // This file has what EC2 and STS share: the AWS Query protocol (form-encoded requests, XML
@@ -116,9 +117,13 @@ func tags(form url.Values, prefix string) []tagPair {
 	var out []tagPair
 	for _, n := range indices(form, prefix) {
 		p := prefix + "." + strconv.Itoa(n)
-		t := tagPair{Key: form.Get(p + ".Key")}
+		// Tags are kept for the life of the resource: their strings must not be substrings of
+		// the request's body (url.ParseQuery returns substrings where nothing is escaped),
+		// which would keep every body alive. Keys repeat across resources and are interned.
+		t := tagPair{Key: unique.Make(form.Get(p + ".Key")).Value()}
 		if v, ok := form[p+".Value"]; ok && len(v) > 0 {
-			t.Value = &v[0]
+			val := strings.Clone(v[0])
+			t.Value = &val
 		}
 		out = append(out, t)
 	}

@@ -191,7 +191,7 @@ func loadOrCreate(cfg Config) (*world, *store, error) {
 			return nil, nil, err
 		}
 	} else {
-		clear(w.dirty)
+		w.resetDirty()
 	}
 	return w, st, nil
 }
@@ -375,7 +375,7 @@ func (s *Server) update(fn func(w *world, now time.Time) error) error {
 		return err
 	}
 	if s.store == nil {
-		clear(s.w.dirty)
+		s.w.resetDirty()
 		return err
 	}
 	if ferr := s.store.flush(s.w); ferr != nil {

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -411,11 +410,6 @@ func (w *world) planInvocation(cmd *command, in *instance, p patchRun, list []ov
 			}
 		}
 	}
-	var out strings.Builder
-	fmt.Fprintf(&out, "Patch operation: %s\nInstance: %s (%s)\nRebootOption: %s\n", p.operation, in.ID, in.OS, p.reboot)
-	if p.overrideList != "" {
-		fmt.Fprintf(&out, "InstallOverrideList: %s\n", p.overrideList)
-	}
 	counts := map[string]int{}
 	needReboot := false
 	for _, op := range list {
@@ -439,10 +433,7 @@ func (w *world) planInvocation(cmd *command, in *instance, p patchRun, list []ov
 		}
 		counts[rec.State]++
 		v.Results = append(v.Results, rec)
-		fmt.Fprintf(&out, "%s %s\n", op.ID, rec.State)
 	}
-	fmt.Fprintf(&out, "Summary: %d installed, %d installed pending reboot, %d missing, %d failed\n",
-		counts["INSTALLED"], counts["INSTALLED_PENDING_REBOOT"], counts["MISSING"], counts["FAILED"])
 	v.Final, v.FinalDetails, v.ResponseCode = "Success", "Success", 0
 	if counts["FAILED"] > 0 {
 		v.Final, v.FinalDetails, v.ResponseCode = "Failed", "Failed", 1
@@ -454,10 +445,35 @@ func (w *world) planInvocation(cmd *command, in *instance, p patchRun, list []ov
 	if needReboot && p.reboot == "RebootIfNeeded" {
 		v.Reboot = true
 		v.EndAt = runEnd.Add(w.timing.Reboot) // the document resumes after the reboot
+	}
+	// The plugin's output is rendered from the results when it is read (output), not kept:
+	// it is most of an invocation's size and is read once, if at all.
+	v.OS, v.Rendered = in.OS, true
+	return v
+}
+
+// output is the plugin's standard output of a finished invocation: for a patch operation that
+// ran, the report rendered from its results.
+func (v *invocation) output() string {
+	if !v.Rendered {
+		return v.Output
+	}
+	var out strings.Builder
+	fmt.Fprintf(&out, "Patch operation: %s\nInstance: %s (%s)\nRebootOption: %s\n", v.Operation, v.InstanceID, v.OS, v.RebootOption)
+	if v.OverrideList != "" {
+		fmt.Fprintf(&out, "InstallOverrideList: %s\n", v.OverrideList)
+	}
+	counts := map[string]int{}
+	for _, r := range v.Results {
+		counts[r.State]++
+		fmt.Fprintf(&out, "%s %s\n", r.ID, r.State)
+	}
+	fmt.Fprintf(&out, "Summary: %d installed, %d installed pending reboot, %d missing, %d failed\n",
+		counts["INSTALLED"], counts["INSTALLED_PENDING_REBOOT"], counts["MISSING"], counts["FAILED"])
+	if v.Reboot {
 		out.WriteString("Rebooting the instance to finish installing patches\n")
 	}
-	v.Output = out.String()
-	return v
+	return out.String()
 }
 
 func dedupe(ids []string) []string {
@@ -739,7 +755,7 @@ func viewInvocation(v *invocation, t time.Time) invocationView {
 		iv.stderr = "The command was cancelled."
 	case "Pending", "InProgress":
 	default:
-		iv.code, iv.stdout, iv.stderr, iv.ended = v.ResponseCode, v.Output, v.Stderr, v.EndAt
+		iv.code, iv.stdout, iv.stderr, iv.ended = v.ResponseCode, v.output(), v.Stderr, v.EndAt
 	}
 	return iv
 }
@@ -1185,6 +1201,7 @@ type ssmPatchState struct {
 	FailedCount                 int    `json:"FailedCount"`
 	UnreportedNotApplicable     int    `json:"UnreportedNotApplicableCount"`
 	NotApplicableCount          int    `json:"NotApplicableCount"`
+	AvailableSecurityUpdate     int    `json:"AvailableSecurityUpdateCount"`
 	OperationStartTime          epoch  `json:"OperationStartTime"`
 	OperationEndTime            epoch  `json:"OperationEndTime"`
 	Operation                   string `json:"Operation"`
@@ -1248,13 +1265,7 @@ func (w *world) patchState(x *instance) ssmPatchState {
 		SnapshotID: x.LastOp.SnapshotID, InstallOverrideList: x.LastOp.InstallOverrideList,
 		OperationStartTime: epoch(x.LastOp.Start), OperationEndTime: epoch(x.LastOp.End), Operation: x.LastOp.Operation,
 		RebootOption: x.LastOp.RebootOption}
-	ids := make([]string, 0, len(x.Patches))
-	for id := range x.Patches {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		p := x.Patches[id]
+	for _, p := range x.Patches { // counts: the order does not matter
 		switch p.State {
 		case "INSTALLED":
 			s.InstalledCount++

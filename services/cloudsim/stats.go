@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 )
 
 // Stats are the call counters of the emulator since start or the last reset.
@@ -53,13 +54,18 @@ type statsRecorder struct {
 	ops map[string]*opCounter
 
 	instMu sync.Mutex
-	inst   map[string]map[string]int64 // instance -> operation -> calls
+	inst   map[instOp]int64 // (instance, operation) -> calls; one flat map, not one per instance
 
 	busyMu  sync.Mutex
 	busy    map[string]time.Time // instance -> end of its operations in progress
 	ends    endHeap              // the busy ends, lazily pruned
 	busyMax int64
 }
+
+// instOp is a key of the per-instance counts; both strings are interned (unique), so the
+// counts of 100,000 instances neither copy the operation's name per instance nor keep the
+// request that named the instance alive.
+type instOp struct{ instance, op string }
 
 // busyEnd is one instance's busy end in the heap; stale when the instance's end moved.
 type busyEnd struct {
@@ -115,7 +121,7 @@ func (s *statsRecorder) busyStats(now time.Time) BusyStats {
 }
 
 func newStatsRecorder() *statsRecorder {
-	return &statsRecorder{ops: map[string]*opCounter{}, inst: map[string]map[string]int64{}, busy: map[string]time.Time{}}
+	return &statsRecorder{ops: map[string]*opCounter{}, inst: map[instOp]int64{}, busy: map[string]time.Time{}}
 }
 
 func (s *statsRecorder) counter(op string) *opCounter {
@@ -163,13 +169,13 @@ func (s *statsRecorder) end(c *opCounter, op, code string, instances []string) {
 		return
 	}
 	s.instMu.Lock()
+	op = unique.Make(op).Value()
 	for _, id := range instances {
-		m := s.inst[id]
-		if m == nil {
-			m = map[string]int64{}
-			s.inst[id] = m
+		k := instOp{instance: id, op: op}
+		if _, ok := s.inst[k]; !ok {
+			k.instance = unique.Make(id).Value()
 		}
-		m[op]++
+		s.inst[k]++
 	}
 	s.instMu.Unlock()
 }
@@ -192,11 +198,19 @@ func (s *statsRecorder) snapshot() Stats {
 }
 
 func (s *statsRecorder) instance(id string) map[string]int64 {
+	s.mu.RLock()
+	ops := make([]string, 0, len(s.ops))
+	for op := range s.ops {
+		ops = append(ops, op)
+	}
+	s.mu.RUnlock()
 	s.instMu.Lock()
 	defer s.instMu.Unlock()
-	out := maps.Clone(s.inst[id])
-	if out == nil {
-		out = map[string]int64{}
+	out := map[string]int64{}
+	for _, op := range ops {
+		if n, ok := s.inst[instOp{instance: id, op: op}]; ok {
+			out[op] = n
+		}
 	}
 	return out
 }
@@ -214,7 +228,7 @@ func (s *statsRecorder) reset() {
 	}
 	s.mu.Unlock()
 	s.instMu.Lock()
-	s.inst = map[string]map[string]int64{}
+	s.inst = map[instOp]int64{}
 	s.instMu.Unlock()
 	s.busyMu.Lock()
 	s.busyMax = int64(len(s.busy))

@@ -214,19 +214,23 @@ func (c *command) order() uint64 { return c.Ord }
 // invocation is one command on one instance; its outcome is decided when it is sent, and its
 // status is a function of the clock.
 type invocation struct {
-	CommandID    string        `json:"command_id"`
-	InstanceID   string        `json:"instance_id"`
-	Account      string        `json:"account"`
-	Region       string        `json:"region"`
-	Ord          uint64        `json:"ord"`
-	Requested    time.Time     `json:"requested"`
-	PendingUntil time.Time     `json:"pending_until"`
-	EffectAt     time.Time     `json:"effect_at"`
-	EndAt        time.Time     `json:"end_at"`
-	Final        string        `json:"final"`
-	FinalDetails string        `json:"final_details"`
-	ResponseCode int           `json:"response_code"`
-	Output       string        `json:"output,omitempty"`
+	CommandID    string    `json:"command_id"`
+	InstanceID   string    `json:"instance_id"`
+	Account      string    `json:"account"`
+	Region       string    `json:"region"`
+	Ord          uint64    `json:"ord"`
+	Requested    time.Time `json:"requested"`
+	PendingUntil time.Time `json:"pending_until"`
+	EffectAt     time.Time `json:"effect_at"`
+	EndAt        time.Time `json:"end_at"`
+	Final        string    `json:"final"`
+	FinalDetails string    `json:"final_details"`
+	ResponseCode int       `json:"response_code"`
+	Output       string    `json:"output,omitempty"`
+	// Rendered says that Output is not kept but rendered from the results (output); OS is
+	// the instance's, for that report.
+	Rendered     bool          `json:"rendered,omitempty"`
+	OS           string        `json:"os,omitempty"`
 	Stderr       string        `json:"stderr,omitempty"`
 	Plugin       string        `json:"plugin"`
 	Operation    string        `json:"operation"`
@@ -477,9 +481,11 @@ func (w *world) endReboot(in *instance, t time.Time) {
 	if in.RebootUntil.IsZero() || in.RebootUntil.After(t) {
 		return
 	}
-	for _, p := range in.Patches {
+	for id, p := range in.Patches {
 		if p.State == "INSTALLED_PENDING_REBOOT" {
-			p.State = "INSTALLED"
+			c := *p // records are shared (invocation results, snapshots): never changed in place
+			c.State = "INSTALLED"
+			in.Patches[id] = &c
 		}
 	}
 	in.RebootUntil = time.Time{}
@@ -496,14 +502,16 @@ func (w *world) applyInvocation(in *instance, v *invocation) {
 		if in.Patches == nil {
 			in.Patches = map[string]*patchRecord{}
 		}
-		for _, r := range v.Results {
-			rec := r
-			if old := in.Patches[r.ID]; old != nil && isInstalled(old.State) && isInstalled(rec.State) {
+		for i := range v.Results {
+			// The instance's record is the invocation's result itself (records are never
+			// changed in place once stored), not a copy of it per instance.
+			rec := &v.Results[i]
+			if old := in.Patches[rec.ID]; old != nil && isInstalled(old.State) && isInstalled(rec.State) {
 				rec.InstalledTime = old.InstalledTime
 			} else if isInstalled(rec.State) {
 				rec.InstalledTime = v.EffectAt
 			}
-			in.Patches[r.ID] = &rec
+			in.Patches[rec.ID] = rec
 		}
 		in.LastOp = &patchOp{Operation: v.Operation, RebootOption: v.RebootOption, InstallOverrideList: v.OverrideList,
 			SnapshotID: v.SnapshotID, Start: v.PendingUntil, End: v.EffectAt}
@@ -536,16 +544,13 @@ func isInstalled(state string) bool {
 	return state == "INSTALLED" || state == "INSTALLED_OTHER" || state == "INSTALLED_PENDING_REBOOT"
 }
 
+// clonePatches copies the map; the records are shared: they are never changed in place once
+// stored (a change replaces the record).
 func clonePatches(m map[string]*patchRecord) map[string]*patchRecord {
 	if m == nil {
 		return nil
 	}
-	out := make(map[string]*patchRecord, len(m))
-	for k, v := range m {
-		c := *v
-		out[k] = &c
-	}
-	return out
+	return maps.Clone(m)
 }
 
 func cloneTags(m map[string]string) map[string]string {
@@ -575,6 +580,17 @@ func (in *instance) pingStatus(t time.Time) string {
 }
 
 // The mark functions record a changed entity for the next flush to the mutation log.
+// resetDirty empties the changed set after it was written. A map that grew large (the
+// generated fleet, a call that changed thousands of entities) is replaced, not cleared: clear
+// keeps its capacity, and every later flush would iterate all of it, O(fleet) per call.
+func (w *world) resetDirty() {
+	if len(w.dirty) > 256 {
+		w.dirty = map[entityKey]any{}
+		return
+	}
+	clear(w.dirty)
+}
+
 func (w *world) markMeta()                 { w.dirty[entityKey{"meta", ""}] = &w.meta }
 func (w *world) markAccount(a *account)    { w.dirty[entityKey{"account", a.ID}] = a }
 func (w *world) markSession(s *session)    { w.dirty[entityKey{"session", s.AccessKeyID}] = s }

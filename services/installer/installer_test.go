@@ -53,6 +53,13 @@ func TestEveryJobIsInstalledOnceInCommandsOfAtMost50WithPerPatchResults(t *testi
 	inst, ok := h.Cloud.Sim.Instance(ids[0])
 	require.True(t, ok)
 	require.Equal(t, "INSTALLED", inst.Patches[patches[0]])
+	// Clean installs are settled by their patch summaries (50 instances per call), not by a
+	// per-patch read of each instance.
+	require.Zero(t, h.Cloud.Calls("DescribeInstancePatches"), "no per-patch read for a clean install")
+	require.Positive(t, h.Cloud.Calls("DescribeInstancePatchStates"))
+	for _, id := range ids {
+		require.Equal(t, int64(1), h.Calls(id, "ssm:DescribeInstancePatchStates"), "one summary read for %s", id)
+	}
 }
 
 func TestAFailedInstallCarriesPerPatchResultsAndNamesTheFailedPatches(t *testing.T) {
@@ -77,6 +84,7 @@ func TestAFailedInstallCarriesPerPatchResultsAndNamesTheFailedPatches(t *testing
 	}
 	require.NotEmpty(t, failed)
 	require.Contains(t, f.GetReason(), "failed: "+strings.Join(failed, ", "), "the reason names the failed patches")
+	require.Equal(t, int64(1), h.Calls(ids[1], "ssm:DescribeInstancePatches"), "the failed install's patches are read")
 }
 
 // No snapshot, no install: a SnapshotCreated naming another instance's set, or a set the

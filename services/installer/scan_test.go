@@ -54,6 +54,15 @@ func TestAScanReadsEachPatchOnTheMachineWithoutInstalling(t *testing.T) {
 			require.Equal(t, want, r.GetState(), "%s %s", m.GetInstanceId(), r.GetPatchId())
 		}
 	}
+	for i, id := range ids {
+		// A scan that finds the baseline installed is settled by the patch summary; one that
+		// finds patches missing reads them.
+		want := int64(1)
+		if i < 10 {
+			want = 0
+		}
+		require.Equal(t, want, h.Calls(id, "ssm:DescribeInstancePatches"), "per-patch reads of %s", id)
+	}
 	f := h.Read(t, "scan.failed")[0].Data.(*eventsv1.ScanFailed)
 	require.Equal(t, noAgent[0], f.GetInstanceId())
 	require.Contains(t, strings.ToLower(f.GetReason()), "agent")

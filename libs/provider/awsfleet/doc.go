@@ -74,6 +74,15 @@
 // FindInstallations matches (ListCommandInvocations per instance, filtered to the document)
 // to find an installation started before a crash. RebootOption: if-required is RebootIfNeeded,
 // never is NoReboot, always is NoReboot and the installer reboots after a successful install.
+// PatchStates reads one instance's patches (DescribeInstancePatches); PatchSummaries the counts
+// per state of many (DescribeInstancePatchStates, 50 a call), which is how the installer
+// avoids a per-patch read of every cleanly installed instance.
+//
+// # Answers that are not decoded
+//
+// CreateSnapshots' answer (every volume snapshot with its tags) is read and dropped before the
+// SDK's XML deserializer (discardEC2Output): the race check's DescribeSnapshots reads the sets
+// anyway, and decoding it cost more CPU than sending the call. Errors are decoded as usual.
 //
 // # Restores
 //

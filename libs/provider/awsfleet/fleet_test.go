@@ -862,3 +862,63 @@ func metric(t *testing.T, reg *prometheus.Registry, name, service, op string) pr
 func newClock() *testkit.Clock {
 	return testkit.NewClock(time.Date(2026, 11, 10, 9, 0, 0, 0, time.UTC))
 }
+
+func TestPatchSummariesCountTheLastOperationFiftyInstancesPerCall(t *testing.T) {
+	env := cloudtest.Start(t, cloudtest.Options{Accounts: []cloudsim.AccountConfig{account("111111111111", "acme", 120)},
+		Sim: func(c *cloudsim.Config) { c.Faults.PatchFailureRate = 0; c.RebootRequiredRate = 0 }})
+	tg := env.Target("acme")
+	insts := running(env.Discover(t, provider.DiscoverQuery{Tenant: "acme"}))
+	require.Greater(t, len(insts), 60)
+	patches := []string{"openssl", "curl"}
+	reqs := make([]provider.InstallRequest, len(insts))
+	for i, in := range insts {
+		reqs[i] = installReq("run-1", in.ID, patches...)
+	}
+	// The last instance fails its next install: its summary must not settle it.
+	bad := insts[len(insts)-1].ID
+	require.NoError(t, env.Sim.InjectFault(cloudsim.Fault{Kind: cloudsim.FaultFailNextInstall, InstanceID: bad, Count: 1}))
+	res, err := env.Fleet.Install(t.Context(), tg, reqs)
+	require.NoError(t, err)
+	var installIDs []string
+	for _, r := range res {
+		require.NoError(t, r.Err)
+		installIDs = append(installIDs, r.Installation.ID)
+	}
+	waitInstallations(t, env.Fleet, tg, installIDs)
+	got, err := env.Fleet.GetInstallations(t.Context(), tg, installIDs)
+	require.NoError(t, err)
+
+	env.Sim.ResetStats()
+	sums, err := env.Fleet.PatchSummaries(t.Context(), tg, append(ids(insts), "i-0000000000000dead"))
+	require.NoError(t, err)
+	require.Equal(t, (len(insts)+1+49)/50, env.Calls("DescribeInstancePatchStates"), "50 instances per call")
+	require.Len(t, sums, len(insts), "an unknown instance is absent")
+	for i, in := range insts {
+		s := sums[in.ID]
+		inst := got[res[i].Installation.ID]
+		require.Equal(t, provider.PatchOperationInstall, s.Operation)
+		require.False(t, s.StartedAt.Before(inst.StartedAt), "the operation started after the command was sent")
+		if in.ID == bad {
+			require.Equal(t, 2, s.Failed)
+			require.False(t, s.AllInstalled(inst.StartedAt, len(patches)))
+			continue
+		}
+		require.Equal(t, provider.PatchSummary{InstanceID: in.ID, Operation: provider.PatchOperationInstall,
+			StartedAt: s.StartedAt, EndedAt: s.EndedAt, Installed: 2}, s)
+		require.True(t, s.AllInstalled(inst.StartedAt, len(patches)))
+		require.False(t, s.AllInstalled(inst.StartedAt, 3), "fewer installed than listed")
+		require.False(t, s.AllInstalled(s.StartedAt.Add(time.Second), 2), "an older operation")
+	}
+
+	// A scan that finds a patch missing is not all installed.
+	scan, err := env.Fleet.Scan(t.Context(), tg, []provider.ScanRequest{{Tenant: "acme", ScanID: "scan-1", InstanceID: insts[0].ID,
+		BaselineID: "al2023-2026.11", PatchIDs: []string{"openssl", "zlib"}}})
+	require.NoError(t, err)
+	require.NoError(t, scan[0].Err)
+	waitInstallations(t, env.Fleet, tg, []string{scan[0].Installation.ID})
+	sums, err = env.Fleet.PatchSummaries(t.Context(), tg, []string{insts[0].ID})
+	require.NoError(t, err)
+	require.Equal(t, provider.PatchOperationScan, sums[insts[0].ID].Operation)
+	require.Equal(t, 1, sums[insts[0].ID].Missing)
+	require.False(t, sums[insts[0].ID].AllInstalled(scan[0].Installation.StartedAt, 2))
+}

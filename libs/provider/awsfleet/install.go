@@ -714,3 +714,64 @@ func patchState(s ssmtypes.PatchComplianceDataState) provider.PatchState {
 	}
 	return provider.PatchMissing
 }
+
+// describePatchStatesBatch is DescribeInstancePatchStates' limit of instance ids per call.
+const describePatchStatesBatch = 50
+
+// PatchSummaries reads the agents' patch summaries with DescribeInstancePatchStates, 50
+// instances per call (paginated, in parallel). An instance the agent has not reported on, or
+// that is not a managed node, is absent.
+func (f *Fleet) PatchSummaries(ctx context.Context, t provider.Target, instanceIDs []string) (map[string]provider.PatchSummary, error) {
+	c, err := f.clientsForIDs(ctx, t, "instanceIDs", instanceIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]provider.PatchSummary, len(instanceIDs))
+	var mu sync.Mutex
+	batches := chunks(instanceIDs, describePatchStatesBatch)
+	err = f.parallel(ctx, len(batches), func(ctx context.Context, i int) error {
+		p := ssm.NewDescribeInstancePatchStatesPaginator(c.ssm, &ssm.DescribeInstancePatchStatesInput{
+			InstanceIds: batches[i],
+			MaxResults:  aws.Int32(describePatchStatesBatch),
+		})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				if isNotFound(err) {
+					return nil // no managed node among them
+				}
+				return wrapErr("ssm DescribeInstancePatchStates", t.Account, err)
+			}
+			mu.Lock()
+			for _, s := range page.InstancePatchStates {
+				out[aws.ToString(s.InstanceId)] = toPatchSummary(s)
+			}
+			mu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func toPatchSummary(s ssmtypes.InstancePatchState) provider.PatchSummary {
+	op := provider.PatchOperationScan
+	if s.Operation == ssmtypes.PatchOperationTypeInstall {
+		op = provider.PatchOperationInstall
+	}
+	return provider.PatchSummary{
+		InstanceID:             aws.ToString(s.InstanceId),
+		Operation:              op,
+		StartedAt:              aws.ToTime(s.OperationStartTime),
+		EndedAt:                aws.ToTime(s.OperationEndTime),
+		Installed:              int(s.InstalledCount),
+		InstalledOther:         int(s.InstalledOtherCount),
+		InstalledPendingReboot: int(aws.ToInt32(s.InstalledPendingRebootCount)),
+		InstalledRejected:      int(aws.ToInt32(s.InstalledRejectedCount)),
+		Missing:                int(s.MissingCount),
+		Failed:                 int(s.FailedCount),
+		NotApplicable:          int(s.NotApplicableCount),
+	}
+}

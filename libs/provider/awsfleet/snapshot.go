@@ -114,6 +114,7 @@ func (f *Fleet) CreateSnapshots(ctx context.Context, t provider.Target, reqs []p
 			setResult(id, provider.SnapshotResult{Err: fmt.Errorf("snapshot %s: instance %s is %s: %w", id, r.InstanceID, inst.State.Name, provider.ErrInstanceNotRunning)})
 			return nil
 		}
+		// The answer is not used (the look after creating reads the sets), so it is not decoded.
 		_, err := c.ec2.CreateSnapshots(ctx, &ec2.CreateSnapshotsInput{
 			InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String(r.InstanceID), ExcludeBootVolume: aws.Bool(false)},
 			Description:           aws.String(fmt.Sprintf("patchwave pre-patch snapshot run=%s instance=%s", r.RunID, r.InstanceID)),
@@ -121,7 +122,7 @@ func (f *Fleet) CreateSnapshots(ctx context.Context, t provider.Target, reqs []p
 				ResourceType: ec2types.ResourceTypeSnapshot,
 				Tags:         snapshotTags(id, attempt, r),
 			}},
-		})
+		}, discardEC2Output)
 		if err != nil {
 			werr := wrapErr("ec2 CreateSnapshots", t.Account, err)
 			if ctx.Err() != nil {

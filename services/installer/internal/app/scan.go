@@ -11,6 +11,7 @@ import (
 	"github.com/patchwave/patchwave/libs/provider"
 	"github.com/patchwave/patchwave/libs/stage"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
+	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 
 	"github.com/patchwave/patchwave/services/installer/internal/domain"
 )
@@ -121,7 +122,9 @@ func (a *Installer) scanFailed(in *events.Event, scanID, instanceID, family, rea
 type trackedScan = stage.Tracked[*eventsv1.ScanStarted]
 
 // TrackScans follows the held scans, per target: one GetInstallations call, then for each
-// finished scan its per-patch states (DescribeInstancePatches) and ScanCompleted, or ScanFailed
+// finished scan its per-patch states and ScanCompleted (every patch INSTALLED where the
+// instance's patch summary proves it, PatchSummaries for all finished scans of the target at
+// once; else read with PatchStates, one DescribeInstancePatches per instance), or ScanFailed
 // for a scan that failed or outlived its timeout (cancelled). Outcomes are published in one
 // call and only then acknowledged.
 func (a *Installer) TrackScans(ctx context.Context, held []trackedScan) error {
@@ -145,6 +148,16 @@ func (a *Installer) TrackScans(ctx context.Context, held []trackedScan) error {
 			a.log.WarnContext(ctx, "scan check failed", "target", t.String(), "scans", len(items), "error", err)
 		}
 		now := a.now()
+		var done []string
+		for _, h := range items {
+			if in, ok := got[h.Msg.GetInstallationId()]; ok && in.State == provider.InstallSucceeded {
+				done = append(done, h.Msg.GetInstanceId())
+			}
+		}
+		var summaries map[string]provider.PatchSummary
+		if len(done) > 0 {
+			summaries = a.patchSummaries(ctx, t, done)
+		}
 		for _, h := range items {
 			in, ok := got[h.Msg.GetInstallationId()]
 			fail := func(reason string) {
@@ -163,15 +176,20 @@ func (a *Installer) TrackScans(ctx context.Context, held []trackedScan) error {
 			case in.State != provider.InstallSucceeded:
 				fail(fmt.Sprintf("scan %s %s: %s", in.ID, in.State, in.Error))
 			default:
-				states, err := a.d.Fleet.PatchStates(ctx, t, h.Msg.GetInstanceId(), h.Msg.GetPatchIds())
-				if err != nil {
-					if stage.Retry(ctx, err) != nil {
-						continue // read the results next check
+				var results []*typesv1.PatchResult
+				if sum, found := summaries[h.Msg.GetInstanceId()]; domain.SettledBySummary(in, h.Msg.GetPatchIds(), sum, found) {
+					results = domain.InstalledResults(h.Msg.GetPatchIds())
+				} else {
+					states, err := a.d.Fleet.PatchStates(ctx, t, h.Msg.GetInstanceId(), h.Msg.GetPatchIds())
+					if err != nil {
+						if stage.Retry(ctx, err) != nil {
+							continue // read the results next check
+						}
+						fail(fmt.Sprintf("read the patch states: %v", err))
+						continue
 					}
-					fail(fmt.Sprintf("read the patch states: %v", err))
-					continue
+					results, _, _ = domain.Results(h.Msg.GetPatchIds(), states)
 				}
-				results, _, _ := domain.Results(h.Msg.GetPatchIds(), states)
 				outs.Add(h.Held, key(h), stage.Next(h.Event, h.Msg.GetScanId()+"/"+h.Msg.GetInstanceId(), &eventsv1.ScanCompleted{
 					Tenant: h.Event.Tenant, ScanId: h.Msg.GetScanId(), InstanceId: h.Msg.GetInstanceId(), OsFamily: h.Msg.GetOsFamily(),
 					BaselineId: h.Msg.GetBaselineId(), Results: results, ScannedAt: stage.Timestamp(now),

@@ -26,7 +26,10 @@ type tracked = stage.Tracked[*eventsv1.InstallStarted]
 //   - succeeded: the reboot policy (always: one Reboot call for the target's instances; the
 //     document rebooted already under if-required; never: pending patches stay pending), then the
 //     post-install health check (one CheckHealth call), waited through a reboot within the
-//     health grace, then the per-patch results and InstallSucceeded.
+//     health grace, then the per-patch results and InstallSucceeded. The per-patch results
+//     come from the instances' patch summaries (PatchSummaries, one call per 50 instances)
+//     where they prove every listed patch installed (each is then INSTALLED), else from
+//     PatchStates (one call per instance): see domain.SettledBySummary.
 //
 // The held installations are decided CheckChunk at a time; the outcomes of a chunk are
 // published in one call and only then acknowledged.
@@ -101,9 +104,10 @@ func (a *Installer) checkTarget(ctx context.Context, t provider.Target, items []
 	}
 }
 
-// eachResult runs fn for 0..n-1, ResultsConcurrency at a time: the per-patch results are one
-// DescribeInstancePatches per instance (AWS has no batched form), so a check that finishes
-// thousands of installations reads them side by side rather than one after the other.
+// eachResult runs fn for 0..n-1, ResultsConcurrency at a time: the per-patch results that the
+// patch summaries do not settle are one DescribeInstancePatches per instance (AWS has no
+// batched form), so a check that finishes thousands of such installations reads them side by
+// side rather than one after the other.
 func (a *Installer) eachResult(ctx context.Context, n int, fn func(ctx context.Context, i int)) {
 	if n == 0 {
 		return
@@ -209,16 +213,33 @@ func (a *Installer) afterSuccess(ctx context.Context, t provider.Target, items [
 		}
 		todo = append(todo, ready{h: h, in: in, hl: hl, found: found, st: st})
 	}
+	if len(todo) == 0 {
+		return
+	}
+	ids = make([]string, 0, len(todo))
+	for _, r := range todo {
+		ids = append(ids, r.h.Msg.GetInstanceId())
+	}
+	summaries := a.patchSummaries(ctx, t, ids)
 	a.eachResult(ctx, len(todo), func(ctx context.Context, i int) {
 		h, in, hl, found, st := todo[i].h, todo[i].in, todo[i].hl, todo[i].found, todo[i].st
-		states, err := a.d.Fleet.PatchStates(ctx, t, h.Msg.GetInstanceId(), h.Msg.GetPatchIds())
-		if err != nil {
-			if stage.Retry(ctx, err) != nil {
-				return
+		var (
+			results []*typesv1.PatchResult
+			pending bool
+			failed  []string
+		)
+		if sum, ok := summaries[h.Msg.GetInstanceId()]; domain.SettledBySummary(in, h.Msg.GetPatchIds(), sum, ok) {
+			results = domain.InstalledResults(h.Msg.GetPatchIds())
+		} else {
+			states, err := a.d.Fleet.PatchStates(ctx, t, h.Msg.GetInstanceId(), h.Msg.GetPatchIds())
+			if err != nil {
+				if stage.Retry(ctx, err) != nil {
+					return
+				}
+				a.log.WarnContext(ctx, "per-patch results unavailable", "instance", h.Msg.GetInstanceId(), "error", err)
 			}
-			a.log.WarnContext(ctx, "per-patch results unavailable", "instance", h.Msg.GetInstanceId(), "error", err)
+			results, pending, failed = domain.Results(h.Msg.GetPatchIds(), states)
 		}
-		results, pending, failed := domain.Results(h.Msg.GetPatchIds(), states)
 		if len(failed) > 0 {
 			outs.Add(h.Held, stage.EventKey(h.Event), a.failed(h.Event, h.Msg, in.ID, domain.FailureReason(in, failed), results, typesv1.JobState_JOB_STATE_FAILED))
 			return
@@ -235,6 +256,17 @@ func (a *Installer) afterSuccess(ctx context.Context, t provider.Target, items [
 			Healthy: true, HealthDetail: domain.HealthDetail(hl, found),
 		}, a.now()))
 	})
+}
+
+// patchSummaries reads the patch summaries of the instances (one DescribeInstancePatchStates
+// per 50). On an error it returns none: every instance's results are then read one by one.
+func (a *Installer) patchSummaries(ctx context.Context, t provider.Target, instanceIDs []string) map[string]provider.PatchSummary {
+	got, err := a.d.Fleet.PatchSummaries(ctx, t, dedup(instanceIDs))
+	if err != nil {
+		a.log.WarnContext(ctx, "patch summaries unavailable, reading per-patch results", "target", t.String(), "instances", len(instanceIDs), "error", err)
+		return nil
+	}
+	return got
 }
 
 // rebootOnce reboots, in one call, the instances of policy always that no replica rebooted yet

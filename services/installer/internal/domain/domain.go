@@ -92,6 +92,30 @@ func Results(patchIDs []string, states []provider.PatchResult) (out []*typesv1.P
 	return out, rebootPending, failed
 }
 
+// InstalledResults are the per-patch results of an operation whose patch summary proves every
+// listed patch installed (provider.PatchSummary.AllInstalled): each of patchIDs INSTALLED, in
+// their order. They are what the per-patch read (Results) gives for such an instance, without
+// reading the patches: the tracker reads them only for the instances whose summary shows a
+// patch failed, missing, pending a reboot, installed other, rejected or not applicable, or
+// fewer installed patches than listed, or an operation older than this one.
+func InstalledResults(patchIDs []string) []*typesv1.PatchResult {
+	out := make([]*typesv1.PatchResult, len(patchIDs))
+	for i, id := range patchIDs {
+		out[i] = &typesv1.PatchResult{PatchId: id, State: typesv1.PatchState_PATCH_STATE_INSTALLED}
+	}
+	return out
+}
+
+// SettledBySummary reports whether the installation's (or scan's) per-patch results follow
+// from its instance's patch summary (found: the provider has one) without reading every
+// patch: the summary is of this operation or a later one (started at or after the
+// installation was requested), and every one of the patchIDs is installed
+// (provider.PatchSummary.AllInstalled). With no patchIDs (every patch the agent reported is
+// the result) the summary never settles it.
+func SettledBySummary(in provider.Installation, patchIDs []string, s provider.PatchSummary, found bool) bool {
+	return found && len(patchIDs) > 0 && !in.StartedAt.IsZero() && s.AllInstalled(in.StartedAt, len(patchIDs))
+}
+
 // FailureReason says why a terminal installation did not succeed, naming the failed patches.
 func FailureReason(in provider.Installation, failed []string) string {
 	var b strings.Builder

@@ -93,3 +93,39 @@ func TestAHealthCheckWaitsThroughARebootWithinTheGrace(t *testing.T) {
 	require.False(t, domain.Rebooting(healthy))
 	require.Equal(t, "state running, agent connection-lost, status checks initializing", domain.HealthDetail(rebooting, true))
 }
+
+func TestAPatchSummarySettlesOnlyAnInstallThatInstalledEveryListedPatch(t *testing.T) {
+	start := time.Date(2026, 11, 10, 9, 0, 0, 0, time.UTC)
+	in := provider.Installation{ID: "cmd/i-1", State: provider.InstallSucceeded, StartedAt: start}
+	patches := []string{"KB1", "KB2"}
+	clean := provider.PatchSummary{InstanceID: "i-1", Operation: provider.PatchOperationInstall, StartedAt: start,
+		EndedAt: start.Add(time.Minute), Installed: 2}
+	require.True(t, domain.SettledBySummary(in, patches, clean, true))
+	later := clean
+	later.Operation, later.StartedAt = provider.PatchOperationScan, start.Add(time.Minute)
+	require.True(t, domain.SettledBySummary(in, patches, later, true), "a later scan that finds every patch installed")
+	require.Equal(t, []*typesv1.PatchResult{
+		{PatchId: "KB1", State: typesv1.PatchState_PATCH_STATE_INSTALLED},
+		{PatchId: "KB2", State: typesv1.PatchState_PATCH_STATE_INSTALLED},
+	}, domain.InstalledResults(patches))
+
+	not := map[string]func(s *provider.PatchSummary){
+		"a failed patch":          func(s *provider.PatchSummary) { s.Failed = 1 },
+		"a missing patch":         func(s *provider.PatchSummary) { s.Missing = 1 },
+		"a patch pending reboot":  func(s *provider.PatchSummary) { s.InstalledPendingReboot = 1 },
+		"an installed-other":      func(s *provider.PatchSummary) { s.InstalledOther = 1 },
+		"a rejected patch":        func(s *provider.PatchSummary) { s.InstalledRejected = 1 },
+		"a not-applicable patch":  func(s *provider.PatchSummary) { s.NotApplicable = 1 },
+		"fewer installed":         func(s *provider.PatchSummary) { s.Installed = 1 },
+		"an older operation":      func(s *provider.PatchSummary) { s.StartedAt = start.Add(-time.Second) },
+		"an unfinished operation": func(s *provider.PatchSummary) { s.EndedAt = time.Time{} },
+	}
+	for name, mutate := range not {
+		s := clean
+		mutate(&s)
+		require.False(t, domain.SettledBySummary(in, patches, s, true), name)
+	}
+	require.False(t, domain.SettledBySummary(in, patches, clean, false), "no summary")
+	require.False(t, domain.SettledBySummary(in, nil, clean, true), "no patch list: every reported patch is the result")
+	require.False(t, domain.SettledBySummary(provider.Installation{}, patches, clean, true), "no start time")
+}
