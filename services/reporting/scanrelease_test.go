@@ -113,6 +113,9 @@ func TestTwoReplicasReleaseScansWithinTheWaveLimitAcrossARestart(t *testing.T) {
 			Patches: []*typesv1.Patch{{Id: "p1", OsFamily: "al2023"}}}},
 		keyed{"acme", "r1", &eventsv1.RunStarted{Tenant: "acme", RunId: "r1", Wave: 1, BaselineId: "al-1", StartedAt: timestamppb.New(t0),
 			Groups: []*typesv1.InstanceGroup{{Location: &typesv1.Location{Account: "111111111111", Region: "eu-central-1"}, InstanceIds: ids}}}},
+		// The run has ended: a scan leaves out instances whose job is still underway.
+		keyed{"acme", "r1", &eventsv1.RunCompleted{Tenant: "acme", RunId: "r1", Wave: 1, State: typesv1.RunState_RUN_STATE_COMPLETED,
+			Total: instances, CompletedAt: timestamppb.New(t0)}},
 	)
 	client := testkit.StartRedis(t).Client(t)
 	startReplica := func() *running {

@@ -66,8 +66,9 @@ func (a *Application) ScanOptions() ScanOptions { return a.scans }
 type ScanPlan struct {
 	ScanID string
 	// Instances asked to be scanned, in Chunks requests; Unlocated instances could not be
-	// (no run named their account and region).
-	Instances, Chunks, Unlocated int
+	// (no run named their account and region); InRun instances were left out because their
+	// job in a run still in progress has not ended (that job's outcome assesses them).
+	Instances, Chunks, Unlocated, InRun int
 }
 
 var scanIDRule = regexp.MustCompile(`^[A-Za-z0-9_-]{1,48}$`)
@@ -106,7 +107,7 @@ func (a *Application) RequestScans(ctx context.Context, tenant, requestID, by st
 			return ScanPlan{}, err
 		}
 		if found {
-			return ScanPlan{ScanID: p.ScanID, Instances: p.Instances, Chunks: p.Chunks, Unlocated: p.Unlocated}, nil
+			return ScanPlan{ScanID: p.ScanID, Instances: p.Instances, Chunks: p.Chunks, Unlocated: p.Unlocated, InRun: p.InRun}, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -193,12 +194,19 @@ func (a txn) scanOrdered(ctx context.Context, ev *events.Event, msg *eventsv1.Sc
 	patches := map[string][]string{}
 	perWave := map[int32]int{}
 	plan := domain.ScanPlan{ScanID: msg.GetScanId(), Waves: map[int32]int{}}
+	underway := a.jobsUnderway(ev.Tenant)
 	for _, id := range ids {
 		in, found, err := a.repo.Instance(ctx, ev.Tenant, id)
 		if err != nil {
 			return err
 		}
 		if !found {
+			continue
+		}
+		if busy, err := underway(ctx, in); err != nil {
+			return err
+		} else if busy {
+			plan.InRun++
 			continue
 		}
 		b, err := a.ApplicableIn(ctx, in, cyc)
@@ -264,8 +272,35 @@ func (a txn) scanOrdered(ctx context.Context, ev *events.Event, msg *eventsv1.Sc
 		}
 	}
 	a.log.InfoContext(ctx, "scan planned", "tenant", ev.Tenant, "scan", plan.ScanID, "instances", plan.Instances, "chunks", plan.Chunks,
-		"unlocated", plan.Unlocated, "limits", plan.Waves)
+		"unlocated", plan.Unlocated, "in_run", plan.InRun, "limits", plan.Waves)
 	return a.repo.PutScanPlan(ctx, ev.Tenant, plan)
+}
+
+// jobsUnderway returns a check of whether an instance's job in its latest run has not ended
+// while that run is still in progress: a scan leaves such an instance out, since the job's
+// outcome assesses it (and a scan would read a machine in the middle of a change). Each run's
+// record and job states are read once per plan, whatever the number of its instances.
+func (a txn) jobsUnderway(tenant string) func(context.Context, domain.Instance) (bool, error) {
+	runs := map[string]map[string]typesv1.JobState{} // nil: the run has ended (or is a scan)
+	return func(ctx context.Context, in domain.Instance) (bool, error) {
+		if in.LastRun == "" {
+			return false, nil
+		}
+		jobs, seen := runs[in.LastRun]
+		if !seen {
+			run, found, err := a.repo.Run(ctx, tenant, in.LastRun)
+			if err != nil {
+				return false, err
+			}
+			if !found || run.CompletedAt.IsZero() {
+				if jobs, err = a.repo.JobStates(ctx, tenant, in.LastRun); err != nil {
+					return false, err
+				}
+			}
+			runs[in.LastRun] = jobs
+		}
+		return domain.JobUnderway(jobs[in.ID]), nil
+	}
 }
 
 // tenantInstances lists the tenant's in-scope instances through the txn's repository.

@@ -13,6 +13,7 @@ import (
 	"github.com/patchwave/patchwave/libs/events"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/patchwave/patchwave/services/reporting/internal/app"
 )
@@ -104,11 +105,25 @@ func TestScansAreRequestedInChunksPerLocationFamilyAndBaselineNeverInAFreeze(t *
 	for i, m := range []*eventsv1.RunStarted{r1, r2, r3} {
 		require.NoError(t, a.Apply(ctx, ev(t, uint64(i+1), m), true))
 	}
-
-	plan, err := a.RequestScans(ctx, "acme", "manual-1", "admin@acme")
+	// Every instance of a run in progress waits for its job's outcome: a scan leaves it out.
+	plan, err := a.RequestScans(ctx, "acme", "during-runs", "admin@acme")
 	require.NoError(t, err)
-	require.Equal(t, app.ScanPlan{ScanID: "scan-manual-1", Instances: 122, Chunks: 4, Unlocated: 1}, plan,
-		"100 in one account: 2 chunks of 50; 20 in another; 2 Windows instances apart")
+	require.Equal(t, app.ScanPlan{ScanID: "scan-during-runs", InRun: 123}, plan)
+	require.Empty(t, of[*eventsv1.ScanRequested](pub))
+	pub.evs = nil
+	for i, run := range []string{"r1", "r2", "r3"} {
+		require.NoError(t, a.Apply(ctx, ev(t, uint64(10+i), &eventsv1.RunCompleted{Tenant: "acme", RunId: run, Wave: int32(i + 1),
+			State: typesv1.RunState_RUN_STATE_COMPLETED, CompletedAt: timestamppb.New(t0)}), true))
+	}
+	// A fourth run in progress: its one instance is left out; the others are scanned.
+	seq = 20
+	require.NoError(t, a.Apply(ctx, ev(t, 20, &eventsv1.RunStarted{Tenant: "acme", RunId: "r4", Wave: 1, BaselineId: "al-1", Groups: []*typesv1.InstanceGroup{
+		{Location: loc("111111111111"), InstanceIds: []string{"busy-1"}}}}), true))
+
+	plan, err = a.RequestScans(ctx, "acme", "manual-1", "admin@acme")
+	require.NoError(t, err)
+	require.Equal(t, app.ScanPlan{ScanID: "scan-manual-1", Instances: 122, Chunks: 4, Unlocated: 1, InRun: 1}, plan,
+		"100 in one account: 2 chunks of 50; 20 in another; 2 Windows instances apart; busy-1 waits for its install")
 	orders := of[*eventsv1.ScanOrdered](pub)
 	require.Len(t, orders, 1)
 	require.Equal(t, "admin@acme", orders[0].GetRequestedBy())

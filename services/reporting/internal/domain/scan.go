@@ -86,6 +86,21 @@ type ScanPlan struct {
 	Instances int `json:"i"`
 	Chunks    int `json:"c"`
 	Unlocated int `json:"u"`
+	// InRun counts the instances left out because their job in a run still in progress has
+	// not ended: that job's outcome assesses them.
+	InRun int `json:"r,omitempty"`
 	// Waves lists each wave's max concurrency for the scan.
 	Waves map[int32]int `json:"w,omitempty"`
+}
+
+// JobUnderway says whether a job in state s has not ended yet: the instance is being
+// snapshotted, patched or restored (or waits its turn), so a scan of it now would read a
+// machine in the middle of a change.
+func JobUnderway(s typesv1.JobState) bool {
+	switch s {
+	case typesv1.JobState_JOB_STATE_PENDING, typesv1.JobState_JOB_STATE_SNAPSHOTTING,
+		typesv1.JobState_JOB_STATE_INSTALLING, typesv1.JobState_JOB_STATE_RESTORING:
+		return true
+	}
+	return false
 }

@@ -283,7 +283,7 @@ func (s *GRPCServer) RequestScan(ctx context.Context, req *reportingv1.RequestSc
 	if err != nil {
 		return nil, grpcerr.ToStatus(err)
 	}
-	return &reportingv1.RequestScanResponse{ScanId: p.ScanID, Instances: int32(p.Instances), Chunks: int32(p.Chunks), Unlocated: int32(p.Unlocated)}, nil
+	return &reportingv1.RequestScanResponse{ScanId: p.ScanID, Instances: int32(p.Instances), Chunks: int32(p.Chunks), Unlocated: int32(p.Unlocated), InRun: int32(p.InRun)}, nil
 }
 
 func checkFormat(f string) error {

@@ -2270,9 +2270,12 @@ type RequestScanResponse struct {
 	ScanId string                 `protobuf:"bytes,1,opt,name=scan_id,json=scanId,proto3" json:"scan_id,omitempty"`
 	// Instances asked to be scanned, in chunks of at most 50; unlocated ones could not be (no
 	// run named their account and region, or no baseline applies to them).
-	Instances     int32 `protobuf:"varint,2,opt,name=instances,proto3" json:"instances,omitempty"`
-	Chunks        int32 `protobuf:"varint,3,opt,name=chunks,proto3" json:"chunks,omitempty"`
-	Unlocated     int32 `protobuf:"varint,4,opt,name=unlocated,proto3" json:"unlocated,omitempty"`
+	Instances int32 `protobuf:"varint,2,opt,name=instances,proto3" json:"instances,omitempty"`
+	Chunks    int32 `protobuf:"varint,3,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	Unlocated int32 `protobuf:"varint,4,opt,name=unlocated,proto3" json:"unlocated,omitempty"`
+	// Instances left out because their job in a run still in progress has not ended: that
+	// job's outcome assesses them.
+	InRun         int32 `protobuf:"varint,5,opt,name=in_run,json=inRun,proto3" json:"in_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2331,6 +2334,13 @@ func (x *RequestScanResponse) GetChunks() int32 {
 func (x *RequestScanResponse) GetUnlocated() int32 {
 	if x != nil {
 		return x.Unlocated
+	}
+	return 0
+}
+
+func (x *RequestScanResponse) GetInRun() int32 {
+	if x != nil {
+		return x.InRun
 	}
 	return 0
 }
@@ -2525,12 +2535,13 @@ const file_patchwave_reporting_v1_reporting_proto_rawDesc = "" +
 	"\x12RequestScanRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"\x82\x01\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"\x99\x01\n" +
 	"\x13RequestScanResponse\x12\x17\n" +
 	"\ascan_id\x18\x01 \x01(\tR\x06scanId\x12\x1c\n" +
 	"\tinstances\x18\x02 \x01(\x05R\tinstances\x12\x16\n" +
 	"\x06chunks\x18\x03 \x01(\x05R\x06chunks\x12\x1c\n" +
-	"\tunlocated\x18\x04 \x01(\x05R\tunlocated2\xd7\f\n" +
+	"\tunlocated\x18\x04 \x01(\x05R\tunlocated\x12\x15\n" +
+	"\x06in_run\x18\x05 \x01(\x05R\x05inRun2\xd7\f\n" +
 	"\x10ReportingService\x12\x88\x01\n" +
 	"\rGetCompliance\x12,.patchwave.reporting.v1.GetComplianceRequest\x1a-.patchwave.reporting.v1.GetComplianceResponse\"\x1a\xf2\xa4\x19\x16\n" +
 	"\freports.read\x12\x06tenant\x12\x94\x01\n" +
