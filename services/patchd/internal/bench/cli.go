@@ -15,6 +15,10 @@ import (
 
 // Main parses patchbench's flags and runs the bench.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if spec := os.Getenv(childEnv); spec != "" {
+		// Started by a bench with -cloudsim-process: this process is its emulator.
+		return runChild(spec, os.Stdin, stdout)
+	}
 	fs := flag.NewFlagSet("patchbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -26,6 +30,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		dataDir     = fs.String("data-dir", "", "patchd's data directory, empty or absent (default: a temporary directory, removed afterwards)")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the waves to this file (go tool pprof -top <file>)")
 		memProfile  = fs.String("memprofile", "", "write an allocation profile (all allocations since start) to this file at the end (go tool pprof -sample_index=alloc_space -top <file>)")
+		heapProfile = fs.String("heapprofile", "", "write a heap profile taken when the waves ended, before the floor, to this file (go tool pprof -sample_index=inuse_space -top <file>)")
+		cloudProc   = fs.Bool("cloudsim-process", false, "run cloudsim in a process of its own, so patchd's peak RSS is measured without the emulator (whose own peak RSS is printed beside); default in-process, as patchd runs it")
 		floorRuns   = fs.Int("floor-runs", 3, "how many times the raw JetStream floor runs (the fastest counts)")
 		timeout     = fs.Duration("timeout", 30*time.Minute, "give up on a wave after this long")
 		logLevel    = fs.String("log-level", "error", "patchd's log level: debug, info, warn, error")
@@ -40,7 +46,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := Config{
 		Instances: *instances, Waves: *waves, MaxConcurrency: *concurrency, FailureRate: *failureRate,
 		PollInterval: *poll, DataDir: *dataDir, Out: stdout, Timeout: *timeout, FloorRuns: *floorRuns,
-		Logger: obs.NewLogger(stderr, "patchd", level),
+		Logger: obs.NewLogger(stderr, "patchd", level), CloudProcess: *cloudProc, Stderr: stderr,
 	}
 	if cfg.DataDir == "" {
 		dir, err := os.MkdirTemp("", "patchbench-")
@@ -57,6 +63,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer func() { _ = f.Close() }()
 		cfg.CPUProfile = f
+	}
+	if *heapProfile != "" {
+		f, err := os.Create(*heapProfile)
+		if err != nil {
+			return fmt.Errorf("-heapprofile: %w", err)
+		}
+		defer func() { _ = f.Close() }()
+		cfg.HeapProfile = f
 	}
 	_, err := Run(ctx, cfg)
 	if err == nil && *memProfile != "" {
