@@ -81,6 +81,9 @@ type Config struct {
 	CloudProcess bool
 	// Stderr receives the emulator process's log. Optional, default discards.
 	Stderr io.Writer
+	// MemoryLimit is the soft memory limit the process runs with, for the report (the caller
+	// sets it: patchd.SetMemoryLimit). Optional.
+	MemoryLimit int64
 }
 
 // MaxInstances bounds the instances of one wave (the emulator's ceiling).
@@ -277,8 +280,12 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 	if cfg.CloudProcess {
 		where = "in its own process"
 	}
-	fmt.Fprintf(cfg.Out, "patchbench: %d wave(s) of %d instances, max concurrency %d, failure rate %g, cloudsim at zero latency (%s)\n",
-		cfg.Waves, cfg.Instances, cfg.MaxConcurrency, cfg.FailureRate, where)
+	limit := "none"
+	if cfg.MemoryLimit > 0 && cfg.MemoryLimit < math.MaxInt64 {
+		limit = fmt.Sprintf("%d MiB", cfg.MemoryLimit>>20)
+	}
+	fmt.Fprintf(cfg.Out, "patchbench: %d wave(s) of %d instances, max concurrency %d, failure rate %g, cloudsim at zero latency (%s), memory limit %s\n",
+		cfg.Waves, cfg.Instances, cfg.MaxConcurrency, cfg.FailureRate, where, limit)
 	sess, err := demo.Prepare(ctx, demo.Config{
 		BaseURL: d.URL(), Key: d.OperatorKey(), Tenant: Tenant, Waves: cfg.Waves, CycleID: "bench", Out: io.Discard,
 		Policy: func(int) *typesv1.RolloutPolicy {

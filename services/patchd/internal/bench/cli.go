@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/patchwave/patchwave/libs/obs"
+	"github.com/patchwave/patchwave/services/patchd"
 )
 
 // Main parses patchbench's flags and runs the bench.
@@ -35,9 +36,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		floorRuns   = fs.Int("floor-runs", 3, "how many times the raw JetStream floor runs (the fastest counts)")
 		timeout     = fs.Duration("timeout", 30*time.Minute, "give up on a wave after this long")
 		logLevel    = fs.String("log-level", "error", "patchd's log level: debug, info, warn, error")
+		memLimit    = fs.String("memory-limit", "", "the process's soft memory limit, as patchd's -memory-limit (e.g. 768MiB, off; default GOMEMLIMIT, else patchd's default)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	limit, err := patchd.SetMemoryLimit(*memLimit)
+	if err != nil {
+		return fmt.Errorf("-memory-limit: %w", err)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -46,7 +52,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := Config{
 		Instances: *instances, Waves: *waves, MaxConcurrency: *concurrency, FailureRate: *failureRate,
 		PollInterval: *poll, DataDir: *dataDir, Out: stdout, Timeout: *timeout, FloorRuns: *floorRuns,
-		Logger: obs.NewLogger(stderr, "patchd", level), CloudProcess: *cloudProc, Stderr: stderr,
+		Logger: obs.NewLogger(stderr, "patchd", level), CloudProcess: *cloudProc, Stderr: stderr, MemoryLimit: limit,
 	}
 	if cfg.DataDir == "" {
 		dir, err := os.MkdirTemp("", "patchbench-")
@@ -72,7 +78,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer func() { _ = f.Close() }()
 		cfg.HeapProfile = f
 	}
-	_, err := Run(ctx, cfg)
+	_, err = Run(ctx, cfg)
 	if err == nil && *memProfile != "" {
 		f, ferr := os.Create(*memProfile)
 		if ferr != nil {

@@ -100,8 +100,8 @@ func (c *controller) untrack(tenant, runID string) {
 	c.mu.Unlock()
 }
 
-// released records a job.requested seen by the projection.
-func (c *controller) released(tenant, runID, instanceID string) {
+// released records a job.requested seen by the projection (index is the job's position).
+func (c *controller) released(tenant, runID, instanceID string, index int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cr := c.runs[tenant+"/"+runID]
@@ -112,7 +112,7 @@ func (c *controller) released(tenant, runID, instanceID string) {
 		cr.lateIDs = append(cr.lateIDs, instanceID)
 		return
 	}
-	if p, ok := cr.m.pos[instanceID]; ok {
+	if p := cr.m.position(instanceID, index); p >= 0 {
 		cr.mark(p)
 	}
 }
@@ -283,7 +283,7 @@ func (a *Application) release(ctx context.Context, cr *ctlRun, r domain.Run, tar
 	}
 	a.ctl.mu.Lock()
 	var positions []int
-	for p := cr.cursor; p < min(target, len(m.eligible)); p++ {
+	for p := cr.cursor; p < min(target, m.size()); p++ {
 		if !cr.requested[p] {
 			positions = append(positions, p)
 		}
@@ -303,18 +303,19 @@ func (a *Application) release(ctx context.Context, cr *ctlRun, r domain.Run, tar
 	now := a.clock().UTC()
 	evs := make([]*events.Event, 0, len(positions))
 	for _, p := range positions {
-		mem := m.eligible[p]
-		pin, ok := pins[mem.GetOsFamily()]
+		i := m.eligible[p]
+		id, family := m.all[i].id, m.family(i)
+		pin, ok := pins[family]
 		if !ok && len(r.Detail.Pins) == 0 {
 			pin = domain.Pin{BaselineID: r.BaselineID} // a run from before pins: its one baseline
 		}
-		job, err := events.New(r.Tenant, r.ID+"/"+mem.GetInstanceId(), &eventsv1.JobRequested{
-			Tenant: r.Tenant, RunId: r.ID, Wave: r.Wave, InstanceId: mem.GetInstanceId(),
-			BaselineId: pin.BaselineID, PatchIds: pin.PatchIDs, Location: mem.GetLocation(), Policy: policy,
-			OsFamily: mem.GetOsFamily(), Index: int32(p),
+		job, err := events.New(r.Tenant, r.ID+"/"+id, &eventsv1.JobRequested{
+			Tenant: r.Tenant, RunId: r.ID, Wave: r.Wave, InstanceId: id,
+			BaselineId: pin.BaselineID, PatchIds: pin.PatchIDs, Location: m.location(i), Policy: policy,
+			OsFamily: family, Index: int32(p),
 		})
 		if err != nil {
-			return fmt.Errorf("run %s: job for instance %q: %w", r.ID, mem.GetInstanceId(), err)
+			return fmt.Errorf("run %s: job for instance %q: %w", r.ID, id, err)
 		}
 		job.Time = now
 		evs = append(evs, job)
@@ -346,9 +347,14 @@ func (a *Application) loadRequested(ctx context.Context, cr *ctlRun, r domain.Ru
 	}
 	a.ctl.mu.Lock()
 	defer a.ctl.mu.Unlock()
-	cr.requested, cr.m = make([]bool, len(m.eligible)), m
+	cr.requested, cr.m = make([]bool, m.size()), m
+	// The released instances, found by one pass over the membership (no index of it kept).
+	released := make(map[string]struct{}, len(ids)+len(cr.lateIDs))
 	for _, id := range append(ids, cr.lateIDs...) {
-		if p, ok := m.pos[id]; ok {
+		released[id] = struct{}{}
+	}
+	for p := range m.size() {
+		if _, ok := released[m.eligibleID(p)]; ok {
 			cr.mark(p)
 		}
 	}
