@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -62,8 +61,8 @@ type Config struct {
 	PollInterval time.Duration
 	// CPUProfile, if set, receives a CPU profile of the waves (not of the setup or the floor).
 	CPUProfile io.Writer
-	// HeapProfile, if set, receives a heap profile taken when the waves ended (after a GC),
-	// before the floor: what every component keeps.
+	// HeapProfile, if set, receives a heap profile taken when the live heap was at its largest
+	// during the waves (sampled every second).
 	HeapProfile io.Writer
 	// Out receives the report; its last line is Result.Line. Required.
 	Out io.Writer
@@ -164,6 +163,10 @@ type Result struct {
 	PeakRSSMiB, PeakRSSFloorMiB float64
 	// CloudRSSMiB is the emulator process's peak resident set (CloudProcess only).
 	CloudRSSMiB float64
+	// PeakLiveMiB is the largest live heap a GC left during the waves (sampled every
+	// second) and EndLiveMiB the live heap after a GC when they ended: what patchd (and an
+	// in-process emulator) keeps.
+	PeakLiveMiB, EndLiveMiB float64
 }
 
 // Ratio is Wall over the floor's wall time.
@@ -288,6 +291,9 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 		cfg.Waves, cfg.Instances, cfg.MaxConcurrency, cfg.FailureRate, where, limit)
 	sess, err := demo.Prepare(ctx, demo.Config{
 		BaseURL: d.URL(), Key: d.OperatorKey(), Tenant: Tenant, Waves: cfg.Waves, CycleID: "bench", Out: io.Discard,
+		// StartRun discovers the whole wave before it answers: about 30 s at 100,000 instances on
+		// a quiet machine, minutes on a loaded one.
+		Client: &http.Client{Timeout: 15 * time.Minute},
 		Policy: func(int) *typesv1.RolloutPolicy {
 			return &typesv1.RolloutPolicy{
 				MaxConcurrency: &typesv1.Amount{Value: &typesv1.Amount_Count{Count: int32(cfg.MaxConcurrency)}},
@@ -321,6 +327,7 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 	if err := cs.resetStats(ctx); err != nil {
 		return nil, err
 	}
+	heap := watchHeap(ctx, cfg.HeapProfile != nil)
 	cpu0 := cpuTime()
 	for wave := 1; wave <= cfg.Waves; wave++ {
 		r, stages, events, wall, err := runWave(ctx, cfg, sess, stream, w, wave)
@@ -356,10 +363,9 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 			return nil, err
 		}
 	}
+	res.PeakLiveMiB, res.EndLiveMiB = heap.stop()
 	if cfg.HeapProfile != nil {
-		// The heap as the waves left it: the state every component keeps per instance.
-		runtime.GC()
-		if err := pprof.Lookup("heap").WriteTo(cfg.HeapProfile, 0); err != nil {
+		if _, err := cfg.HeapProfile.Write(heap.profile()); err != nil {
 			return nil, fmt.Errorf("heap profile: %w", err)
 		}
 	}
@@ -640,6 +646,7 @@ func report(out io.Writer, res *Result, perInstance float64, stages int) {
 	fmt.Fprintf(out, "cpu        waves %.2fs, floor %.2fs (user+system of the process; ratio %.2f)\n",
 		res.CPU.Seconds(), res.FloorCPU.Seconds(), res.CPU.Seconds()/max(res.FloorCPU.Seconds(), 1e-9))
 	fmt.Fprintf(out, "ratio      %.2f\n", res.Ratio())
+	fmt.Fprintf(out, "live heap  %.0f MiB at most during the waves, %.0f MiB when they ended (after a GC)\n", res.PeakLiveMiB, res.EndLiveMiB)
 	fmt.Fprintf(out, "peak rss   %.0f MiB patchd during the waves (%.0f MiB with the floor after them)", res.PeakRSSMiB, res.PeakRSSFloorMiB)
 	if res.CloudRSSMiB > 0 {
 		fmt.Fprintf(out, ", cloudsim's process %.0f MiB", res.CloudRSSMiB)

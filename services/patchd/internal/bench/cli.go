@@ -36,10 +36,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		floorRuns   = fs.Int("floor-runs", 3, "how many times the raw JetStream floor runs (the fastest counts)")
 		timeout     = fs.Duration("timeout", 30*time.Minute, "give up on a wave after this long")
 		logLevel    = fs.String("log-level", "error", "patchd's log level: debug, info, warn, error")
-		memLimit    = fs.String("memory-limit", "", "the process's soft memory limit, as patchd's -memory-limit (e.g. 768MiB, off; default GOMEMLIMIT, else patchd's default)")
+		memLimit    = fs.String("memory-limit", "", "the process's soft memory limit, as patchd's -memory-limit (e.g. 768MiB, off; default GOMEMLIMIT, else patchd's default with -cloudsim-process and off without: the emulator's fleet is then live heap of the same process)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *memLimit == "" && !*cloudProc && os.Getenv("GOMEMLIMIT") == "" {
+		// The emulator's fleet is live heap of this process too: no fixed limit fits it.
+		*memLimit = "off"
 	}
 	limit, err := patchd.SetMemoryLimit(*memLimit)
 	if err != nil {
