@@ -426,6 +426,13 @@ func runWave(ctx context.Context, cfg Config, sess *demo.Session, stream jetstre
 			done = id == r.GetRunId()
 		case <-tick.C:
 			got, err := sess.GetRun(ctx, r.GetRunId())
+			var apiErr *demo.APIError
+			if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+				// StartRun answers once the run is published; the scheduler's read model
+				// may not have applied it yet (100 membership chunks at 100,000 instances).
+				fmt.Fprintf(cfg.Out, "  %5.1fs: run not in the scheduler's read model yet\n", time.Since(start).Seconds())
+				continue
+			}
 			if err != nil {
 				return nil, nil, 0, 0, err
 			}

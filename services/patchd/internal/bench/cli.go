@@ -16,9 +16,8 @@ import (
 
 // Main parses patchbench's flags and runs the bench.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if spec := os.Getenv(childEnv); spec != "" {
-		// Started by a bench with -cloudsim-process: this process is its emulator.
-		return runChild(spec, os.Stdin, stdout)
+	if ran, err := Child(stdout); ran {
+		return err
 	}
 	fs := flag.NewFlagSet("patchbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)

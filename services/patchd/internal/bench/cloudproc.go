@@ -34,6 +34,17 @@ type childConfig struct {
 	FailureRate float64 `json:"failure_rate"`
 }
 
+// Child runs the emulator and returns true when this process was started as a bench's
+// emulator (Config.CloudProcess), false at once otherwise. Main calls it first; a test binary
+// running benches with CloudProcess calls it from its TestMain.
+func Child(stdout io.Writer) (bool, error) {
+	spec := os.Getenv(childEnv)
+	if spec == "" {
+		return false, nil
+	}
+	return true, runChild(spec, os.Stdin, stdout)
+}
+
 // runChild is the child's main: cloudsim until stdin closes.
 func runChild(spec string, stdin io.Reader, stdout io.Writer) error {
 	var c childConfig
