@@ -1,6 +1,7 @@
 package bench_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"regexp"
@@ -17,7 +18,7 @@ import (
 // TestMain lets this test binary be the emulator process of a bench with CloudProcess (the
 // bench starts its own executable again for it).
 func TestMain(m *testing.M) {
-	if ran, err := bench.Child(os.Stdout); ran {
+	if ran, err := bench.Child(context.Background(), os.Stdout); ran {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "cloudsim child:", err)
 			os.Exit(1)

@@ -16,7 +16,7 @@ import (
 
 // Main parses patchbench's flags and runs the bench.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if ran, err := Child(stdout); ran {
+	if ran, err := Child(ctx, stdout); ran {
 		return err
 	}
 	fs := flag.NewFlagSet("patchbench", flag.ContinueOnError)

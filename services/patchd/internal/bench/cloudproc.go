@@ -37,16 +37,16 @@ type childConfig struct {
 // Child runs the emulator and returns true when this process was started as a bench's
 // emulator (Config.CloudProcess), false at once otherwise. Main calls it first; a test binary
 // running benches with CloudProcess calls it from its TestMain.
-func Child(stdout io.Writer) (bool, error) {
+func Child(ctx context.Context, stdout io.Writer) (bool, error) {
 	spec := os.Getenv(childEnv)
 	if spec == "" {
 		return false, nil
 	}
-	return true, runChild(spec, os.Stdin, stdout)
+	return true, runChild(ctx, spec, os.Stdin, stdout)
 }
 
-// runChild is the child's main: cloudsim until stdin closes.
-func runChild(spec string, stdin io.Reader, stdout io.Writer) error {
+// runChild is the child's main: cloudsim until stdin closes or ctx is done (a signal).
+func runChild(ctx context.Context, spec string, stdin io.Reader, stdout io.Writer) error {
 	var c childConfig
 	if err := json.Unmarshal([]byte(spec), &c); err != nil {
 		return fmt.Errorf("%s: %w", childEnv, err)
@@ -62,7 +62,12 @@ func runChild(spec string, stdin io.Reader, stdout io.Writer) error {
 	key, secret := srv.ProviderCredentials()
 	err = json.NewEncoder(stdout).Encode(cloud.Remote{Endpoint: srv.URL(), AccessKeyID: key, SecretAccessKey: secret, Accounts: srv.Accounts()})
 	if err == nil {
-		_, _ = io.Copy(io.Discard, stdin)
+		closed := make(chan struct{})
+		go func() { _, _ = io.Copy(io.Discard, stdin); close(closed) }()
+		select {
+		case <-closed:
+		case <-ctx.Done():
+		}
 	}
 	return errors.Join(err, srv.Close())
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -271,8 +272,14 @@ func (a *Application) step(ctx context.Context, cr *ctlRun) error {
 	return nil
 }
 
-// release publishes a JobRequested for every position below target not known released, in one
-// Publish (the bus sends them asynchronously in windows).
+// releaseBatch is the most JobRequested events built and published at once: a release of a
+// whole 100,000-instance wave (no concurrency limit) holds one batch of encoded events in
+// memory at a time, not the wave's.
+const releaseBatch = 1000
+
+// release publishes a JobRequested for every position below target not known released, in
+// Publish calls of releaseBatch events (the bus sends each asynchronously in windows); the
+// positions of each published batch are marked before the next is built.
 func (a *Application) release(ctx context.Context, cr *ctlRun, r domain.Run, target int) error {
 	m, err := a.members(ctx, r)
 	if err != nil {
@@ -301,34 +308,36 @@ func (a *Application) release(ctx context.Context, cr *ctlRun, r domain.Run, tar
 		pins[p.OSFamily] = p
 	}
 	now := a.clock().UTC()
-	evs := make([]*events.Event, 0, len(positions))
-	for _, p := range positions {
-		i := m.eligible[p]
-		id, family := m.all[i].id, m.family(i)
-		pin, ok := pins[family]
-		if !ok && len(r.Detail.Pins) == 0 {
-			pin = domain.Pin{BaselineID: r.BaselineID} // a run from before pins: its one baseline
+	for batch := range slices.Chunk(positions, releaseBatch) {
+		evs := make([]*events.Event, 0, len(batch))
+		for _, p := range batch {
+			i := m.eligible[p]
+			id, family := m.all[i].id, m.family(i)
+			pin, ok := pins[family]
+			if !ok && len(r.Detail.Pins) == 0 {
+				pin = domain.Pin{BaselineID: r.BaselineID} // a run from before pins: its one baseline
+			}
+			job, err := events.New(r.Tenant, r.ID+"/"+id, &eventsv1.JobRequested{
+				Tenant: r.Tenant, RunId: r.ID, Wave: r.Wave, InstanceId: id,
+				BaselineId: pin.BaselineID, PatchIds: pin.PatchIDs, Location: m.location(i), Policy: policy,
+				OsFamily: family, Index: int32(p),
+			})
+			if err != nil {
+				return fmt.Errorf("run %s: job for instance %q: %w", r.ID, id, err)
+			}
+			job.Time = now
+			evs = append(evs, job)
 		}
-		job, err := events.New(r.Tenant, r.ID+"/"+id, &eventsv1.JobRequested{
-			Tenant: r.Tenant, RunId: r.ID, Wave: r.Wave, InstanceId: id,
-			BaselineId: pin.BaselineID, PatchIds: pin.PatchIDs, Location: m.location(i), Policy: policy,
-			OsFamily: family, Index: int32(p),
-		})
-		if err != nil {
-			return fmt.Errorf("run %s: job for instance %q: %w", r.ID, id, err)
+		if err := a.publish(ctx, evs...); err != nil {
+			return fmt.Errorf("release %d jobs of run %s: %w", len(evs), r.ID, err)
 		}
-		job.Time = now
-		evs = append(evs, job)
+		a.ctl.mu.Lock()
+		for _, p := range batch {
+			cr.mark(p)
+		}
+		a.ctl.mu.Unlock()
+		a.log.DebugContext(ctx, "jobs released", "tenant", r.Tenant, "run_id", r.ID, "jobs", len(evs), "target", target)
 	}
-	if err := a.publish(ctx, evs...); err != nil {
-		return fmt.Errorf("release %d jobs of run %s: %w", len(evs), r.ID, err)
-	}
-	a.ctl.mu.Lock()
-	for _, p := range positions {
-		cr.mark(p)
-	}
-	a.ctl.mu.Unlock()
-	a.log.DebugContext(ctx, "jobs released", "tenant", r.Tenant, "run_id", r.ID, "jobs", len(evs), "target", target)
 	return nil
 }
 
