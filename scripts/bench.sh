@@ -2,8 +2,10 @@
 # Runs patchbench once per size in BENCH_INSTANCES (default 10000; a list such as "10000 20000"
 # runs each, one after the other, each in a fresh process) and, with more than one size, prints
 # how the wall time grew from the first size to each next one. BENCH_FLAGS passes more flags
-# (e.g. "-waves 2 -max-concurrency 5000 -cpuprofile /tmp/cpu.prof"). It measures and never fails
-# on time: it fails only when a run does not complete.
+# (e.g. "-waves 2 -max-concurrency 5000 -cpuprofile /tmp/cpu.prof", or "-cloudsim-process" to
+# run the emulator in a process of its own, so patchd's peak RSS is measured without it and
+# the last line adds cloudsim_rss_mib=). It measures and never fails on time: it fails only
+# when a run does not complete.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${GO:=go}"

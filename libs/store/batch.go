@@ -30,12 +30,12 @@ func (m *Memory) GetMany(_ context.Context, keys []string) ([][]byte, []bool, er
 	values, found := make([][]byte, len(keys)), make([]bool, len(keys))
 	err := m.read(func() error {
 		for i, k := range keys {
-			v, err := m.lookup(k, kindString)
+			v, ok, err := m.str(k)
 			if err != nil {
 				return err
 			}
-			if v != nil {
-				values[i], found[i] = cloneBytes(v.str), true
+			if ok {
+				values[i], found[i] = []byte(v), true
 			}
 		}
 		return nil

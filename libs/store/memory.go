@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"iter"
 	"maps"
 	"math"
 	"slices"
@@ -12,9 +13,15 @@ import (
 
 // Memory is an in-process Store for patchd and tests. The zero value is not
 // usable; create one with NewMemory. It is safe for concurrent use.
+//
+// It holds a key in one map per kind, values as Go strings: a key costs its map
+// slot and its bytes, with no per-key header, so patchd's read models and marks
+// (millions of keys at 100,000 instances) stay compact.
 type Memory struct {
 	mu     sync.RWMutex
-	data   map[string]*memValue
+	strs   map[string]string
+	sets   map[string]map[string]struct{}
+	hashes map[string]map[string]string
 	closed bool
 }
 
@@ -29,7 +36,7 @@ const (
 	kindHash
 )
 
-// memValue holds one key's value; only the field matching kind is used.
+// memValue is one key's value as a Batch keeps it; only the field matching kind is used.
 type memValue struct {
 	kind kind
 	str  []byte
@@ -40,7 +47,7 @@ type memValue struct {
 // NewMemory returns an empty in-memory store. Every Memory is its own
 // namespace; to share one between several users, wrap it with Prefixed.
 func NewMemory() *Memory {
-	return &Memory{data: make(map[string]*memValue)}
+	return &Memory{strs: map[string]string{}, sets: map[string]map[string]struct{}{}, hashes: map[string]map[string]string{}}
 }
 
 // read runs f under the read lock, failing when the store is closed.
@@ -63,26 +70,52 @@ func (m *Memory) write(f func() error) error {
 	return f()
 }
 
-// lookup returns the value at key if it holds k; absent keys return nil.
-func (m *Memory) lookup(key string, k kind) (*memValue, error) {
-	v, ok := m.data[key]
-	if !ok {
-		return nil, nil
+// kindOf returns the kind key holds, 0 when it is absent; the lock is held.
+func (m *Memory) kindOf(key string) kind {
+	if _, ok := m.strs[key]; ok {
+		return kindString
 	}
-	if v.kind != k {
-		return nil, ErrWrongType
+	if _, ok := m.sets[key]; ok {
+		return kindSet
 	}
-	return v, nil
+	if _, ok := m.hashes[key]; ok {
+		return kindHash
+	}
+	return 0
+}
+
+// check fails with ErrWrongType when key holds another kind than k; the lock is held.
+func (m *Memory) check(key string, k kind) error {
+	if got := m.kindOf(key); got != 0 && got != k {
+		return ErrWrongType
+	}
+	return nil
+}
+
+// str returns the string at key; the lock is held.
+func (m *Memory) str(key string) (string, bool, error) {
+	if err := m.check(key, kindString); err != nil {
+		return "", false, err
+	}
+	v, ok := m.strs[key]
+	return v, ok, nil
+}
+
+// drop removes key whatever it holds; the lock is held.
+func (m *Memory) drop(key string) {
+	delete(m.strs, key)
+	delete(m.sets, key)
+	delete(m.hashes, key)
 }
 
 // Get implements Store.
 func (m *Memory) Get(_ context.Context, key string) (value []byte, found bool, err error) {
 	err = m.read(func() error {
-		v, err := m.lookup(key, kindString)
-		if err != nil || v == nil {
+		v, ok, err := m.str(key)
+		if err != nil || !ok {
 			return err
 		}
-		value, found = cloneBytes(v.str), true
+		value, found = append(make([]byte, 0, len(v)), v...), true
 		return nil
 	})
 	return value, found, err
@@ -91,7 +124,8 @@ func (m *Memory) Get(_ context.Context, key string) (value []byte, found bool, e
 // Set implements Store.
 func (m *Memory) Set(_ context.Context, key string, value []byte) error {
 	return m.write(func() error {
-		m.data[key] = &memValue{kind: kindString, str: cloneBytes(value)}
+		m.drop(key)
+		m.strs[key] = string(value)
 		return nil
 	})
 }
@@ -99,10 +133,10 @@ func (m *Memory) Set(_ context.Context, key string, value []byte) error {
 // SetNX implements Store.
 func (m *Memory) SetNX(_ context.Context, key string, value []byte) (set bool, err error) {
 	err = m.write(func() error {
-		if _, ok := m.data[key]; ok {
+		if m.kindOf(key) != 0 {
 			return nil
 		}
-		m.data[key] = &memValue{kind: kindString, str: cloneBytes(value)}
+		m.strs[key] = string(value)
 		set = true
 		return nil
 	})
@@ -113,7 +147,7 @@ func (m *Memory) SetNX(_ context.Context, key string, value []byte) (set bool, e
 func (m *Memory) Delete(_ context.Context, keys ...string) error {
 	return m.write(func() error {
 		for _, k := range keys {
-			delete(m.data, k)
+			m.drop(k)
 		}
 		return nil
 	})
@@ -122,17 +156,17 @@ func (m *Memory) Delete(_ context.Context, keys ...string) error {
 // SAdd implements Store.
 func (m *Memory) SAdd(_ context.Context, key string, members ...string) (added int, err error) {
 	err = m.write(func() error {
-		v, err := m.lookup(key, kindSet)
-		if err != nil || len(members) == 0 {
+		if err := m.check(key, kindSet); err != nil || len(members) == 0 {
 			return err
 		}
-		if v == nil {
-			v = &memValue{kind: kindSet, set: make(map[string]struct{}, len(members))}
-			m.data[key] = v
+		set := m.sets[key]
+		if set == nil {
+			set = make(map[string]struct{}, len(members))
+			m.sets[key] = set
 		}
 		for _, mem := range members {
-			if _, ok := v.set[mem]; !ok {
-				v.set[mem] = struct{}{}
+			if _, ok := set[mem]; !ok {
+				set[mem] = struct{}{}
 				added++
 			}
 		}
@@ -144,18 +178,18 @@ func (m *Memory) SAdd(_ context.Context, key string, members ...string) (added i
 // SRem implements Store.
 func (m *Memory) SRem(_ context.Context, key string, members ...string) (removed int, err error) {
 	err = m.write(func() error {
-		v, err := m.lookup(key, kindSet)
-		if err != nil || v == nil {
+		if err := m.check(key, kindSet); err != nil {
 			return err
 		}
+		set := m.sets[key]
 		for _, mem := range members {
-			if _, ok := v.set[mem]; ok {
-				delete(v.set, mem)
+			if _, ok := set[mem]; ok {
+				delete(set, mem)
 				removed++
 			}
 		}
-		if len(v.set) == 0 {
-			delete(m.data, key)
+		if set != nil && len(set) == 0 {
+			delete(m.sets, key)
 		}
 		return nil
 	})
@@ -165,13 +199,12 @@ func (m *Memory) SRem(_ context.Context, key string, members ...string) (removed
 // SMembers implements Store.
 func (m *Memory) SMembers(_ context.Context, key string) (members []string, err error) {
 	err = m.read(func() error {
-		v, err := m.lookup(key, kindSet)
-		if err != nil {
+		if err := m.check(key, kindSet); err != nil {
 			return err
 		}
-		members = []string{}
-		if v != nil {
-			members = slices.Sorted(maps.Keys(v.set))
+		members = slices.Sorted(maps.Keys(m.sets[key]))
+		if members == nil {
+			members = []string{}
 		}
 		return nil
 	})
@@ -181,11 +214,10 @@ func (m *Memory) SMembers(_ context.Context, key string) (members []string, err 
 // SIsMember implements Store.
 func (m *Memory) SIsMember(_ context.Context, key, member string) (is bool, err error) {
 	err = m.read(func() error {
-		v, err := m.lookup(key, kindSet)
-		if err != nil || v == nil {
+		if err := m.check(key, kindSet); err != nil {
 			return err
 		}
-		_, is = v.set[member]
+		_, is = m.sets[key][member]
 		return nil
 	})
 	return is, err
@@ -194,11 +226,10 @@ func (m *Memory) SIsMember(_ context.Context, key, member string) (is bool, err 
 // SCard implements Store.
 func (m *Memory) SCard(_ context.Context, key string) (n int, err error) {
 	err = m.read(func() error {
-		v, err := m.lookup(key, kindSet)
-		if err != nil || v == nil {
+		if err := m.check(key, kindSet); err != nil {
 			return err
 		}
-		n = len(v.set)
+		n = len(m.sets[key])
 		return nil
 	})
 	return n, err
@@ -207,16 +238,16 @@ func (m *Memory) SCard(_ context.Context, key string) (n int, err error) {
 // HSet implements Store.
 func (m *Memory) HSet(_ context.Context, key string, fields map[string][]byte) error {
 	return m.write(func() error {
-		v, err := m.lookup(key, kindHash)
-		if err != nil || len(fields) == 0 {
+		if err := m.check(key, kindHash); err != nil || len(fields) == 0 {
 			return err
 		}
-		if v == nil {
-			v = &memValue{kind: kindHash, hash: make(map[string][]byte, len(fields))}
-			m.data[key] = v
+		h := m.hashes[key]
+		if h == nil {
+			h = make(map[string]string, len(fields))
+			m.hashes[key] = h
 		}
 		for f, val := range fields {
-			v.hash[f] = cloneBytes(val)
+			h[f] = string(val)
 		}
 		return nil
 	})
@@ -225,15 +256,13 @@ func (m *Memory) HSet(_ context.Context, key string, fields map[string][]byte) e
 // HGetAll implements Store.
 func (m *Memory) HGetAll(_ context.Context, key string) (fields map[string][]byte, err error) {
 	err = m.read(func() error {
-		v, err := m.lookup(key, kindHash)
-		if err != nil {
+		if err := m.check(key, kindHash); err != nil {
 			return err
 		}
-		fields = make(map[string][]byte)
-		if v != nil {
-			for f, val := range v.hash {
-				fields[f] = cloneBytes(val)
-			}
+		h := m.hashes[key]
+		fields = make(map[string][]byte, len(h))
+		for f, val := range h {
+			fields[f] = append(make([]byte, 0, len(val)), val...)
 		}
 		return nil
 	})
@@ -243,13 +272,13 @@ func (m *Memory) HGetAll(_ context.Context, key string) (fields map[string][]byt
 // IncrBy implements Store.
 func (m *Memory) IncrBy(_ context.Context, key string, n int64) (result int64, err error) {
 	err = m.write(func() error {
-		v, err := m.lookup(key, kindString)
+		v, ok, err := m.str(key)
 		if err != nil {
 			return err
 		}
 		var cur int64
-		if v != nil {
-			cur, err = parseRedisInt(v.str)
+		if ok {
+			cur, err = parseRedisInt(v)
 			if err != nil {
 				return err
 			}
@@ -258,7 +287,7 @@ func (m *Memory) IncrBy(_ context.Context, key string, n int64) (result int64, e
 			return ErrNotInteger
 		}
 		result = cur + n
-		m.data[key] = &memValue{kind: kindString, str: strconv.AppendInt(nil, result, 10)}
+		m.strs[key] = strconv.FormatInt(result, 10)
 		return nil
 	})
 	return result, err
@@ -266,8 +295,7 @@ func (m *Memory) IncrBy(_ context.Context, key string, n int64) (result int64, e
 
 // parseRedisInt parses a value the way Redis's INCRBY does: a plain decimal
 // integer with no spaces and no leading plus sign or zeros.
-func parseRedisInt(b []byte) (int64, error) {
-	s := string(b)
+func parseRedisInt(s string) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || strconv.FormatInt(n, 10) != s {
 		return 0, ErrNotInteger
@@ -279,7 +307,7 @@ func parseRedisInt(b []byte) (int64, error) {
 func (m *Memory) Keys(_ context.Context, prefix string) (keys []string, err error) {
 	err = m.read(func() error {
 		keys = []string{}
-		for k := range m.data {
+		for k := range m.keys() {
 			if strings.HasPrefix(k, prefix) {
 				keys = append(keys, k)
 			}
@@ -293,9 +321,9 @@ func (m *Memory) Keys(_ context.Context, prefix string) (keys []string, err erro
 // FlushPrefix implements Store.
 func (m *Memory) FlushPrefix(_ context.Context, prefix string) error {
 	return m.write(func() error {
-		for k := range m.data {
+		for k := range m.keys() {
 			if strings.HasPrefix(k, prefix) {
-				delete(m.data, k)
+				m.drop(k)
 			}
 		}
 		return nil
@@ -307,8 +335,29 @@ func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	m.data = nil
+	m.strs, m.sets, m.hashes = nil, nil, nil
 	return nil
+}
+
+// keys yields every key; the lock is held (deleting the yielded key is allowed).
+func (m *Memory) keys() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for k := range m.strs {
+			if !yield(k) {
+				return
+			}
+		}
+		for k := range m.sets {
+			if !yield(k) {
+				return
+			}
+		}
+		for k := range m.hashes {
+			if !yield(k) {
+				return
+			}
+		}
+	}
 }
 
 // cloneBytes copies b so callers cannot change stored values; unlike

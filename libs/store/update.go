@@ -79,11 +79,11 @@ func validWrite(w Write) error {
 // the whole update before anything is written.
 func (m *Memory) Update(_ context.Context, guard string, want []byte, writes ...Write) (applied bool, err error) {
 	err = m.write(func() error {
-		g, err := m.lookup(guard, kindString)
+		g, ok, err := m.str(guard)
 		if err != nil {
 			return err
 		}
-		if (want == nil) != (g == nil) || (g != nil && !bytes.Equal(g.str, want)) {
+		if (want == nil) != !ok || (ok && g != string(want)) {
 			return nil
 		}
 		for _, w := range writes {
@@ -94,7 +94,7 @@ func (m *Memory) Update(_ context.Context, guard string, want []byte, writes ...
 			if want == 0 {
 				continue
 			}
-			if _, err := m.lookup(w.Key, want); err != nil {
+			if err := m.check(w.Key, want); err != nil {
 				return err
 			}
 		}
@@ -109,43 +109,46 @@ func (m *Memory) Update(_ context.Context, guard string, want []byte, writes ...
 
 // apply performs one checked write; the caller holds the lock.
 func (m *Memory) apply(w Write) {
-	v := m.data[w.Key]
 	switch w.Op {
 	case OpSet:
-		m.data[w.Key] = &memValue{kind: kindString, str: cloneBytes(w.Value)}
+		m.drop(w.Key)
+		m.strs[w.Key] = string(w.Value)
 	case OpDelete:
-		delete(m.data, w.Key)
+		m.drop(w.Key)
 	case OpSAdd:
 		if len(w.Members) == 0 {
 			return
 		}
-		if v == nil {
-			v = &memValue{kind: kindSet, set: map[string]struct{}{}}
-			m.data[w.Key] = v
+		set := m.sets[w.Key]
+		if set == nil {
+			set = make(map[string]struct{}, len(w.Members))
+			m.sets[w.Key] = set
 		}
 		for _, s := range w.Members {
-			v.set[s] = struct{}{}
+			set[s] = struct{}{}
 		}
 	case OpSRem:
-		if v == nil {
+		set := m.sets[w.Key]
+		if set == nil {
 			return
 		}
 		for _, s := range w.Members {
-			delete(v.set, s)
+			delete(set, s)
 		}
-		if len(v.set) == 0 {
-			delete(m.data, w.Key)
+		if len(set) == 0 {
+			delete(m.sets, w.Key)
 		}
 	case OpHSet:
 		if len(w.Fields) == 0 {
 			return
 		}
-		if v == nil {
-			v = &memValue{kind: kindHash, hash: map[string][]byte{}}
-			m.data[w.Key] = v
+		h := m.hashes[w.Key]
+		if h == nil {
+			h = make(map[string]string, len(w.Fields))
+			m.hashes[w.Key] = h
 		}
 		for f, b := range w.Fields {
-			v.hash[f] = cloneBytes(b)
+			h[f] = string(b)
 		}
 	}
 }

@@ -69,6 +69,10 @@ type Config struct {
 	// Cloud configures the in-process AWS emulator (timing, faults, seed). Its StateDir
 	// defaults to DataDir/cloudsim; its Accounts default to one account of Tenant.
 	Cloud cloudsim.Config
+	// RemoteCloud, when its Endpoint is set, is an emulator in another process (what
+	// `cloudsim -print-config` prints): the fleet runs against it and no emulator starts in
+	// patchd, so Cloud and Instances are not used and Daemon.Cloud is nil. Optional.
+	RemoteCloud cloud.Remote
 	// Tenant and Instances seed the emulator when it has no state yet: one account of Tenant
 	// with Instances running VMs spread over Waves waves. Optional; Instances 0 seeds nothing.
 	Tenant    string
@@ -217,7 +221,7 @@ func New(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		return nil, err
 	}
 	d.cloud, err = cloud.Start(cloud.Config{Sim: cfg.Cloud, Tenant: cfg.Tenant, Instances: cfg.Instances, Waves: cfg.Waves,
-		Accounts: d.design, Logger: cfg.Logger})
+		Accounts: d.design, Logger: cfg.Logger, Remote: cfg.RemoteCloud})
 	if err != nil {
 		return nil, err
 	}
@@ -355,8 +359,8 @@ func (d *Daemon) components() ([]host.Component, error) {
 		ncfg.PublicURL = d.gw.URL()
 	}
 	if ncfg.SNS.Endpoint == "" {
-		ncfg.SNS.Endpoint = d.cloud.Sim.URL()
-		ncfg.SNS.AccessKeyID, ncfg.SNS.SecretAccessKey = d.cloud.Sim.ProviderCredentials()
+		ncfg.SNS.Endpoint = d.cloud.Endpoint
+		ncfg.SNS.AccessKeyID, ncfg.SNS.SecretAccessKey = d.cloud.AccessKeyID, d.cloud.SecretAccessKey
 	}
 	not, err := notifier.New(ncfg, notifier.Deps{Store: store.NewMemory(), Logger: logFor("notifier")})
 	if err != nil {
@@ -378,7 +382,8 @@ func (d *Daemon) NATSURL() string { return d.ns.ClientURL() }
 // OpsAddr is the bound ops address, or "".
 func (d *Daemon) OpsAddr() string { return d.host.OpsAddr() }
 
-// Cloud is the in-process AWS emulator the fleet runs on (stats, faults, instances).
+// Cloud is the in-process AWS emulator the fleet runs on (stats, faults, instances); nil when
+// Config.RemoteCloud names one in another process.
 func (d *Daemon) Cloud() *cloudsim.Server { return d.cloud.Sim }
 
 // Fleet is the AWS adapter against the emulator.

@@ -17,7 +17,9 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -59,6 +61,9 @@ type Config struct {
 	PollInterval time.Duration
 	// CPUProfile, if set, receives a CPU profile of the waves (not of the setup or the floor).
 	CPUProfile io.Writer
+	// HeapProfile, if set, receives a heap profile taken when the live heap was at its largest
+	// during the waves (sampled every second).
+	HeapProfile io.Writer
 	// Out receives the report; its last line is Result.Line. Required.
 	Out io.Writer
 	// Logger for patchd. Optional, default discards.
@@ -69,6 +74,15 @@ type Config struct {
 	// shared machine one short run can lose seconds to a neighbour's burst). Optional,
 	// default 3.
 	FloorRuns int
+	// CloudProcess runs the emulator in a process of its own (a child of the bench), so the
+	// peak RSS of patchd is measured without it; its own peak RSS is reported beside.
+	// Optional, default in-process (as patchd runs it).
+	CloudProcess bool
+	// Stderr receives the emulator process's log. Optional, default discards.
+	Stderr io.Writer
+	// MemoryLimit is the soft memory limit the process runs with, for the report (the caller
+	// sets it: patchd.SetMemoryLimit). Optional.
+	MemoryLimit int64
 }
 
 // MaxInstances bounds the instances of one wave (the emulator's ceiling).
@@ -143,9 +157,16 @@ type Result struct {
 	// MaxBusy is the most instances the emulator had a patching operation in progress for at
 	// once during the waves (bounded by the waves' max concurrency).
 	MaxBusy int64
-	// PeakRSSMiB is the process's peak resident set (patchd, its embedded server and cloudsim
-	// all live in it).
-	PeakRSSMiB float64
+	// PeakRSSMiB is patchd's peak resident set up to the end of the waves (before the floor):
+	// the bench's process, where patchd, its embedded server and, unless CloudProcess,
+	// cloudsim live. PeakRSSFloorMiB is the same process's peak after the floor ran too.
+	PeakRSSMiB, PeakRSSFloorMiB float64
+	// CloudRSSMiB is the emulator process's peak resident set (CloudProcess only).
+	CloudRSSMiB float64
+	// PeakLiveMiB is the largest live heap a GC left during the waves (sampled every
+	// second) and EndLiveMiB the live heap after a GC when they ended: what patchd (and an
+	// in-process emulator) keeps.
+	PeakLiveMiB, EndLiveMiB float64
 }
 
 // Ratio is Wall over the floor's wall time.
@@ -158,8 +179,12 @@ func (r Result) Ratio() float64 {
 
 // Line is the report's last line, for scripts.
 func (r Result) Line() string {
-	return fmt.Sprintf("ratio=%.2f instances=%d wall_s=%.2f floor_s=%.2f peak_rss_mib=%.0f",
+	line := fmt.Sprintf("ratio=%.2f instances=%d wall_s=%.2f floor_s=%.2f peak_rss_mib=%.0f",
 		r.Ratio(), r.Instances, r.Wall.Seconds(), r.Floor.Wall.Seconds(), r.PeakRSSMiB)
+	if r.CloudRSSMiB > 0 {
+		line += fmt.Sprintf(" cloudsim_rss_mib=%.0f", r.CloudRSSMiB)
+	}
+	return line
 }
 
 // Stage is one stage of a wave: when (from the StartRun call) its first and last event arrived.
@@ -185,19 +210,39 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	d, err := patchd.New(ctx, patchd.Config{
+	pcfg := patchd.Config{
 		DataDir: cfg.DataDir, NATSPort: -1, HTTPAddr: "127.0.0.1:0", OpsAddr: "-", Logger: cfg.Logger,
 		Cloud:  cloudsim.Config{Faults: cloudsim.FaultConfig{PatchFailureRate: cfg.FailureRate}},
 		Tenant: Tenant, Instances: cfg.Instances * cfg.Waves, Waves: cfg.Waves, PollInterval: cfg.PollInterval,
 		// The bench starts its waves itself; the scheduler does not fire them too.
 		FireInterval: -1,
-	})
+	}
+	var cs cloudStats
+	if cfg.CloudProcess {
+		stderr := cfg.Stderr
+		if stderr == nil {
+			stderr = io.Discard
+		}
+		p, err := startCloudProc(ctx, childConfig{
+			StateDir: filepath.Join(cfg.DataDir, "cloudsim"), Tenant: Tenant, Instances: pcfg.Instances, Waves: cfg.Waves,
+			FailureRate: cfg.FailureRate,
+		}, stderr)
+		if err != nil {
+			return nil, err
+		}
+		defer p.close()
+		pcfg.RemoteCloud, cs = p.remote, p
+	}
+	d, err := patchd.New(ctx, pcfg)
 	if err != nil {
 		return nil, err
 	}
+	if cs == nil {
+		cs = inProcess{d.Cloud()}
+	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.Run(ctx) }()
-	res, err := run(ctx, cfg, d)
+	res, err := run(ctx, cfg, d, cs)
 	cancel()
 	if rerr := <-runErr; rerr != nil && !errors.Is(rerr, context.Canceled) && err == nil {
 		err = fmt.Errorf("patchd: %w", rerr)
@@ -208,14 +253,47 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return res, nil
 }
 
-func run(ctx context.Context, cfg Config, d *patchd.Daemon) (*Result, error) {
+// cloudStats are the emulator's counters, wherever it runs.
+type cloudStats interface {
+	resetStats(ctx context.Context) error
+	stats(ctx context.Context) (cloudsim.Stats, error)
+}
+
+type inProcess struct{ sim *cloudsim.Server }
+
+func (p inProcess) resetStats(context.Context) error { p.sim.ResetStats(); return nil }
+
+func (p inProcess) stats(context.Context) (cloudsim.Stats, error) { return p.sim.Stats(), nil }
+
+func (p *cloudProc) resetStats(ctx context.Context) error {
+	return p.admin(ctx, http.MethodPost, "stats/reset", nil)
+}
+
+func (p *cloudProc) stats(ctx context.Context) (cloudsim.Stats, error) {
+	var st cloudsim.Stats
+	err := p.admin(ctx, http.MethodGet, "stats", &st)
+	return st, err
+}
+
+func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Result, error) {
 	if err := d.Ready(ctx); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(cfg.Out, "patchbench: %d wave(s) of %d instances, max concurrency %d, failure rate %g, cloudsim at zero latency\n",
-		cfg.Waves, cfg.Instances, cfg.MaxConcurrency, cfg.FailureRate)
+	where := "in-process"
+	if cfg.CloudProcess {
+		where = "in its own process"
+	}
+	limit := "none"
+	if cfg.MemoryLimit > 0 && cfg.MemoryLimit < math.MaxInt64 {
+		limit = fmt.Sprintf("%d MiB", cfg.MemoryLimit>>20)
+	}
+	fmt.Fprintf(cfg.Out, "patchbench: %d wave(s) of %d instances, max concurrency %d, failure rate %g, cloudsim at zero latency (%s), memory limit %s\n",
+		cfg.Waves, cfg.Instances, cfg.MaxConcurrency, cfg.FailureRate, where, limit)
 	sess, err := demo.Prepare(ctx, demo.Config{
 		BaseURL: d.URL(), Key: d.OperatorKey(), Tenant: Tenant, Waves: cfg.Waves, CycleID: "bench", Out: io.Discard,
+		// StartRun discovers the whole wave before it answers: about 30 s at 100,000 instances on
+		// a quiet machine, minutes on a loaded one.
+		Client: &http.Client{Timeout: 15 * time.Minute},
 		Policy: func(int) *typesv1.RolloutPolicy {
 			return &typesv1.RolloutPolicy{
 				MaxConcurrency: &typesv1.Amount{Value: &typesv1.Amount_Count{Count: int32(cfg.MaxConcurrency)}},
@@ -246,7 +324,10 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon) (*Result, error) {
 			return nil, fmt.Errorf("cpu profile: %w", err)
 		}
 	}
-	d.Cloud().ResetStats()
+	if err := cs.resetStats(ctx); err != nil {
+		return nil, err
+	}
+	heap := watchHeap(ctx, cfg.HeapProfile != nil)
 	cpu0 := cpuTime()
 	for wave := 1; wave <= cfg.Waves; wave++ {
 		r, stages, events, wall, err := runWave(ctx, cfg, sess, stream, w, wave)
@@ -263,13 +344,30 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon) (*Result, error) {
 	}
 	res.CPU = cpuTime() - cpu0
 	res.CloudCalls = map[string]int64{}
-	cloudStats := d.Cloud().Stats()
+	cloudStats, err := cs.stats(ctx)
+	if err != nil {
+		return nil, err
+	}
 	for op, st := range cloudStats.Operations {
 		res.CloudCalls[op] = st.Calls
 	}
 	res.MaxBusy = cloudStats.Busy.MaxInFlight
 	if cfg.CPUProfile != nil {
 		pprof.StopCPUProfile()
+	}
+	if res.PeakRSSMiB, err = benchkit.PeakRSSMiB("self"); err != nil {
+		return nil, err
+	}
+	if p, ok := cs.(*cloudProc); ok {
+		if res.CloudRSSMiB, err = benchkit.PeakRSSMiB(p.pid()); err != nil {
+			return nil, err
+		}
+	}
+	res.PeakLiveMiB, res.EndLiveMiB = heap.stop()
+	if cfg.HeapProfile != nil {
+		if _, err := cfg.HeapProfile.Write(heap.profile()); err != nil {
+			return nil, fmt.Errorf("heap profile: %w", err)
+		}
 	}
 
 	// The floor: as many events as the waves stored, through raw nats.go relays on the same
@@ -290,7 +388,7 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon) (*Result, error) {
 		}
 		res.FloorWalls = append(res.FloorWalls, f.Wall)
 	}
-	if res.PeakRSSMiB, err = benchkit.PeakRSSMiB("self"); err != nil {
+	if res.PeakRSSFloorMiB, err = benchkit.PeakRSSMiB("self"); err != nil {
 		return nil, err
 	}
 	report(cfg.Out, res, perInstance, stages)
@@ -328,6 +426,13 @@ func runWave(ctx context.Context, cfg Config, sess *demo.Session, stream jetstre
 			done = id == r.GetRunId()
 		case <-tick.C:
 			got, err := sess.GetRun(ctx, r.GetRunId())
+			var apiErr *demo.APIError
+			if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+				// StartRun answers once the run is published; the scheduler's read model
+				// may not have applied it yet (100 membership chunks at 100,000 instances).
+				fmt.Fprintf(cfg.Out, "  %5.1fs: run not in the scheduler's read model yet\n", time.Since(start).Seconds())
+				continue
+			}
 			if err != nil {
 				return nil, nil, 0, 0, err
 			}
@@ -548,7 +653,14 @@ func report(out io.Writer, res *Result, perInstance float64, stages int) {
 	fmt.Fprintf(out, "cpu        waves %.2fs, floor %.2fs (user+system of the process; ratio %.2f)\n",
 		res.CPU.Seconds(), res.FloorCPU.Seconds(), res.CPU.Seconds()/max(res.FloorCPU.Seconds(), 1e-9))
 	fmt.Fprintf(out, "ratio      %.2f\n", res.Ratio())
-	fmt.Fprintf(out, "peak rss   %.0f MiB\n", res.PeakRSSMiB)
+	fmt.Fprintf(out, "live heap  %.0f MiB at most during the waves, %.0f MiB when they ended (after a GC)\n", res.PeakLiveMiB, res.EndLiveMiB)
+	fmt.Fprintf(out, "peak rss   %.0f MiB patchd during the waves (%.0f MiB with the floor after them)", res.PeakRSSMiB, res.PeakRSSFloorMiB)
+	if res.CloudRSSMiB > 0 {
+		fmt.Fprintf(out, ", cloudsim's process %.0f MiB", res.CloudRSSMiB)
+	} else {
+		fmt.Fprintf(out, ", cloudsim in the same process")
+	}
+	fmt.Fprintln(out)
 	fmt.Fprintln(out, res.Line())
 }
 

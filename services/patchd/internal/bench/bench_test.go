@@ -1,6 +1,9 @@
 package bench_test
 
 import (
+	"context"
+	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,8 +15,21 @@ import (
 	"github.com/patchwave/patchwave/services/patchd/internal/bench"
 )
 
+// TestMain lets this test binary be the emulator process of a bench with CloudProcess (the
+// bench starts its own executable again for it).
+func TestMain(m *testing.M) {
+	if ran, err := bench.Child(context.Background(), os.Stdout); ran {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cloudsim child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
 // lastLine is the report's last line as scripts read it.
-var lastLine = regexp.MustCompile(`^ratio=([0-9.]+) instances=([0-9]+) wall_s=([0-9.]+) floor_s=([0-9.]+) peak_rss_mib=([0-9]+)$`)
+var lastLine = regexp.MustCompile(`^ratio=([0-9.]+) instances=([0-9]+) wall_s=([0-9.]+) floor_s=([0-9.]+) peak_rss_mib=([0-9]+)( cloudsim_rss_mib=[0-9]+)?$`)
 
 // TestBenchSmoke runs the bench command at a small size so it cannot rot: the waves complete
 // through patchd's wiring, every instance ends, and the last line parses. It asserts no time.
@@ -55,6 +71,27 @@ func TestBenchResult(t *testing.T) {
 	require.GreaterOrEqual(t, res.CloudCalls["ec2:CreateSnapshots"], int64(150), "one CreateSnapshots per instance (AWS takes one instance per call)")
 	require.Positive(t, res.PeakRSSMiB)
 	require.Equal(t, res.Line(), strings.TrimSpace(out.String()[strings.LastIndex(strings.TrimSpace(out.String()), "\n")+1:]))
+}
+
+// TestBenchWithCloudsimInItsOwnProcess runs a wave against the emulator in a child process:
+// the run completes, the emulator's counters come from its admin API, and both processes'
+// peak RSS are reported.
+func TestBenchWithCloudsimInItsOwnProcess(t *testing.T) {
+	var out strings.Builder
+	res, err := bench.Run(t.Context(), bench.Config{Instances: 100, DataDir: t.TempDir(), Out: &out, CloudProcess: true, FloorRuns: 1})
+	require.NoError(t, err, out.String())
+	t.Log(out.String())
+	require.Len(t, res.Runs, 1)
+	require.Equal(t, typesv1.RunState_RUN_STATE_COMPLETED, res.Runs[0].GetState())
+	require.EqualValues(t, 100, res.Runs[0].GetSucceeded())
+	require.GreaterOrEqual(t, res.CloudCalls["ec2:CreateSnapshots"], int64(100), "the child's counters, through its admin API")
+	require.Positive(t, res.CloudRSSMiB)
+	require.Positive(t, res.PeakRSSMiB)
+	require.Positive(t, res.PeakLiveMiB)
+	require.Contains(t, out.String(), "cloudsim's process")
+	m := lastLine.FindStringSubmatch(res.Line())
+	require.NotNil(t, m, res.Line())
+	require.NotEmpty(t, m[6], "the last line names the emulator's RSS")
 }
 
 func TestBenchRefusesBadFlags(t *testing.T) {

@@ -11,10 +11,14 @@ import (
 	"time"
 
 	"github.com/patchwave/patchwave/libs/obs"
+	"github.com/patchwave/patchwave/services/patchd"
 )
 
 // Main parses patchbench's flags and runs the bench.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if ran, err := Child(ctx, stdout); ran {
+		return err
+	}
 	fs := flag.NewFlagSet("patchbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -26,12 +30,23 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		dataDir     = fs.String("data-dir", "", "patchd's data directory, empty or absent (default: a temporary directory, removed afterwards)")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the waves to this file (go tool pprof -top <file>)")
 		memProfile  = fs.String("memprofile", "", "write an allocation profile (all allocations since start) to this file at the end (go tool pprof -sample_index=alloc_space -top <file>)")
+		heapProfile = fs.String("heapprofile", "", "write a heap profile taken when the waves ended, before the floor, to this file (go tool pprof -sample_index=inuse_space -top <file>)")
+		cloudProc   = fs.Bool("cloudsim-process", false, "run cloudsim in a process of its own, so patchd's peak RSS is measured without the emulator (whose own peak RSS is printed beside); default in-process, as patchd runs it")
 		floorRuns   = fs.Int("floor-runs", 3, "how many times the raw JetStream floor runs (the fastest counts)")
 		timeout     = fs.Duration("timeout", 30*time.Minute, "give up on a wave after this long")
 		logLevel    = fs.String("log-level", "error", "patchd's log level: debug, info, warn, error")
+		memLimit    = fs.String("memory-limit", "", "the process's soft memory limit, as patchd's -memory-limit (e.g. 768MiB, off; default GOMEMLIMIT, else patchd's default with -cloudsim-process and off without: the emulator's fleet is then live heap of the same process)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *memLimit == "" && !*cloudProc && os.Getenv("GOMEMLIMIT") == "" {
+		// The emulator's fleet is live heap of this process too: no fixed limit fits it.
+		*memLimit = "off"
+	}
+	limit, err := patchd.SetMemoryLimit(*memLimit)
+	if err != nil {
+		return fmt.Errorf("-memory-limit: %w", err)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -40,7 +55,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := Config{
 		Instances: *instances, Waves: *waves, MaxConcurrency: *concurrency, FailureRate: *failureRate,
 		PollInterval: *poll, DataDir: *dataDir, Out: stdout, Timeout: *timeout, FloorRuns: *floorRuns,
-		Logger: obs.NewLogger(stderr, "patchd", level),
+		Logger: obs.NewLogger(stderr, "patchd", level), CloudProcess: *cloudProc, Stderr: stderr, MemoryLimit: limit,
 	}
 	if cfg.DataDir == "" {
 		dir, err := os.MkdirTemp("", "patchbench-")
@@ -58,7 +73,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer func() { _ = f.Close() }()
 		cfg.CPUProfile = f
 	}
-	_, err := Run(ctx, cfg)
+	if *heapProfile != "" {
+		f, err := os.Create(*heapProfile)
+		if err != nil {
+			return fmt.Errorf("-heapprofile: %w", err)
+		}
+		defer func() { _ = f.Close() }()
+		cfg.HeapProfile = f
+	}
+	_, err = Run(ctx, cfg)
 	if err == nil && *memProfile != "" {
 		f, ferr := os.Create(*memProfile)
 		if ferr != nil {

@@ -41,19 +41,25 @@ type Config struct {
 	Accounts provider.Accounts
 	// Logger. Optional.
 	Logger *slog.Logger
+	// Remote, when its Endpoint is set, is an emulator running in another process: the
+	// adapter is built against it and no emulator starts here (Sim, Tenant, Instances and
+	// Waves are then not used).
+	Remote Remote
 }
 
-// Cloud is a running emulator and the fleet against it.
-type Cloud struct {
-	// Sim is the emulator: stats, faults, instances.
-	Sim *cloudsim.Server
-	// Fleet is the AWS adapter against it.
-	Fleet *fleets.Fleet
+// Remote is an emulator in another process: its endpoint, the provider's long-lived key and
+// its tenant accounts (what `cloudsim -print-config` prints).
+type Remote struct {
+	Endpoint        string                 `json:"endpoint"`
+	AccessKeyID     string                 `json:"access_key_id"`
+	SecretAccessKey string                 `json:"secret_access_key"`
+	Accounts        []cloudsim.AccountInfo `json:"accounts"`
 }
 
-// Start starts the emulator (state kept in cfg.Sim.StateDir, if set, so a restarted patchd has
-// the same fleet) and builds the adapter.
-func Start(cfg Config) (*Cloud, error) {
+// SimConfig is the emulator's configuration for cfg: cfg.Sim with its Accounts defaulting to
+// one account of Tenant (AccountID, Region, ExternalID) with Instances running instances
+// tagged over Waves waves, all of the demo baseline's OS family.
+func SimConfig(cfg Config) cloudsim.Config {
 	sim := cfg.Sim
 	if len(sim.Accounts) == 0 && cfg.Tenant != "" {
 		sim.Accounts = []cloudsim.AccountConfig{{
@@ -67,29 +73,57 @@ func Start(cfg Config) (*Cloud, error) {
 	if sim.Logger == nil && cfg.Logger != nil {
 		sim.Logger = cfg.Logger.With("component", "cloudsim")
 	}
-	srv, err := cloudsim.New(sim)
+	return sim
+}
+
+// Cloud is a running emulator and the fleet against it.
+type Cloud struct {
+	// Sim is the emulator: stats, faults, instances; nil when it runs in another process. nil when it runs in another process.
+	Sim *cloudsim.Server
+	// Fleet is the AWS adapter against it.
+	Fleet *fleets.Fleet
+	// Endpoint and the provider's key are the emulator's, wherever it runs.
+	Endpoint, AccessKeyID, SecretAccessKey string
+}
+
+// Start starts the emulator (state kept in cfg.Sim.StateDir, if set, so a restarted patchd has
+// the same fleet) and builds the adapter.
+func Start(cfg Config) (*Cloud, error) {
+	if cfg.Remote.Endpoint != "" {
+		return build(cfg, nil, cfg.Remote)
+	}
+	srv, err := cloudsim.New(SimConfig(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("cloudsim: %w", err)
 	}
 	srv.Start()
+	key, secret := srv.ProviderCredentials()
+	c, err := build(cfg, srv, Remote{Endpoint: srv.URL(), AccessKeyID: key, SecretAccessKey: secret, Accounts: srv.Accounts()})
+	if err != nil {
+		_ = srv.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// build makes the adapter against the emulator at r (srv, if it runs here).
+func build(cfg Config, srv *cloudsim.Server, r Remote) (*Cloud, error) {
 	accounts := provider.StaticAccounts{}
-	for _, a := range srv.Accounts() {
+	for _, a := range r.Accounts {
 		accounts[a.Tenant] = append(accounts[a.Tenant], provider.Account{
 			Provider: provider.ProviderAWS, ID: a.ID, RoleARN: a.RoleARN, ExternalID: a.ExternalID, Regions: a.Regions,
 		})
 	}
 	raw, err := json.Marshal(accounts)
 	if err != nil {
-		_ = srv.Close()
 		return nil, err
 	}
-	key, secret := srv.ProviderCredentials()
 	// The emulator is no AWS account: the rate limits only keep the adapter from flooding it.
 	env := map[string]string{
 		fleets.EnvProvider:        provider.ProviderAWS,
-		fleets.EnvEndpoint:        srv.URL(),
-		fleets.EnvAccessKeyID:     key,
-		fleets.EnvSecretAccessKey: secret,
+		fleets.EnvEndpoint:        r.Endpoint,
+		fleets.EnvAccessKeyID:     r.AccessKeyID,
+		fleets.EnvSecretAccessKey: r.SecretAccessKey,
 		fleets.EnvAccounts:        string(raw),
 		fleets.EnvConcurrency:     "64",
 		fleets.EnvMaxBackoff:      "200ms",
@@ -100,13 +134,16 @@ func Start(cfg Config) (*Cloud, error) {
 	}
 	fleet, err := fleets.FromEnv(config.Map(env), fleets.Options{Accounts: cfg.Accounts, Logger: cfg.Logger})
 	if err != nil {
-		_ = srv.Close()
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
-	return &Cloud{Sim: srv, Fleet: fleet}, nil
+	return &Cloud{Sim: srv, Fleet: fleet, Endpoint: r.Endpoint, AccessKeyID: r.AccessKeyID, SecretAccessKey: r.SecretAccessKey}, nil
 }
 
 // Close stops the adapter and the emulator (which flushes its state).
 func (c *Cloud) Close() error {
-	return errors.Join(c.Fleet.Close(), c.Sim.Close())
+	err := c.Fleet.Close()
+	if c.Sim != nil {
+		err = errors.Join(err, c.Sim.Close())
+	}
+	return err
 }

@@ -160,9 +160,9 @@ func (a *Application) RerunFailed(ctx context.Context, c RunControl) (domain.Run
 		}
 	}
 	var members []*typesv1.Member
-	for _, mem := range m.eligible {
-		if failed[mem.GetInstanceId()] {
-			members = append(members, proto.Clone(mem).(*typesv1.Member))
+	for _, i := range m.eligible {
+		if failed[m.all[i].id] {
+			members = append(members, m.proto(i))
 		}
 	}
 	if len(members) == 0 {
@@ -253,16 +253,19 @@ func (a *Application) ListRunJobs(ctx context.Context, q JobsQuery) ([]Job, stri
 	for _, p := range r.Detail.Pins {
 		pins[p.OSFamily] = p.BaselineID
 	}
-	all := slices.Clone(m.all)
-	slices.SortFunc(all, func(x, y *typesv1.Member) int { return strings.Compare(x.GetInstanceId(), y.GetInstanceId()) })
+	all := make([]int32, len(m.all))
+	for i := range all {
+		all[i] = int32(i)
+	}
+	slices.SortFunc(all, func(x, y int32) int { return strings.Compare(m.all[x].id, m.all[y].id) })
 	var out []Job
-	for _, mem := range all {
-		id := mem.GetInstanceId()
+	for _, i := range all {
+		id, status := m.all[i].id, m.all[i].status
 		if id <= q.PageToken {
 			continue
 		}
-		state := domain.MemberJobState(mem.GetStatus(), over)
-		if mem.GetStatus() == typesv1.MemberStatus_MEMBER_STATUS_ELIGIBLE {
+		state := domain.MemberJobState(status, over)
+		if status == typesv1.MemberStatus_MEMBER_STATUS_ELIGIBLE {
 			switch {
 			case sets[domain.OutcomeSucceeded][id]:
 				state = typesv1.JobState_JOB_STATE_SUCCEEDED
@@ -281,11 +284,11 @@ func (a *Application) ListRunJobs(ctx context.Context, q JobsQuery) ([]Job, stri
 		if len(q.States) > 0 && !slices.Contains(q.States, state) {
 			continue
 		}
-		baselineID := pins[mem.GetOsFamily()]
+		baselineID := pins[m.family(i)]
 		if len(r.Detail.Pins) == 0 {
 			baselineID = r.BaselineID
 		}
-		out = append(out, Job{Member: mem, State: state, BaselineID: baselineID})
+		out = append(out, Job{Member: m.proto(i), State: state, BaselineID: baselineID})
 		if len(out) == q.PageSize+1 {
 			break
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -100,8 +101,8 @@ func (c *controller) untrack(tenant, runID string) {
 	c.mu.Unlock()
 }
 
-// released records a job.requested seen by the projection.
-func (c *controller) released(tenant, runID, instanceID string) {
+// released records a job.requested seen by the projection (index is the job's position).
+func (c *controller) released(tenant, runID, instanceID string, index int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cr := c.runs[tenant+"/"+runID]
@@ -112,7 +113,7 @@ func (c *controller) released(tenant, runID, instanceID string) {
 		cr.lateIDs = append(cr.lateIDs, instanceID)
 		return
 	}
-	if p, ok := cr.m.pos[instanceID]; ok {
+	if p := cr.m.position(instanceID, index); p >= 0 {
 		cr.mark(p)
 	}
 }
@@ -271,8 +272,14 @@ func (a *Application) step(ctx context.Context, cr *ctlRun) error {
 	return nil
 }
 
-// release publishes a JobRequested for every position below target not known released, in one
-// Publish (the bus sends them asynchronously in windows).
+// releaseBatch is the most JobRequested events built and published at once: a release of a
+// whole 100,000-instance wave (no concurrency limit) holds one batch of encoded events in
+// memory at a time, not the wave's.
+const releaseBatch = 1000
+
+// release publishes a JobRequested for every position below target not known released, in
+// Publish calls of releaseBatch events (the bus sends each asynchronously in windows); the
+// positions of each published batch are marked before the next is built.
 func (a *Application) release(ctx context.Context, cr *ctlRun, r domain.Run, target int) error {
 	m, err := a.members(ctx, r)
 	if err != nil {
@@ -283,7 +290,7 @@ func (a *Application) release(ctx context.Context, cr *ctlRun, r domain.Run, tar
 	}
 	a.ctl.mu.Lock()
 	var positions []int
-	for p := cr.cursor; p < min(target, len(m.eligible)); p++ {
+	for p := cr.cursor; p < min(target, m.size()); p++ {
 		if !cr.requested[p] {
 			positions = append(positions, p)
 		}
@@ -301,33 +308,36 @@ func (a *Application) release(ctx context.Context, cr *ctlRun, r domain.Run, tar
 		pins[p.OSFamily] = p
 	}
 	now := a.clock().UTC()
-	evs := make([]*events.Event, 0, len(positions))
-	for _, p := range positions {
-		mem := m.eligible[p]
-		pin, ok := pins[mem.GetOsFamily()]
-		if !ok && len(r.Detail.Pins) == 0 {
-			pin = domain.Pin{BaselineID: r.BaselineID} // a run from before pins: its one baseline
+	for batch := range slices.Chunk(positions, releaseBatch) {
+		evs := make([]*events.Event, 0, len(batch))
+		for _, p := range batch {
+			i := m.eligible[p]
+			id, family := m.all[i].id, m.family(i)
+			pin, ok := pins[family]
+			if !ok && len(r.Detail.Pins) == 0 {
+				pin = domain.Pin{BaselineID: r.BaselineID} // a run from before pins: its one baseline
+			}
+			job, err := events.New(r.Tenant, r.ID+"/"+id, &eventsv1.JobRequested{
+				Tenant: r.Tenant, RunId: r.ID, Wave: r.Wave, InstanceId: id,
+				BaselineId: pin.BaselineID, PatchIds: pin.PatchIDs, Location: m.location(i), Policy: policy,
+				OsFamily: family, Index: int32(p),
+			})
+			if err != nil {
+				return fmt.Errorf("run %s: job for instance %q: %w", r.ID, id, err)
+			}
+			job.Time = now
+			evs = append(evs, job)
 		}
-		job, err := events.New(r.Tenant, r.ID+"/"+mem.GetInstanceId(), &eventsv1.JobRequested{
-			Tenant: r.Tenant, RunId: r.ID, Wave: r.Wave, InstanceId: mem.GetInstanceId(),
-			BaselineId: pin.BaselineID, PatchIds: pin.PatchIDs, Location: mem.GetLocation(), Policy: policy,
-			OsFamily: mem.GetOsFamily(), Index: int32(p),
-		})
-		if err != nil {
-			return fmt.Errorf("run %s: job for instance %q: %w", r.ID, mem.GetInstanceId(), err)
+		if err := a.publish(ctx, evs...); err != nil {
+			return fmt.Errorf("release %d jobs of run %s: %w", len(evs), r.ID, err)
 		}
-		job.Time = now
-		evs = append(evs, job)
+		a.ctl.mu.Lock()
+		for _, p := range batch {
+			cr.mark(p)
+		}
+		a.ctl.mu.Unlock()
+		a.log.DebugContext(ctx, "jobs released", "tenant", r.Tenant, "run_id", r.ID, "jobs", len(evs), "target", target)
 	}
-	if err := a.publish(ctx, evs...); err != nil {
-		return fmt.Errorf("release %d jobs of run %s: %w", len(evs), r.ID, err)
-	}
-	a.ctl.mu.Lock()
-	for _, p := range positions {
-		cr.mark(p)
-	}
-	a.ctl.mu.Unlock()
-	a.log.DebugContext(ctx, "jobs released", "tenant", r.Tenant, "run_id", r.ID, "jobs", len(evs), "target", target)
 	return nil
 }
 
@@ -346,9 +356,14 @@ func (a *Application) loadRequested(ctx context.Context, cr *ctlRun, r domain.Ru
 	}
 	a.ctl.mu.Lock()
 	defer a.ctl.mu.Unlock()
-	cr.requested, cr.m = make([]bool, len(m.eligible)), m
+	cr.requested, cr.m = make([]bool, m.size()), m
+	// The released instances, found by one pass over the membership (no index of it kept).
+	released := make(map[string]struct{}, len(ids)+len(cr.lateIDs))
 	for _, id := range append(ids, cr.lateIDs...) {
-		if p, ok := m.pos[id]; ok {
+		released[id] = struct{}{}
+	}
+	for p := range m.size() {
+		if _, ok := released[m.eligibleID(p)]; ok {
 			cr.mark(p)
 		}
 	}

@@ -223,12 +223,104 @@ const legacyMembership = "legacy"
 // errChunkMissing means a run's chunk is not in the read model yet (published, not applied).
 var errChunkMissing = errors.New("membership chunk not in the read model yet")
 
-// membership is a run's membership as read from its chunks: immutable, so it is cached.
+// membership is a run's membership as read from its chunks: immutable, so it is cached. It is
+// kept compact (about 60 bytes a member: its id, and indexes into the run's few locations and
+// OS families), not as decoded protobufs: the controller holds one per open run, and a run
+// may have 100,000 members and more.
 type membership struct {
-	all []*typesv1.Member
-	// eligible lists the eligible members in release order; pos maps an instance to its place.
-	eligible []*typesv1.Member
-	pos      map[string]int
+	// all is every member in chunk order; eligible the positions in all of the eligible
+	// ones, in release order (a job's index is its place in eligible).
+	all      []member
+	eligible []int32
+	locs     []*typesv1.Location
+	families []string
+	// pos maps an eligible instance to its index, built on first use only (jobs from before
+	// job indexes, and repairs): a job.requested names its index.
+	posOnce sync.Once
+	pos     map[string]int
+}
+
+// member is one member of a membership.
+type member struct {
+	id     string
+	loc    uint32
+	family uint32
+	status typesv1.MemberStatus
+}
+
+// memberBuilder adds members to a membership, sharing locations and families.
+type memberBuilder struct {
+	m        *membership
+	locs     map[[2]string]uint32
+	families map[string]uint32
+}
+
+func newMemberBuilder() *memberBuilder {
+	return &memberBuilder{m: &membership{}, locs: map[[2]string]uint32{}, families: map[string]uint32{}}
+}
+
+func (b *memberBuilder) add(mem *typesv1.Member) {
+	lk := [2]string{mem.GetLocation().GetAccount(), mem.GetLocation().GetRegion()}
+	loc, ok := b.locs[lk]
+	if !ok {
+		loc = uint32(len(b.m.locs))
+		b.locs[lk] = loc
+		var l *typesv1.Location
+		if mem.GetLocation() != nil {
+			l = proto.Clone(mem.GetLocation()).(*typesv1.Location)
+		}
+		b.m.locs = append(b.m.locs, l)
+	}
+	fam, ok := b.families[mem.GetOsFamily()]
+	if !ok {
+		fam = uint32(len(b.m.families))
+		b.families[mem.GetOsFamily()] = fam
+		b.m.families = append(b.m.families, mem.GetOsFamily())
+	}
+	if mem.GetStatus() == typesv1.MemberStatus_MEMBER_STATUS_ELIGIBLE {
+		b.m.eligible = append(b.m.eligible, int32(len(b.m.all)))
+	}
+	b.m.all = append(b.m.all, member{id: mem.GetInstanceId(), loc: loc, family: fam, status: mem.GetStatus()})
+}
+
+// size is the number of eligible members.
+func (m *membership) size() int { return len(m.eligible) }
+
+// eligibleID is the instance of eligible position p.
+func (m *membership) eligibleID(p int) string { return m.all[m.eligible[p]].id }
+
+// family is the OS family of member i of all.
+func (m *membership) family(i int32) string { return m.families[m.all[i].family] }
+
+// location is the location of member i of all; it is shared: callers do not change it.
+func (m *membership) location(i int32) *typesv1.Location { return m.locs[m.all[i].loc] }
+
+// proto returns member i of all as a new Member.
+func (m *membership) proto(i int32) *typesv1.Member {
+	mem := m.all[i]
+	out := &typesv1.Member{InstanceId: mem.id, OsFamily: m.families[mem.family], Status: mem.status}
+	if l := m.locs[mem.loc]; l != nil {
+		out.Location = proto.Clone(l).(*typesv1.Location)
+	}
+	return out
+}
+
+// position returns the eligible position of instanceID, with index as a hint (a job's
+// index): -1 if the instance is not an eligible member.
+func (m *membership) position(instanceID string, index int32) int {
+	if index >= 0 && int(index) < len(m.eligible) && m.eligibleID(int(index)) == instanceID {
+		return int(index)
+	}
+	m.posOnce.Do(func() {
+		m.pos = make(map[string]int, len(m.eligible))
+		for p := range m.eligible {
+			m.pos[m.eligibleID(p)] = p
+		}
+	})
+	if p, ok := m.pos[instanceID]; ok {
+		return p
+	}
+	return -1
 }
 
 // memberCache keeps the memberships of recent runs (a membership never changes).
@@ -239,7 +331,7 @@ type memberCache struct {
 	order []string
 }
 
-// memberCacheSize bounds the cached memberships (about 25 MB each at 100,000 instances); the
+// memberCacheSize bounds the cached memberships (about 6 MB each at 100,000 instances); the
 // controller keeps the memberships of its open runs besides.
 const memberCacheSize = 4
 
@@ -272,7 +364,7 @@ func (a *Application) members(ctx context.Context, r domain.Run) (*membership, e
 	if m := a.ctl.cache.get(key); m != nil {
 		return m, nil
 	}
-	m := &membership{pos: map[string]int{}}
+	b := newMemberBuilder()
 	for i := range r.Detail.Chunks {
 		data, ok, err := a.repo.Chunk(ctx, r.Tenant, r.ID, r.Detail.MembershipID, i)
 		if err != nil {
@@ -286,15 +378,11 @@ func (a *Application) members(ctx context.Context, r domain.Run) (*membership, e
 			return nil, fmt.Errorf("decode run %s chunk %d: %w", r.ID, i, err)
 		}
 		for _, mem := range c.GetMembers() {
-			m.all = append(m.all, mem)
-			if mem.GetStatus() == typesv1.MemberStatus_MEMBER_STATUS_ELIGIBLE {
-				m.pos[mem.GetInstanceId()] = len(m.eligible)
-				m.eligible = append(m.eligible, mem)
-			}
+			b.add(mem)
 		}
 	}
-	a.ctl.cache.put(key, m)
-	return m, nil
+	a.ctl.cache.put(key, b.m)
+	return b.m, nil
 }
 
 // jobPolicy decodes a run's job policy.

@@ -80,7 +80,7 @@ func (a *Application) ApplyRun(ctx context.Context, ev *events.Event, live bool)
 			return bus.Permanent(fmt.Errorf("%s: run_id and instance_id are required", ev.ID))
 		}
 		if err = a.repo.AddRequested(ctx, tenant, runID, msg.GetInstanceId()); err == nil {
-			a.ctl.released(tenant, runID, msg.GetInstanceId())
+			a.ctl.released(tenant, runID, msg.GetInstanceId(), msg.GetIndex())
 		}
 	case *eventsv1.RunHalted:
 		runID = msg.GetRunId()
