@@ -103,13 +103,10 @@ func (m *Memory) SCardMany(_ context.Context, keys []string) ([]int, error) {
 	out := make([]int, len(keys))
 	err := m.read(func() error {
 		for i, k := range keys {
-			v, err := m.lookup(k, kindSet)
-			if err != nil {
+			if err := m.check(k, kindSet); err != nil {
 				return err
 			}
-			if v != nil {
-				out[i] = len(v.set)
-			}
+			out[i] = len(m.sets[k])
 		}
 		return nil
 	})
