@@ -19,7 +19,9 @@ import (
 
 // ApplyFunc applies one event to a read model. live is false while the projection replays what
 // the stream held when it started, and true afterwards: side effects such as publishing belong
-// to live events (or to CaughtUp). ev.Sequence is the stream sequence to checkpoint.
+// to live events (or to CaughtUp). ev.Sequence is the stream sequence to checkpoint. ev.Data
+// is shared with the bus's other projections (and, for live events, the process's): read it,
+// never change it.
 type ApplyFunc func(ctx context.Context, ev *events.Event, live bool) error
 
 // ProjectionSpec describes a read model fed from the stream in order.
@@ -162,7 +164,7 @@ func decodeAll(log *slog.Logger, raw []projMsg) {
 		}
 		dec := events.Unmarshal
 		if r.live {
-			dec = decoded.unmarshal
+			dec = decoded.shared
 		}
 		ev, err := dec(r.subject, r.data)
 		if err != nil {
