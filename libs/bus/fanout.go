@@ -242,6 +242,7 @@ func (b *Bus) groupFromCheckpoints(ctx context.Context, g *projGroup) error {
 		start = min(start, m.pos.Load())
 		stored = max(stored, m.target)
 	}
+	b.log.Debug("projections read the stream", "projections", g.names(), "stream", g.stream, "after", start)
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: g.filters, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if start > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
