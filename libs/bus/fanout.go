@@ -332,6 +332,9 @@ func (b *Bus) runMember(ctx context.Context, m *projection, cancel context.Cance
 		case <-ctx.Done():
 			return
 		}
+		if ctx.Err() != nil {
+			return // the group stops (a replay): what is queued is read again, not applied now
+		}
 		if len(pb.evs) > 0 {
 			if err := b.applyAll(ctx, m, pb.evs, pb.live); err != nil {
 				if errors.Is(err, ErrReplay) {

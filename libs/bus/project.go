@@ -206,9 +206,14 @@ const batchLinger = 2 * time.Millisecond
 func (b *Bus) applyAll(ctx context.Context, p *projection, evs []*events.Event, live bool) error {
 	if p.spec.ApplyBatch == nil {
 		for _, ev := range evs {
+			if err := ctx.Err(); err != nil {
+				return err // the group stops: the rest is read again
+			}
 			if err := b.apply(ctx, p, ev, live); err != nil {
 				return err
 			}
+			// Applied: a restart of the group does not hand it to this projection again.
+			p.pos.Store(ev.Sequence)
 		}
 		return nil
 	}
