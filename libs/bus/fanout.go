@@ -192,7 +192,7 @@ func (b *Bus) runGroup(ctx context.Context, g *projGroup) error {
 	}
 }
 
-// startMember reads a member's checkpoint and catch-up target when it (re)starts from its checkpoint.
+// startMember reads a member's checkpoint and catch-up target when it (re)starts.
 func (b *Bus) startMember(ctx context.Context, stream string, m *projection) error {
 	var from uint64
 	if m.spec.Checkpoint != nil {
