@@ -26,10 +26,12 @@
 // each attempt has an ack timeout, and a timed-out or failed attempt is sent again with the same
 // id, so a retry never stores an event twice and a stream leader change never stalls a stage.
 //
-// Projections (read models) read a subject filter in stream order with an ordered consumer from
-// a checkpoint the caller keeps. Bus.Run starts every projection and waits until each has caught
-// up with the stream before it starts the handlers, so idempotency marks and read models that
-// live in memory are rebuilt before any handler acts on them.
+// Projections (read models) read a subject filter in stream order from a checkpoint the caller
+// keeps. The projections of a bus on one stream share one ordered consumer, which decodes each
+// message once and hands it to every projection it is for (fanout.go); each keeps its own
+// checkpoint, catch-up and replays. Bus.Run starts every projection and waits until each has
+// caught up with the stream before it starts the handlers, so idempotency marks and read models
+// that live in memory are rebuilt before any handler acts on them.
 package bus
 
 import (

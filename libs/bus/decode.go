@@ -11,16 +11,19 @@ import (
 )
 
 // decodeCacheSize is how many recently decoded events the process keeps. Every live consumer
-// of an event (a service's projections, handlers and trackers, and in patchd every service)
-// receives it within moments of the others, so a few thousand are enough for nearly every
-// repeat to hit.
-const decodeCacheSize = 4096
+// of an event (a service's projection group, handlers and trackers, and in patchd every
+// service) receives it within moments of the others, but a wave publishes thousands of events
+// at once and the consumers drift apart by as many: 4,096 entries missed most repeats of a
+// 10,000-instance wave. An entry is about 3 KB (the message and its decoded event), so the
+// cache costs some 50 MiB at most, whatever the fleet.
+const decodeCacheSize = 16384
 
 // decoded is the process-wide cache of decoded events, keyed by the message's bytes: decoding
-// (encoding/json for the envelope, protojson for the payload) is the costliest step of
-// receiving an event, and an event reaches several consumers (in patchd, of several
-// services). A hit is checked byte for byte and answers a copy whose payload is a clone, so no
-// consumer sees another's changes and two servers in one process (tests) never mix.
+// (the envelope, and protojson for the payload) is the costliest step of receiving an event,
+// and an event reaches several consumers (in patchd, of several services). A hit is checked
+// byte for byte, so two servers in one process (tests) never mix. Handlers and trackers get a
+// private copy (unmarshal: the payload cloned); projection groups share the cached event
+// (shared), which their Apply functions only read.
 var decoded = newDecodeCache(decodeCacheSize)
 
 type decodeCache struct {
@@ -33,23 +36,37 @@ type decodeCache struct {
 
 type decodedEvent struct {
 	subject string
-	raw     []byte
-	ev      *events.Event
+	// raw is the message's data, kept (not copied): a received message's data is its own
+	// buffer, which nothing writes to.
+	raw []byte
+	ev  *events.Event
 }
 
 func newDecodeCache(n int) *decodeCache {
 	return &decodeCache{seed: maphash.MakeSeed(), m: make(map[uint64]*decodedEvent, n), ring: make([]uint64, n)}
 }
 
-// unmarshal is events.Unmarshal through the cache.
+// unmarshal is events.Unmarshal through the cache: a private copy.
 func (c *decodeCache) unmarshal(subject string, b []byte) (*events.Event, error) {
+	ev, err := c.shared(subject, b)
+	if err != nil {
+		return nil, err
+	}
+	own := *ev
+	own.Data = proto.Clone(ev.Data)
+	return &own, nil
+}
+
+// shared is events.Unmarshal through the cache, answering the cached event itself: a copy of
+// its attributes (so Sequence and Delivered can be set) whose payload the caller and every
+// other caller of shared read and never change.
+func (c *decodeCache) shared(subject string, b []byte) (*events.Event, error) {
 	h := maphash.Bytes(c.seed, b)
 	c.mu.Lock()
 	hit := c.m[h]
 	c.mu.Unlock()
 	if hit != nil && hit.subject == subject && bytes.Equal(hit.raw, b) {
 		ev := *hit.ev
-		ev.Data = proto.Clone(hit.ev.Data)
 		return &ev, nil
 	}
 	ev, err := events.Unmarshal(subject, b)
@@ -57,8 +74,7 @@ func (c *decodeCache) unmarshal(subject string, b []byte) (*events.Event, error)
 		return nil, err
 	}
 	keep := *ev
-	keep.Data = proto.Clone(ev.Data)
-	entry := &decodedEvent{subject: subject, raw: bytes.Clone(b), ev: &keep}
+	entry := &decodedEvent{subject: subject, raw: b, ev: &keep}
 	c.mu.Lock()
 	if old := c.ring[c.next]; old != 0 {
 		delete(c.m, old)

@@ -48,3 +48,21 @@ func TestDecodeCacheAnswersPrivateCopies(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 3, again.Data.(*eventsv1.RunCompleted).GetTotal())
 }
+
+func TestDecodeCacheSharesOneEventWithProjections(t *testing.T) {
+	c := newDecodeCache(4)
+	ev := events.MustNew("acme", "run-1", &eventsv1.RunCompleted{Tenant: "acme", RunId: "run-1", Total: 3})
+	raw, err := events.Marshal(ev)
+	require.NoError(t, err)
+	first, err := c.shared(ev.Subject, raw)
+	require.NoError(t, err)
+	second, err := c.shared(ev.Subject, raw)
+	require.NoError(t, err)
+	require.Same(t, first.Data, second.Data, "projections share the decoded payload")
+	first.Sequence = 7
+	require.Zero(t, second.Sequence, "each gets its own attributes")
+	own, err := c.unmarshal(ev.Subject, raw)
+	require.NoError(t, err)
+	require.NotSame(t, first.Data, own.Data, "a handler gets its own payload")
+	require.True(t, proto.Equal(first.Data, own.Data))
+}

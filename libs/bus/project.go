@@ -6,20 +6,22 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchwave/patchwave/libs/events"
 )
 
 // ApplyFunc applies one event to a read model. live is false while the projection replays what
 // the stream held when it started, and true afterwards: side effects such as publishing belong
-// to live events (or to CaughtUp). ev.Sequence is the stream sequence to checkpoint.
+// to live events (or to CaughtUp). ev.Sequence is the stream sequence to checkpoint. ev.Data
+// is shared with the bus's other projections (and, for live events, the process's): read it,
+// never change it.
 type ApplyFunc func(ctx context.Context, ev *events.Event, live bool) error
 
 // ProjectionSpec describes a read model fed from the stream in order.
@@ -56,6 +58,25 @@ type projection struct {
 	stream   string
 	caughtUp chan struct{}
 	once     sync.Once
+	// filters are spec.Subjects split into tokens, to tell which events of a group are the
+	// projection's.
+	filters [][]string
+
+	// What its group's run keeps about the projection across restarts of the group's consumer.
+	// pos is the last stream sequence the projection has applied or had nothing to apply at; it
+	// is written by the member's goroutine and read when the group (re)starts.
+	pos atomic.Uint64
+	// target is the last sequence on its subjects when it (re)started: once it has applied up
+	// to there it is live.
+	target uint64
+	live   bool
+	// reread makes the next start of the group read the projection's Checkpoint again; replay
+	// is set (by its Apply's ErrReplay or its Replay channel) while the group runs.
+	reread bool
+	replay atomic.Bool
+	// ch carries its batches from the group's reader to its goroutine.
+	ch        chan projBatch
+	projected prometheus.Counter
 }
 
 // ErrReplay restarts a projection when an ApplyFunc returns an error wrapping it: the
@@ -81,249 +102,102 @@ func (b *Bus) Project(spec ProjectionSpec) error {
 	if b.started {
 		return fmt.Errorf("projection %s: registered after Run", spec.Name)
 	}
-	b.projections = append(b.projections, &projection{spec: spec, stream: stream, caughtUp: make(chan struct{})})
+	filters := make([][]string, len(spec.Subjects))
+	for i, s := range spec.Subjects {
+		filters[i] = strings.Split(s, ".")
+	}
+	b.projections = append(b.projections, &projection{
+		spec: spec, stream: stream, caughtUp: make(chan struct{}), filters: filters,
+		projected: b.metrics.projected.WithLabelValues(spec.Name),
+	})
 	return nil
 }
 
-func (b *Bus) runProjection(ctx context.Context, p *projection) error {
-	for {
-		err := b.projectFromCheckpoint(ctx, p)
-		if !errors.Is(err, ErrReplay) || ctx.Err() != nil {
-			return err
-		}
-		b.log.Warn("projection replays from its checkpoint", "projection", p.spec.Name, "reason", err)
+// batchSize is how many events one call of the projection gets at most.
+func (p *projection) batchSize() int {
+	if p.spec.ApplyBatch != nil && p.spec.BatchSize > 0 {
+		return p.spec.BatchSize
 	}
+	return DefaultProjectionBatch
 }
 
-// projectFromCheckpoint reads the stream from the projection's checkpoint until ctx ends, an
-// error stops it, or Apply asks for a replay (ErrReplay).
-func (b *Bus) projectFromCheckpoint(ctx context.Context, p *projection) error {
-	log := b.log.With("projection", p.spec.Name)
-	var from uint64
-	if p.spec.Checkpoint != nil {
-		var err error
-		if from, err = p.spec.Checkpoint(ctx); err != nil {
-			return fmt.Errorf("projection %s checkpoint: %w", p.spec.Name, err)
+// wants reports whether subject is one of the projection's.
+func (p *projection) wants(subject []string) bool {
+	for _, f := range p.filters {
+		if subjectMatch(f, subject) {
+			return true
 		}
 	}
-	// The last message on the projection's subjects when it starts: once it is applied, or at
-	// once when the checkpoint is past it or nothing matches, the projection has caught up.
-	target, err := b.lastSequence(ctx, p.stream, p.spec.Subjects)
-	if err != nil {
-		return fmt.Errorf("projection %s: %w", p.spec.Name, err)
-	}
-	live := false
-	markCaughtUp := func() error {
-		live = true
-		var err error
-		p.once.Do(func() {
-			if p.spec.CaughtUp != nil {
-				if err = p.spec.CaughtUp(ctx); err != nil {
-					err = fmt.Errorf("projection %s caught up: %w", p.spec.Name, err)
-					return
-				}
-			}
-			close(p.caughtUp)
-			log.Debug("projection caught up", "from", from, "target", target)
-		})
-		return err
-	}
-	if target <= from {
-		if err := markCaughtUp(); err != nil {
-			return err
-		}
-	}
-
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: p.spec.Subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if from > 0 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = from + 1
-	}
-	cons, err := b.js.OrderedConsumer(ctx, p.stream, cfg)
-	if err != nil {
-		return fmt.Errorf("projection %s consumer: %w", p.spec.Name, err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("projection %s messages: %w", p.spec.Name, err)
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	var replay atomic.Bool
-	if p.spec.Replay != nil {
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			select {
-			case <-p.spec.Replay:
-				replay.Store(true)
-				it.Stop()
-			case <-done:
-			}
-		}()
-	}
-	size := 1
-	if p.spec.ApplyBatch != nil {
-		size = p.spec.BatchSize
-		if size <= 0 {
-			size = DefaultProjectionBatch
-		}
-	}
-	nextErr := func(err error) error {
-		if ctx.Err() != nil {
-			return nil //nolint:nilerr // the iterator stopped because ctx ended: a clean stop
-		}
-		if replay.Load() {
-			return fmt.Errorf("projection %s: asked to replay: %w", p.spec.Name, ErrReplay)
-		}
-		// The ordered consumer recreates itself after server restarts; an error here
-		// means it cannot go on (closed connection).
-		return fmt.Errorf("projection %s: %w", p.spec.Name, err)
-	}
-	// A reader goroutine takes the messages that are there at once (up to the batch size,
-	// never past the catch-up target in one batch, so every event of a batch is replayed or
-	// every one is live) and decodes them while the batch before is applied.
-	batches := make(chan projBatch, 1)
-	stopped := make(chan struct{})
-	defer close(stopped)
-	go func() {
-		defer close(batches)
-		readerLive := live
-		for {
-			msg, err := it.Next()
-			if err != nil {
-				sendBatch(batches, stopped, projBatch{err: err})
-				return
-			}
-			raw := make([]projMsg, 0, size)
-			var pb projBatch
-			for {
-				meta, err := msg.Metadata()
-				if err != nil {
-					pb.err = fmt.Errorf("projection %s metadata: %w", p.spec.Name, err)
-					break
-				}
-				pb.last = meta.Sequence.Stream
-				raw = append(raw, projMsg{subject: msg.Subject(), data: msg.Data(), seq: pb.last})
-				if size == 1 || len(raw) >= size || (!readerLive && pb.last >= target) {
-					break
-				}
-				if msg, err = it.Next(jetstream.NextMaxWait(batchLinger)); err != nil {
-					if !errors.Is(err, nats.ErrTimeout) {
-						pb.err = err
-					}
-					break
-				}
-			}
-			pb.live = readerLive
-			if !readerLive && pb.last >= target {
-				readerLive = true
-			}
-			// Live events reach the process's other consumers too: through the decode cache.
-			// A replay would only fill it.
-			dec := events.Unmarshal
-			if pb.live {
-				dec = decoded.unmarshal
-			}
-			pb.evs = decodeAll(log, dec, raw, make([]*events.Event, 0, len(raw)))
-			if !sendBatch(batches, stopped, pb) || pb.err != nil {
-				return
-			}
-		}
-	}()
-	for pb := range batches {
-		if len(pb.evs) > 0 {
-			if err := b.applyAll(ctx, p, pb.evs, pb.live); err != nil {
-				if errors.Is(err, ErrReplay) {
-					return err
-				}
-				return nil // ctx done
-			}
-			b.metrics.projected.WithLabelValues(p.spec.Name).Add(float64(len(pb.evs)))
-		}
-		if !live && pb.last >= target {
-			if err := markCaughtUp(); err != nil {
-				return err
-			}
-		}
-		if pb.err != nil {
-			return nextErr(pb.err)
-		}
-	}
-	return nextErr(errors.New("the reader stopped"))
+	return false
 }
 
-// projBatch is a decoded batch: its events, the last stream sequence read, whether its events
-// are live, and the error that ended the reading after it (nil: reading goes on).
+// projBatch is what a group's reader hands one of its projections: its events (in stream
+// order), the last stream sequence read for it, and whether its events are live.
 type projBatch struct {
 	evs  []*events.Event
 	last uint64
 	live bool
-	err  error
 }
 
-// sendBatch hands pb to the applier unless it stopped.
-func sendBatch(ch chan<- projBatch, stopped <-chan struct{}, pb projBatch) bool {
-	select {
-	case ch <- pb:
-		return true
-	case <-stopped:
-		return false
-	}
-}
-
-// projMsg is a message of a batch before it is decoded.
+// projMsg is a message read by a group before it is decoded; ev is nil until then, and after
+// when the message is malformed or no projection wants it.
 type projMsg struct {
 	subject string
 	data    []byte
 	seq     uint64
+	// live says the message was stored after the group started: it goes through the decode
+	// cache, since the process's other consumers receive it at about the same time.
+	live bool
+	// want lists the group's projections whose subjects it is on.
+	want []int
+	ev   *events.Event
 }
 
-// decodeAll decodes a batch into out, in stream order, skipping malformed messages; a large
-// batch is decoded on every core (decoding CloudEvents JSON and protobuf JSON is most of a
-// replay's cost).
-func decodeAll(log *slog.Logger, dec func(subject string, b []byte) (*events.Event, error), raw []projMsg, out []*events.Event) []*events.Event {
-	evs := make([]*events.Event, len(raw))
+// decodeAll decodes the messages some projection wants, in place, logging and leaving out the
+// malformed ones; a large batch is decoded on every core (decoding CloudEvents JSON and
+// protobuf JSON is most of a replay's cost).
+func decodeAll(log *slog.Logger, raw []projMsg) {
 	decode := func(i int) {
-		ev, err := dec(raw[i].subject, raw[i].data)
-		if err != nil {
-			log.Warn("projection skips malformed message", "seq", raw[i].seq, "error", err)
+		r := &raw[i]
+		if len(r.want) == 0 {
 			return
 		}
-		ev.Sequence, ev.Delivered = raw[i].seq, 1
-		evs[i] = ev
+		dec := events.Unmarshal
+		if r.live {
+			dec = decoded.shared
+		}
+		ev, err := dec(r.subject, r.data)
+		if err != nil {
+			log.Warn("projection skips malformed message", "seq", r.seq, "error", err)
+			return
+		}
+		ev.Sequence, ev.Delivered = r.seq, 1
+		r.ev = ev
 	}
 	workers := runtime.GOMAXPROCS(0)
 	if len(raw) < 64 || workers == 1 {
 		for i := range raw {
 			decode(i)
 		}
-	} else {
-		var wg sync.WaitGroup
-		chunk := (len(raw) + workers - 1) / workers
-		for start := 0; start < len(raw); start += chunk {
-			end := min(start+chunk, len(raw))
-			wg.Go(func() {
-				for i := start; i < end; i++ {
-					decode(i)
-				}
-			})
-		}
-		wg.Wait()
+		return
 	}
-	for _, ev := range evs {
-		if ev != nil {
-			out = append(out, ev)
-		}
+	var wg sync.WaitGroup
+	chunk := (len(raw) + workers - 1) / workers
+	for start := 0; start < len(raw); start += chunk {
+		end := min(start+chunk, len(raw))
+		wg.Go(func() {
+			for i := start; i < end; i++ {
+				decode(i)
+			}
+		})
 	}
-	return out
+	wg.Wait()
 }
 
 // DefaultProjectionBatch is the batch size of a projection with ApplyBatch and no BatchSize.
 const DefaultProjectionBatch = 500
 
-// batchLinger is how long a batching projection waits for one more message before it applies
+// batchLinger is how long a group's reader waits for one more message before it hands out
 // what it has.
 const batchLinger = 2 * time.Millisecond
 
@@ -332,9 +206,14 @@ const batchLinger = 2 * time.Millisecond
 func (b *Bus) applyAll(ctx context.Context, p *projection, evs []*events.Event, live bool) error {
 	if p.spec.ApplyBatch == nil {
 		for _, ev := range evs {
+			if err := ctx.Err(); err != nil {
+				return err // the group stops: the rest is read again
+			}
 			if err := b.apply(ctx, p, ev, live); err != nil {
 				return err
 			}
+			// Applied: a restart of the group does not hand it to this projection again.
+			p.pos.Store(ev.Sequence)
 		}
 		return nil
 	}

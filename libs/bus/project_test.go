@@ -415,3 +415,99 @@ func TestABatchingProjectionGetsTheStreamInOrderInBatches(t *testing.T) {
 	require.False(t, mixed, "no batch mixes replayed and live events")
 	mu.Unlock()
 }
+
+// The projections of a bus on one stream read it through one ordered consumer, and each keeps
+// its own checkpoint, catch-up, batches and replays.
+func TestProjectionsOfABusShareAConsumerAndEachKeepsItsCheckpoint(t *testing.T) {
+	e := newEnv(t)
+	pub := newBus(t, e.config(t, "scheduler"))
+	seedRuns(t, pub, 6) // RunStarted and JobRequested, over acme and globex
+	stored := e.msgs(t, events.StreamTenant, "patch.>")
+	require.Len(t, stored, 12)
+
+	all := newRunsModel()      // RunStarted from the start
+	resumed := newRunsModel()  // RunStarted after the third
+	jobs := newRunsModel()     // JobRequested and RunStarted
+	wide := newRunsModel()     // one tenant's everything: overlaps the others, its own group
+	atTheEnd := newRunsModel() // checkpoint at the end: caught up at once
+	replay := make(chan struct{}, 1)
+	specAll := all.spec("All", 0)
+	specAll.Replay = replay
+	specResumed := resumed.spec("Resumed", stored[4].Sequence)
+	specJobs := jobs.spec("Jobs", 0)
+	specJobs.Subjects = []string{events.Pattern[*eventsv1.JobRequested](), events.Pattern[*eventsv1.RunStarted]()}
+	specJobs.Apply = func(_ context.Context, ev *events.Event, live bool) error {
+		jobs.mu.Lock()
+		defer jobs.mu.Unlock()
+		jobs.seqs = append(jobs.seqs, ev.Sequence)
+		jobs.live = append(jobs.live, live)
+		return nil
+	}
+	specWide := wide.spec("Wide", 0)
+	specWide.Subjects = []string{"patch.acme.>"}
+	specWide.Apply = func(_ context.Context, ev *events.Event, live bool) error {
+		require.Equal(t, "acme", ev.Tenant)
+		wide.mu.Lock()
+		defer wide.mu.Unlock()
+		wide.seqs = append(wide.seqs, ev.Sequence)
+		wide.live = append(wide.live, live)
+		return nil
+	}
+	specEnd := atTheEnd.spec("AtTheEnd", stored[11].Sequence)
+
+	b := newBus(t, e.config(t, "reader"))
+	for _, s := range []bus.ProjectionSpec{specAll, specResumed, specJobs, specWide, specEnd} {
+		require.NoError(t, b.Project(s))
+	}
+	s, err := e.js.Stream(t.Context(), events.StreamTenant)
+	require.NoError(t, err)
+	before, err := s.Info(t.Context())
+	require.NoError(t, err)
+	start(t, b)
+	after, err := s.Info(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 2, after.State.Consumers-before.State.Consumers, "one ordered consumer for the four that merge, one for the overlapping filter")
+
+	seqsOf := func(from int, step int) []uint64 {
+		var out []uint64
+		for i := from; i < len(stored); i += step {
+			out = append(out, stored[i].Sequence)
+		}
+		return out
+	}
+	_, got, _ := all.snapshot()
+	require.Equal(t, seqsOf(0, 2), got)
+	_, got, _ = resumed.snapshot()
+	require.Equal(t, seqsOf(6, 2), got, "only what follows its checkpoint")
+	_, got, _ = jobs.snapshot()
+	require.Equal(t, seqsOf(0, 1), got)
+	_, got, _ = wide.snapshot()
+	require.Equal(t, []uint64{stored[0].Sequence, stored[1].Sequence, stored[4].Sequence, stored[5].Sequence, stored[8].Sequence, stored[9].Sequence}, got, "acme's runs and jobs")
+	require.Zero(t, atTheEnd.applied())
+	for _, m := range []*runsModel{all, resumed, atTheEnd} {
+		require.Equal(t, int32(1), m.caughtUp.Load())
+		require.Equal(t, m.applied(), m.appliedAt, "CaughtUp runs after exactly the stored events")
+	}
+
+	require.NoError(t, pub.Publish(t.Context(), runStarted(t, "acme", "run-live")))
+	require.Eventually(t, func() bool {
+		return all.applied() == 7 && resumed.applied() == 4 && jobs.applied() == 13 && wide.applied() == 7 && atTheEnd.applied() == 1
+	}, eventually, tick)
+	for _, m := range []*runsModel{all, resumed, jobs, wide, atTheEnd} {
+		_, _, live := m.snapshot()
+		require.True(t, live[len(live)-1], "a new event is live")
+		require.False(t, m.applied() > 1 && live[len(live)-2] && m != atTheEnd, "a stored one is not")
+	}
+
+	// A replay of one projection reads the stream again for it alone.
+	replay <- struct{}{}
+	require.Eventually(t, func() bool { return all.applied() == 14 }, eventually, tick)
+	require.NoError(t, pub.Publish(t.Context(), jobRequested(t, "globex", "run-live", "i-9"), runStarted(t, "globex", "run-after")))
+	require.Eventually(t, func() bool { return jobs.applied() == 15 && all.applied() == 15 }, eventually, tick)
+	require.Equal(t, 4+1, resumed.applied(), "the others go on from where they were")
+	require.Equal(t, 7, wide.applied())
+	_, got, live := all.snapshot()
+	require.Equal(t, got[:7], got[7:14], "the replay reads from the checkpoint (0) again")
+	require.Equal(t, []bool{false, false, false, false, false, false, false, true}, live[7:], "replayed events are not live, a new one is")
+	require.Equal(t, int32(1), all.caughtUp.Load(), "CaughtUp is called once")
+}

@@ -51,8 +51,8 @@ func (b *Bus) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
-	for _, p := range projections {
-		g.Go(func() error { return b.runProjection(gctx, p) })
+	for _, pg := range groupProjections(projections) {
+		g.Go(func() error { return b.runGroup(gctx, pg) })
 	}
 	for _, p := range projections {
 		select {

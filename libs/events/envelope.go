@@ -148,6 +148,9 @@ func Marshal(e *Event) ([]byte, error) {
 		t := e.Time.UTC()
 		w.Time = &t
 	}
+	if b, ok := appendWireFast(make([]byte, 0, len(data)+512), &w); ok {
+		return b, nil
+	}
 	return json.Marshal(w)
 }
 
@@ -157,8 +160,11 @@ func Marshal(e *Event) ([]byte, error) {
 // not match the subject.
 func Unmarshal(subject string, b []byte) (*Event, error) {
 	var w wire
-	if err := json.Unmarshal(b, &w); err != nil {
-		return nil, fmt.Errorf("%w: not CloudEvents JSON: %w", ErrMalformed, err)
+	if !decodeWireFast(b, &w) {
+		w = wire{}
+		if err := json.Unmarshal(b, &w); err != nil {
+			return nil, fmt.Errorf("%w: not CloudEvents JSON: %w", ErrMalformed, err)
+		}
 	}
 	switch {
 	case w.SpecVersion != SpecVersion:

@@ -51,6 +51,10 @@ type Marks struct {
 	rebuildTo uint64
 	// lost tells the projection to replay when Done finds the marks gone.
 	lost chan struct{}
+	// restart is set by lose until the projection reads its checkpoint again: an event it
+	// applies meanwhile would write a checkpoint over the lost marks, and the replay would
+	// then start after them.
+	restart bool
 }
 
 // ErrRebuilding is returned (wrapped) by Done while the marks are rebuilt after the store
@@ -67,6 +71,7 @@ func New(st store.Store, name string) *Marks {
 func (m *Marks) lose(seq uint64) {
 	m.mu.Lock()
 	m.seen, m.rebuildTo = 0, max(m.rebuildTo, m.seen, seq)
+	m.restart = true
 	m.mu.Unlock()
 	select {
 	case m.lost <- struct{}{}:
@@ -147,7 +152,7 @@ func (m *Marks) Projection(keyOf func(*events.Event) string, subjects ...string)
 				return 0, err
 			}
 			m.mu.Lock()
-			m.seen = seq
+			m.seen, m.restart = seq, false
 			m.mu.Unlock()
 			return seq, nil
 		},
@@ -173,6 +178,12 @@ func (m *Marks) checkpoint(ctx context.Context) (uint64, bool, error) {
 // apply writes the mark of key and the checkpoint seq at once, guarded by the checkpoint this
 // process last saw.
 func (m *Marks) apply(ctx context.Context, key string, seq uint64) error {
+	m.mu.Lock()
+	restart := m.restart
+	m.mu.Unlock()
+	if restart {
+		return fmt.Errorf("idempotency marks %s lost (the store was flushed?): %w", m.name, bus.ErrReplay)
+	}
 	u, ok := m.st.(store.Updater)
 	if !ok {
 		// A store without atomic updates: two writes, mark first (a replay writes it again).
@@ -212,7 +223,7 @@ func (m *Marks) apply(ctx context.Context, key string, seq uint64) error {
 			return nil
 		case !found && seen > 0:
 			// The store lost the marks under us: replay the stream from the start.
-			m.seen, m.rebuildTo = 0, max(m.rebuildTo, seen, seq)
+			m.seen, m.rebuildTo, m.restart = 0, max(m.rebuildTo, seen, seq), true
 			m.mu.Unlock()
 			return fmt.Errorf("idempotency marks %s lost (the store was flushed?): %w", m.name, bus.ErrReplay)
 		default:

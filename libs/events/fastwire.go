@@ -1,0 +1,222 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"time"
+)
+
+// decodeWireFast decodes the envelope of a document as Marshal writes it (an object whose
+// attributes are strings without escapes, data an object) in one pass, without encoding/json,
+// and keeps data raw for protojson. It reports false for anything else (escapes, nulls,
+// numbers, unknown attributes that are not plain strings, malformed JSON): the caller then
+// decodes the document with encoding/json, which also words the errors. Decoding the envelope
+// with encoding/json took as long as decoding the payload.
+func decodeWireFast(b []byte, w *wire) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return skipSpace(b, i+1) == len(b)
+	}
+	for {
+		key, next, ok := plainString(b, i)
+		if !ok {
+			return false
+		}
+		i = skipSpace(b, next)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipSpace(b, i+1)
+		if key == "data" {
+			end, ok := skipObject(b, i)
+			if !ok {
+				return false
+			}
+			w.Data = b[i:end]
+			i = end
+		} else {
+			val, next, ok := plainString(b, i)
+			if !ok {
+				return false
+			}
+			i = next
+			switch key {
+			case "specversion":
+				w.SpecVersion = val
+			case "id":
+				w.ID = val
+			case "source":
+				w.Source = val
+			case "type":
+				w.Type = val
+			case "subject":
+				w.Subject = val
+			case "datacontenttype":
+				w.DataContentType = val
+			case "tenant":
+				w.Tenant = val
+			case "correlationid":
+				w.CorrelationID = val
+			case "traceparent":
+				w.TraceParent = val
+			case "time":
+				var t time.Time
+				if err := t.UnmarshalJSON(b[next-len(val)-2 : next]); err != nil {
+					return false
+				}
+				w.Time = &t
+			default:
+				// An extension attribute, ignored as encoding/json ignores it, unless
+				// encoding/json would take it for one of ours (it folds case).
+				if !lowerASCII(key) {
+					return false
+				}
+			}
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return skipSpace(b, i+1) == len(b)
+		default:
+			return false
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads a JSON string at b[i] that has no escapes and no control characters, and
+// returns it and the index after its closing quote.
+func plainString(b []byte, i int) (string, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return "", 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return string(b[i+1 : j]), j + 1, true
+		case c == '\\' || c < 0x20:
+			return "", 0, false
+		}
+	}
+	return "", 0, false
+}
+
+// skipObject returns the index after the JSON object at b[i], matching braces and brackets
+// outside strings. It does not validate what is inside (protojson does, as it decodes it).
+func skipObject(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '{' {
+		return 0, false
+	}
+	var stack []byte
+	for j := i; j < len(b); j++ {
+		switch c := b[j]; c {
+		case '"':
+			// To the closing quote, past escaped characters.
+			for j++; j < len(b) && b[j] != '"'; j++ {
+				if b[j] == '\\' {
+					j++
+				}
+			}
+			if j >= len(b) {
+				return 0, false
+			}
+		case '{', '[':
+			stack = append(stack, c)
+		case '}', ']':
+			if len(stack) == 0 || (c == '}') != (stack[len(stack)-1] == '{') {
+				return 0, false
+			}
+			stack = stack[:len(stack)-1]
+			if len(stack) == 0 {
+				return j + 1, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// hasEscape reports whether s would need escaping as a JSON string (so the fast path of
+// Marshal does not write it itself).
+func hasEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+func lowerASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x80 || (c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// appendWireFast appends the document of w as encoding/json writes it, and reports false
+// when an attribute needs escaping (the caller then uses encoding/json). data is compacted
+// as encoding/json compacts a RawMessage.
+func appendWireFast(dst []byte, w *wire) ([]byte, bool) {
+	for _, s := range []string{w.SpecVersion, w.ID, w.Source, w.Type, w.Subject, w.DataContentType, w.Tenant, w.CorrelationID, w.TraceParent} {
+		if hasEscape(s) {
+			return nil, false
+		}
+	}
+	dst = append(dst, '{')
+	dst = appendAttr(dst, "specversion", w.SpecVersion, false)
+	dst = appendAttr(dst, "id", w.ID, false)
+	dst = appendAttr(dst, "source", w.Source, false)
+	dst = appendAttr(dst, "type", w.Type, false)
+	dst = appendAttr(dst, "subject", w.Subject, true)
+	if w.Time != nil {
+		t, err := w.Time.MarshalJSON()
+		if err != nil {
+			return nil, false
+		}
+		dst = append(dst, `,"time":`...)
+		dst = append(dst, t...)
+	}
+	dst = appendAttr(dst, "datacontenttype", w.DataContentType, false)
+	dst = appendAttr(dst, "tenant", w.Tenant, true)
+	dst = appendAttr(dst, "correlationid", w.CorrelationID, true)
+	dst = appendAttr(dst, "traceparent", w.TraceParent, true)
+	dst = append(dst, `,"data":`...)
+	buf := bytes.NewBuffer(dst)
+	if err := json.Compact(buf, w.Data); err != nil {
+		return nil, false
+	}
+	return append(buf.Bytes(), '}'), true
+}
+
+// appendAttr appends "name":"v" (after a comma unless it is the first), or nothing for an
+// empty v with omitEmpty.
+func appendAttr(dst []byte, name, v string, omitEmpty bool) []byte {
+	if omitEmpty && v == "" {
+		return dst
+	}
+	if dst[len(dst)-1] != '{' {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, '"')
+	dst = append(dst, name...)
+	dst = append(dst, `":"`...)
+	dst = append(dst, v...)
+	return append(dst, '"')
+}

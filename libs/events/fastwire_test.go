@@ -1,0 +1,76 @@
+package events
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
+)
+
+// The fast paths write and read exactly what encoding/json does, and leave to it whatever they
+// do not handle.
+func TestFastWireMatchesEncodingJSON(t *testing.T) {
+	for _, d := range Defs() {
+		tenant := "acme"
+		if d.Scope == ScopeCatalog {
+			tenant = ""
+		}
+		data := d.new()
+		fill(data.ProtoReflect(), tenant)
+		e, err := New(tenant, "run-1/i-1", data)
+		require.NoError(t, err)
+		e.Time = time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+		e.CorrelationID = "corr-1"
+		got, err := Marshal(e)
+		require.NoError(t, err)
+		payload, err := dataMarshal.Marshal(data)
+		require.NoError(t, err)
+		w := wire{SpecVersion: SpecVersion, ID: e.ID, Source: e.Source, Type: e.Type, Subject: e.Key,
+			Time: &e.Time, DataContentType: DataContentType, Tenant: e.Tenant, CorrelationID: e.CorrelationID, Data: payload}
+		want, err := json.Marshal(w)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(got), "%s: the document encoding/json writes", d.Message)
+
+		var fast, slow wire
+		require.True(t, decodeWireFast(got, &fast), "%s: Marshal's document takes the fast path", d.Message)
+		require.NoError(t, json.Unmarshal(got, &slow))
+		require.Equal(t, slow, fast, "%s", d.Message)
+	}
+}
+
+func TestFastWireLeavesTheUnusualToEncodingJSON(t *testing.T) {
+	const data = `{"tenant":"acme","runId":"r\"1"}`
+	for _, tt := range []struct {
+		name, doc string
+		fast      bool
+	}{
+		{"spaces and an extension", " {\n\"specversion\" : \"1.0\", \"id\":\"a\",\"ext\":\"x\", \"data\": " + data + " } ", true},
+		{"an escape in an attribute", `{"specversion":"1.0","id":"a\u0041","data":{}}`, false},
+		{"a key encoding/json folds", `{"specversion":"1.0","ID":"a","data":{}}`, false},
+		{"a number", `{"specversion":"1.0","ext":1,"data":{}}`, false},
+		{"null data", `{"specversion":"1.0","data":null}`, false},
+		{"trailing garbage", `{"specversion":"1.0","data":{}} x`, false},
+		{"an unclosed data object", `{"specversion":"1.0","data":{"a":[1}}`, false},
+		{"not an object", `[]`, false},
+	} {
+		var fast wire
+		require.Equal(t, tt.fast, decodeWireFast([]byte(tt.doc), &fast), tt.name)
+		if tt.fast {
+			var slow wire
+			require.NoError(t, json.Unmarshal([]byte(tt.doc), &slow))
+			require.Equal(t, slow, fast, tt.name)
+		}
+	}
+	// An attribute that needs escaping is written by encoding/json.
+	e := MustNew("acme", "run-1/i-1", DefFor[*eventsv1.JobRequested]().new())
+	e.CorrelationID = `a"<b>`
+	b, err := Marshal(e)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"correlationid":"a\"\u003cb\u003e"`)
+	got, err := Unmarshal(e.Subject, b)
+	require.NoError(t, err)
+	require.Equal(t, e.CorrelationID, got.CorrelationID)
+}
