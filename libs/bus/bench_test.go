@@ -21,14 +21,10 @@ import (
 // relayMsgs is how many events one relay run moves.
 const relayMsgs = 20000
 
-// BenchmarkRelayStage measures a relay stage (consume an event, publish one, ack the input)
-// through the bus and, in the same run on the same server, with raw nats.go JetStream calls:
-// fetch a batch, publish the outputs asynchronously, wait for their acks, then ack the inputs.
-// Both decode and encode CloudEvents the same way. It reports messages per second for each and
-// never asserts a time:
-//
-//	go test -run '^$' -bench RelayStage -benchtime 3x ./bus/
-func BenchmarkRelayStage(b *testing.B) {
+// benchStreams starts an embedded nats-server with the streams and returns a connection and
+// its JetStream context (async publish window 4,000), for the benchmarks of this package.
+func benchStreams(b *testing.B) (*nats.Conn, jetstream.JetStream) {
+	b.Helper()
 	srv := testkit.StartNATS(b)
 	nc := srv.Connect(b)
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4000))
@@ -38,6 +34,18 @@ func BenchmarkRelayStage(b *testing.B) {
 	if err := bus.EnsureStreams(b.Context(), js, bus.StreamOptions{}); err != nil {
 		b.Fatal(err)
 	}
+	return nc, js
+}
+
+// BenchmarkRelayStage measures a relay stage (consume an event, publish one, ack the input)
+// through the bus and, in the same run on the same server, with raw nats.go JetStream calls:
+// fetch a batch, publish the outputs asynchronously, wait for their acks, then ack the inputs.
+// Both decode and encode CloudEvents the same way. It reports messages per second for each and
+// never asserts a time:
+//
+//	go test -run '^$' -bench RelayStage -benchtime 3x ./bus/
+func BenchmarkRelayStage(b *testing.B) {
+	nc, js := benchStreams(b)
 	var busTime, rawTime time.Duration
 	b.ResetTimer()
 	for i := range b.N {

@@ -9,11 +9,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/events"
-	"github.com/patchwave/patchwave/libs/testkit"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
 )
 
@@ -28,15 +26,7 @@ const projectionCount = 6
 //
 //	go test -run '^$' -bench Projections -benchtime 3x ./bus/
 func BenchmarkProjections(b *testing.B) {
-	srv := testkit.StartNATS(b)
-	nc := srv.Connect(b)
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4000))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := bus.EnsureStreams(b.Context(), js, bus.StreamOptions{}); err != nil {
-		b.Fatal(err)
-	}
+	nc, js := benchStreams(b)
 	var liveCPU, replayCPU time.Duration
 	var n int
 	b.ResetTimer()

@@ -10,11 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/events"
-	"github.com/patchwave/patchwave/libs/testkit"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
 )
 
@@ -28,15 +25,7 @@ const trackedOps = 10000
 //
 //	go test -run '^$' -bench TrackerHolds -benchtime 1x ./bus/
 func BenchmarkTrackerHolds10000(b *testing.B) {
-	srv := testkit.StartNATS(b)
-	nc := srv.Connect(b)
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4000))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := bus.EnsureStreams(b.Context(), js, bus.StreamOptions{}); err != nil {
-		b.Fatal(err)
-	}
+	nc, js := benchStreams(b)
 	for i := range b.N {
 		tenant := fmt.Sprintf("track-%d", i)
 		seedN(b, js, tenant, trackedOps)
