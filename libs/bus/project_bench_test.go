@@ -45,7 +45,9 @@ func BenchmarkProjections(b *testing.B) {
 		}
 		liveCPU += cpuTime() - before
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
 
 		// A restart: every projection reads the stored events again from 0.
 		applied.Store(0)
@@ -56,7 +58,9 @@ func BenchmarkProjections(b *testing.B) {
 		<-bb.Running()
 		replayCPU += cpuTime() - before
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
 		n += relayMsgs
 	}
 	b.StopTimer()

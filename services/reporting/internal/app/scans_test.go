@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/patchwave/patchwave/libs/apierr"
 	"github.com/patchwave/patchwave/libs/events"
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/patchwave/patchwave/services/reporting/internal/app"
 )

@@ -31,7 +31,7 @@ func TestTheCycleInForceAndItsPin(t *testing.T) {
 	require.True(t, changed, "an early pin of the next cycle starts it")
 	require.Equal(t, "2027-01", next.Key)
 	require.Equal(t, "al-3", next.ApplicableFamily("al2023", "al-3"))
-	require.Equal(t, "", domain.Cycle{Key: "2027-01"}.ApplicableFamily("al2023", ""), "nothing approved, nothing pinned")
+	require.Empty(t, domain.Cycle{Key: "2027-01"}.ApplicableFamily("al2023", ""), "nothing approved, nothing pinned")
 }
 
 func TestScanConcurrency(t *testing.T) {
