@@ -108,7 +108,13 @@ func (a *Application) ListInstances(ctx context.Context, tenant string, f Instan
 
 // instanceIDs returns the sorted ids of the instances that pass f, from the coverage buckets.
 func (a *Application) instanceIDs(ctx context.Context, tenant string, f InstanceFilter) ([]string, error) {
-	groups, err := a.repo.Groups(ctx, tenant)
+	return memberIDs(ctx, a.repo, tenant, f)
+}
+
+// memberIDs returns the sorted ids of the tenant's instances in repo that pass f, from the
+// coverage buckets.
+func memberIDs(ctx context.Context, repo domain.Repository, tenant string, f InstanceFilter) ([]string, error) {
+	groups, err := repo.Groups(ctx, tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +128,7 @@ func (a *Application) instanceIDs(ctx context.Context, tenant string, f Instance
 			continue
 		}
 		for _, s := range states {
-			ms, err := a.repo.Members(ctx, tenant, g, s)
+			ms, err := repo.Members(ctx, tenant, g, s)
 			if err != nil {
 				return nil, err
 			}

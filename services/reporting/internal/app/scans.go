@@ -305,22 +305,7 @@ func (a txn) jobsUnderway(tenant string) func(context.Context, domain.Instance) 
 
 // tenantInstances lists the tenant's in-scope instances through the txn's repository.
 func (a txn) tenantInstances(ctx context.Context, tenant string) ([]string, error) {
-	groups, err := a.repo.Groups(ctx, tenant)
-	if err != nil {
-		return nil, err
-	}
-	var ids []string
-	for _, g := range groups {
-		for _, s := range domain.States {
-			ms, err := a.repo.Members(ctx, tenant, g, s)
-			if err != nil {
-				return nil, err
-			}
-			ids = append(ids, ms...)
-		}
-	}
-	slices.Sort(ids)
-	return slices.Compact(ids), nil
+	return memberIDs(ctx, a.repo, tenant, InstanceFilter{})
 }
 
 // scanRequested records a released chunk: its instances are in flight.
