@@ -192,7 +192,12 @@ func (b *Bus) runGroup(ctx context.Context, g *projGroup) error {
 	}
 }
 
-// startMember reads a member's checkpoint and catch-up target when it (re)starts.
+// startMember reads a member's checkpoint and catch-up target when it (re)starts, and puts it
+// where the group has to read from for it: just before the first message on its subjects after
+// its checkpoint, or at the end of the stream when there is none. A projection whose subjects are
+// quiet (or have never had a message) thus never makes its group read the stream from its old
+// checkpoint again after a restart: only the projections with something to read set where the
+// group starts.
 func (b *Bus) startMember(ctx context.Context, stream string, m *projection) error {
 	var from uint64
 	if m.spec.Checkpoint != nil {
@@ -201,13 +206,32 @@ func (b *Bus) startMember(ctx context.Context, stream string, m *projection) err
 			return fmt.Errorf("projection %s checkpoint: %w", m.spec.Name, err)
 		}
 	}
+	s, err := b.js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("projection %s: stream %s: %w", m.spec.Name, stream, err)
+	}
+	// The stream's end, taken before the lookups below: a message on the projection's subjects
+	// stored after it has a higher sequence, so none is skipped.
+	end := s.CachedInfo().State.LastSeq
 	// The last message on the projection's subjects when it starts: once it is applied, or at
 	// once when the checkpoint is past it or nothing matches, the projection has caught up.
-	target, err := b.lastSequence(ctx, stream, m.spec.Subjects)
+	target, err := lastSequence(ctx, s, m.spec.Subjects)
 	if err != nil {
 		return fmt.Errorf("projection %s: %w", m.spec.Name, err)
 	}
-	m.pos.Store(from)
+	pos := from
+	if target > from {
+		next, err := nextSequence(ctx, s, m.spec.Subjects, from+1)
+		if err != nil {
+			return fmt.Errorf("projection %s: %w", m.spec.Name, err)
+		}
+		if next > from+1 {
+			pos = next - 1
+		}
+	} else {
+		pos = max(from, end)
+	}
+	m.pos.Store(pos)
 	m.target, m.live, m.reread = target, false, false
 	return nil
 }
@@ -380,6 +404,7 @@ func (b *Bus) readGroup(ctx context.Context, g *projGroup, it jetstream.Messages
 			return false
 		}
 	}
+	read := b.metrics.groupRead.WithLabelValues(g.names())
 	raw := make([]projMsg, 0, groupFetch)
 	for {
 		msg, err := it.Next()
@@ -407,6 +432,7 @@ func (b *Bus) readGroup(ctx context.Context, g *projGroup, it jetstream.Messages
 				break
 			}
 		}
+		read.Add(float64(len(raw)))
 		decodeAll(log, raw)
 		for ri := range raw {
 			r := &raw[ri]

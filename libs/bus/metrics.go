@@ -10,6 +10,7 @@ type metrics struct {
 	handleSeconds  *prometheus.HistogramVec
 	deadLettered   *prometheus.CounterVec
 	projected      *prometheus.CounterVec
+	groupRead      *prometheus.CounterVec
 
 	deadLetterHookFailed *prometheus.CounterVec
 	trackerHeld          *prometheus.GaugeVec
@@ -39,6 +40,9 @@ func newMetrics(reg prometheus.Registerer, service string) *metrics {
 		projected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchwave_bus_projected_total", Help: "Events applied to read models.", ConstLabels: labels},
 			[]string{"projection"}),
+		groupRead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchwave_bus_projection_read_total", Help: "Messages read from the stream for projections (replays included), by group of projections sharing a consumer.", ConstLabels: labels},
+			[]string{"projections"}),
 		deadLetterHookFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchwave_bus_dead_letter_hook_failed_total", Help: "Dead-letter hooks that failed (the message is kept and retried).", ConstLabels: labels},
 			[]string{"handler"}),
@@ -56,7 +60,7 @@ func newMetrics(reg prometheus.Registerer, service string) *metrics {
 			[]string{"tracker", "outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.published, m.publishRetries, m.publishFailed, m.handled, m.handleSeconds, m.deadLettered, m.projected,
+		reg.MustRegister(m.published, m.publishRetries, m.publishFailed, m.handled, m.handleSeconds, m.deadLettered, m.projected, m.groupRead,
 			m.deadLetterHookFailed, m.trackerHeld, m.trackerChecks, m.trackerCheckSeconds, m.trackerOutcomes)
 	}
 	return m

@@ -237,11 +237,7 @@ func (b *Bus) applyAll(ctx context.Context, p *projection, evs []*events.Event, 
 }
 
 // lastSequence returns the sequence of the last message stored on any of subjects, 0 if none.
-func (b *Bus) lastSequence(ctx context.Context, stream string, subjects []string) (uint64, error) {
-	s, err := b.js.Stream(ctx, stream)
-	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", stream, err)
-	}
+func lastSequence(ctx context.Context, s jetstream.Stream, subjects []string) (uint64, error) {
 	var last uint64
 	for _, subj := range subjects {
 		m, err := s.GetLastMsgForSubject(ctx, subj)
@@ -254,6 +250,25 @@ func (b *Bus) lastSequence(ctx context.Context, stream string, subjects []string
 		last = max(last, m.Sequence)
 	}
 	return last, nil
+}
+
+// nextSequence returns the sequence of the first message at or after seq on any of subjects, 0
+// if none.
+func nextSequence(ctx context.Context, s jetstream.Stream, subjects []string, seq uint64) (uint64, error) {
+	var next uint64
+	for _, subj := range subjects {
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("next message on %s after %d: %w", subj, seq-1, err)
+		}
+		if next == 0 || m.Sequence < next {
+			next = m.Sequence
+		}
+	}
+	return next, nil
 }
 
 // apply retries Apply until it succeeds, fails permanently, or ctx ends.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/patchwave/patchwave/libs/bus"
@@ -510,4 +511,54 @@ func TestProjectionsOfABusShareAConsumerAndEachKeepsItsCheckpoint(t *testing.T) 
 	require.Equal(t, got[:7], got[7:14], "the replay reads from the checkpoint (0) again")
 	require.Equal(t, []bool{false, false, false, false, false, false, false, true}, live[7:], "replayed events are not live, a new one is")
 	require.Equal(t, int32(1), all.caughtUp.Load(), "CaughtUp is called once")
+}
+
+// A group of projections reads the stream from where its members have something to read, not
+// from the oldest checkpoint among them: a projection whose subjects are quiet, or have never had
+// a message, does not make a restarted service read the whole stream again.
+func TestAGroupReadsOnlyWhatItsProjectionsHaveStillToApply(t *testing.T) {
+	e := newEnv(t)
+	pub := newBus(t, e.config(t, "scheduler"))
+	seedRuns(t, pub, 50) // RunStarted and JobRequested alternating
+	stored := e.msgs(t, events.StreamTenant, "patch.>")
+	require.Len(t, stored, 100)
+
+	runs := newRunsModel() // has applied everything
+	jobs := newRunsModel() // has applied the job requests up to stored[89]
+	quiet := newRunsModel()
+	specRuns := runs.spec("Runs", stored[99].Sequence)
+	specJobs := jobs.spec("Jobs", stored[89].Sequence)
+	specJobs.Subjects = []string{events.Pattern[*eventsv1.JobRequested]()}
+	specJobs.Apply = func(_ context.Context, ev *events.Event, live bool) error {
+		jobs.mu.Lock()
+		defer jobs.mu.Unlock()
+		jobs.seqs = append(jobs.seqs, ev.Sequence)
+		jobs.live = append(jobs.live, live)
+		return nil
+	}
+	specQuiet := quiet.spec("Quiet", 0) // nothing was ever stored on its subject
+	specQuiet.Subjects = []string{events.Pattern[*eventsv1.RunCompleted]()}
+
+	cfg := e.config(t, "reporting")
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	b := newBus(t, cfg)
+	for _, s := range []bus.ProjectionSpec{specRuns, specJobs, specQuiet} {
+		require.NoError(t, b.Project(s))
+	}
+	start(t, b)
+
+	_, got, _ := jobs.snapshot()
+	require.Equal(t, []uint64{stored[91].Sequence, stored[93].Sequence, stored[95].Sequence, stored[97].Sequence, stored[99].Sequence}, got)
+	require.Zero(t, runs.applied())
+	require.Zero(t, quiet.applied())
+	for _, m := range []*runsModel{runs, jobs, quiet} {
+		require.Equal(t, int32(1), m.caughtUp.Load())
+	}
+	require.Equal(t, 9.0, counterValue(t, reg, "patchwave_bus_projection_read_total"),
+		"the group starts after stored[90], before the first job request Jobs has not applied, not at Quiet's checkpoint 0")
+
+	require.NoError(t, pub.Publish(t.Context(), runStarted(t, "acme", "run-live")))
+	require.Eventually(t, func() bool { return runs.applied() == 1 }, eventually, tick)
+	require.Equal(t, 10.0, counterValue(t, reg, "patchwave_bus_projection_read_total"))
 }
