@@ -3,14 +3,15 @@ package bus
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	published      prometheus.Counter
-	publishRetries prometheus.Counter
-	publishFailed  prometheus.Counter
-	handled        *prometheus.CounterVec
-	handleSeconds  *prometheus.HistogramVec
-	deadLettered   *prometheus.CounterVec
-	projected      *prometheus.CounterVec
-	groupRead      *prometheus.CounterVec
+	published       prometheus.Counter
+	publishRetries  prometheus.Counter
+	publishFailed   prometheus.Counter
+	publishTimeouts prometheus.Counter
+	handled         *prometheus.CounterVec
+	handleSeconds   *prometheus.HistogramVec
+	deadLettered    *prometheus.CounterVec
+	projected       *prometheus.CounterVec
+	groupRead       *prometheus.CounterVec
 
 	deadLetterHookFailed *prometheus.CounterVec
 	trackerHeld          *prometheus.GaugeVec
@@ -28,6 +29,8 @@ func newMetrics(reg prometheus.Registerer, service string) *metrics {
 			Name: "patchwave_bus_publish_retries_total", Help: "Events sent again after a failed or timed-out attempt.", ConstLabels: labels}),
 		publishFailed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "patchwave_bus_publish_failed_total", Help: "Events not stored after every attempt.", ConstLabels: labels}),
+		publishTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "patchwave_bus_publish_ack_timeouts_total", Help: "Publish attempts not acknowledged within PublishTimeout of their send.", ConstLabels: labels}),
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchwave_bus_handled_total", Help: "Handler calls by outcome (ok, error, permanent).", ConstLabels: labels},
 			[]string{"handler", "outcome"}),
@@ -60,7 +63,7 @@ func newMetrics(reg prometheus.Registerer, service string) *metrics {
 			[]string{"tracker", "outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.published, m.publishRetries, m.publishFailed, m.handled, m.handleSeconds, m.deadLettered, m.projected, m.groupRead,
+		reg.MustRegister(m.published, m.publishRetries, m.publishFailed, m.publishTimeouts, m.handled, m.handleSeconds, m.deadLettered, m.projected, m.groupRead,
 			m.deadLetterHookFailed, m.trackerHeld, m.trackerChecks, m.trackerCheckSeconds, m.trackerOutcomes)
 	}
 	return m
