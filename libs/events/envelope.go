@@ -199,8 +199,11 @@ func Unmarshal(subject string, b []byte) (*Event, error) {
 		}
 	}
 	msg := d.new()
-	if err := dataUnmarshal.Unmarshal(w.Data, msg); err != nil {
-		return nil, fmt.Errorf("%w: data of %s: %w", ErrMalformed, w.Type, err)
+	if !decodeDataFast(w.Data, msg) {
+		msg = d.new()
+		if err := dataUnmarshal.Unmarshal(w.Data, msg); err != nil {
+			return nil, fmt.Errorf("%w: data of %s: %w", ErrMalformed, w.Type, err)
+		}
 	}
 	e := &Event{
 		ID: w.ID, Source: w.Source, Type: w.Type, Key: w.Subject, Tenant: w.Tenant,
