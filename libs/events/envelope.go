@@ -193,10 +193,10 @@ func Unmarshal(subject string, b []byte) (*Event, error) {
 			return nil, fmt.Errorf("%w: catalog event %s has tenant %q", ErrMalformed, w.Type, w.Tenant)
 		}
 	}
-	if subject != "" {
-		if want := d.Subject(w.Tenant); want != subject {
-			return nil, fmt.Errorf("%w: type %s with tenant %q belongs on %q, received on %q", ErrMalformed, w.Type, w.Tenant, want, subject)
-		}
+	if subject == "" {
+		subject = d.Subject(w.Tenant)
+	} else if want := d.Subject(w.Tenant); want != subject {
+		return nil, fmt.Errorf("%w: type %s with tenant %q belongs on %q, received on %q", ErrMalformed, w.Type, w.Tenant, want, subject)
 	}
 	msg := d.new()
 	if !decodeDataFast(w.Data, msg) {
@@ -208,7 +208,7 @@ func Unmarshal(subject string, b []byte) (*Event, error) {
 	e := &Event{
 		ID: w.ID, Source: w.Source, Type: w.Type, Key: w.Subject, Tenant: w.Tenant,
 		CorrelationID: w.CorrelationID, TraceParent: w.TraceParent,
-		Subject: d.Subject(w.Tenant), Data: msg,
+		Subject: subject, Data: msg,
 	}
 	if w.Time != nil {
 		e.Time = *w.Time
