@@ -87,6 +87,7 @@ func (r *groupReader) Next(opts ...jetstream.NextOpt) (jetstream.Msg, error) {
 	if r.unfiltered && r.last >= r.stored {
 		// The replay is read: on with the filter.
 		r.unfiltered = false
+		r.b.log.Debug("projections read the rest with their filters", "stream", r.stream, "after", r.last)
 		if err := r.reopen(r.cfg, r.last+1); err != nil {
 			return nil, err
 		}
@@ -109,6 +110,7 @@ func (r *groupReader) Next(opts ...jetstream.NextOpt) (jetstream.Msg, error) {
 		// in that range: at least half of them, and enough to matter, read unfiltered.
 		if span := r.stored - min(seq, r.stored) + 1; seq < r.stored && span >= replayDenseMin && 2*(meta.NumPending+1) >= span {
 			r.unfiltered = true
+			r.b.log.Debug("projections read a dense replay without a filter", "stream", r.stream, "from", seq, "to", r.stored, "on_filters", meta.NumPending+1)
 			all := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq}
 			if err := r.reopen(all, seq); err != nil {
 				return nil, err
