@@ -99,26 +99,26 @@ func (r *groupReader) Next(opts ...jetstream.NextOpt) (jetstream.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	meta, err := msg.Metadata()
-	if err != nil {
-		return msg, nil // the caller reads the metadata again and stops
-	}
-	seq := meta.Sequence.Stream
-	if r.first {
-		r.first = false
-		// Messages on the filters from here to stored, against every message of the stream
-		// in that range: at least half of them, and enough to matter, read unfiltered.
-		if span := r.stored - min(seq, r.stored) + 1; seq < r.stored && span >= replayDenseMin && 2*(meta.NumPending+1) >= span {
-			r.unfiltered = true
-			r.b.log.Debug("projections read a dense replay without a filter", "stream", r.stream, "from", seq, "to", r.stored, "on_filters", meta.NumPending+1)
-			all := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq}
-			if err := r.reopen(all, seq); err != nil {
-				return nil, err
+	// A message without metadata is handed on: the caller reads it again and stops.
+	if meta, merr := msg.Metadata(); merr == nil {
+		seq := meta.Sequence.Stream
+		if r.first {
+			r.first = false
+			// Messages on the filters from here to stored, against every message of the
+			// stream in that range: at least half of them, and enough to matter, read
+			// unfiltered.
+			if span := r.stored - min(seq, r.stored) + 1; seq < r.stored && span >= replayDenseMin && 2*(meta.NumPending+1) >= span {
+				r.unfiltered = true
+				r.b.log.Debug("projections read a dense replay without a filter", "stream", r.stream, "from", seq, "to", r.stored, "on_filters", meta.NumPending+1)
+				all := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq}
+				if err := r.reopen(all, seq); err != nil {
+					return nil, err
+				}
+				return r.Next(opts...)
 			}
-			return r.Next(opts...)
 		}
+		r.last = seq
 	}
-	r.last = seq
 	return msg, nil
 }
 

@@ -26,14 +26,14 @@ func TestDenseReplayReadUnfilteredGivesTheSameEvents(t *testing.T) {
 		}
 	}
 	want := e.msgs(t, events.StreamTenant, "patch.*.run.started")
-	require.Equal(t, n, len(want))
+	require.Len(t, want, n)
 
 	m := newRunsModel()
 	b := newBus(t, e.config(t, "reader"))
 	require.NoError(t, b.Project(m.spec("Runs", 0)))
 	start(t, b)
 	_, seqs, live := m.snapshot()
-	require.Equal(t, n, len(seqs), "every run.started, and nothing else")
+	require.Len(t, seqs, n, "every run.started, and nothing else")
 	for i, w := range want {
 		require.Equal(t, w.Sequence, seqs[i], "in stream order")
 		require.False(t, live[i])

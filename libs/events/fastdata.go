@@ -218,7 +218,7 @@ func transScalar(dst, b []byte, i int, fd protoreflect.FieldDescriptor) ([]byte,
 			return nil, 0, false
 		}
 		dst = protowire.AppendTag(dst, num, protowire.VarintType)
-		return protowire.AppendVarint(dst, uint64(int64(ev.Number()))), end + 1, true //nolint:gosec // protobuf's encoding of a negative enum
+		return protowire.AppendVarint(dst, uint64(int64(ev.Number()))), end + 1, true
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
 		n, end, ok := jsonInt(b, i, 32, true)
 		if !ok {
@@ -255,11 +255,11 @@ func appendInt(dst []byte, fd protoreflect.FieldDescriptor, n int64) []byte {
 	case protoreflect.Sint32Kind, protoreflect.Sint64Kind:
 		return protowire.AppendVarint(protowire.AppendTag(dst, num, protowire.VarintType), protowire.EncodeZigZag(n))
 	case protoreflect.Sfixed32Kind, protoreflect.Fixed32Kind:
-		return protowire.AppendFixed32(protowire.AppendTag(dst, num, protowire.Fixed32Type), uint32(n)) //nolint:gosec // 32-bit by kind
+		return protowire.AppendFixed32(protowire.AppendTag(dst, num, protowire.Fixed32Type), uint32(n))
 	case protoreflect.Sfixed64Kind, protoreflect.Fixed64Kind:
-		return protowire.AppendFixed64(protowire.AppendTag(dst, num, protowire.Fixed64Type), uint64(n)) //nolint:gosec // the value's bits
+		return protowire.AppendFixed64(protowire.AppendTag(dst, num, protowire.Fixed64Type), uint64(n))
 	default:
-		return protowire.AppendVarint(protowire.AppendTag(dst, num, protowire.VarintType), uint64(n)) //nolint:gosec // protobuf's encoding of a negative int
+		return protowire.AppendVarint(protowire.AppendTag(dst, num, protowire.VarintType), uint64(n))
 	}
 }
 
@@ -307,7 +307,7 @@ func jsonInt(b []byte, i, bits int, signed bool) (int64, int, bool) {
 		return n, j, err == nil
 	}
 	n, err := strconv.ParseUint(s, 10, bits)
-	return int64(n), j, err == nil //nolint:gosec // bits is at most 32 unsigned here, or the value is reinterpreted as uint64 by the caller
+	return int64(n), j, err == nil
 }
 
 // quotedInt reads a 64-bit integer as protojson writes it, a quoted JSON integer.
@@ -354,10 +354,10 @@ func transTimestamp(dst, b []byte, i int) ([]byte, int, bool) {
 		return nil, 0, false
 	}
 	if sec := t.Unix(); sec != 0 {
-		dst = protowire.AppendVarint(protowire.AppendTag(dst, 1, protowire.VarintType), uint64(sec)) //nolint:gosec // protobuf's encoding of a negative int64
+		dst = protowire.AppendVarint(protowire.AppendTag(dst, 1, protowire.VarintType), uint64(sec))
 	}
 	if ns := t.Nanosecond(); ns != 0 {
-		dst = protowire.AppendVarint(protowire.AppendTag(dst, 2, protowire.VarintType), uint64(ns)) //nolint:gosec // below 1e9
+		dst = protowire.AppendVarint(protowire.AppendTag(dst, 2, protowire.VarintType), uint64(ns))
 	}
 	return dst, end + 1, true
 }
