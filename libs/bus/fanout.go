@@ -272,13 +272,9 @@ func (b *Bus) groupFromCheckpoints(ctx context.Context, g *projGroup) error {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = start + 1
 	}
-	cons, err := b.js.OrderedConsumer(ctx, g.stream, cfg)
+	it, err := b.groupMessages(ctx, g.stream, cfg, stored)
 	if err != nil {
-		return fmt.Errorf("projections %s consumer: %w", g.names(), err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("projections %s messages: %w", g.names(), err)
+		return fmt.Errorf("projections %s %w", g.names(), err)
 	}
 	defer it.Stop()
 

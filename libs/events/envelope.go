@@ -193,19 +193,22 @@ func Unmarshal(subject string, b []byte) (*Event, error) {
 			return nil, fmt.Errorf("%w: catalog event %s has tenant %q", ErrMalformed, w.Type, w.Tenant)
 		}
 	}
-	if subject != "" {
-		if want := d.Subject(w.Tenant); want != subject {
-			return nil, fmt.Errorf("%w: type %s with tenant %q belongs on %q, received on %q", ErrMalformed, w.Type, w.Tenant, want, subject)
-		}
+	if subject == "" {
+		subject = d.Subject(w.Tenant)
+	} else if want := d.Subject(w.Tenant); want != subject {
+		return nil, fmt.Errorf("%w: type %s with tenant %q belongs on %q, received on %q", ErrMalformed, w.Type, w.Tenant, want, subject)
 	}
 	msg := d.new()
-	if err := dataUnmarshal.Unmarshal(w.Data, msg); err != nil {
-		return nil, fmt.Errorf("%w: data of %s: %w", ErrMalformed, w.Type, err)
+	if !decodeDataFast(w.Data, msg) {
+		msg = d.new()
+		if err := dataUnmarshal.Unmarshal(w.Data, msg); err != nil {
+			return nil, fmt.Errorf("%w: data of %s: %w", ErrMalformed, w.Type, err)
+		}
 	}
 	e := &Event{
 		ID: w.ID, Source: w.Source, Type: w.Type, Key: w.Subject, Tenant: w.Tenant,
 		CorrelationID: w.CorrelationID, TraceParent: w.TraceParent,
-		Subject: d.Subject(w.Tenant), Data: msg,
+		Subject: subject, Data: msg,
 	}
 	if w.Time != nil {
 		e.Time = *w.Time

@@ -22,10 +22,11 @@ func decodeWireFast(b []byte, w *wire) bool {
 		return skipSpace(b, i+1) == len(b)
 	}
 	for {
-		key, next, ok := plainString(b, i)
+		ks, ke, ok := rawString(b, i)
 		if !ok {
 			return false
 		}
+		key, next := internAttr(b[ks:ke]), ke+1
 		i = skipSpace(b, next)
 		if i >= len(b) || b[i] != ':' {
 			return false
@@ -39,10 +40,12 @@ func decodeWireFast(b []byte, w *wire) bool {
 			w.Data = b[i:end]
 			i = end
 		} else {
-			val, next, ok := plainString(b, i)
+			vs, ve, ok := rawString(b, i)
 			if !ok {
 				return false
 			}
+			next := ve + 1
+			val := internAttr(b[vs:ve])
 			i = next
 			switch key {
 			case "specversion":
@@ -92,28 +95,32 @@ func decodeWireFast(b []byte, w *wire) bool {
 	}
 }
 
+// interned are the attribute names and the values that repeat in every document (the spec
+// version, content type, and every registered type and source), answered without allocating.
+var interned = func() map[string]string {
+	m := map[string]string{SpecVersion: SpecVersion, DataContentType: DataContentType}
+	for _, k := range []string{"specversion", "id", "source", "type", "subject", "datacontenttype", "tenant", "correlationid", "traceparent", "time", "data"} {
+		m[k] = k
+	}
+	for _, d := range registry {
+		m[string(d.Message)] = string(d.Message)
+		m[d.Source()] = d.Source()
+	}
+	return m
+}()
+
+func internAttr(b []byte) string {
+	if s, ok := interned[string(b)]; ok {
+		return s
+	}
+	return string(b)
+}
+
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}
 	return i
-}
-
-// plainString reads a JSON string at b[i] that has no escapes and no control characters, and
-// returns it and the index after its closing quote.
-func plainString(b []byte, i int) (string, int, bool) {
-	if i >= len(b) || b[i] != '"' {
-		return "", 0, false
-	}
-	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			return string(b[i+1 : j]), j + 1, true
-		case c == '\\' || c < 0x20:
-			return "", 0, false
-		}
-	}
-	return "", 0, false
 }
 
 // skipObject returns the index after the JSON object at b[i], matching braces and brackets

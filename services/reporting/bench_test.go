@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,6 +44,10 @@ const (
 	benchRun   = 10_000
 )
 
+// rebuildProfile writes a CPU profile of the rebuild alone (not of the publishing before it
+// nor of the summary after it): go test -bench Compliance -args -rebuild-cpuprofile cpu.prof.
+var rebuildProfile = flag.String("rebuild-cpuprofile", "", "write a CPU profile of BenchmarkCompliance's rebuild to this file")
+
 // BenchmarkCompliance is the compliance benchmark (make bench-compliance). It fills the stream
 // with a cycle of a 100,000-instance tenant (run.started in runs of 10,000, then per instance
 // install.started and install.succeeded or install.failed with per-patch results: 200,010
@@ -71,6 +77,12 @@ func BenchmarkCompliance(b *testing.B) {
 	var stats reporting.RebuildStats
 	// As the rebuild command does: a replay allocates a lot and keeps little.
 	gc := debug.SetGCPercent(reporting.RebuildGCPercent)
+	if *rebuildProfile != "" {
+		f, err := os.Create(*rebuildProfile)
+		require.NoError(b, err)
+		defer f.Close()
+		require.NoError(b, pprof.StartCPUProfile(f))
+	}
 	cpu0, rcpu0 := cpuTime(), redisCPU(b, client)
 	b.ResetTimer()
 	for range b.N {
@@ -78,6 +90,9 @@ func BenchmarkCompliance(b *testing.B) {
 		require.NoError(b, err)
 	}
 	b.StopTimer()
+	if *rebuildProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	cpu := (cpuTime() - cpu0) / time.Duration(b.N)
 	rcpu := (redisCPU(b, client) - rcpu0) / time.Duration(b.N)
 	rate := float64(stats.Events) / stats.Took.Seconds()

@@ -1,0 +1,363 @@
+package events
+
+import (
+	"encoding/binary"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// decodeDataFast decodes a payload as protojson.Marshal writes it (JSON names, strings
+// without escapes, integers, enum names (not numbers), RFC 3339 UTC timestamps, nested
+// messages and lists) into m: it transcodes the JSON to the protobuf binary form in one pass,
+// guided by m's descriptor, and unmarshals that (the generated code's fast path, no
+// reflection per field). It reports false for anything else: an unknown or repeated field,
+// null, an escape, a float, a quoted int32, a well-known type other than Timestamp, a map,
+// bytes, two fields of one oneof, malformed JSON; the caller then decodes a fresh message with
+// protojson, which also words the errors. It never accepts a document protojson refuses, and
+// what it decodes equals protojson's result (FuzzDecodeData). protojson's tokenizer and
+// reflection were most of the cost of receiving an event.
+func decodeDataFast(b []byte, m proto.Message) bool {
+	bp := transcodeBufs.Get().(*[]byte)
+	defer transcodeBufs.Put(bp)
+	buf, i, ok := transObject((*bp)[:0], b, skipSpace(b, 0), m.ProtoReflect().Descriptor(), 0)
+	if cap(buf) <= 64<<10 {
+		*bp = buf
+	}
+	return ok && skipSpace(b, i) == len(b) && proto.Unmarshal(buf, m) == nil
+}
+
+var transcodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxFastDepth bounds nesting on the fast path (protojson's own limit is far deeper; a deeper
+// document falls back to it).
+const maxFastDepth = 16
+
+// fastFields maps a message's JSON field names to their descriptors, per message type.
+var fastFields sync.Map // protoreflect.FullName -> map[string]protoreflect.FieldDescriptor
+
+func jsonFields(md protoreflect.MessageDescriptor) map[string]protoreflect.FieldDescriptor {
+	if v, ok := fastFields.Load(md.FullName()); ok {
+		return v.(map[string]protoreflect.FieldDescriptor)
+	}
+	fds := md.Fields()
+	m := make(map[string]protoreflect.FieldDescriptor, fds.Len())
+	for i := range fds.Len() {
+		fd := fds.Get(i)
+		m[fd.JSONName()] = fd
+	}
+	fastFields.Store(md.FullName(), m)
+	return m
+}
+
+func isMessage(fd protoreflect.FieldDescriptor) bool {
+	return fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind
+}
+
+// transObject appends the binary form of the object at b[i], a message md, to dst, and
+// returns it and the index after the object.
+func transObject(dst, b []byte, i int, md protoreflect.MessageDescriptor, depth int) ([]byte, int, bool) {
+	if depth > maxFastDepth || i >= len(b) || b[i] != '{' || md.Fields().Len() > 64 || md.Oneofs().Len() > 64 {
+		return nil, 0, false
+	}
+	fields := jsonFields(md)
+	var seen, oneofs uint64
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return dst, i + 1, true
+	}
+	for {
+		start, end, ok := rawString(b, i)
+		if !ok {
+			return nil, 0, false
+		}
+		fd := fields[string(b[start:end])]
+		if fd == nil || fd.IsMap() || fd.Kind() == protoreflect.GroupKind {
+			return nil, 0, false
+		}
+		bit := uint64(1) << fd.Index()
+		if seen&bit != 0 {
+			return nil, 0, false // a duplicate: protojson refuses it
+		}
+		seen |= bit
+		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+			obit := uint64(1) << od.Index()
+			if oneofs&obit != 0 {
+				return nil, 0, false // two fields of a oneof: protojson refuses it
+			}
+			oneofs |= obit
+		}
+		i = skipSpace(b, end+1)
+		if i >= len(b) || b[i] != ':' {
+			return nil, 0, false
+		}
+		i = skipSpace(b, i+1)
+		switch {
+		case fd.IsList():
+			dst, i, ok = transList(dst, b, i, fd, depth)
+		case isMessage(fd):
+			dst, i, ok = transMessage(dst, b, i, fd, depth)
+		default:
+			dst, i, ok = transScalar(dst, b, i, fd)
+		}
+		if !ok {
+			return nil, 0, false
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return nil, 0, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return dst, i + 1, true
+		default:
+			return nil, 0, false
+		}
+	}
+}
+
+// transMessage appends a message field fd (one element of it if it is a list): its tag, its
+// length and the binary form of the object (or the Timestamp's string) at b[i].
+func transMessage(dst, b []byte, i int, fd protoreflect.FieldDescriptor, depth int) ([]byte, int, bool) {
+	md := fd.Message()
+	dst = protowire.AppendTag(dst, fd.Number(), protowire.BytesType)
+	mark := len(dst)
+	var ok bool
+	switch {
+	case md.FullName() == "google.protobuf.Timestamp":
+		dst, i, ok = transTimestamp(dst, b, i)
+	case md.FullName().Parent() == "google.protobuf":
+		return nil, 0, false // Struct, Duration, wrappers and the rest have JSON forms of their own
+	default:
+		dst, i, ok = transObject(dst, b, i, md, depth+1)
+	}
+	if !ok {
+		return nil, 0, false
+	}
+	// The length goes before the message: move the message up by the length's size.
+	n := len(dst) - mark
+	var tmp [binary.MaxVarintLen64]byte
+	l := protowire.AppendVarint(tmp[:0], uint64(n))
+	dst = append(dst, l...)
+	copy(dst[mark+len(l):], dst[mark:mark+n])
+	copy(dst[mark:], l)
+	return dst, i, true
+}
+
+// transList appends the list at b[i], the repeated field fd.
+func transList(dst, b []byte, i int, fd protoreflect.FieldDescriptor, depth int) ([]byte, int, bool) {
+	if i >= len(b) || b[i] != '[' {
+		return nil, 0, false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return dst, i + 1, true
+	}
+	for {
+		var ok bool
+		if isMessage(fd) {
+			dst, i, ok = transMessage(dst, b, i, fd, depth)
+		} else {
+			dst, i, ok = transScalar(dst, b, i, fd)
+		}
+		if !ok {
+			return nil, 0, false
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return nil, 0, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case ']':
+			return dst, i + 1, true
+		default:
+			return nil, 0, false
+		}
+	}
+}
+
+// transScalar appends the value at b[i] of a scalar field (or a list element) fd, with its
+// tag. A list of scalars is written unpacked, which every decoder reads as the packed form.
+func transScalar(dst, b []byte, i int, fd protoreflect.FieldDescriptor) ([]byte, int, bool) {
+	num := fd.Number()
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		start, end, ok := rawString(b, i)
+		if !ok || !utf8.Valid(b[start:end]) {
+			return nil, 0, false
+		}
+		dst = protowire.AppendTag(dst, num, protowire.BytesType)
+		return protowire.AppendBytes(dst, b[start:end]), end + 1, true
+	case protoreflect.BoolKind:
+		var v uint64
+		switch {
+		case hasLiteral(b, i, "true"):
+			v, i = 1, i+4
+		case hasLiteral(b, i, "false"):
+			i += 5
+		default:
+			return nil, 0, false
+		}
+		return protowire.AppendVarint(protowire.AppendTag(dst, num, protowire.VarintType), v), i, true
+	case protoreflect.EnumKind:
+		start, end, ok := rawString(b, i)
+		if !ok {
+			return nil, 0, false
+		}
+		ev := fd.Enum().Values().ByName(protoreflect.Name(b[start:end]))
+		if ev == nil {
+			return nil, 0, false
+		}
+		dst = protowire.AppendTag(dst, num, protowire.VarintType)
+		return protowire.AppendVarint(dst, uint64(int64(ev.Number()))), end + 1, true
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		n, end, ok := jsonInt(b, i, 32, true)
+		if !ok {
+			return nil, 0, false
+		}
+		return appendInt(dst, fd, n), end, true
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		n, end, ok := jsonInt(b, i, 32, false)
+		if !ok {
+			return nil, 0, false
+		}
+		return appendInt(dst, fd, n), end, true
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		n, end, ok := quotedInt(b, i, true)
+		if !ok {
+			return nil, 0, false
+		}
+		return appendInt(dst, fd, n), end, true
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		n, end, ok := quotedInt(b, i, false)
+		if !ok {
+			return nil, 0, false
+		}
+		return appendInt(dst, fd, n), end, true
+	}
+	return nil, 0, false
+}
+
+// appendInt appends an integer field's tag and value in its kind's encoding; n holds the
+// value's bits (an unsigned 64-bit value reinterpreted).
+func appendInt(dst []byte, fd protoreflect.FieldDescriptor, n int64) []byte {
+	num := fd.Number()
+	switch fd.Kind() {
+	case protoreflect.Sint32Kind, protoreflect.Sint64Kind:
+		return protowire.AppendVarint(protowire.AppendTag(dst, num, protowire.VarintType), protowire.EncodeZigZag(n))
+	case protoreflect.Sfixed32Kind, protoreflect.Fixed32Kind:
+		return protowire.AppendFixed32(protowire.AppendTag(dst, num, protowire.Fixed32Type), uint32(n))
+	case protoreflect.Sfixed64Kind, protoreflect.Fixed64Kind:
+		return protowire.AppendFixed64(protowire.AppendTag(dst, num, protowire.Fixed64Type), uint64(n))
+	default:
+		return protowire.AppendVarint(protowire.AppendTag(dst, num, protowire.VarintType), uint64(n))
+	}
+}
+
+func hasLiteral(b []byte, i int, lit string) bool {
+	return len(b)-i >= len(lit) && string(b[i:i+len(lit)]) == lit
+}
+
+// rawString returns the bounds of the contents of the JSON string at b[i] when it has no
+// escapes and no control characters (end is the index of its closing quote).
+func rawString(b []byte, i int) (start, end int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return i + 1, j, true
+		case c == '\\' || c < 0x20:
+			return 0, 0, false
+		}
+	}
+	return 0, 0, false
+}
+
+// jsonInt reads a JSON integer (-?(0|[1-9][0-9]*), no fraction or exponent) at b[i] that fits
+// bits, and returns it and the index after it.
+func jsonInt(b []byte, i, bits int, signed bool) (int64, int, bool) {
+	j := i
+	if j < len(b) && b[j] == '-' {
+		j++
+	}
+	d := j
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	if j == d || (b[d] == '0' && j > d+1) {
+		return 0, 0, false
+	}
+	if j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E') {
+		return 0, 0, false
+	}
+	s := string(b[i:j])
+	if signed {
+		n, err := strconv.ParseInt(s, 10, bits)
+		return n, j, err == nil
+	}
+	n, err := strconv.ParseUint(s, 10, bits)
+	return int64(n), j, err == nil
+}
+
+// quotedInt reads a 64-bit integer as protojson writes it, a quoted JSON integer.
+func quotedInt(b []byte, i int, signed bool) (int64, int, bool) {
+	start, end, ok := rawString(b, i)
+	if !ok || start == end {
+		return 0, 0, false
+	}
+	n, e, ok := jsonInt(b[:end], start, 64, signed)
+	if !ok || e != end {
+		return 0, 0, false
+	}
+	return n, end + 1, true
+}
+
+// transTimestamp appends the binary form of the Timestamp at b[i] as protojson writes it:
+// "YYYY-MM-DDTHH:MM:SS[.f]Z" with 3, 6 or 9 fractional digits, years 1 to 9999.
+func transTimestamp(dst, b []byte, i int) ([]byte, int, bool) {
+	start, end, ok := rawString(b, i)
+	if !ok {
+		return nil, 0, false
+	}
+	s := b[start:end]
+	n := len(s)
+	if n != 20 && n != 24 && n != 27 && n != 30 {
+		return nil, 0, false
+	}
+	if s[n-1] != 'Z' || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return nil, 0, false
+	}
+	if n > 20 && s[19] != '.' {
+		return nil, 0, false
+	}
+	for k, c := range s[:n-1] {
+		if k == 4 || k == 7 || k == 10 || k == 13 || k == 16 || k == 19 {
+			continue
+		}
+		if c < '0' || c > '9' {
+			return nil, 0, false
+		}
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(s))
+	if err != nil || t.Year() < 1 {
+		return nil, 0, false
+	}
+	if sec := t.Unix(); sec != 0 {
+		dst = protowire.AppendVarint(protowire.AppendTag(dst, 1, protowire.VarintType), uint64(sec))
+	}
+	if ns := t.Nanosecond(); ns != 0 {
+		dst = protowire.AppendVarint(protowire.AppendTag(dst, 2, protowire.VarintType), uint64(ns))
+	}
+	return dst, end + 1, true
+}
