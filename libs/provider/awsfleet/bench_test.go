@@ -82,6 +82,27 @@ func BenchmarkAdapter(b *testing.B) {
 			return err
 		})
 	})
+	// GetSnapshots/50 is the tracker's poll: 50 sets of one run, read by their set tags.
+	polled := make([]provider.SnapshotRequest, 50)
+	for i := range polled {
+		polled[i] = provider.SnapshotRequest{Tenant: "acme", RunID: "bench-poll", InstanceID: insts[i].ID}
+	}
+	created, err := env.Fleet.CreateSnapshots(context.Background(), tg, polled)
+	require.NoError(b, err)
+	setIDs := make([]string, len(created))
+	for i, r := range created {
+		require.NoError(b, r.Err)
+		setIDs[i] = r.Snapshot.ID
+	}
+	b.Run("GetSnapshots/50", func(b *testing.B) {
+		run(b, 50, func(ctx context.Context) error {
+			got, err := env.Fleet.GetSnapshots(ctx, tg, setIDs)
+			if err == nil && len(got) != len(setIDs) {
+				err = fmt.Errorf("read %d of %d sets", len(got), len(setIDs))
+			}
+			return err
+		})
+	})
 	b.Run("Install/50", func(b *testing.B) {
 		run(b, 50, func(ctx context.Context) error {
 			mu.Lock()

@@ -264,7 +264,7 @@ func (f *Fleet) describeSets(ctx context.Context, c *clients, t provider.Target,
 			}
 			mu.Lock()
 			for _, s := range page.Snapshots {
-				id := tagMap(s.Tags)[TagSnapshotSet]
+				id := tagValue(s.Tags, TagSnapshotSet)
 				out[id] = append(out[id], s)
 			}
 			mu.Unlock()
@@ -303,7 +303,7 @@ func (f *Fleet) describeInstancesByID(ctx context.Context, c *clients, t provide
 	return out, err
 }
 
-func attemptOf(s ec2types.Snapshot) string { return tagMap(s.Tags)[TagAttempt] }
+func attemptOf(s ec2types.Snapshot) string { return tagValue(s.Tags, TagAttempt) }
 
 // pickAttempt splits a set's volume snapshots into the attempt that is kept and the rest. The
 // kept attempt is the one whose earliest snapshot started first, ties broken by the smaller
@@ -349,7 +349,7 @@ func pickAttempt(snaps []ec2types.Snapshot) (keep, drop []ec2types.Snapshot) {
 func rootOf(snaps []ec2types.Snapshot) string {
 	keep, _ := pickAttempt(snaps)
 	for _, s := range keep {
-		if tagMap(s.Tags)[TagRoot] == "true" {
+		if tagValue(s.Tags, TagRoot) == "true" {
 			return aws.ToString(s.SnapshotId)
 		}
 	}
@@ -378,13 +378,12 @@ func toSnapshot(t provider.Target, setID string, snaps []ec2types.Snapshot) prov
 	type vol struct{ snap, volume string }
 	var vols []vol
 	for i, v := range snaps {
-		tags := tagMap(v.Tags)
 		if i == 0 {
-			s.RunID, s.InstanceID = tags[TagRun], tags[TagInstance]
-			s.Tags = userTags(tags)
+			s.RunID, s.InstanceID = tagValue(v.Tags, TagRun), tagValue(v.Tags, TagInstance)
+			s.Tags = userTags(v.Tags)
 		}
 		id := aws.ToString(v.SnapshotId)
-		if tags[TagRoot] == "true" {
+		if tagValue(v.Tags, TagRoot) == "true" {
 			s.RootSnapshotID = id
 		}
 		vols = append(vols, vol{snap: id, volume: aws.ToString(v.VolumeId)})
@@ -439,18 +438,31 @@ func parseProgress(p string, state ec2types.SnapshotState) int {
 	return min(max(n, 0), 100)
 }
 
-// userTags are the tags without the adapter's own.
-func userTags(tags map[string]string) map[string]string {
-	out := make(map[string]string)
-	for k, v := range tags {
-		if !strings.HasPrefix(k, reservedTagPrefix) {
-			out[k] = v
+// userTags are the tags without the adapter's own (nil when there are none).
+func userTags(tags []ec2types.Tag) map[string]string {
+	var out map[string]string
+	for _, t := range tags {
+		k := aws.ToString(t.Key)
+		if strings.HasPrefix(k, reservedTagPrefix) {
+			continue
 		}
-	}
-	if len(out) == 0 {
-		return nil
+		if out == nil {
+			out = make(map[string]string)
+		}
+		out[k] = aws.ToString(t.Value)
 	}
 	return out
+}
+
+// tagValue returns the value of the tag key, or "" (a scan: a snapshot has a handful of tags,
+// and building a map per snapshot for one look-up was a measurable share of a poll's CPU).
+func tagValue(tags []ec2types.Tag, key string) string {
+	for _, t := range tags {
+		if aws.ToString(t.Key) == key {
+			return aws.ToString(t.Value)
+		}
+	}
+	return ""
 }
 
 // GetSnapshots reads snapshot sets by id with one DescribeSnapshots per 200 sets. A set left
