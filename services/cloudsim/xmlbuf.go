@@ -25,8 +25,24 @@ func (b *xmlBuf) close(name string) {
 
 func (b *xmlBuf) text(name, value string) {
 	b.open(name)
-	_ = xml.EscapeText(b, []byte(value))
+	if plainText(value) {
+		b.WriteString(value) // nothing to escape: no copy of the value
+	} else {
+		_ = xml.EscapeText(b, []byte(value))
+	}
 	b.close(name)
+}
+
+// plainText tells whether xml.EscapeText would write s unchanged: printable ASCII without the
+// five characters XML escapes.
+func plainText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\'', c == '&', c == '<', c == '>':
+			return false
+		}
+	}
+	return true
 }
 
 func (b *xmlBuf) optText(name, value string) {
