@@ -25,8 +25,24 @@ func (b *xmlBuf) close(name string) {
 
 func (b *xmlBuf) text(name, value string) {
 	b.open(name)
-	_ = xml.EscapeText(b, []byte(value))
+	if plainText(value) {
+		b.WriteString(value) // nothing to escape: no copy of the value
+	} else {
+		_ = xml.EscapeText(b, []byte(value))
+	}
 	b.close(name)
+}
+
+// plainText tells whether xml.EscapeText would write s unchanged: printable ASCII without the
+// five characters XML escapes.
+func plainText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\'', c == '&', c == '<', c == '>':
+			return false
+		}
+	}
+	return true
 }
 
 func (b *xmlBuf) optText(name, value string) {
@@ -131,5 +147,111 @@ func (r *describeInstancesResponse) rawXML() []byte {
 	b.close("reservationSet")
 	b.optText("nextToken", r.NextToken)
 	b.close("DescribeInstancesResponse")
+	return b.Bytes()
+}
+
+func (b *xmlBuf) begin(root string, requestID string, size int) {
+	b.Grow(size)
+	b.WriteString(xml.Header)
+	b.WriteString(`<` + root + ` xmlns="` + ec2Namespace + `">`)
+	b.text("requestId", requestID)
+}
+
+// rawXML renders the DescribeSnapshots response.
+func (r *describeSnapshotsResponse) rawXML() []byte {
+	var b xmlBuf
+	b.begin("DescribeSnapshotsResponse", r.RequestID, 256+600*len(r.Snapshots))
+	b.open("snapshotSet")
+	for i := range r.Snapshots {
+		s := &r.Snapshots[i]
+		b.open("item")
+		b.text("snapshotId", s.SnapshotID)
+		b.text("volumeId", s.VolumeID)
+		b.text("status", s.Status)
+		b.optText("statusMessage", s.StatusMessage)
+		b.text("startTime", s.StartTime)
+		b.text("progress", s.Progress)
+		b.text("ownerId", s.OwnerID)
+		b.int("volumeSize", s.VolumeSize)
+		b.text("description", s.Description)
+		b.bool("encrypted", s.Encrypted)
+		b.text("storageTier", s.StorageTier)
+		b.tags(s.Tags)
+		b.close("item")
+	}
+	b.close("snapshotSet")
+	b.optText("nextToken", r.NextToken)
+	b.close("DescribeSnapshotsResponse")
+	return b.Bytes()
+}
+
+// rawXML renders the CreateSnapshots response.
+func (r *createSnapshotsResponse) rawXML() []byte {
+	var b xmlBuf
+	b.begin("CreateSnapshotsResponse", r.RequestID, 256+500*len(r.Snapshots))
+	b.open("snapshotSet")
+	for i := range r.Snapshots {
+		s := &r.Snapshots[i]
+		b.open("item")
+		b.text("snapshotId", s.SnapshotID)
+		b.text("volumeId", s.VolumeID)
+		b.text("state", s.State)
+		b.text("startTime", s.StartTime)
+		b.text("progress", s.Progress)
+		b.text("ownerId", s.OwnerID)
+		b.int("volumeSize", s.VolumeSize)
+		b.text("description", s.Description)
+		b.bool("encrypted", s.Encrypted)
+		b.tags(s.Tags)
+		b.close("item")
+	}
+	b.close("snapshotSet")
+	b.close("CreateSnapshotsResponse")
+	return b.Bytes()
+}
+
+// rawXML renders the DescribeInstanceStatus response.
+func (r *describeInstanceStatusResponse) rawXML() []byte {
+	var b xmlBuf
+	b.begin("DescribeInstanceStatusResponse", r.RequestID, 256+500*len(r.Statuses))
+	b.open("instanceStatusSet")
+	summary := func(name string, s *ec2StatusSummary) {
+		b.open(name)
+		b.text("status", s.Status)
+		b.open("details")
+		for _, d := range s.Details {
+			b.open("item")
+			b.text("name", d.Name)
+			b.text("status", d.Status)
+			b.close("item")
+		}
+		b.close("details")
+		b.close(name)
+	}
+	for i := range r.Statuses {
+		s := &r.Statuses[i]
+		b.open("item")
+		b.text("instanceId", s.InstanceID)
+		b.text("availabilityZone", s.AvailabilityZone)
+		b.open("instanceState")
+		b.int("code", s.State.Code)
+		b.text("name", s.State.Name)
+		b.close("instanceState")
+		summary("systemStatus", &s.SystemStatus)
+		summary("instanceStatus", &s.InstanceStatus)
+		b.close("item")
+	}
+	b.close("instanceStatusSet")
+	b.optText("nextToken", r.NextToken)
+	b.close("DescribeInstanceStatusResponse")
+	return b.Bytes()
+}
+
+// rawXML renders a response that only says return=true (CreateTags, DeleteTags, ...).
+func (r *ec2ReturnResponse) rawXML() []byte {
+	var b xmlBuf
+	b.begin(r.XMLName.Local, r.RequestID, 256)
+	b.bool("return", r.Return)
+	b.close(r.XMLName.Local)
 	return b.Bytes()
 }
