@@ -91,8 +91,42 @@ type Fleet interface {
 	// not) if any is not running, and reboots none then.
 	Reboot(ctx context.Context, t Target, instanceIDs []string) error
 	// CheckHealth reports, per instance, whether it is running, passes its status checks and
-	// its agent is online. An unknown instance is absent from the map.
-	CheckHealth(ctx context.Context, t Target, instanceIDs []string) (map[string]Health, error)
+	// its agent is online. An unknown instance is absent from the map. The agents of the
+	// instances named by WithAgentOnline options are taken as online without asking again.
+	CheckHealth(ctx context.Context, t Target, instanceIDs []string, opts ...HealthOption) (map[string]Health, error)
+}
+
+// HealthOption tunes a CheckHealth call.
+type HealthOption func(*HealthOptions)
+
+// HealthOptions are the tuned CheckHealth settings; Fleet implementations read them with
+// ApplyHealthOptions.
+type HealthOptions struct {
+	// AgentOnline holds the instances whose agent the caller knows to be online, say because
+	// it has just reported a command's success and nothing restarted the instance since.
+	AgentOnline map[string]bool
+}
+
+// WithAgentOnline names instances whose agent the caller knows to be online: CheckHealth does not
+// ask for their agents (on AWS, DescribeInstanceInformation) and reports them AgentOnline.
+func WithAgentOnline(instanceIDs ...string) HealthOption {
+	return func(o *HealthOptions) {
+		if o.AgentOnline == nil {
+			o.AgentOnline = make(map[string]bool, len(instanceIDs))
+		}
+		for _, id := range instanceIDs {
+			o.AgentOnline[id] = true
+		}
+	}
+}
+
+// ApplyHealthOptions collects opts.
+func ApplyHealthOptions(opts []HealthOption) HealthOptions {
+	var o HealthOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }
 
 // Target is where a call goes: one tenant's cloud account and region.

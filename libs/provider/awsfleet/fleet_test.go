@@ -632,6 +632,17 @@ func TestRebootAndCheckHealth(t *testing.T) {
 	require.False(t, health[agentless].Healthy)
 	require.Equal(t, provider.AgentNone, health[agentless].Agent)
 
+	// Agents the caller knows online are not asked for: one DescribeInstanceInformation fewer,
+	// and the instance's state still comes from EC2 (a stopped one stays unhealthy).
+	before := env.Calls("DescribeInstanceInformation")
+	health, err = env.Fleet.CheckHealth(t.Context(), tg, []string{good[0].ID, stopped}, provider.WithAgentOnline(good[0].ID, stopped))
+	require.NoError(t, err)
+	require.Equal(t, before, env.Calls("DescribeInstanceInformation"), "no agent asked for")
+	require.True(t, health[good[0].ID].Healthy, health[good[0].ID].Detail)
+	require.Equal(t, provider.AgentOnline, health[good[0].ID].Agent)
+	require.False(t, health[stopped].Healthy)
+	require.Equal(t, provider.InstanceStopped, health[stopped].State)
+
 	err = env.Fleet.Reboot(t.Context(), tg, []string{good[0].ID, stopped})
 	require.ErrorIs(t, err, provider.ErrInstanceNotRunning)
 	require.NoError(t, env.Fleet.Reboot(t.Context(), tg, ids(good[:2])))

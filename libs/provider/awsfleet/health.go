@@ -65,8 +65,9 @@ func stateName(in ec2types.Instance) string {
 // (DescribeInstanceStatus with IncludeAllInstances, 100 ids per call) and its SSM agent is
 // online (DescribeInstanceInformation, 50 per call). Status checks still "initializing" after
 // a start or reboot make the instance Initializing, not unhealthy. Unknown instances are
-// absent.
-func (f *Fleet) CheckHealth(ctx context.Context, t provider.Target, instanceIDs []string) (map[string]provider.Health, error) {
+// absent. The agents named by provider.WithAgentOnline are not asked for: they are online.
+func (f *Fleet) CheckHealth(ctx context.Context, t provider.Target, instanceIDs []string, opts ...provider.HealthOption) (map[string]provider.Health, error) {
+	o := provider.ApplyHealthOptions(opts)
 	c, err := f.clientsForIDs(ctx, t, "instanceIDs", instanceIDs)
 	if err != nil {
 		return nil, err
@@ -108,18 +109,28 @@ func (f *Fleet) CheckHealth(ctx context.Context, t provider.Target, instanceIDs 
 		return nil, err
 	}
 	known := make([]string, 0, len(statuses))
+	ask := make([]string, 0, len(statuses))
 	for _, id := range instanceIDs {
 		if _, ok := statuses[id]; ok {
 			known = append(known, id)
+			if !o.AgentOnline[id] {
+				ask = append(ask, id)
+			}
 		}
 	}
-	infos, err := f.agentInfo(ctx, c, known)
-	if err != nil {
-		return nil, err
+	infos := map[string]ssmtypes.InstanceInformation{}
+	if len(ask) > 0 {
+		if infos, err = f.agentInfo(ctx, c, ask); err != nil {
+			return nil, err
+		}
 	}
 	out := make(map[string]provider.Health, len(known))
 	for _, id := range known {
-		out[id] = toHealth(statuses[id], infos[id])
+		info, ok := infos[id]
+		if !ok && o.AgentOnline[id] {
+			info = ssmtypes.InstanceInformation{InstanceId: aws.String(id), PingStatus: ssmtypes.PingStatusOnline}
+		}
+		out[id] = toHealth(statuses[id], info)
 	}
 	return out, nil
 }

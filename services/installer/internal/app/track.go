@@ -172,10 +172,16 @@ func (a *Installer) afterSuccess(ctx context.Context, t provider.Target, items [
 		return
 	}
 	ids := make([]string, len(check))
+	var online []string
 	for i, h := range check {
 		ids[i] = h.Msg.GetInstanceId()
+		// The agent reported the installation's success (after the document's own reboot,
+		// under if-required) and no reboot was asked since: it is online, no need to ask.
+		if got[h.Msg.GetInstallationId()].State == provider.InstallSucceeded && a.postState(h).rebootAskedAt.IsZero() {
+			online = append(online, ids[i])
+		}
 	}
-	health, err := a.d.Fleet.CheckHealth(ctx, t, ids)
+	health, err := a.d.Fleet.CheckHealth(ctx, t, ids, provider.WithAgentOnline(online...))
 	if err != nil {
 		a.log.WarnContext(ctx, "health check failed", "target", t.String(), "instances", len(ids), "error", err)
 		return // check again next time
