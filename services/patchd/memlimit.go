@@ -15,41 +15,26 @@ import (
 // default GC percent (100) lets grow to the live heap again before collecting. The limit makes
 // the collector run earlier when the heap nears it, so the RSS stays near the limit at the
 // cost of more GC CPU when the live heap is large; a live heap above the limit is collected
-// with at most about half the CPU (the runtime's guard), never refused. While a limit is in
-// effect and GOGC is not set, the GC percent is GCPercentWithLimit: the limit bounds the RSS the
-// larger percent would otherwise cost. See docs/decisions.md ("patchd's memory limit").
+// with at most about half the CPU (the runtime's guard), never refused. GOGC stays 100. See
+// docs/decisions.md ("patchd's memory limit").
 const DefaultMemoryLimit = 768 << 20
-
-// GCPercentWithLimit is the GC percent SetMemoryLimit applies when it leaves a limit in effect
-// and GOGC is not set (without a limit the runtime's default, 100, stays): a 10,000-instance
-// wave takes about 15% less CPU with it, its RSS held near the limit.
-const GCPercentWithLimit = 200
 
 // SetMemoryLimit applies patchd's soft memory limit: spec is a size ("768MiB", "1GiB",
 // "900MB", bytes) or "off"; empty means GOMEMLIMIT if set, else DefaultMemoryLimit. It returns
 // the limit in effect (math.MaxInt64: none).
 func SetMemoryLimit(spec string) (int64, error) {
-	var n int64
-	switch {
-	case spec == "" && os.Getenv("GOMEMLIMIT") != "":
-		n = debug.SetMemoryLimit(-1) // the runtime applied it at start
-	case spec == "":
-		n = DefaultMemoryLimit
-		debug.SetMemoryLimit(n)
-	default:
-		var err error
-		if n, err = ParseSize(spec); err != nil {
-			return 0, fmt.Errorf("memory limit %q: %w", spec, err)
+	if spec == "" {
+		if os.Getenv("GOMEMLIMIT") != "" {
+			return debug.SetMemoryLimit(-1), nil // the runtime applied it at start
 		}
-		debug.SetMemoryLimit(n)
+		debug.SetMemoryLimit(DefaultMemoryLimit)
+		return DefaultMemoryLimit, nil
 	}
-	if os.Getenv("GOGC") == "" {
-		if n == math.MaxInt64 {
-			debug.SetGCPercent(100)
-		} else {
-			debug.SetGCPercent(GCPercentWithLimit)
-		}
+	n, err := ParseSize(spec)
+	if err != nil {
+		return 0, fmt.Errorf("memory limit %q: %w", spec, err)
 	}
+	debug.SetMemoryLimit(n)
 	return n, nil
 }
 
