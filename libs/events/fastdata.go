@@ -108,19 +108,29 @@ func transObject(dst, b []byte, i int, md protoreflect.MessageDescriptor, depth 
 		if !ok {
 			return nil, 0, false
 		}
-		i = skipSpace(b, i)
-		if i >= len(b) {
+		var done bool
+		if i, done, ok = nextItem(b, i, '}'); !ok {
 			return nil, 0, false
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			return dst, i + 1, true
-		default:
-			return nil, 0, false
+		} else if done {
+			return dst, i, true
 		}
 	}
+}
+
+// nextItem reads what follows a member of an object or an element of a list at b[i]: a comma
+// (the next one starts at the returned index) or the closing end (done; the returned index
+// follows it); ok is false for anything else.
+func nextItem(b []byte, i int, end byte) (next int, done, ok bool) {
+	i = skipSpace(b, i)
+	switch {
+	case i >= len(b):
+		return 0, false, false
+	case b[i] == ',':
+		return skipSpace(b, i+1), false, true
+	case b[i] == end:
+		return i + 1, true, true
+	}
+	return 0, false, false
 }
 
 // transMessage appends a message field fd (one element of it if it is a list): its tag, its
@@ -170,17 +180,11 @@ func transList(dst, b []byte, i int, fd protoreflect.FieldDescriptor, depth int)
 		if !ok {
 			return nil, 0, false
 		}
-		i = skipSpace(b, i)
-		if i >= len(b) {
+		var done bool
+		if i, done, ok = nextItem(b, i, ']'); !ok {
 			return nil, 0, false
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case ']':
-			return dst, i + 1, true
-		default:
-			return nil, 0, false
+		} else if done {
+			return dst, i, true
 		}
 	}
 }
