@@ -37,6 +37,16 @@ var _ design.Repository = (*DesignKV)(nil)
 // atomic batches on its stream, and returns the repository.
 func OpenDesignKV(ctx context.Context, js jetstream.JetStream, replicas int) (*DesignKV, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, libdesign.BucketConfig(replicas))
+	// Replicas starting together race to create the bucket: the one that loses finds the
+	// stream created (and already changed to allow batches) under it, and updates it instead.
+	for attempt := 0; errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && attempt < 5; attempt++ {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
+		}
+		kv, err = js.CreateOrUpdateKeyValue(ctx, libdesign.BucketConfig(replicas))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("design bucket %s: %w", libdesign.Bucket, err)
 	}

@@ -158,3 +158,23 @@ func TestAuditFeedHandsOutEveryRevisionUntilHandled(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 }
+
+// Replicas starting together all open the bucket: the ones that lose the race to create it
+// update it instead of stopping ("stream name already in use").
+func TestReplicasStartingTogetherAllOpenTheDesignBucket(t *testing.T) {
+	for round := range 5 {
+		n := testkit.StartNATS(t)
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for i := range errs {
+			js := n.JetStream(t)
+			wg.Go(func() {
+				_, errs[i] = adapters.OpenDesignKV(t.Context(), js, 1)
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			require.NoError(t, err, "round %d, replica %d", round, i)
+		}
+	}
+}
