@@ -40,9 +40,9 @@ func (b *Bus) encode(ctx context.Context, e *events.Event) (*nats.Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("publish event %s: %w", e.ID, err)
 	}
-	if want := d.Subject(e.Tenant); e.Subject != want || e.Type != string(d.Message) {
+	if !d.HasSubject(e.Tenant, e.Subject) || e.Type != string(d.Message) {
 		return nil, fmt.Errorf("publish event %s: subject %q and type %q do not match payload %s with tenant %q (want subject %q); build events with events.New",
-			e.ID, e.Subject, e.Type, d.Message, e.Tenant, want)
+			e.ID, e.Subject, e.Type, d.Message, e.Tenant, d.Subject(e.Tenant))
 	}
 	// Only an event's producer publishes it (its NATS user could not publish the subject
 	// anyway): say so before the server refuses with a bare permissions violation.

@@ -223,8 +223,8 @@ func Unmarshal(subject string, b []byte) (*Event, error) {
 	}
 	if subject == "" {
 		subject = d.Subject(w.Tenant)
-	} else if want := d.Subject(w.Tenant); want != subject {
-		return nil, fmt.Errorf("%w: type %s with tenant %q belongs on %q, received on %q", ErrMalformed, w.Type, w.Tenant, want, subject)
+	} else if !d.HasSubject(w.Tenant, subject) {
+		return nil, fmt.Errorf("%w: type %s with tenant %q belongs on %q, received on %q", ErrMalformed, w.Type, w.Tenant, d.Subject(w.Tenant), subject)
 	}
 	msg := d.new()
 	if !decodeDataFast(w.Data, msg) {
