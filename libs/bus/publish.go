@@ -69,16 +69,24 @@ func (b *Bus) encode(ctx context.Context, e *events.Event) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := nats.NewMsg(e.Subject)
-	m.Data = data
-	m.Header.Set(nats.MsgIdHdr, e.ID)
+	// One allocation holds the message, its header values and the map's room for them (what
+	// nats.NewMsg and Header.Set, a slice per value, would allocate one by one).
+	a := &msgAlloc{vals: [3]string{e.ID, e.CorrelationID, e.TraceParent}}
+	a.msg = nats.Msg{Subject: e.Subject, Data: data, Header: make(nats.Header, 3)}
+	a.msg.Header[nats.MsgIdHdr] = a.vals[0:1:1]
 	if e.CorrelationID != "" {
-		m.Header.Set(events.HeaderCorrelationID, e.CorrelationID)
+		a.msg.Header[events.HeaderCorrelationID] = a.vals[1:2:2]
 	}
 	if e.TraceParent != "" {
-		m.Header.Set(events.HeaderTraceParent, e.TraceParent)
+		a.msg.Header[events.HeaderTraceParent] = a.vals[2:3:3]
 	}
-	return m, nil
+	return &a.msg, nil
+}
+
+// msgAlloc is a published message with its header values.
+type msgAlloc struct {
+	msg  nats.Msg
+	vals [3]string
 }
 
 // publishMsgs sends msgs asynchronously in windows and retries the ones not acknowledged.
