@@ -141,11 +141,14 @@ func Marshal(e *Event) ([]byte, error) {
 	// returned is allocated, at its size.
 	bufs := marshalBufs.Get().(*marshalBuf)
 	defer bufs.put()
-	data, err := dataMarshal.MarshalAppend(bufs.data[:0], e.Data)
-	bufs.data = data
-	if err != nil {
-		return nil, fmt.Errorf("marshal event %s data: %w", e.ID, err)
+	data, compact := appendDataFast(bufs.data[:0], e.Data.ProtoReflect(), 0)
+	if !compact {
+		var err error
+		if data, err = dataMarshal.MarshalAppend(bufs.data[:0], e.Data); err != nil {
+			return nil, fmt.Errorf("marshal event %s data: %w", e.ID, err)
+		}
 	}
+	bufs.data = data
 	w := wire{
 		SpecVersion: SpecVersion, ID: e.ID, Source: e.Source, Type: e.Type, Subject: e.Key,
 		DataContentType: DataContentType, Tenant: e.Tenant,
@@ -155,7 +158,7 @@ func Marshal(e *Event) ([]byte, error) {
 		w.Time = e.Time.UTC()
 	}
 	bufs.doc.Reset()
-	if appendWireFast(&bufs.doc, &w) {
+	if appendWireFast(&bufs.doc, &w, compact) {
 		return bytes.Clone(bufs.doc.Bytes()), nil
 	}
 	return json.Marshal(w)

@@ -176,8 +176,8 @@ func lowerASCII(s string) bool {
 
 // appendWireFast writes the document of w to dst as encoding/json writes it, and reports
 // false when an attribute needs escaping (the caller then uses encoding/json). data is
-// compacted as encoding/json compacts a RawMessage.
-func appendWireFast(dst *bytes.Buffer, w *wire) bool {
+// compacted as encoding/json compacts a RawMessage, unless the caller says it is compact.
+func appendWireFast(dst *bytes.Buffer, w *wire, compact bool) bool {
 	for _, s := range []string{w.SpecVersion, w.ID, w.Source, w.Type, w.Subject, w.DataContentType, w.Tenant, w.CorrelationID, w.TraceParent} {
 		if hasEscape(s) {
 			return false
@@ -204,9 +204,14 @@ func appendWireFast(dst *bytes.Buffer, w *wire) bool {
 	b = appendAttr(b, "correlationid", w.CorrelationID, true)
 	b = appendAttr(b, "traceparent", w.TraceParent, true)
 	b = append(b, `,"data":`...)
-	dst.Write(b)
-	if err := json.Compact(dst, w.Data); err != nil {
-		return false
+	if compact {
+		b = append(b, w.Data...)
+		dst.Write(b)
+	} else {
+		dst.Write(b)
+		if err := json.Compact(dst, w.Data); err != nil {
+			return false
+		}
 	}
 	dst.WriteByte('}')
 	return true
