@@ -39,7 +39,8 @@ type decodedEvent struct {
 	// raw is the message's data, kept (not copied): a received message's data is its own
 	// buffer, which nothing writes to.
 	raw []byte
-	ev  *events.Event
+	// ev is the decoded event, held in the entry (one allocation for both).
+	ev events.Event
 }
 
 func newDecodeCache(n int) *decodeCache {
@@ -66,15 +67,14 @@ func (c *decodeCache) shared(subject string, b []byte) (*events.Event, error) {
 	hit := c.m[h]
 	c.mu.Unlock()
 	if hit != nil && hit.subject == subject && bytes.Equal(hit.raw, b) {
-		ev := *hit.ev
+		ev := hit.ev
 		return &ev, nil
 	}
 	ev, err := events.Unmarshal(subject, b)
 	if err != nil {
 		return nil, err
 	}
-	keep := *ev
-	entry := &decodedEvent{subject: subject, raw: b, ev: &keep}
+	entry := &decodedEvent{subject: subject, raw: b, ev: *ev}
 	c.mu.Lock()
 	if old := c.ring[c.next]; old != 0 {
 		delete(c.m, old)

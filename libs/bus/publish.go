@@ -40,9 +40,9 @@ func (b *Bus) encode(ctx context.Context, e *events.Event) (*nats.Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("publish event %s: %w", e.ID, err)
 	}
-	if want := d.Subject(e.Tenant); e.Subject != want || e.Type != string(d.Message) {
+	if !d.HasSubject(e.Tenant, e.Subject) || e.Type != string(d.Message) {
 		return nil, fmt.Errorf("publish event %s: subject %q and type %q do not match payload %s with tenant %q (want subject %q); build events with events.New",
-			e.ID, e.Subject, e.Type, d.Message, e.Tenant, want)
+			e.ID, e.Subject, e.Type, d.Message, e.Tenant, d.Subject(e.Tenant))
 	}
 	// Only an event's producer publishes it (its NATS user could not publish the subject
 	// anyway): say so before the server refuses with a bare permissions violation.
@@ -69,16 +69,24 @@ func (b *Bus) encode(ctx context.Context, e *events.Event) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := nats.NewMsg(e.Subject)
-	m.Data = data
-	m.Header.Set(nats.MsgIdHdr, e.ID)
+	// One allocation holds the message, its header values and the map's room for them (what
+	// nats.NewMsg and Header.Set, a slice per value, would allocate one by one).
+	a := &msgAlloc{vals: [3]string{e.ID, e.CorrelationID, e.TraceParent}}
+	a.msg = nats.Msg{Subject: e.Subject, Data: data, Header: make(nats.Header, 3)}
+	a.msg.Header[nats.MsgIdHdr] = a.vals[0:1:1]
 	if e.CorrelationID != "" {
-		m.Header.Set(events.HeaderCorrelationID, e.CorrelationID)
+		a.msg.Header[events.HeaderCorrelationID] = a.vals[1:2:2]
 	}
 	if e.TraceParent != "" {
-		m.Header.Set(events.HeaderTraceParent, e.TraceParent)
+		a.msg.Header[events.HeaderTraceParent] = a.vals[2:3:3]
 	}
-	return m, nil
+	return &a.msg, nil
+}
+
+// msgAlloc is a published message with its header values.
+type msgAlloc struct {
+	msg  nats.Msg
+	vals [3]string
 }
 
 // publishMsgs sends msgs asynchronously in windows and retries the ones not acknowledged.

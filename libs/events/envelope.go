@@ -1,10 +1,12 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -114,7 +116,7 @@ type wire struct {
 	Source          string          `json:"source"`
 	Type            string          `json:"type"`
 	Subject         string          `json:"subject,omitempty"`
-	Time            *time.Time      `json:"time,omitempty"`
+	Time            time.Time       `json:"time,omitzero"`
 	DataContentType string          `json:"datacontenttype"`
 	Tenant          string          `json:"tenant,omitempty"`
 	CorrelationID   string          `json:"correlationid,omitempty"`
@@ -135,24 +137,50 @@ func Marshal(e *Event) ([]byte, error) {
 	if e.ID == "" || e.Source == "" || e.Type == "" {
 		return nil, fmt.Errorf("marshal event %q: id, source and type are required", e.ID)
 	}
-	data, err := dataMarshal.Marshal(e.Data)
-	if err != nil {
-		return nil, fmt.Errorf("marshal event %s data: %w", e.ID, err)
+	// The payload and the document are written to pooled buffers; only the document
+	// returned is allocated, at its size.
+	bufs := marshalBufs.Get().(*marshalBuf)
+	defer bufs.put()
+	data, compact := appendDataFast(bufs.data[:0], e.Data.ProtoReflect(), 0)
+	if !compact {
+		var err error
+		if data, err = dataMarshal.MarshalAppend(bufs.data[:0], e.Data); err != nil {
+			return nil, fmt.Errorf("marshal event %s data: %w", e.ID, err)
+		}
 	}
+	bufs.data = data
 	w := wire{
 		SpecVersion: SpecVersion, ID: e.ID, Source: e.Source, Type: e.Type, Subject: e.Key,
 		DataContentType: DataContentType, Tenant: e.Tenant,
 		CorrelationID: e.CorrelationID, TraceParent: e.TraceParent, Data: data,
 	}
 	if !e.Time.IsZero() {
-		t := e.Time.UTC()
-		w.Time = &t
+		w.Time = e.Time.UTC()
 	}
-	if b, ok := appendWireFast(make([]byte, 0, len(data)+512), &w); ok {
-		return b, nil
+	bufs.doc.Reset()
+	if appendWireFast(&bufs.doc, &w, compact) {
+		return bytes.Clone(bufs.doc.Bytes()), nil
 	}
 	return json.Marshal(w)
 }
+
+// marshalBuf is Marshal's scratch space: the payload as protojson writes it, and the document.
+type marshalBuf struct {
+	data []byte
+	doc  bytes.Buffer
+}
+
+// maxPooledBuf is the largest scratch buffer Marshal keeps for the next call.
+const maxPooledBuf = 64 << 10
+
+func (b *marshalBuf) put() {
+	if cap(b.data) > maxPooledBuf || b.doc.Cap() > maxPooledBuf {
+		return
+	}
+	marshalBufs.Put(b)
+}
+
+var marshalBufs = sync.Pool{New: func() any { return &marshalBuf{data: make([]byte, 0, 1024)} }}
 
 // Unmarshal decodes a CloudEvents document published on subject. Every failure wraps
 // ErrMalformed: an unknown type, a payload of the wrong shape, missing attributes, a source
@@ -161,10 +189,13 @@ func Marshal(e *Event) ([]byte, error) {
 func Unmarshal(subject string, b []byte) (*Event, error) {
 	var w wire
 	if !decodeWireFast(b, &w) {
-		w = wire{}
-		if err := json.Unmarshal(b, &w); err != nil {
+		// A variable of its own: w, which encoding/json would move to the heap, stays on the
+		// stack on the fast path.
+		slow := new(wire)
+		if err := json.Unmarshal(b, slow); err != nil {
 			return nil, fmt.Errorf("%w: not CloudEvents JSON: %w", ErrMalformed, err)
 		}
+		w = *slow
 	}
 	switch {
 	case w.SpecVersion != SpecVersion:
@@ -195,8 +226,8 @@ func Unmarshal(subject string, b []byte) (*Event, error) {
 	}
 	if subject == "" {
 		subject = d.Subject(w.Tenant)
-	} else if want := d.Subject(w.Tenant); want != subject {
-		return nil, fmt.Errorf("%w: type %s with tenant %q belongs on %q, received on %q", ErrMalformed, w.Type, w.Tenant, want, subject)
+	} else if !d.HasSubject(w.Tenant, subject) {
+		return nil, fmt.Errorf("%w: type %s with tenant %q belongs on %q, received on %q", ErrMalformed, w.Type, w.Tenant, d.Subject(w.Tenant), subject)
 	}
 	msg := d.new()
 	if !decodeDataFast(w.Data, msg) {
@@ -210,8 +241,6 @@ func Unmarshal(subject string, b []byte) (*Event, error) {
 		CorrelationID: w.CorrelationID, TraceParent: w.TraceParent,
 		Subject: subject, Data: msg,
 	}
-	if w.Time != nil {
-		e.Time = *w.Time
-	}
+	e.Time = w.Time
 	return e, nil
 }

@@ -379,3 +379,22 @@ func TestUnmarshalIgnoresUnknownDataFields(t *testing.T) {
 	require.Equal(t, "b1", ev.Data.(*eventsv1.BaselinePublished).GetBaselineId())
 	require.Empty(t, ev.Tenant)
 }
+
+func TestHasSubjectIsSubject(t *testing.T) {
+	for _, d := range registry {
+		tenant := ""
+		if d.Scope == ScopeTenant {
+			tenant = "acme"
+		}
+		subject := d.Subject(tenant)
+		require.True(t, d.HasSubject(tenant, subject), "%s on %s", d.Message, subject)
+		for _, other := range []string{"", subject + ".x", subject[:len(subject)-1], strings.Replace(subject, ".", "-", 1),
+			"x" + subject, d.Pattern()} {
+			require.Equal(t, other == subject, d.HasSubject(tenant, other), "%s on %q", d.Message, other)
+		}
+		if d.Scope == ScopeTenant {
+			require.False(t, d.HasSubject("acm", subject), "%s with another tenant", d.Message)
+			require.False(t, d.HasSubject("acme.x", subject), "%s with another tenant", d.Message)
+		}
+	}
+}

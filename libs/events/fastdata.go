@@ -55,6 +55,24 @@ func jsonFields(md protoreflect.MessageDescriptor) map[string]protoreflect.Field
 	return m
 }
 
+// fastEnums maps an enum's value names to their numbers, per enum type: a lookup by the
+// name's bytes does not allocate (EnumValueDescriptors.ByName takes a string).
+var fastEnums sync.Map // protoreflect.FullName -> map[string]protoreflect.EnumNumber
+
+func enumNumbers(ed protoreflect.EnumDescriptor) map[string]protoreflect.EnumNumber {
+	if v, ok := fastEnums.Load(ed.FullName()); ok {
+		return v.(map[string]protoreflect.EnumNumber)
+	}
+	vals := ed.Values()
+	m := make(map[string]protoreflect.EnumNumber, vals.Len())
+	for i := range vals.Len() {
+		v := vals.Get(i)
+		m[string(v.Name())] = v.Number()
+	}
+	fastEnums.Store(ed.FullName(), m)
+	return m
+}
+
 func isMessage(fd protoreflect.FieldDescriptor) bool {
 	return fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind
 }
@@ -217,12 +235,12 @@ func transScalar(dst, b []byte, i int, fd protoreflect.FieldDescriptor) ([]byte,
 		if !ok {
 			return nil, 0, false
 		}
-		ev := fd.Enum().Values().ByName(protoreflect.Name(b[start:end]))
-		if ev == nil {
+		n, ok := enumNumbers(fd.Enum())[string(b[start:end])]
+		if !ok {
 			return nil, 0, false
 		}
 		dst = protowire.AppendTag(dst, num, protowire.VarintType)
-		return protowire.AppendVarint(dst, uint64(int64(ev.Number()))), end + 1, true
+		return protowire.AppendVarint(dst, uint64(int64(n))), end + 1, true
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
 		n, end, ok := jsonInt(b, i, 32, true)
 		if !ok {

@@ -1,6 +1,8 @@
 package events
 
 import (
+	"bytes"
+	"encoding/json"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -187,4 +189,67 @@ func FuzzDecodeData(f *testing.F) {
 			t.Fatalf("%s: %s\nwant %v\ngot  %v", d.Message, raw, want, got)
 		}
 	})
+}
+
+// The fast encoder writes what protojson writes for every event type (compacted), or leaves
+// the payload to protojson.
+func TestAppendDataFastMatchesProtojson(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	fast := 0
+	for _, d := range Defs() {
+		for round := range 50 {
+			data := d.new()
+			if round == 0 {
+				fill(data.ProtoReflect(), "acme")
+			} else {
+				fillRandom(r, data.ProtoReflect(), 3)
+			}
+			raw, err := dataMarshal.Marshal(data)
+			require.NoError(t, err)
+			var want bytes.Buffer
+			require.NoError(t, json.Compact(&want, raw))
+			got, ok := appendDataFast(nil, data.ProtoReflect(), 0)
+			if !ok {
+				require.False(t, fastOnly(data.ProtoReflect()) && asciiOnly(raw), "%s: %s left to protojson", d.Message, raw)
+				continue
+			}
+			fast++
+			require.Equal(t, want.String(), string(got), "%s", d.Message)
+		}
+	}
+	require.Greater(t, fast, len(Defs())*25, "most payloads take the fast path")
+}
+
+func asciiOnly(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// The fast encoder leaves to protojson what it does not write as protojson does.
+func TestAppendDataFastLeavesTheUnusual(t *testing.T) {
+	for name, m := range map[string]proto.Message{
+		"escaped string":     &eventsv1.JobRequested{Tenant: "acme", RunId: "r\"1"},
+		"control character":  &eventsv1.JobRequested{Tenant: "acme", RunId: "r\n1"},
+		"invalid UTF-8":      &eventsv1.JobRequested{Tenant: "acme", RunId: "r\xff1"},
+		"replacement char":   &eventsv1.JobRequested{Tenant: "acme", RunId: "r\uFFFD1"},
+		"timestamp too late": &eventsv1.RunStarted{Tenant: "acme", StartedAt: &timestamppb.Timestamp{Seconds: maxTimestampSeconds + 1}},
+		"negative nanos":     &eventsv1.RunStarted{Tenant: "acme", StartedAt: &timestamppb.Timestamp{Nanos: -1}},
+	} {
+		_, ok := appendDataFast(nil, m.ProtoReflect(), 0)
+		require.False(t, ok, name)
+	}
+	// Text outside ASCII is written as it is, as protojson writes it.
+	m := &eventsv1.JobRequested{Tenant: "acme", RunId: "déjà vu"}
+	got, ok := appendDataFast(nil, m.ProtoReflect(), 0)
+	require.True(t, ok)
+	raw, err := dataMarshal.Marshal(m)
+	require.NoError(t, err)
+	var want bytes.Buffer
+	require.NoError(t, json.Compact(&want, raw))
+	require.Equal(t, want.String(), string(got))
+	require.Contains(t, string(got), "déjà vu")
 }

@@ -3,7 +3,6 @@ package events
 import (
 	"bytes"
 	"encoding/json"
-	"time"
 )
 
 // decodeWireFast decodes the envelope of a document as Marshal writes it (an object whose
@@ -67,11 +66,9 @@ func decodeWireFast(b []byte, w *wire) bool {
 			case "traceparent":
 				w.TraceParent = val
 			case "time":
-				var t time.Time
-				if err := t.UnmarshalJSON(b[next-len(val)-2 : next]); err != nil {
+				if err := w.Time.UnmarshalJSON(b[next-len(val)-2 : next]); err != nil {
 					return false
 				}
-				w.Time = &t
 			default:
 				// An extension attribute, ignored as encoding/json ignores it, unless
 				// encoding/json would take it for one of ours (it folds case).
@@ -177,39 +174,47 @@ func lowerASCII(s string) bool {
 	return true
 }
 
-// appendWireFast appends the document of w as encoding/json writes it, and reports false
-// when an attribute needs escaping (the caller then uses encoding/json). data is compacted
-// as encoding/json compacts a RawMessage.
-func appendWireFast(dst []byte, w *wire) ([]byte, bool) {
+// appendWireFast writes the document of w to dst as encoding/json writes it, and reports
+// false when an attribute needs escaping (the caller then uses encoding/json). data is
+// compacted as encoding/json compacts a RawMessage, unless the caller says it is compact.
+func appendWireFast(dst *bytes.Buffer, w *wire, compact bool) bool {
 	for _, s := range []string{w.SpecVersion, w.ID, w.Source, w.Type, w.Subject, w.DataContentType, w.Tenant, w.CorrelationID, w.TraceParent} {
 		if hasEscape(s) {
-			return nil, false
+			return false
 		}
 	}
-	dst = append(dst, '{')
-	dst = appendAttr(dst, "specversion", w.SpecVersion, false)
-	dst = appendAttr(dst, "id", w.ID, false)
-	dst = appendAttr(dst, "source", w.Source, false)
-	dst = appendAttr(dst, "type", w.Type, false)
-	dst = appendAttr(dst, "subject", w.Subject, true)
-	if w.Time != nil {
-		t, err := w.Time.MarshalJSON()
-		if err != nil {
-			return nil, false
+	b := dst.AvailableBuffer()
+	b = append(b, '{')
+	b = appendAttr(b, "specversion", w.SpecVersion, false)
+	b = appendAttr(b, "id", w.ID, false)
+	b = appendAttr(b, "source", w.Source, false)
+	b = appendAttr(b, "type", w.Type, false)
+	b = appendAttr(b, "subject", w.Subject, true)
+	if !w.Time.IsZero() {
+		// What Time.MarshalJSON writes, without its allocation.
+		b = append(b, `,"time":"`...)
+		var err error
+		if b, err = w.Time.AppendText(b); err != nil {
+			return false
 		}
-		dst = append(dst, `,"time":`...)
-		dst = append(dst, t...)
+		b = append(b, '"')
 	}
-	dst = appendAttr(dst, "datacontenttype", w.DataContentType, false)
-	dst = appendAttr(dst, "tenant", w.Tenant, true)
-	dst = appendAttr(dst, "correlationid", w.CorrelationID, true)
-	dst = appendAttr(dst, "traceparent", w.TraceParent, true)
-	dst = append(dst, `,"data":`...)
-	buf := bytes.NewBuffer(dst)
-	if err := json.Compact(buf, w.Data); err != nil {
-		return nil, false
+	b = appendAttr(b, "datacontenttype", w.DataContentType, false)
+	b = appendAttr(b, "tenant", w.Tenant, true)
+	b = appendAttr(b, "correlationid", w.CorrelationID, true)
+	b = appendAttr(b, "traceparent", w.TraceParent, true)
+	b = append(b, `,"data":`...)
+	if compact {
+		b = append(b, w.Data...)
+		dst.Write(b)
+	} else {
+		dst.Write(b)
+		if err := json.Compact(dst, w.Data); err != nil {
+			return false
+		}
 	}
-	return append(buf.Bytes(), '}'), true
+	dst.WriteByte('}')
+	return true
 }
 
 // appendAttr appends "name":"v" (after a comma unless it is the first), or nothing for an

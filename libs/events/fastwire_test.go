@@ -29,7 +29,7 @@ func TestFastWireMatchesEncodingJSON(t *testing.T) {
 		payload, err := dataMarshal.Marshal(data)
 		require.NoError(t, err)
 		w := wire{SpecVersion: SpecVersion, ID: e.ID, Source: e.Source, Type: e.Type, Subject: e.Key,
-			Time: &e.Time, DataContentType: DataContentType, Tenant: e.Tenant, CorrelationID: e.CorrelationID, Data: payload}
+			Time: e.Time, DataContentType: DataContentType, Tenant: e.Tenant, CorrelationID: e.CorrelationID, Data: payload}
 		want, err := json.Marshal(w)
 		require.NoError(t, err)
 		require.Equal(t, string(want), string(got), "%s: the document encoding/json writes", d.Message)

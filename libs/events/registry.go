@@ -43,6 +43,32 @@ func (d Def) Subject(tenant string) string {
 	return TenantSubject(tenant, d.Aggregate, d.Event)
 }
 
+// HasSubject reports whether subject is d.Subject(tenant), without building that string (a
+// check every publish and every received event makes).
+func (d Def) HasSubject(tenant, subject string) bool {
+	if d.Scope == ScopeCatalog {
+		return isDotJoin(subject, RootCatalog, d.Aggregate, d.Event)
+	}
+	return isDotJoin(subject, RootTenant, tenant, d.Aggregate, d.Event)
+}
+
+// isDotJoin reports whether s is parts joined by dots.
+func isDotJoin(s string, parts ...string) bool {
+	for i, p := range parts {
+		if i > 0 {
+			if s == "" || s[0] != '.' {
+				return false
+			}
+			s = s[1:]
+		}
+		if !strings.HasPrefix(s, p) {
+			return false
+		}
+		s = s[len(p):]
+	}
+	return s == ""
+}
+
 // Pattern returns the subject filter matching this kind of event for every tenant.
 func (d Def) Pattern() string { return d.Subject("*") }
 
