@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // The entities a wave changes on nearly every call (instances, snapshots, commands and
@@ -298,20 +299,38 @@ func appendStrings(b []byte, vs []string) []byte {
 	return append(b, ']')
 }
 
-// appendJSONString appends s as a JSON string: printable ASCII as it is, anything else (quotes,
-// backslashes, control characters, non-ASCII) through encoding/json.
+// appendJSONString appends s as a JSON string: quotes, backslashes and control characters
+// escaped, valid UTF-8 as it is; a string that is not valid UTF-8 goes through encoding/json
+// (which writes U+FFFD for the bad bytes).
 func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	start, checked := len(b), false
+	b = append(b, '"')
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			q, err := json.Marshal(s)
-			if err != nil { // a string always encodes
-				panic(err)
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		case c >= utf8.RuneSelf:
+			if !checked && !utf8.ValidString(s) {
+				q, err := json.Marshal(s)
+				if err != nil { // a string always encodes
+					panic(err)
+				}
+				return append(b[:start], q...)
 			}
-			return append(b, q...)
+			checked = true
+			b = append(b, c)
+		default:
+			b = append(b, c)
 		}
 	}
-	b = append(b, '"')
-	b = append(b, s...)
 	return append(b, '"')
 }
 

@@ -35,7 +35,7 @@ func recencEntities() map[string]any {
 			Rendered: true, OS: "windows", Stderr: "e", Plugin: "PatchWindows", Operation: "Install", RebootOption: "RebootIfNeeded",
 			OverrideList: "o", SnapshotID: "s", Results: []patchRecord{*p1, *p2}, Reboot: true, CancelledAt: t1, Applied: true},
 		"invocation/empty": &invocation{},
-		"command/full": &command{ID: "c-1", Account: "111", Region: "r", Ord: 3, DocumentName: "AWS-RunPatchBaseline", Comment: "wave 1",
+		"command/full": &command{ID: "c-1", Account: "111", Region: "r", Ord: 3, DocumentName: "AWS-RunPatchBaseline", Comment: "wave 1 \xff not UTF-8\r\n",
 			Parameters: map[string][]string{"Operation": {"Install"}, "Empty": {}, "Nil": nil}, InstanceIDs: []string{"i-1", "i-2"},
 			Requested: t0, TimeoutSeconds: 600, MaxConcurrency: "50", MaxErrors: "0"},
 		"command/empty": &command{},
