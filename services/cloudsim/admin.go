@@ -33,7 +33,7 @@ type InstanceInfo struct {
 func (s *Server) Instance(id string) (InstanceInfo, bool) {
 	var out InstanceInfo
 	found := false
-	_ = s.update(func(w *world, now time.Time) error {
+	_ = s.view(func(w *world, now time.Time) error {
 		in := w.instances[id]
 		if in == nil {
 			return nil
@@ -51,14 +51,14 @@ func (s *Server) Instance(id string) (InstanceInfo, bool) {
 			out.Patches[pid] = p.State
 		}
 		return nil
-	})
+	}, nil)
 	return out, found
 }
 
 // InstanceIDs lists an account's instance ids in a region, in creation order.
 func (s *Server) InstanceIDs(account, region string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	set := s.w.instByRegion[regionKey{account, region}]
 	if set == nil {
 		return nil

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,19 +37,33 @@ type benchFleet struct {
 	ids []string
 }
 
-func fleet(b *testing.B, n int) *benchFleet {
+func fleet(b *testing.B, n int) *benchFleet { return newFleet(b, n, false) }
+
+// newFleet builds (once per run) a fleet of n instances; persisted keeps its state in a
+// directory (the mutation log written on every change, as patchd runs it).
+func newFleet(b *testing.B, n int, persisted bool) *benchFleet {
 	b.Helper()
-	if f, ok := benchFleets.Load(n); ok {
+	key := n
+	if persisted {
+		key = -n
+	}
+	if f, ok := benchFleets.Load(key); ok {
 		return f.(*benchFleet)
 	}
 	start := time.Now()
-	srv, err := cloudsim.New(cloudsim.Config{Accounts: []cloudsim.AccountConfig{acmeConfig(n)},
-		Timing: cloudsim.Timing{Snapshot: time.Minute, Command: time.Minute}})
+	cfg := cloudsim.Config{Accounts: []cloudsim.AccountConfig{acmeConfig(n)},
+		Timing: cloudsim.Timing{Snapshot: time.Minute, Command: time.Minute}}
+	if persisted {
+		dir, err := os.MkdirTemp("", "cloudsim-bench-")
+		require.NoError(b, err)
+		cfg.StateDir = dir // left behind with the process: a benchmark run has no cleanup hook
+	}
+	srv, err := cloudsim.New(cfg)
 	require.NoError(b, err)
 	srv.Start()
-	b.Logf("built a fleet of %d instances in %s", n, time.Since(start).Round(time.Millisecond))
+	b.Logf("built a fleet of %d instances (state dir %q) in %s", n, cfg.StateDir, time.Since(start).Round(time.Millisecond))
 	f := &benchFleet{srv: srv, c: newClients(tenantConfig(b, srv, acmeID)), ids: srv.InstanceIDs(acmeID, region)}
-	benchFleets.Store(n, f)
+	benchFleets.Store(key, f)
 	return f
 }
 
@@ -207,8 +222,15 @@ func jsonHeader(op string) http.Header {
 // SigV4 signer (cloudsim does not check clock skew, so a signed request can be replayed) sent by
 // a plain net/http client, 32 at once, against 100,000 instances. BenchmarkOperations pays for
 // the SDK clients' own work on the same 2 cores; this one shows what the server can take.
-func BenchmarkServerThroughput(b *testing.B) {
-	f := fleet(b, 100_000)
+func BenchmarkServerThroughput(b *testing.B) { serverThroughput(b, fleet(b, 100_000)) }
+
+// BenchmarkServerThroughputPersisted is BenchmarkServerThroughput against 10,000 instances kept
+// in a state directory: every change appends to the mutation log, as under patchd.
+func BenchmarkServerThroughputPersisted(b *testing.B) {
+	serverThroughput(b, newFleet(b, 10_000, true))
+}
+
+func serverThroughput(b *testing.B, f *benchFleet) {
 	id := f.ids[len(f.ids)/2]
 	reqs := map[string]*signed{
 		"DescribeInstances/by-id": signedRequest(b, f, "ec2", formHeader(), "Action=DescribeInstances&Version=2016-11-15&InstanceId.1="+id),

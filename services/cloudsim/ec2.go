@@ -396,7 +396,8 @@ func ec2DescribeInstances(c *call) (any, error) {
 		return nil, err
 	}
 	resp := &describeInstancesResponse{Reservations: []ec2Reservation{}}
-	err = c.s.update(func(w *world, now time.Time) error {
+	err = c.view(func(w *world, now time.Time) error {
+		resp.Reservations, resp.NextToken = resp.Reservations[:0], "" // view may run this twice
 		found, more, err := c.findInstances(w, ids, fs, after, limit, now, func(in *instance) bool { return instanceMatches(in, fs) })
 		if err != nil {
 			return err
@@ -483,7 +484,8 @@ func ec2DescribeInstanceStatus(c *call) (any, error) {
 		return nil, err
 	}
 	resp := &describeInstanceStatusResponse{Statuses: []ec2InstanceStatus{}}
-	err = c.s.update(func(w *world, now time.Time) error {
+	err = c.view(func(w *world, now time.Time) error {
+		resp.Statuses, resp.NextToken = resp.Statuses[:0], "" // view may run this twice
 		match := func(in *instance) bool {
 			if !includeAll && in.State != "running" {
 				return false
@@ -744,7 +746,8 @@ func ec2DescribeSnapshots(c *call) (any, error) {
 		return nil, err
 	}
 	resp := &describeSnapshotsResponse{Snapshots: []ec2Snapshot{}}
-	err = c.s.update(func(w *world, now time.Time) error {
+	err = c.view(func(w *world, now time.Time) error {
+		resp.Snapshots, resp.NextToken = resp.Snapshots[:0], "" // view may run this twice
 		if len(owners) > 0 && !slices.Contains(owners, "self") && !slices.Contains(owners, c.id.Account) {
 			return nil // only the caller's own snapshots exist here
 		}
@@ -1067,7 +1070,8 @@ func ec2DescribeReplaceRootVolumeTasks(c *call) (any, error) {
 		return nil, err
 	}
 	resp := &describeRootTasksResponse{Tasks: []ec2RootTask{}}
-	err = c.s.update(func(w *world, now time.Time) error {
+	err = c.view(func(w *world, now time.Time) error {
+		resp.Tasks, resp.NextToken = resp.Tasks[:0], "" // view may run this twice
 		mine := func(r *rootTask) bool { return r.Account == c.id.Account && r.Region == c.region }
 		var found []*rootTask
 		more := false

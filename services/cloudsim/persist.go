@@ -203,25 +203,26 @@ func applyRecord(w *world, r record) error {
 func encodeRecord(b *bytes.Buffer, k entityKey, v any) error {
 	// The line is the JSON of record{k.Kind, k.ID, json(v), v == nil}, written in one pass:
 	// marshalling the value first and then the record would encode it twice (the record's
-	// RawMessage is validated and compacted again), and this runs on every mutation.
-	start := b.Len()
-	kind, err := json.Marshal(k.Kind)
-	if err != nil {
-		return err
-	}
-	id, err := json.Marshal(k.ID)
-	if err != nil {
-		return err
-	}
-	b.WriteString(`{"k":`)
-	b.Write(kind)
-	b.WriteString(`,"id":`)
-	b.Write(id)
+	// RawMessage is validated and compacted again), and this runs on every mutation. The
+	// entities changed on most calls are appended without reflection (appendValue).
+	line := b.AvailableBuffer()
+	line = append(line, `{"k":`...)
+	line = appendJSONString(line, k.Kind)
+	line = append(line, `,"id":`...)
+	line = appendJSONString(line, k.ID)
 	if v == nil {
-		b.WriteString(`,"d":true}` + "\n")
+		line = append(line, `,"d":true}`+"\n"...)
+		b.Write(line)
 		return nil
 	}
-	b.WriteString(`,"v":`)
+	line = append(line, `,"v":`...)
+	if line, ok := appendValue(line, v); ok {
+		line = append(line, "}\n"...)
+		b.Write(line)
+		return nil
+	}
+	start := b.Len()
+	b.Write(line)
 	if err := json.NewEncoder(b).Encode(v); err != nil { // Encode ends the value with "\n"
 		b.Truncate(start)
 		return fmt.Errorf("encode %s %s: %w", k.Kind, k.ID, err)

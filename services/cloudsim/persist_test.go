@@ -168,3 +168,52 @@ func TestATornLogLineIsIgnored(t *testing.T) {
 	info, _ = third.Instance(ids[0])
 	require.Equal(t, "impaired", info.InstanceCheck)
 }
+
+// TestReadsWriteTheLogOnlyWhenATransitionIsDue: a read that changes nothing leaves the state
+// log as it was; a read that meets a due transition (a stop that has ended) applies it and logs
+// it, and the change survives a restart.
+func TestReadsWriteTheLogOnlyWhenATransitionIsDue(t *testing.T) {
+	dir := t.TempDir()
+	clock := newFakeClock()
+	cfg := cloudsim.Config{StateDir: dir, Clock: clock.Now, Timing: cloudsim.Timing{StateChange: time.Minute},
+		Accounts: []cloudsim.AccountConfig{acmeConfig(3)}}
+	srv, err := cloudsim.New(cfg)
+	require.NoError(t, err)
+	srv.Start()
+	c := newClients(tenantConfig(t, srv, acmeID))
+	ids := srv.InstanceIDs(acmeID, region)
+	state := func() string {
+		out, err := c.ec2.DescribeInstances(t.Context(), &ec2.DescribeInstancesInput{InstanceIds: ids[:1]})
+		require.NoError(t, err)
+		require.Len(t, out.Reservations, 1)
+		return string(out.Reservations[0].Instances[0].State.Name)
+	}
+	logSize := func() int64 {
+		logs, err := filepath.Glob(filepath.Join(dir, "log-*.jsonl"))
+		require.NoError(t, err)
+		require.Len(t, logs, 1)
+		fi, err := os.Stat(logs[0])
+		require.NoError(t, err)
+		return fi.Size()
+	}
+	require.Equal(t, "running", state()) // the session is assumed (and logged) here
+	require.NoError(t, srv.InjectFault(cloudsim.Fault{Kind: cloudsim.FaultStopInstance, InstanceID: ids[0]}))
+	before := logSize()
+	require.Equal(t, "stopping", state())
+	_, err = c.ssm.DescribeInstanceInformation(t.Context(), &ssm.DescribeInstanceInformationInput{})
+	require.NoError(t, err)
+	require.Equal(t, before, logSize(), "reads that change nothing do not write the log")
+
+	clock.Advance(2 * time.Minute)
+	require.Equal(t, "stopped", state())
+	require.Greater(t, logSize(), before, "the read applied the stop's end and logged it")
+	require.NoError(t, srv.Close())
+
+	cfg.Addr = ""
+	again, err := cloudsim.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, again.Close()) })
+	info, ok := again.Instance(ids[0])
+	require.True(t, ok)
+	require.Equal(t, "stopped", info.State)
+}

@@ -31,7 +31,7 @@ type Server struct {
 	reqSeq atomic.Uint64
 	sns    snsInbox
 
-	mu    sync.Mutex // guards w and store
+	mu    sync.RWMutex // guards w and store: reads (view) share it, changes (update) hold it alone
 	w     *world
 	store *store
 
@@ -257,15 +257,15 @@ func (s *Server) ProviderAccountID() string { return s.cfg.ProviderAccountID }
 
 // ProviderCredentials are the provider's long-lived access key id and secret.
 func (s *Server) ProviderCredentials() (accessKeyID, secret string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return s.w.meta.ProviderKey, s.w.meta.ProviderSecret
 }
 
 // Account describes a tenant account.
 func (s *Server) Account(id string) (AccountInfo, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	a := s.w.accounts[id]
 	if a == nil || a.Provider {
 		return AccountInfo{}, false
@@ -275,8 +275,8 @@ func (s *Server) Account(id string) (AccountInfo, bool) {
 
 // Accounts describes every tenant account, by id.
 func (s *Server) Accounts() []AccountInfo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	out := []AccountInfo{}
 	for _, id := range sortedKeys(s.w.accounts) {
 		if a := s.w.accounts[id]; !a.Provider {
@@ -383,6 +383,34 @@ func (s *Server) update(fn func(w *world, now time.Time) error) error {
 		return errors.Join(err, errf("InternalError", "state could not be saved"))
 	}
 	return err
+}
+
+// view runs fn, a read, under the shared lock on a frozen copy of the world: many reads run at
+// once, and a read never touches the mutation log. On the frozen copy settle changes nothing;
+// it only notes that an instance the read met has a transition due, and then fn runs again
+// through update, which applies the transition (and logs it). fn must therefore start its
+// result afresh each time it runs.
+func (c *call) view(fn func(w *world, now time.Time) error) error {
+	n := len(c.instances)
+	return c.s.view(fn, func() { c.instances = c.instances[:n] })
+}
+
+// view is call.view for the admin API; again (if not nil) undoes what fn's first run did
+// besides its result.
+func (s *Server) view(fn func(w *world, now time.Time) error, again func()) error {
+	s.mu.RLock()
+	now := s.cfg.Clock()
+	frozen := *s.w
+	frozen.frozen, frozen.stale, frozen.dirty = true, false, nil
+	err := fn(&frozen, now)
+	s.mu.RUnlock()
+	if !frozen.stale {
+		return err
+	}
+	if again != nil {
+		again()
+	}
+	return s.update(fn)
 }
 
 // ServeHTTP routes a request: the admin API, or an AWS call by the service of its SigV4
@@ -492,7 +520,7 @@ func (s *Server) authenticate(c *call, a sigAuth) error {
 		sum := sha256.Sum256(c.body)
 		payloadHash = hex.EncodeToString(sum[:])
 	}
-	s.mu.Lock()
+	s.mu.RLock()
 	var secret, token string
 	var expiration time.Time
 	var ident identity
@@ -505,7 +533,7 @@ func (s *Server) authenticate(c *call, a sigAuth) error {
 		ident = identity{Account: sess.Account, ARN: "arn:aws:sts::" + sess.Account + ":assumed-role/" + sess.RoleName + "/" + sess.SessionName,
 			UserID: sess.RoleID + ":" + sess.SessionName}
 	}
-	s.mu.Unlock()
+	s.mu.RUnlock()
 	if secret == "" {
 		e := c.svc.unknownKey
 		return &e

@@ -656,7 +656,8 @@ func ssmListCommands(c *call) (any, error) {
 		Commands  []ssmCommand `json:"Commands"`
 		NextToken string       `json:"NextToken,omitempty"`
 	}{Commands: []ssmCommand{}}
-	err = c.s.update(func(w *world, now time.Time) error {
+	err = c.view(func(w *world, now time.Time) error {
+		resp.Commands, resp.NextToken = resp.Commands[:0], "" // view may run this twice
 		match := func(cmd *command) bool {
 			st, _, _, _, _ := commandStatus(cmd, now)
 			return matchAll(fs, cmd.Requested, st, cmd.DocumentName)
@@ -793,7 +794,8 @@ func ssmListCommandInvocations(c *call) (any, error) {
 		CommandInvocations []ssmInvocation `json:"CommandInvocations"`
 		NextToken          string          `json:"NextToken,omitempty"`
 	}{CommandInvocations: []ssmInvocation{}}
-	err = c.s.update(func(w *world, now time.Time) error {
+	err = c.view(func(w *world, now time.Time) error {
+		resp.CommandInvocations, resp.NextToken = resp.CommandInvocations[:0], "" // view may run this twice
 		var sources []*ordSet[*invocation]
 		switch {
 		case in.CommandID != "":
@@ -867,7 +869,7 @@ func ssmGetCommandInvocation(c *call) (any, error) {
 		StandardErrorURL       string `json:"StandardErrorUrl"`
 	}
 	var resp output
-	err := c.s.update(func(w *world, now time.Time) error {
+	err := c.view(func(w *world, now time.Time) error {
 		v := w.invs[invKey{in.CommandID, in.InstanceID}]
 		if v == nil || v.Account != c.id.Account || v.Region != c.region {
 			return errf("InvocationDoesNotExist", "The command %s was not invoked on instance %s", in.CommandID, in.InstanceID)
@@ -1008,7 +1010,8 @@ func ssmDescribeInstanceInformation(c *call) (any, error) {
 		InstanceInformationList []ssmInstanceInfo `json:"InstanceInformationList"`
 		NextToken               string            `json:"NextToken,omitempty"`
 	}{InstanceInformationList: []ssmInstanceInfo{}}
-	err = c.s.update(func(w *world, now time.Time) error {
+	err = c.view(func(w *world, now time.Time) error {
+		resp.InstanceInformationList, resp.NextToken = resp.InstanceInformationList[:0], "" // view may run this twice
 		sources := []*ordSet[*instance]{w.instByRegion[regionKey{c.id.Account, c.region}]}
 		var ec2Filters []filter
 		for _, f := range fs {
@@ -1131,7 +1134,8 @@ func ssmDescribeInstancePatches(c *call) (any, error) {
 		Patches   []ssmPatch `json:"Patches"`
 		NextToken string     `json:"NextToken,omitempty"`
 	}{Patches: []ssmPatch{}}
-	err = c.s.update(func(w *world, now time.Time) error {
+	err = c.view(func(w *world, now time.Time) error {
+		resp.Patches, resp.NextToken = resp.Patches[:0], "" // view may run this twice
 		x, err := c.managedInstance(w, in.InstanceID, now)
 		if err != nil {
 			return err
@@ -1236,7 +1240,8 @@ func ssmDescribeInstancePatchStates(c *call) (any, error) {
 		InstancePatchStates []ssmPatchState `json:"InstancePatchStates"`
 		NextToken           string          `json:"NextToken,omitempty"`
 	}{InstancePatchStates: []ssmPatchState{}}
-	err = c.s.update(func(w *world, now time.Time) error {
+	err = c.view(func(w *world, now time.Time) error {
+		resp.InstancePatchStates, resp.NextToken = resp.InstancePatchStates[:0], "" // view may run this twice
 		i := int(after)
 		for ; i < len(in.InstanceIDs) && len(resp.InstancePatchStates) < limit; i++ {
 			x := w.instances[in.InstanceIDs[i]]

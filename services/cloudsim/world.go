@@ -37,6 +37,11 @@ type world struct {
 	taskByToken  map[tokenKey]*rootTask
 
 	dirty map[entityKey]any // value nil: deleted
+
+	// frozen marks the per-read copy a view runs on (shared lock held): settle must not change
+	// it, and sets stale when an instance has a transition due, so the read is run again
+	// through update. The copy's dirty is nil: a mark on it panics rather than race.
+	frozen, stale bool
 }
 
 type regionKey struct{ Account, Region string }
@@ -453,6 +458,12 @@ var stateTargets = map[string]string{"pending": "running", "stopping": "stopped"
 // install results, root volume replacements and the end of reboots, in time order. It is the
 // only place transitions happen, and it runs whenever an instance is read.
 func (w *world) settle(in *instance, now time.Time) {
+	if w.frozen {
+		if !w.stale && w.due(in, now) {
+			w.stale = true
+		}
+		return
+	}
 	if target, ok := stateTargets[in.State]; ok {
 		if at := in.StateSince.Add(w.timing.StateChange); !now.Before(at) {
 			in.State, in.StateSince = target, at
@@ -474,6 +485,17 @@ func (w *world) settle(in *instance, now time.Time) {
 		}
 	}
 	w.endReboot(in, now)
+}
+
+// due tells whether settle(in, now) would change the instance.
+func (w *world) due(in *instance, now time.Time) bool {
+	if _, ok := stateTargets[in.State]; ok && !now.Before(in.StateSince.Add(w.timing.StateChange)) {
+		return true
+	}
+	if len(in.pending) > 0 && !in.pending[0].at.After(now) {
+		return true
+	}
+	return !in.RebootUntil.IsZero() && !in.RebootUntil.After(now)
 }
 
 // endReboot finishes a reboot that is over at t: patches pending a reboot are installed.
