@@ -239,14 +239,18 @@ func (r *xmlReader) next() (xmlToken, []byte) {
 }
 
 // validText reports whether text is characters encoding/xml accepts and passes unchanged
-// (apart from entities): no carriage returns (it would normalise them), no control
-// characters, valid UTF-8 in XML's character range, every '&' a predefined entity.
+// (apart from references): no carriage returns (it would normalise them), no "]]>", no
+// control characters, valid UTF-8 in XML's character range, every '&' a predefined entity or
+// a character reference to a character in that range.
 func validText(text []byte) bool {
+	if bytes.Contains(text, []byte("]]>")) {
+		return false
+	}
 	for j := 0; j < len(text); {
 		c := text[j]
 		switch {
 		case c == '&':
-			n := entityLen(text[j:])
+			n, _ := reference(text[j:])
 			if n == 0 {
 				return false
 			}
@@ -271,17 +275,47 @@ func inXMLRange(r rune) bool {
 	return r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF
 }
 
-// entityLen is the length of the predefined entity text starts with, or 0.
-func entityLen(text []byte) int {
-	for _, e := range [...]string{"&amp;", "&lt;", "&gt;", "&quot;", "&apos;"} {
-		if bytes.HasPrefix(text, []byte(e)) {
-			return len(e)
+// reference reads the entity or character reference text starts with, and returns its length
+// and character; 0 when it is not one we accept.
+func reference(text []byte) (int, rune) {
+	for _, e := range [...]struct {
+		s string
+		r rune
+	}{{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}} {
+		if bytes.HasPrefix(text, []byte(e.s)) {
+			return len(e.s), e.r
 		}
 	}
-	return 0
+	if len(text) < 4 || text[1] != '#' {
+		return 0, 0
+	}
+	j, base, maxDigits := 2, 10, 7
+	if text[2] == 'x' {
+		j, base, maxDigits = 3, 16, 6
+	}
+	start := j
+	for j < len(text) && j-start <= maxDigits && isDigit(text[j], base) {
+		j++
+	}
+	if j == start || j-start > maxDigits || j >= len(text) || text[j] != ';' {
+		return 0, 0
+	}
+	n, err := strconv.ParseUint(string(text[start:j]), base, 32)
+	if err != nil {
+		return 0, 0
+	}
+	r := rune(n)
+	if r != '\t' && r != '\n' && r != '\r' && !inXMLRange(r) {
+		return 0, 0
+	}
+	return j + 1, r
 }
 
-// unescape returns text with its entities replaced (text itself when it has none).
+func isDigit(c byte, base int) bool {
+	return c >= '0' && c <= '9' || base == 16 && (c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F')
+}
+
+// unescape returns text with its references replaced (text itself when it has none).
 func (r *xmlReader) unescape(text []byte) []byte {
 	if bytes.IndexByte(text, '&') < 0 {
 		return text
@@ -294,23 +328,8 @@ func (r *xmlReader) unescape(text []byte) []byte {
 			j++
 			continue
 		}
-		n := entityLen(text[j:])
-		switch n {
-		case len("&amp;"):
-			out = append(out, '&')
-		case len("&lt;"): // and &gt;
-			if text[j+1] == 'l' {
-				out = append(out, '<')
-			} else {
-				out = append(out, '>')
-			}
-		default: // &quot; and &apos;
-			if text[j+1] == 'q' {
-				out = append(out, '"')
-			} else {
-				out = append(out, '\'')
-			}
-		}
+		n, ru := reference(text[j:])
+		out = utf8.AppendRune(out, ru)
 		j += n
 	}
 	r.scratch = out

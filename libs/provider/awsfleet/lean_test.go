@@ -1,0 +1,544 @@
+package awsfleet_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go/middleware"
+	"github.com/stretchr/testify/require"
+
+	"github.com/patchwave/patchwave/libs/provider"
+	"github.com/patchwave/patchwave/libs/provider/awsfleet"
+	"github.com/patchwave/patchwave/libs/testkit/cloudtest"
+	"github.com/patchwave/patchwave/services/cloudsim"
+)
+
+// cannedHTTP answers every request with one status and body.
+type cannedHTTP struct {
+	status int
+	body   []byte
+}
+
+func (c cannedHTTP) Do(*http.Request) (*http.Response, error) {
+	return &http.Response{
+		StatusCode:    c.status,
+		Header:        http.Header{"Content-Type": []string{"text/xml;charset=UTF-8"}},
+		Body:          io.NopCloser(bytes.NewReader(c.body)),
+		ContentLength: int64(len(c.body)),
+	}, nil
+}
+
+// decodeBoth calls op on two EC2 clients answered with body, one with the SDK's decoder and
+// one with the adapter's lean decoders, and returns both outputs (result metadata removed)
+// and errors.
+func decodeBoth(t testing.TB, op string, status int, body []byte) (sdk, lean any, sdkErr, leanErr error) {
+	t.Helper()
+	client := func(lean bool) *ec2.Client {
+		return ec2.New(ec2.Options{
+			Region:           "us-east-1",
+			BaseEndpoint:     aws.String("http://ec2.test"),
+			Credentials:      credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+			HTTPClient:       cannedHTTP{status: status, body: body},
+			RetryMaxAttempts: 1,
+			APIOptions: func() []func(*middleware.Stack) error {
+				if lean {
+					return []func(*middleware.Stack) error{awsfleet.LeanEC2Decoders}
+				}
+				return nil
+			}(),
+		})
+	}
+	call := func(c *ec2.Client) (any, error) {
+		ctx := context.Background()
+		switch op {
+		case "DescribeInstances":
+			out, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{})
+			if out != nil {
+				out.ResultMetadata = middleware.Metadata{}
+			}
+			return out, err
+		case "DescribeSnapshots":
+			out, err := c.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{})
+			if out != nil {
+				out.ResultMetadata = middleware.Metadata{}
+			}
+			return out, err
+		case "DescribeInstanceStatus":
+			out, err := c.DescribeInstanceStatus(ctx, &ec2.DescribeInstanceStatusInput{})
+			if out != nil {
+				out.ResultMetadata = middleware.Metadata{}
+			}
+			return out, err
+		}
+		t.Fatalf("no call for %s", op)
+		return nil, nil
+	}
+	sdk, sdkErr = call(client(false))
+	lean, leanErr = call(client(true))
+	return sdk, lean, sdkErr, leanErr
+}
+
+// requireSameAsSDK checks that the adapter's client decodes body exactly as the SDK does
+// (output or error), and that the lean decoder alone decodes it (wantLean) or gives up on it.
+func requireSameAsSDK(t testing.TB, op string, body []byte, wantLean bool) any {
+	t.Helper()
+	sdk, lean, sdkErr, leanErr := decodeBoth(t, op, http.StatusOK, body)
+	if sdkErr != nil {
+		require.Error(t, leanErr, "the SDK failed with %v", sdkErr)
+		require.Equal(t, sdkErr.Error(), leanErr.Error())
+	} else {
+		require.NoError(t, leanErr)
+		require.True(t, reflect.DeepEqual(sdk, lean), "outputs differ:\nsdk:  %s\nlean: %s", dump(sdk), dump(lean))
+	}
+	direct, ok := awsfleet.LeanDecode(op, body)
+	require.Equal(t, wantLean, ok, "lean decoder decoded the body")
+	if ok {
+		require.NoError(t, sdkErr)
+		require.True(t, reflect.DeepEqual(sdk, direct), "outputs differ:\nsdk:  %s\nlean: %s", dump(sdk), dump(direct))
+	}
+	return sdk
+}
+
+func dump(v any) string {
+	var b strings.Builder
+	dumpValue(&b, reflect.ValueOf(v), 0)
+	return b.String()
+}
+
+func dumpValue(b *strings.Builder, v reflect.Value, depth int) {
+	if depth > 12 {
+		b.WriteString("...")
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			b.WriteString("nil")
+			return
+		}
+		b.WriteString("&")
+		dumpValue(b, v.Elem(), depth+1)
+	case reflect.Struct:
+		if t, ok := v.Interface().(fmt.Stringer); ok && v.Type().PkgPath() == "time" {
+			b.WriteString(t.String())
+			return
+		}
+		b.WriteString("{")
+		for i := range v.NumField() {
+			f := v.Field(i)
+			if !v.Type().Field(i).IsExported() || f.IsZero() {
+				continue
+			}
+			b.WriteString(v.Type().Field(i).Name + ":")
+			dumpValue(b, f, depth+1)
+			b.WriteString(" ")
+		}
+		b.WriteString("}")
+	case reflect.Slice:
+		if v.IsNil() {
+			b.WriteString("nil-slice")
+			return
+		}
+		b.WriteString("[")
+		for i := range v.Len() {
+			dumpValue(b, v.Index(i), depth+1)
+			b.WriteString(",")
+		}
+		b.WriteString("]")
+	default:
+		fmt.Fprintf(b, "%#v", v.Interface())
+	}
+}
+
+// recordingHTTP keeps the body of every answer to an operation, by operation.
+type recordingHTTP struct {
+	inner aws.HTTPClient
+	mu    sync.Mutex
+	op    string
+	bodys map[string][][]byte
+}
+
+func (r *recordingHTTP) Do(req *http.Request) (*http.Response, error) {
+	resp, err := r.inner.Do(req)
+	if err != nil {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	r.mu.Lock()
+	r.bodys[r.op] = append(r.bodys[r.op], body)
+	r.mu.Unlock()
+	return resp, nil
+}
+
+func TestLeanDecodersMatchTheSDKOnCloudsimAnswers(t *testing.T) {
+	acc := cloudtest.DefaultAccount()
+	acc.Instances = 60
+	acc.StoppedFraction = 0.2
+	acc.AgentlessFraction = 0.1
+	env := cloudtest.Start(t, cloudtest.Options{Accounts: []cloudsim.AccountConfig{acc}})
+	tg := env.Target("acme")
+	insts := env.Discover(t, provider.DiscoverQuery{Tenant: "acme", IncludeStopped: true})
+	require.Len(t, insts, 60)
+	var reqs []provider.SnapshotRequest
+	for i, in := range insts[:5] {
+		reqs = append(reqs, provider.SnapshotRequest{Tenant: "acme", RunID: "lean", InstanceID: in.ID,
+			Tags: map[string]string{"note": fmt.Sprintf("a<b & \"c\" 'd' %d é", i)}})
+	}
+	_, err := env.Fleet.CreateSnapshots(t.Context(), tg, reqs)
+	require.NoError(t, err)
+
+	plain := env.EC2(t, tg)
+	rec := &recordingHTTP{inner: plain.Options().HTTPClient, bodys: map[string][][]byte{}}
+	c := ec2.New(plain.Options(), func(o *ec2.Options) { o.HTTPClient = rec })
+	ctx := t.Context()
+	rec.op = "DescribeInstances"
+	p := ec2.NewDescribeInstancesPaginator(c, &ec2.DescribeInstancesInput{MaxResults: aws.Int32(25)})
+	for p.HasMorePages() {
+		_, err := p.NextPage(ctx)
+		require.NoError(t, err)
+	}
+	_, err = c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{{Name: aws.String("instance-id"), Values: []string{insts[0].ID, insts[7].ID, "i-00000000000000000"}}}})
+	require.NoError(t, err)
+	_, err = c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{{Name: aws.String("tag:PatchWave"), Values: []string{"no-such-wave"}}}})
+	require.NoError(t, err)
+	rec.op = "DescribeSnapshots"
+	_, err = c.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}})
+	require.NoError(t, err)
+	_, err = c.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, MaxResults: aws.Int32(5)})
+	require.NoError(t, err)
+	_, err = c.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{Filters: []ec2types.Filter{{Name: aws.String("tag:patchwave:run"), Values: []string{"none"}}}})
+	require.NoError(t, err)
+	rec.op = "DescribeInstanceStatus"
+	ids := make([]string, 0, 30)
+	for _, in := range insts[:30] {
+		ids = append(ids, in.ID)
+	}
+	_, err = c.DescribeInstanceStatus(ctx, &ec2.DescribeInstanceStatusInput{InstanceIds: ids, IncludeAllInstances: aws.Bool(true)})
+	require.NoError(t, err)
+	_, err = c.DescribeInstanceStatus(ctx, &ec2.DescribeInstanceStatusInput{InstanceIds: ids})
+	require.NoError(t, err)
+
+	for op, bodies := range rec.bodys {
+		for i, body := range bodies {
+			t.Run(fmt.Sprintf("%s answer %d", op, i), func(t *testing.T) {
+				requireSameAsSDK(t, op, body, true)
+			})
+		}
+	}
+	require.Len(t, rec.bodys["DescribeInstances"], 5)
+}
+
+// The DescribeInstances example of the EC2 API reference, with the members cloudsim does not
+// answer with; {{extra}} is replaced per case.
+const awsDescribeInstances = `<?xml version="1.0" encoding="UTF-8"?>
+<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>8f7724cf-496f-496e-8fe3-example</requestId>
+    <reservationSet>
+        <item>
+            <reservationId>r-1234567890abcdef0</reservationId>
+            <ownerId>123456789012</ownerId>
+            <groupSet/>
+            <instancesSet>
+                <item>
+                    <instanceId>i-1234567890abcdef0</instanceId>
+                    <imageId>ami-bff32ccc</imageId>
+                    <instanceState>
+                        <code>16</code>
+                        <name>running</name>
+                    </instanceState>
+                    <privateDnsName>ip-192-168-1-88.eu-west-1.compute.internal</privateDnsName>
+                    <dnsName>ec2-54-194-252-215.eu-west-1.compute.amazonaws.com</dnsName>
+                    <reason/>
+                    <keyName>my_keypair</keyName>
+                    <amiLaunchIndex>0</amiLaunchIndex>
+                    <productCodes>
+                        <item><productCode>a1b2c3</productCode><type>marketplace</type></item>
+                    </productCodes>
+                    <instanceType>t2.micro</instanceType>
+                    <launchTime>2018-05-08T16:46:19.000Z</launchTime>
+                    <placement>
+                        <availabilityZone>eu-west-1c</availabilityZone>
+                        <groupName></groupName>
+                        <tenancy>default</tenancy>
+                    </placement>
+                    <monitoring>
+                        <state>disabled</state>
+                    </monitoring>
+                    <subnetId>subnet-56f5f633</subnetId>
+                    <vpcId>vpc-11112222</vpcId>
+                    <privateIpAddress>192.168.1.88</privateIpAddress>
+                    <ipAddress>54.194.252.215</ipAddress>
+                    <sourceDestCheck>true</sourceDestCheck>
+                    <groupSet>
+                        <item>
+                            <groupId>sg-e4076980</groupId>
+                            <groupName>SecurityGroup1</groupName>
+                        </item>
+                    </groupSet>
+                    <architecture>x86_64</architecture>
+                    <rootDeviceType>ebs</rootDeviceType>
+                    <rootDeviceName>/dev/xvda</rootDeviceName>
+                    <blockDeviceMapping>
+                        <item>
+                            <deviceName>/dev/xvda</deviceName>
+                            <ebs>
+                                <volumeId>vol-1234567890abcdef0</volumeId>
+                                <status>attached</status>
+                                <attachTime>2015-12-22T10:44:09.000Z</attachTime>
+                                <deleteOnTermination>true</deleteOnTermination>
+                            </ebs>
+                        </item>
+                    </blockDeviceMapping>
+                    <virtualizationType>hvm</virtualizationType>
+                    <clientToken/>
+                    <tagSet>
+                        <item>
+                            <key>Name</key>
+                            <value>Server_1</value>
+                        </item>
+                        <item>
+                            <key>Owner</key>
+                            <value>R&amp;D &lt;ops&gt; &quot;team&quot; &apos;x&apos; — ünïcode 🚀</value>
+                        </item>
+                    </tagSet>
+                    <hypervisor>xen</hypervisor>
+                    <iamInstanceProfile>
+                        <arn>arn:aws:iam::123456789012:instance-profile/role</arn>
+                        <id>AIPAJ7EXAMPLE</id>
+                    </iamInstanceProfile>
+                    <ebsOptimized>false</ebsOptimized>
+                    <enaSupport>true</enaSupport>
+                    <platformDetails>Linux/UNIX</platformDetails>
+                    <usageOperation>RunInstances</usageOperation>
+                    <usageOperationUpdateTime>2018-05-08T16:46:19.000Z</usageOperationUpdateTime>
+                    <bootMode>uefi-preferred</bootMode>
+                    <currentInstanceBootMode>legacy-bios</currentInstanceBootMode>
+                    {{extra}}
+                </item>
+            </instancesSet>
+        </item>
+        <item>
+            <reservationId>r-0fedcba9876543210</reservationId>
+            <ownerId>123456789012</ownerId>
+            <requesterId>940372691376</requesterId>
+            <instancesSet>
+                <item>
+                    <instanceId>i-0fedcba9876543210</instanceId>
+                    <instanceState><code>80</code><name>stopped</name></instanceState>
+                    <stateReason>
+                        <code>Client.UserInitiatedShutdown</code>
+                        <message>Client.UserInitiatedShutdown: User initiated shutdown</message>
+                    </stateReason>
+                    <reason>User initiated (2018-05-09 10:00:00 GMT)</reason>
+                    <platform>windows</platform>
+                    <tagSet/>
+                </item>
+                <item>
+                    <instanceId>i-0aaaaaaaaaaaaaaaa</instanceId>
+                </item>
+            </instancesSet>
+        </item>
+    </reservationSet>
+    <nextToken>eyJ2IjoiMiIsImMiOiJ0b2tlbiJ9</nextToken>
+</DescribeInstancesResponse>`
+
+func awsInstances(extra string) []byte {
+	return []byte(strings.Replace(awsDescribeInstances, "{{extra}}", extra, 1))
+}
+
+func TestLeanDecodersMatchTheSDKOnAWSShapedAnswers(t *testing.T) {
+	tests := []struct {
+		name     string
+		op       string
+		body     []byte
+		wantLean bool
+	}{
+		{name: "the documented instances with tags, several reservations and a next token", op: "DescribeInstances", body: awsInstances(""), wantLean: true},
+		{name: "an operator on an instance and on its volume", op: "DescribeInstances", wantLean: true,
+			body: awsInstances(`<operator><managed>true</managed><principal>eks.amazonaws.com</principal></operator>`)},
+		{name: "names in another case", op: "DescribeInstances", wantLean: true,
+			body: []byte(`<DescribeInstancesResponse><ReservationSet><ITEM><InstancesSet><item><InstanceId>i-1</InstanceId><TAGSET><Item><Key>k</Key><VALUE>v</VALUE></Item></TAGSET></item></InstancesSet></ITEM></ReservationSet></DescribeInstancesResponse>`)},
+		{name: "unknown elements in complete structures are skipped", op: "DescribeInstances", wantLean: true,
+			body: []byte(`<DescribeInstancesResponse><future><a><b/>text</a></future><reservationSet><item><newThing>1</newThing><instancesSet><item><instanceId>i-1</instanceId><instanceState><code>16</code><extra><x>1</x></extra></instanceState><placement><newZone>z</newZone></placement></item></instancesSet></item><noise>x</noise></reservationSet></DescribeInstancesResponse>`)},
+		{name: "an empty reservation set", op: "DescribeInstances", wantLean: true,
+			body: []byte(`<?xml version="1.0" encoding="UTF-8"?>` + "\n" + `<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><reservationSet/></DescribeInstancesResponse>`)},
+		{name: "no reservation set at all", op: "DescribeInstances", wantLean: true,
+			body: []byte(`<DescribeInstancesResponse xmlns="x"><requestId>r</requestId></DescribeInstancesResponse>`)},
+		{name: "a repeated list appends and a repeated structure merges", op: "DescribeInstances", wantLean: true,
+			body: []byte(`<R><reservationSet><item><instancesSet><item><tagSet><item><key>a</key></item></tagSet><tagSet><item><key>b</key></item></tagSet><instanceState><code>16</code></instanceState><instanceState><name>running</name></instanceState></item></instancesSet></item></reservationSet><reservationSet><item/></reservationSet></R>`)},
+		{name: "a network interface set goes to the SDK", op: "DescribeInstances", wantLean: false,
+			body: awsInstances(`<networkInterfaceSet><item><networkInterfaceId>eni-1</networkInterfaceId></item></networkInterfaceSet>`)},
+		{name: "cpu options go to the SDK", op: "DescribeInstances", wantLean: false,
+			body: awsInstances(`<cpuOptions><coreCount>1</coreCount><threadsPerCore>1</threadsPerCore></cpuOptions>`)},
+		{name: "a comment goes to the SDK", op: "DescribeInstances", wantLean: false, body: awsInstances(`<!-- note -->`)},
+		{name: "CDATA goes to the SDK", op: "DescribeInstances", wantLean: false, body: awsInstances(`<kernelId><![CDATA[k<1>]]></kernelId>`)},
+		{name: "a carriage return goes to the SDK", op: "DescribeInstances", wantLean: false, body: awsInstances("<kernelId>a\r\nb</kernelId>")},
+		{name: "character references are decoded", op: "DescribeInstances", wantLean: true, body: awsInstances(`<kernelId>a&#x41;b&#34;&#39;&#13;&#x1F680;</kernelId>`)},
+		{name: "a reference to a character XML forbids goes to the SDK (which fails)", op: "DescribeInstances", wantLean: false, body: awsInstances(`<kernelId>a&#0;b</kernelId>`)},
+		{name: "a reference past the last character goes to the SDK (which fails)", op: "DescribeInstances", wantLean: false, body: awsInstances(`<kernelId>&#x110000;</kernelId>`)},
+		{name: "an unescaped ]]> goes to the SDK (which fails)", op: "DescribeInstances", wantLean: false, body: awsInstances(`<kernelId>a]]>b</kernelId>`)},
+		{name: "an unknown entity goes to the SDK (which fails)", op: "DescribeInstances", wantLean: false, body: awsInstances(`<kernelId>a&nbsp;b</kernelId>`)},
+		{name: "a bad integer goes to the SDK (which fails)", op: "DescribeInstances", wantLean: false, body: awsInstances(`<amiLaunchIndex>x</amiLaunchIndex>`)},
+		{name: "a bad boolean goes to the SDK (which fails)", op: "DescribeInstances", wantLean: false, body: awsInstances(`<ebsOptimized>yes</ebsOptimized>`)},
+		{name: "a bad time goes to the SDK (which fails)", op: "DescribeInstances", wantLean: false, body: awsInstances(`<launchTime>yesterday</launchTime>`)},
+		{name: "an element inside a value goes to the SDK (which fails)", op: "DescribeInstances", wantLean: false, body: awsInstances(`<kernelId>a<b/></kernelId>`)},
+		{name: "a mismatched end tag goes to the SDK (which fails)", op: "DescribeInstances", wantLean: false, body: awsInstances(`<kernelId>a</kernelID>`)},
+		{name: "an attribute below the root goes to the SDK", op: "DescribeInstances", wantLean: false, body: awsInstances(`<kernelId a="1">k</kernelId>`)},
+		{name: "a prefixed name goes to the SDK", op: "DescribeInstances", wantLean: false, body: awsInstances(`<x:kernelId>k</x:kernelId>`)},
+		{name: "invalid UTF-8 goes to the SDK (which fails)", op: "DescribeInstances", wantLean: false, body: awsInstances("<kernelId>a\xffb</kernelId>")},
+		{name: "a truncated body goes to the SDK (which fails)", op: "DescribeInstances", wantLean: false, body: awsInstances("")[:600]},
+		{name: "an empty body goes to the SDK", op: "DescribeInstances", wantLean: false, body: nil},
+		{name: "another encoding goes to the SDK (which fails)", op: "DescribeInstances", wantLean: false,
+			body: []byte(`<?xml version="1.0" encoding="ISO-8859-1"?><R><reservationSet/></R>`)},
+
+		{name: "documented snapshots with tags, escaped text and a next token", op: "DescribeSnapshots", wantLean: true, body: []byte(`<?xml version="1.0" encoding="UTF-8"?>
+<DescribeSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+   <requestId>59dbff89-35bd-4eac-99ed-be587EXAMPLE</requestId>
+   <snapshotSet>
+      <item>
+         <snapshotId>snap-1234567890abcdef0</snapshotId>
+         <volumeId>vol-1234567890abcdef0</volumeId>
+         <status>pending</status>
+         <startTime>2016-01-28T21:51:12.000Z</startTime>
+         <progress>80%</progress>
+         <ownerId>123456789012</ownerId>
+         <volumeSize>15</volumeSize>
+         <description>Daily Backup &amp; more &lt;x&gt;</description>
+         <encrypted>true</encrypted>
+         <kmsKeyId>arn:aws:kms:us-east-1:123456789012:key/6876fb1b-example</kmsKeyId>
+         <dataEncryptionKeyId>dek-1</dataEncryptionKeyId>
+         <storageTier>standard</storageTier>
+         <completionDurationMinutes>7</completionDurationMinutes>
+         <completionTime>2016-01-28T21:58:12.000Z</completionTime>
+         <fullSnapshotSizeInBytes>16106127360</fullSnapshotSizeInBytes>
+         <sseType>sse-ebs</sseType>
+         <transferType>standard</transferType>
+         <ownerAlias>amazon</ownerAlias>
+         <outpostArn>arn:aws:outposts:us-east-1:123456789012:outpost/op-1</outpostArn>
+         <restoreExpiryTime>2016-02-28T21:58:12.000Z</restoreExpiryTime>
+         <statusMessage/>
+         <tagSet>
+            <item><key>patchwave:snapshot-set</key><value>ss-1</value></item>
+            <item><key>note</key><value>a "quoted" 'value' — é</value></item>
+         </tagSet>
+         <availabilityZone>us-east-1a</availabilityZone>
+      </item>
+      <item>
+         <snapshotId>snap-2</snapshotId>
+         <status>error</status>
+         <statusMessage>failed</statusMessage>
+      </item>
+   </snapshotSet>
+   <nextToken>next</nextToken>
+</DescribeSnapshotsResponse>`)},
+		{name: "no snapshots", op: "DescribeSnapshots", wantLean: true,
+			body: []byte(`<DescribeSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><snapshotSet></snapshotSet></DescribeSnapshotsResponse>`)},
+		{name: "an unknown snapshot member is skipped", op: "DescribeSnapshots", wantLean: true,
+			body: []byte(`<DescribeSnapshotsResponse><snapshotSet><item><snapshotId>snap-1</snapshotId><futureField><a/></futureField></item></snapshotSet></DescribeSnapshotsResponse>`)},
+		{name: "a bad volume size goes to the SDK (which fails)", op: "DescribeSnapshots", wantLean: false,
+			body: []byte(`<DescribeSnapshotsResponse><snapshotSet><item><volumeSize>big</volumeSize></item></snapshotSet></DescribeSnapshotsResponse>`)},
+
+		{name: "instance statuses with events and details", op: "DescribeInstanceStatus", wantLean: true, body: []byte(`<?xml version="1.0" encoding="UTF-8"?>
+<DescribeInstanceStatusResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>3be1508e-c444-4fef-89cc-0b1223c4f02fEXAMPLE</requestId>
+    <instanceStatusSet>
+        <item>
+            <instanceId>i-1234567890abcdef0</instanceId>
+            <availabilityZone>us-east-1d</availabilityZone>
+            <availabilityZoneId>use1-az2</availabilityZoneId>
+            <instanceState><code>16</code><name>running</name></instanceState>
+            <systemStatus>
+                <status>impaired</status>
+                <details><item><name>reachability</name><status>failed</status><impairedSince>2011-12-05T18:35:00.000Z</impairedSince></item></details>
+            </systemStatus>
+            <instanceStatus>
+                <status>ok</status>
+                <details><item><name>reachability</name><status>passed</status></item></details>
+            </instanceStatus>
+            <eventsSet>
+                <item>
+                    <code>instance-retirement</code>
+                    <instanceEventId>instance-event-1</instanceEventId>
+                    <description>The instance is running on degraded hardware</description>
+                    <notBefore>2011-12-05T13:00:00.000Z</notBefore>
+                    <notAfter>2011-12-06T13:00:00.000Z</notAfter>
+                </item>
+            </eventsSet>
+        </item>
+        <item>
+            <instanceId>i-2</instanceId>
+            <instanceState><code>80</code><name>stopped</name></instanceState>
+            <systemStatus><status>not-applicable</status></systemStatus>
+            <instanceStatus><status>not-applicable</status></instanceStatus>
+        </item>
+    </instanceStatusSet>
+    <nextToken>n</nextToken>
+</DescribeInstanceStatusResponse>`)},
+		{name: "an attached EBS status goes to the SDK", op: "DescribeInstanceStatus", wantLean: false,
+			body: []byte(`<R><instanceStatusSet><item><instanceId>i-1</instanceId><attachedEbsStatus><status>ok</status></attachedEbsStatus></item></instanceStatusSet></R>`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			requireSameAsSDK(t, tt.op, tt.body, tt.wantLean)
+		})
+	}
+}
+
+func TestLeanDecodersLeaveErrorsToTheSDK(t *testing.T) {
+	body := []byte(`<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>InvalidInstanceID.Malformed</Code><Message>Invalid id: "i-1"</Message></Error></Errors><RequestID>req-1</RequestID></Response>`)
+	for _, op := range []string{"DescribeInstances", "DescribeSnapshots", "DescribeInstanceStatus"} {
+		t.Run(op, func(t *testing.T) {
+			_, _, sdkErr, leanErr := decodeBoth(t, op, http.StatusBadRequest, body)
+			require.Error(t, sdkErr)
+			require.Error(t, leanErr)
+			require.Equal(t, sdkErr.Error(), leanErr.Error())
+			require.Contains(t, leanErr.Error(), "InvalidInstanceID.Malformed")
+		})
+	}
+}
+
+// FuzzLeanDecoders checks that for any body the adapter's client answers as the SDK does, and
+// that the lean decoder either matches the SDK or gives up (it never panics).
+func FuzzLeanDecoders(f *testing.F) {
+	f.Add(0, awsInstances(""))
+	f.Add(0, awsInstances(`<operator><managed>true</managed></operator>`))
+	f.Add(1, []byte(`<DescribeSnapshotsResponse><snapshotSet><item><snapshotId>snap-1</snapshotId><tagSet><item><key>k</key><value>a&amp;b</value></item></tagSet></item></snapshotSet><nextToken>n</nextToken></DescribeSnapshotsResponse>`))
+	f.Add(2, []byte(`<R><instanceStatusSet><item><instanceId>i-1</instanceId><systemStatus><status>ok</status><details><item><name>reachability</name></item></details></systemStatus></item></instanceStatusSet></R>`))
+	f.Add(0, []byte(`<R><reservationSet><item><instancesSet><item><instanceId/></item></instancesSet></item></reservationSet></R>`))
+	ops := []string{"DescribeInstances", "DescribeSnapshots", "DescribeInstanceStatus"}
+	f.Fuzz(func(t *testing.T, op int, body []byte) {
+		name := ops[(op%len(ops)+len(ops))%len(ops)]
+		sdk, lean, sdkErr, leanErr := decodeBoth(t, name, http.StatusOK, body)
+		if (sdkErr == nil) != (leanErr == nil) || (sdkErr != nil && sdkErr.Error() != leanErr.Error()) {
+			t.Fatalf("errors differ: sdk %v, lean %v", sdkErr, leanErr)
+		}
+		if sdkErr == nil && !reflect.DeepEqual(sdk, lean) {
+			t.Fatalf("outputs differ:\nsdk:  %s\nlean: %s", dump(sdk), dump(lean))
+		}
+		if direct, ok := awsfleet.LeanDecode(name, body); ok {
+			if sdkErr != nil {
+				t.Fatalf("lean decoded a body the SDK fails on: %v", sdkErr)
+			}
+			if !reflect.DeepEqual(sdk, direct) {
+				t.Fatalf("outputs differ:\nsdk:  %s\nlean: %s", dump(sdk), dump(direct))
+			}
+		}
+	})
+}
