@@ -542,3 +542,86 @@ func FuzzLeanDecoders(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkEC2Decode measures one EC2 call on the client side alone (no emulator, no network:
+// the answer is canned), with the SDK's decoder and with the adapter's lean decoders, for the
+// answers the adapter reads most, taken from cloudsim: a DescribeInstances page of 1,000
+// instances, a DescribeSnapshots answer for 200 sets and a DescribeInstanceStatus answer for
+// 100 instances. Run:
+//
+//	cd libs/provider/awsfleet && go test -run '^$' -bench EC2Decode -benchmem .
+func BenchmarkEC2Decode(b *testing.B) {
+	acc := cloudtest.DefaultAccount()
+	acc.Instances = 1000
+	env := cloudtest.Start(b, cloudtest.Options{Accounts: []cloudsim.AccountConfig{acc}})
+	tg := env.Target("acme")
+	insts := env.Discover(b, provider.DiscoverQuery{Tenant: "acme"})
+	require.GreaterOrEqual(b, len(insts), 200)
+	var reqs []provider.SnapshotRequest
+	for _, in := range insts[:200] {
+		reqs = append(reqs, provider.SnapshotRequest{Tenant: "acme", RunID: "bench", InstanceID: in.ID})
+	}
+	created, err := env.Fleet.CreateSnapshots(b.Context(), tg, reqs)
+	require.NoError(b, err)
+	sets := make([]string, len(created))
+	for i, r := range created {
+		sets[i] = r.Snapshot.ID
+	}
+	ids := make([]string, 100)
+	for i := range ids {
+		ids[i] = insts[i].ID
+	}
+	plain := env.EC2(b, tg)
+	rec := &recordingHTTP{inner: plain.Options().HTTPClient, bodys: map[string][][]byte{}}
+	c := ec2.New(plain.Options(), func(o *ec2.Options) { o.HTTPClient = rec })
+	rec.op = "DescribeInstances"
+	_, err = c.DescribeInstances(b.Context(), &ec2.DescribeInstancesInput{MaxResults: aws.Int32(1000)})
+	require.NoError(b, err)
+	rec.op = "DescribeSnapshots"
+	_, err = c.DescribeSnapshots(b.Context(), &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"},
+		Filters: []ec2types.Filter{{Name: aws.String("tag:patchwave:snapshot-set"), Values: sets}}})
+	require.NoError(b, err)
+	rec.op = "DescribeInstanceStatus"
+	_, err = c.DescribeInstanceStatus(b.Context(), &ec2.DescribeInstanceStatusInput{InstanceIds: ids, IncludeAllInstances: aws.Bool(true)})
+	require.NoError(b, err)
+
+	for _, op := range []string{"DescribeInstances", "DescribeSnapshots", "DescribeInstanceStatus"} {
+		body := rec.bodys[op][0]
+		for _, lean := range []bool{false, true} {
+			name := op + "/sdk"
+			if lean {
+				name = op + "/lean"
+			}
+			b.Run(name, func(b *testing.B) {
+				var apiOptions []func(*middleware.Stack) error
+				if lean {
+					apiOptions = append(apiOptions, awsfleet.LeanEC2Decoders)
+				}
+				client := ec2.New(ec2.Options{
+					Region:       "eu-central-1",
+					BaseEndpoint: aws.String("http://ec2.test"),
+					Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+					HTTPClient:   cannedHTTP{status: http.StatusOK, body: body},
+					APIOptions:   apiOptions,
+				})
+				ctx := context.Background()
+				b.SetBytes(int64(len(body)))
+				b.ReportAllocs()
+				for b.Loop() {
+					var err error
+					switch op {
+					case "DescribeInstances":
+						_, err = client.DescribeInstances(ctx, &ec2.DescribeInstancesInput{})
+					case "DescribeSnapshots":
+						_, err = client.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{})
+					case "DescribeInstanceStatus":
+						_, err = client.DescribeInstanceStatus(ctx, &ec2.DescribeInstanceStatusInput{})
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
