@@ -195,7 +195,7 @@ func decodeSnapshot(r *xmlReader, parent []byte, s *ec2types.Snapshot) { // comp
 		name := r.name
 		switch string(r.lower) {
 		case "availabilityzone":
-			s.AvailabilityZone = r.str(name)
+			s.AvailabilityZone = r.common(name)
 		case "completiondurationminutes":
 			s.CompletionDurationMinutes = r.int32(name)
 		case "completiontime":
@@ -209,15 +209,15 @@ func decodeSnapshot(r *xmlReader, parent []byte, s *ec2types.Snapshot) { // comp
 		case "fullsnapshotsizeinbytes":
 			s.FullSnapshotSizeInBytes = r.int64(name)
 		case "kmskeyid":
-			s.KmsKeyId = r.str(name)
+			s.KmsKeyId = r.common(name)
 		case "outpostarn":
-			s.OutpostArn = r.str(name)
+			s.OutpostArn = r.common(name)
 		case "owneralias":
-			s.OwnerAlias = r.str(name)
+			s.OwnerAlias = r.common(name)
 		case "ownerid":
-			s.OwnerId = r.str(name)
+			s.OwnerId = r.common(name)
 		case "progress":
-			s.Progress = r.str(name)
+			s.Progress = r.common(name)
 		case "restoreexpirytime":
 			s.RestoreExpiryTime = r.time(name)
 		case "snapshotid":
@@ -261,9 +261,9 @@ func decodeTags(r *xmlReader, parent []byte, tags *[]ec2types.Tag) {
 			name := r.name
 			switch string(r.lower) {
 			case "key":
-				t.Key = r.str(name)
+				t.Key = r.common(name)
 			case "value":
-				t.Value = r.str(name)
+				t.Value = r.common(name)
 			default:
 				r.skip(name)
 			}
@@ -318,9 +318,9 @@ func decodeReservation(r *xmlReader, parent []byte, res *ec2types.Reservation) {
 				res.Instances = append(res.Instances, in)
 			}
 		case "ownerid":
-			res.OwnerId = r.str(name)
+			res.OwnerId = r.common(name)
 		case "requesterid":
-			res.RequesterId = r.str(name)
+			res.RequesterId = r.common(name)
 		case "reservationid":
 			res.ReservationId = r.str(name)
 		default:
@@ -344,9 +344,9 @@ func decodeGroups(r *xmlReader, parent []byte, groups *[]ec2types.GroupIdentifie
 			name := r.name
 			switch string(r.lower) {
 			case "groupid":
-				g.GroupId = r.str(name)
+				g.GroupId = r.common(name)
 			case "groupname":
-				g.GroupName = r.str(name)
+				g.GroupName = r.common(name)
 			default:
 				r.skip(name)
 			}
@@ -393,15 +393,15 @@ func decodeInstance(r *xmlReader, parent []byte, in *ec2types.Instance) {
 				n := r.name
 				switch string(r.lower) {
 				case "arn":
-					p.Arn = r.str(n)
+					p.Arn = r.common(n)
 				case "id":
-					p.Id = r.str(n)
+					p.Id = r.common(n)
 				default:
 					r.skip(n)
 				}
 			}
 		case "imageid":
-			in.ImageId = r.str(name)
+			in.ImageId = r.common(name)
 		case "instanceid":
 			in.InstanceId = r.str(name)
 		case "instancelifecycle":
@@ -409,9 +409,9 @@ func decodeInstance(r *xmlReader, parent []byte, in *ec2types.Instance) {
 		case "instancetype":
 			in.InstanceType = ec2types.InstanceType(r.text(name))
 		case "kernelid":
-			in.KernelId = r.str(name)
+			in.KernelId = r.common(name)
 		case "keyname":
-			in.KeyName = r.str(name)
+			in.KeyName = r.common(name)
 		case "launchtime":
 			in.LaunchTime = r.time(name)
 		case "monitoring":
@@ -431,7 +431,7 @@ func decodeInstance(r *xmlReader, parent []byte, in *ec2types.Instance) {
 			}
 			decodeOperator(r, name, in.Operator)
 		case "outpostarn":
-			in.OutpostArn = r.str(name)
+			in.OutpostArn = r.common(name)
 		case "placement":
 			if in.Placement == nil {
 				in.Placement = &ec2types.Placement{}
@@ -440,7 +440,7 @@ func decodeInstance(r *xmlReader, parent []byte, in *ec2types.Instance) {
 		case "platform":
 			in.Platform = ec2types.PlatformValues(r.text(name))
 		case "platformdetails":
-			in.PlatformDetails = r.str(name)
+			in.PlatformDetails = r.common(name)
 		case "privatednsname":
 			in.PrivateDnsName = r.str(name)
 		case "privateipaddress":
@@ -452,9 +452,9 @@ func decodeInstance(r *xmlReader, parent []byte, in *ec2types.Instance) {
 		case "ipaddress":
 			in.PublicIpAddress = r.str(name)
 		case "ramdiskid":
-			in.RamdiskId = r.str(name)
+			in.RamdiskId = r.common(name)
 		case "rootdevicename":
-			in.RootDeviceName = r.str(name)
+			in.RootDeviceName = r.common(name)
 		case "rootdevicetype":
 			in.RootDeviceType = ec2types.DeviceType(r.text(name))
 		case "groupset":
@@ -464,7 +464,7 @@ func decodeInstance(r *xmlReader, parent []byte, in *ec2types.Instance) {
 		case "spotinstancerequestid":
 			in.SpotInstanceRequestId = r.str(name)
 		case "sriovnetsupport":
-			in.SriovNetSupport = r.str(name)
+			in.SriovNetSupport = r.common(name)
 		case "instancestate":
 			if in.State == nil {
 				in.State = &ec2types.InstanceState{}
@@ -478,29 +478,29 @@ func decodeInstance(r *xmlReader, parent []byte, in *ec2types.Instance) {
 				n := r.name
 				switch string(r.lower) {
 				case "code":
-					in.StateReason.Code = r.str(n)
+					in.StateReason.Code = r.common(n)
 				case "message":
-					in.StateReason.Message = r.str(n)
+					in.StateReason.Message = r.common(n)
 				default:
 					r.skip(n)
 				}
 			}
 		case "reason":
-			in.StateTransitionReason = r.str(name)
+			in.StateTransitionReason = r.common(name)
 		case "subnetid":
-			in.SubnetId = r.str(name)
+			in.SubnetId = r.common(name)
 		case "tagset":
 			decodeTags(r, name, &in.Tags)
 		case "tpmsupport":
-			in.TpmSupport = r.str(name)
+			in.TpmSupport = r.common(name)
 		case "usageoperation":
-			in.UsageOperation = r.str(name)
+			in.UsageOperation = r.common(name)
 		case "usageoperationupdatetime":
 			in.UsageOperationUpdateTime = r.time(name)
 		case "virtualizationtype":
 			in.VirtualizationType = ec2types.VirtualizationType(r.text(name))
 		case "vpcid":
-			in.VpcId = r.str(name)
+			in.VpcId = r.common(name)
 		default:
 			// A member we do not decode (or an unknown one): the SDK decodes this body.
 			r.bad = true
@@ -528,23 +528,23 @@ func decodePlacement(r *xmlReader, parent []byte, p *ec2types.Placement) {
 		name := r.name
 		switch string(r.lower) {
 		case "affinity":
-			p.Affinity = r.str(name)
+			p.Affinity = r.common(name)
 		case "availabilityzone":
-			p.AvailabilityZone = r.str(name)
+			p.AvailabilityZone = r.common(name)
 		case "availabilityzoneid":
-			p.AvailabilityZoneId = r.str(name)
+			p.AvailabilityZoneId = r.common(name)
 		case "groupid":
-			p.GroupId = r.str(name)
+			p.GroupId = r.common(name)
 		case "groupname":
-			p.GroupName = r.str(name)
+			p.GroupName = r.common(name)
 		case "hostid":
 			p.HostId = r.str(name)
 		case "hostresourcegrouparn":
-			p.HostResourceGroupArn = r.str(name)
+			p.HostResourceGroupArn = r.common(name)
 		case "partitionnumber":
 			p.PartitionNumber = r.int32(name)
 		case "spreaddomain":
-			p.SpreadDomain = r.str(name)
+			p.SpreadDomain = r.common(name)
 		case "tenancy":
 			p.Tenancy = ec2types.Tenancy(r.text(name))
 		default:
@@ -568,7 +568,7 @@ func decodeProductCodes(r *xmlReader, parent []byte, codes *[]ec2types.ProductCo
 			name := r.name
 			switch string(r.lower) {
 			case "productcode":
-				c.ProductCodeId = r.str(name)
+				c.ProductCodeId = r.common(name)
 			case "type":
 				c.ProductCodeType = ec2types.ProductCodeValues(r.text(name))
 			default:
@@ -594,7 +594,7 @@ func decodeBlockDevices(r *xmlReader, parent []byte, bds *[]ec2types.InstanceBlo
 			name := r.name
 			switch string(r.lower) {
 			case "devicename":
-				bd.DeviceName = r.str(name)
+				bd.DeviceName = r.common(name)
 			case "ebs":
 				if bd.Ebs == nil {
 					bd.Ebs = &ec2types.EbsInstanceBlockDevice{}
@@ -630,7 +630,7 @@ func decodeEbs(r *xmlReader, parent []byte, e *ec2types.EbsInstanceBlockDevice) 
 		case "volumeid":
 			e.VolumeId = r.str(name)
 		case "volumeownerid":
-			e.VolumeOwnerId = r.str(name)
+			e.VolumeOwnerId = r.common(name)
 		default:
 			r.skip(name)
 		}
@@ -646,7 +646,7 @@ func decodeOperator(r *xmlReader, parent []byte, o *ec2types.OperatorResponse) {
 		case "managed":
 			o.Managed = r.bool(name)
 		case "principal":
-			o.Principal = r.str(name)
+			o.Principal = r.common(name)
 		default:
 			r.skip(name)
 		}
@@ -686,9 +686,9 @@ func decodeInstanceStatus(r *xmlReader, parent []byte, s *ec2types.InstanceStatu
 		name := r.name
 		switch string(r.lower) {
 		case "availabilityzone":
-			s.AvailabilityZone = r.str(name)
+			s.AvailabilityZone = r.common(name)
 		case "availabilityzoneid":
-			s.AvailabilityZoneId = r.str(name)
+			s.AvailabilityZoneId = r.common(name)
 		case "eventsset":
 			decodeStatusEvents(r, name, &s.Events)
 		case "instanceid":
@@ -709,7 +709,7 @@ func decodeInstanceStatus(r *xmlReader, parent []byte, s *ec2types.InstanceStatu
 			}
 			decodeOperator(r, name, s.Operator)
 		case "outpostarn":
-			s.OutpostArn = r.str(name)
+			s.OutpostArn = r.common(name)
 		case "systemstatus":
 			if s.SystemStatus == nil {
 				s.SystemStatus = &ec2types.InstanceStatusSummary{}

@@ -38,6 +38,14 @@ type xmlReader struct {
 	lowerBuf [64]byte
 	// scratch holds the last value whose entities were replaced.
 	scratch []byte
+	// interned holds the values intern has seen in this answer.
+	interned map[string]string
+	// The SDK's types hold values by pointer; these slabs hand out the pointers in blocks
+	// (each pointer to an element of its own, so nothing is aliased).
+	strs  []string
+	i32s  []int32
+	bools []bool
+	times []time.Time
 }
 
 type xmlToken int
@@ -79,7 +87,7 @@ func (r *xmlReader) root() bool {
 		return false
 	}
 	r.i++
-	if !r.readName() {
+	if !r.readName(true) {
 		r.bad = true
 		return false
 	}
@@ -150,30 +158,46 @@ func (r *xmlReader) skipSpace() bool {
 	return r.i > start
 }
 
-func isNameStart(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
-}
+// nameClass classifies bytes of tag names: 1 may start a name, 2 may follow.
+var nameClass = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
+			t[c] = 1 | 2
+		case c >= '0' && c <= '9', c == '-', c == '.':
+			t[c] = 2
+		}
+	}
+	return t
+}()
 
-func isNameByte(c byte) bool {
-	return isNameStart(c) || c >= '0' && c <= '9' || c == '-' || c == '.'
-}
+func isNameStart(c byte) bool { return nameClass[c]&1 != 0 }
 
-// readName reads a tag name at r.i into name and lower.
-func (r *xmlReader) readName() bool {
+func isNameByte(c byte) bool { return nameClass[c]&2 != 0 }
+
+// readName reads a tag name at r.i into name, and into lower when lower is set (start tags:
+// end tags are only compared with their start).
+func (r *xmlReader) readName(lower bool) bool {
 	start := r.i
-	if r.i >= len(r.b) || !isNameStart(r.b[r.i]) {
+	b := r.b
+	if r.i >= len(b) || nameClass[b[r.i]]&1 == 0 {
 		return false
 	}
-	for r.i < len(r.b) && isNameByte(r.b[r.i]) {
-		r.i++
+	i := r.i + 1
+	for i < len(b) && nameClass[b[i]]&2 != 0 {
+		i++
 	}
-	r.name = r.b[start:r.i]
+	r.i = i
+	r.name = b[start:i]
+	if !lower {
+		return true
+	}
 	if len(r.name) > len(r.lowerBuf) {
 		r.lower = r.lowerBuf[:0]
 		return true
 	}
 	for j, c := range r.name {
-		if c >= 'A' && c <= 'Z' {
+		if c <= 'Z' && c >= 'A' {
 			c += 'a' - 'A'
 		}
 		r.lowerBuf[j] = c
@@ -210,7 +234,7 @@ func (r *xmlReader) next() (xmlToken, []byte) {
 	r.i++
 	if r.i < len(r.b) && r.b[r.i] == '/' {
 		r.i++
-		if !r.readName() {
+		if !r.readName(false) {
 			return r.fail(), nil
 		}
 		r.skipSpace()
@@ -220,7 +244,7 @@ func (r *xmlReader) next() (xmlToken, []byte) {
 		r.i++
 		return tokEnd, r.name
 	}
-	if !r.readName() {
+	if !r.readName(true) {
 		// Comments, CDATA, processing instructions, prefixed or non-ASCII names.
 		return r.fail(), nil
 	}
@@ -408,21 +432,72 @@ func (r *xmlReader) skip(name []byte) {
 // Typed values, decoded as the SDK decodes them (strconv and smithy's time parser); a value
 // the SDK would fail on makes the reader bad.
 
+// slabSize is how many values of a kind one allocation holds.
+const slabSize = 128
+
+func (r *xmlReader) newString(s string) *string {
+	if len(r.strs) == 0 {
+		r.strs = make([]string, slabSize)
+	}
+	p := &r.strs[0]
+	r.strs = r.strs[1:]
+	*p = s
+	return p
+}
+
 func (r *xmlReader) str(name []byte) *string {
 	v := r.value(name)
 	if r.bad {
 		return nil
 	}
-	s := string(v)
-	return &s
+	return r.newString(string(v))
 }
 
+// text reads an enum-like value: interned (see intern).
 func (r *xmlReader) text(name []byte) string {
 	v := r.value(name)
 	if r.bad {
 		return ""
 	}
-	return string(v)
+	return r.intern(v)
+}
+
+// common reads a string value that repeats within one answer (tag keys and values, zones,
+// image ids, ...): the pointer is the value's own, the characters are shared.
+func (r *xmlReader) common(name []byte) *string {
+	v := r.value(name)
+	if r.bad {
+		return nil
+	}
+	return r.newString(r.intern(v))
+}
+
+// maxInterned bounds the interned values (length and number), so an answer of unique values
+// costs a bounded map.
+const (
+	maxInternedLen = 64
+	maxInterned    = 512
+)
+
+// intern returns v as a string, the same string for equal values within one answer: a page of
+// 1,000 instances repeats its tag keys, states, zones and image ids in every instance, and a
+// copy of each was a good part of the decoder's allocations. Strings are immutable, so sharing
+// them is invisible to the caller.
+func (r *xmlReader) intern(v []byte) string {
+	if len(v) > maxInternedLen {
+		return string(v)
+	}
+	if s, ok := r.interned[string(v)]; ok {
+		return s
+	}
+	s := string(v)
+	if r.interned == nil {
+		r.interned = make(map[string]string, 64)
+	}
+	if len(r.interned) < maxInterned {
+		r.interned[s] = s
+	}
+	return s
 }
 
 func (r *xmlReader) int32(name []byte) *int32 {
@@ -435,8 +510,13 @@ func (r *xmlReader) int32(name []byte) *int32 {
 		r.bad = true
 		return nil
 	}
-	n := int32(i) //nolint:gosec // the SDK truncates the same way
-	return &n
+	if len(r.i32s) == 0 {
+		r.i32s = make([]int32, slabSize)
+	}
+	p := &r.i32s[0]
+	r.i32s = r.i32s[1:]
+	*p = int32(i) //nolint:gosec // the SDK truncates the same way
+	return p
 }
 
 func (r *xmlReader) int64(name []byte) *int64 {
@@ -462,7 +542,13 @@ func (r *xmlReader) bool(name []byte) *bool {
 		r.bad = true
 		return nil
 	}
-	return &b
+	if len(r.bools) == 0 {
+		r.bools = make([]bool, slabSize)
+	}
+	p := &r.bools[0]
+	r.bools = r.bools[1:]
+	*p = b
+	return p
 }
 
 func (r *xmlReader) time(name []byte) *time.Time {
@@ -475,5 +561,11 @@ func (r *xmlReader) time(name []byte) *time.Time {
 		r.bad = true
 		return nil
 	}
-	return &t
+	if len(r.times) == 0 {
+		r.times = make([]time.Time, slabSize/4)
+	}
+	p := &r.times[0]
+	r.times = r.times[1:]
+	*p = t
+	return p
 }
