@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -14,14 +15,14 @@ import (
 
 // NewHTTPClient returns the HTTP client the adapter's SDK clients share, tuned by cfg (zero
 // fields take HTTPConfig's defaults): keep-alive connections per host for thousands of calls
-// per second to one endpoint, and request bodies that do not race the transport (see
-// bodyNoWriteTo). Tests that build SDK clients of their own next to the adapter use it too.
+// per second to one endpoint, request bodies that do not race the transport (see
+// bodyNoWriteTo), and the attempt timeout as a context deadline (see bodyNoWriteTo.Do). Tests
+// that build SDK clients of their own next to the adapter use it too.
 func NewHTTPClient(cfg HTTPConfig) aws.HTTPClient {
 	c := Config{HTTP: cfg}
 	c.setDefaults()
 	cfg = c.HTTP
-	return bodyNoWriteTo{inner: awshttp.NewBuildableClient().
-		WithTimeout(cfg.Timeout).
+	return bodyNoWriteTo{timeout: cfg.Timeout, inner: awshttp.NewBuildableClient().
 		WithTransportOptions(func(t *http.Transport) {
 			t.MaxIdleConns = cfg.MaxIdleConns
 			t.MaxIdleConnsPerHost = cfg.MaxIdleConnsPerHost
@@ -40,14 +41,46 @@ func NewHTTPClient(cfg HTTPConfig) aws.HTTPClient {
 // being read ("use of closed network connection"), and the SDK retries a call that had
 // succeeded. Against cloudsim this hit about one large DescribeInstances page in fifty. Without
 // WriteTo, io.Copy reads, and a read of a closed body is a clean io.EOF.
-type bodyNoWriteTo struct{ inner aws.HTTPClient }
+type bodyNoWriteTo struct {
+	inner   aws.HTTPClient
+	timeout time.Duration
+}
 
-// Do sends the request with its body wrapped.
+// Do sends the request with its body wrapped, within the attempt timeout: a deadline on the
+// request's context, lifted when the response body is closed (the SDK closes it once decoded),
+// so it bounds the whole exchange as http.Client.Timeout does. Why not http.Client.Timeout:
+// the SDK's client wraps the transport (redirect limits), and net/http then enforces Timeout
+// the legacy way, with a timer and two goroutines per request (setRequestCancel,
+// awaitLegacyCancel), a measurable share of a cheap call's CPU. A timed-out attempt fails
+// with an error that is context.DeadlineExceeded, as a Client.Timeout one is, and the SDK
+// retries it the same way.
 func (c bodyNoWriteTo) Do(r *http.Request) (*http.Response, error) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = plainBody{r.Body}
 	}
-	return c.inner.Do(r)
+	if c.timeout <= 0 {
+		return c.inner.Do(r)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), c.timeout)
+	resp, err := c.inner.Do(r.WithContext(ctx))
+	if err != nil || resp == nil || resp.Body == nil {
+		cancel()
+		return resp, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelOnClose lifts an attempt's deadline when its response body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // plainBody hides every method of the body but Read and Close.

@@ -515,7 +515,7 @@ func (r *xmlReader) int32(name []byte) *int32 {
 	}
 	p := &r.i32s[0]
 	r.i32s = r.i32s[1:]
-	*p = int32(i) //nolint:gosec // the SDK truncates the same way
+	*p = int32(i) // truncated as the SDK truncates
 	return p
 }
 

@@ -1,8 +1,12 @@
 package awsfleet
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -305,4 +309,51 @@ func TestToHealth(t *testing.T) {
 			require.Contains(t, h.Detail, tt.detail)
 		})
 	}
+}
+
+func TestHTTPClientBoundsEachAttemptWithTheTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow-body" {
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write([]byte("partial"))
+			w.(http.Flusher).Flush()
+		}
+		if r.URL.Path != "/fast" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	c := NewHTTPClient(HTTPConfig{Timeout: 100 * time.Millisecond})
+	get := func(path string) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+path, nil)
+		require.NoError(t, err)
+		return c.Do(req)
+	}
+
+	t.Run("an answer within the timeout is read whole", func(t *testing.T) {
+		resp, err := get("/fast")
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		require.Equal(t, "ok", string(body))
+	})
+	t.Run("headers later than the timeout fail the attempt as a deadline", func(t *testing.T) {
+		_, err := get("/slow-headers")
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	})
+	t.Run("a body later than the timeout fails its read as a deadline", func(t *testing.T) {
+		resp, err := get("/slow-body")
+		require.NoError(t, err)
+		_, err = io.ReadAll(resp.Body)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.NoError(t, resp.Body.Close())
+	})
 }
