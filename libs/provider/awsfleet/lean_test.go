@@ -358,6 +358,83 @@ const awsDescribeInstances = `<?xml version="1.0" encoding="UTF-8"?>
     <nextToken>eyJ2IjoiMiIsImMiOiJ0b2tlbiJ9</nextToken>
 </DescribeInstancesResponse>`
 
+// awsInstanceOptions are the members a VPC instance on AWS answers with besides the documented
+// example's: network interfaces (with association, attachment, addresses and prefixes), CPU,
+// metadata, maintenance, DNS name and capacity reservation options.
+const awsInstanceOptions = `
+                    <networkInterfaceSet>
+                        <item>
+                            <networkInterfaceId>eni-0c0a29997760baee7</networkInterfaceId>
+                            <subnetId>subnet-56f5f633</subnetId>
+                            <vpcId>vpc-11112222</vpcId>
+                            <description/>
+                            <ownerId>123456789012</ownerId>
+                            <status>in-use</status>
+                            <macAddress>02:dc:d1:86:2f:d2</macAddress>
+                            <privateIpAddress>192.168.1.88</privateIpAddress>
+                            <privateDnsName>ip-192-168-1-88.eu-west-1.compute.internal</privateDnsName>
+                            <sourceDestCheck>true</sourceDestCheck>
+                            <groupSet>
+                                <item><groupId>sg-e4076980</groupId><groupName>SecurityGroup1</groupName></item>
+                            </groupSet>
+                            <attachment>
+                                <attachmentId>eni-attach-6537fb71</attachmentId>
+                                <deviceIndex>0</deviceIndex>
+                                <status>attached</status>
+                                <attachTime>2018-05-08T16:46:19.000Z</attachTime>
+                                <deleteOnTermination>true</deleteOnTermination>
+                                <networkCardIndex>0</networkCardIndex>
+                                <enaSrdSpecification><enaSrdEnabled>false</enaSrdEnabled><enaSrdUdpSpecification><enaSrdUdpEnabled>false</enaSrdUdpEnabled></enaSrdUdpSpecification></enaSrdSpecification>
+                            </attachment>
+                            <association>
+                                <publicIp>54.194.252.215</publicIp>
+                                <publicDnsName>ec2-54-194-252-215.eu-west-1.compute.amazonaws.com</publicDnsName>
+                                <ipOwnerId>amazon</ipOwnerId>
+                            </association>
+                            <privateIpAddressesSet>
+                                <item>
+                                    <privateIpAddress>192.168.1.88</privateIpAddress>
+                                    <privateDnsName>ip-192-168-1-88.eu-west-1.compute.internal</privateDnsName>
+                                    <primary>true</primary>
+                                    <association>
+                                        <publicIp>54.194.252.215</publicIp>
+                                        <ipOwnerId>amazon</ipOwnerId>
+                                    </association>
+                                </item>
+                            </privateIpAddressesSet>
+                            <ipv6AddressesSet>
+                                <item><ipv6Address>2001:db6::1</ipv6Address><isPrimaryIpv6>true</isPrimaryIpv6></item>
+                            </ipv6AddressesSet>
+                            <ipv4PrefixSet><item><ipv4Prefix>192.168.1.96/28</ipv4Prefix></item></ipv4PrefixSet>
+                            <ipv6PrefixSet/>
+                            <interfaceType>interface</interfaceType>
+                            <connectionTrackingConfiguration><tcpEstablishedTimeout>432000</tcpEstablishedTimeout><udpStreamTimeout>180</udpStreamTimeout><udpTimeout>30</udpTimeout></connectionTrackingConfiguration>
+                            <operator><managed>false</managed></operator>
+                        </item>
+                    </networkInterfaceSet>
+                    <cpuOptions><coreCount>1</coreCount><threadsPerCore>2</threadsPerCore><amdSevSnp>disabled</amdSevSnp></cpuOptions>
+                    <capacityReservationSpecification>
+                        <capacityReservationPreference>open</capacityReservationPreference>
+                        <capacityReservationTarget><capacityReservationId>cr-1</capacityReservationId></capacityReservationTarget>
+                    </capacityReservationSpecification>
+                    <hibernationOptions><configured>false</configured></hibernationOptions>
+                    <enclaveOptions><enabled>false</enabled></enclaveOptions>
+                    <metadataOptions>
+                        <state>applied</state>
+                        <httpTokens>required</httpTokens>
+                        <httpPutResponseHopLimit>2</httpPutResponseHopLimit>
+                        <httpEndpoint>enabled</httpEndpoint>
+                        <httpProtocolIpv6>disabled</httpProtocolIpv6>
+                        <instanceMetadataTags>disabled</instanceMetadataTags>
+                    </metadataOptions>
+                    <maintenanceOptions><autoRecovery>default</autoRecovery><rebootMigration>default</rebootMigration></maintenanceOptions>
+                    <privateDnsNameOptions>
+                        <hostnameType>ip-name</hostnameType>
+                        <enableResourceNameDnsARecord>false</enableResourceNameDnsARecord>
+                        <enableResourceNameDnsAAAARecord>false</enableResourceNameDnsAAAARecord>
+                    </privateDnsNameOptions>
+                    <networkPerformanceOptions><bandwidthWeighting>default</bandwidthWeighting></networkPerformanceOptions>`
+
 func awsInstances(extra string) []byte {
 	return []byte(strings.Replace(awsDescribeInstances, "{{extra}}", extra, 1))
 }
@@ -382,10 +459,11 @@ func TestLeanDecodersMatchTheSDKOnAWSShapedAnswers(t *testing.T) {
 			body: []byte(`<DescribeInstancesResponse xmlns="x"><requestId>r</requestId></DescribeInstancesResponse>`)},
 		{name: "a repeated list appends and a repeated structure merges", op: "DescribeInstances", wantLean: true,
 			body: []byte(`<R><reservationSet><item><instancesSet><item><tagSet><item><key>a</key></item></tagSet><tagSet><item><key>b</key></item></tagSet><instanceState><code>16</code></instanceState><instanceState><name>running</name></instanceState></item></instancesSet></item></reservationSet><reservationSet><item/></reservationSet></R>`)},
-		{name: "a network interface set goes to the SDK", op: "DescribeInstances", wantLean: false,
-			body: awsInstances(`<networkInterfaceSet><item><networkInterfaceId>eni-1</networkInterfaceId></item></networkInterfaceSet>`)},
-		{name: "cpu options go to the SDK", op: "DescribeInstances", wantLean: false,
-			body: awsInstances(`<cpuOptions><coreCount>1</coreCount><threadsPerCore>1</threadsPerCore></cpuOptions>`)},
+		{name: "a real VPC instance with its network interfaces and options", op: "DescribeInstances", wantLean: true, body: awsInstances(awsInstanceOptions)},
+		{name: "a license set goes to the SDK", op: "DescribeInstances", wantLean: false,
+			body: awsInstances(`<licenseSet><item><licenseConfigurationArn>arn:aws:license-manager:1</licenseConfigurationArn></item></licenseSet>`)},
+		{name: "an unknown instance member goes to the SDK", op: "DescribeInstances", wantLean: false,
+			body: awsInstances(`<someFutureMember>1</someFutureMember>`)},
 		{name: "a comment goes to the SDK", op: "DescribeInstances", wantLean: false, body: awsInstances(`<!-- note -->`)},
 		{name: "CDATA goes to the SDK", op: "DescribeInstances", wantLean: false, body: awsInstances(`<kernelId><![CDATA[k<1>]]></kernelId>`)},
 		{name: "a carriage return goes to the SDK", op: "DescribeInstances", wantLean: false, body: awsInstances("<kernelId>a\r\nb</kernelId>")},
@@ -519,6 +597,7 @@ func TestLeanDecodersLeaveErrorsToTheSDK(t *testing.T) {
 func FuzzLeanDecoders(f *testing.F) {
 	f.Add(0, awsInstances(""))
 	f.Add(0, awsInstances(`<operator><managed>true</managed></operator>`))
+	f.Add(0, awsInstances(awsInstanceOptions))
 	f.Add(1, []byte(`<DescribeSnapshotsResponse><snapshotSet><item><snapshotId>snap-1</snapshotId><tagSet><item><key>k</key><value>a&amp;b</value></item></tagSet></item></snapshotSet><nextToken>n</nextToken></DescribeSnapshotsResponse>`))
 	f.Add(2, []byte(`<R><instanceStatusSet><item><instanceId>i-1</instanceId><systemStatus><status>ok</status><details><item><name>reachability</name></item></details></systemStatus></item></instanceStatusSet></R>`))
 	f.Add(0, []byte(`<R><reservationSet><item><instancesSet><item><instanceId/></item></instancesSet></item></reservationSet></R>`))

@@ -355,9 +355,9 @@ func decodeGroups(r *xmlReader, parent []byte, groups *[]ec2types.GroupIdentifie
 	}
 }
 
-// decodeInstance decodes every scalar member of an instance and the structures cloudsim and
-// plain EC2 instances answer with; the others (network interfaces, CPU, metadata options, ...)
-// send the body to the SDK.
+// decodeInstance decodes every member of an instance but four rare lists (elastic GPU and
+// inference accelerator associations, licenses, secondary interfaces), which send the body to
+// the SDK.
 func decodeInstance(r *xmlReader, parent []byte, in *ec2types.Instance) {
 	for r.child(parent) {
 		name := r.name
@@ -502,9 +502,11 @@ func decodeInstance(r *xmlReader, parent []byte, in *ec2types.Instance) {
 		case "vpcid":
 			in.VpcId = r.common(name)
 		default:
-			// A member we do not decode (or an unknown one): the SDK decodes this body.
-			r.bad = true
-			return
+			if !decodeInstanceOptions(r, name, in) {
+				// A member we do not decode (or an unknown one): the SDK decodes this body.
+				r.bad = true
+				return
+			}
 		}
 	}
 }
@@ -791,5 +793,329 @@ func decodeStatusEvents(r *xmlReader, parent []byte, events *[]ec2types.Instance
 			}
 		}
 		*events = append(*events, e)
+	}
+}
+
+// decodeList decodes an EC2 list (<item> elements) into list, as the SDK's list decoders do.
+func decodeList[T any](r *xmlReader, parent []byte, list *[]T, item func(r *xmlReader, name []byte, v *T)) {
+	if *list == nil {
+		*list = make([]T, 0)
+	}
+	for r.child(parent) {
+		if string(r.lower) != "item" {
+			r.skip(r.name)
+			continue
+		}
+		var v T
+		item(r, r.name, &v)
+		*list = append(*list, v)
+	}
+}
+
+// into returns *p, allocating it first: a repeated structure element fills the same one.
+func into[T any](p **T) *T {
+	if *p == nil {
+		*p = new(T)
+	}
+	return *p
+}
+
+// decodeInstanceOptions decodes the small option structures of an instance; it reports false
+// for a name that is not one of them.
+func decodeInstanceOptions(r *xmlReader, name []byte, in *ec2types.Instance) bool {
+	switch string(r.lower) {
+	case "networkinterfaceset":
+		decodeList(r, name, &in.NetworkInterfaces, decodeNetworkInterface)
+	case "cpuoptions":
+		o := into(&in.CpuOptions)
+		for r.child(name) { // complete
+			n := r.name
+			switch string(r.lower) {
+			case "amdsevsnp":
+				o.AmdSevSnp = ec2types.AmdSevSnpSpecification(r.text(n))
+			case "corecount":
+				o.CoreCount = r.int32(n)
+			case "nestedvirtualization":
+				o.NestedVirtualization = ec2types.NestedVirtualizationSpecification(r.text(n))
+			case "threadspercore":
+				o.ThreadsPerCore = r.int32(n)
+			default:
+				r.skip(n)
+			}
+		}
+	case "capacityreservationspecification":
+		o := into(&in.CapacityReservationSpecification)
+		for r.child(name) { // complete
+			n := r.name
+			switch string(r.lower) {
+			case "capacityreservationpreference":
+				o.CapacityReservationPreference = ec2types.CapacityReservationPreference(r.text(n))
+			case "capacityreservationtarget":
+				t := into(&o.CapacityReservationTarget)
+				for r.child(n) { // complete
+					m := r.name
+					switch string(r.lower) {
+					case "capacityreservationid":
+						t.CapacityReservationId = r.str(m)
+					case "capacityreservationresourcegrouparn":
+						t.CapacityReservationResourceGroupArn = r.common(m)
+					default:
+						r.skip(m)
+					}
+				}
+			default:
+				r.skip(n)
+			}
+		}
+	case "hibernationoptions":
+		o := into(&in.HibernationOptions)
+		for r.child(name) { // complete
+			if string(r.lower) == "configured" {
+				o.Configured = r.bool(r.name)
+			} else {
+				r.skip(r.name)
+			}
+		}
+	case "enclaveoptions":
+		o := into(&in.EnclaveOptions)
+		for r.child(name) { // complete
+			if string(r.lower) == "enabled" {
+				o.Enabled = r.bool(r.name)
+			} else {
+				r.skip(r.name)
+			}
+		}
+	case "metadataoptions":
+		o := into(&in.MetadataOptions)
+		for r.child(name) { // complete
+			n := r.name
+			switch string(r.lower) {
+			case "httpendpoint":
+				o.HttpEndpoint = ec2types.InstanceMetadataEndpointState(r.text(n))
+			case "httpprotocolipv6":
+				o.HttpProtocolIpv6 = ec2types.InstanceMetadataProtocolState(r.text(n))
+			case "httpputresponsehoplimit":
+				o.HttpPutResponseHopLimit = r.int32(n)
+			case "httptokens":
+				o.HttpTokens = ec2types.HttpTokensState(r.text(n))
+			case "instancemetadatatags":
+				o.InstanceMetadataTags = ec2types.InstanceMetadataTagsState(r.text(n))
+			case "state":
+				o.State = ec2types.InstanceMetadataOptionsState(r.text(n))
+			default:
+				r.skip(n)
+			}
+		}
+	case "maintenanceoptions":
+		o := into(&in.MaintenanceOptions)
+		for r.child(name) { // complete
+			n := r.name
+			switch string(r.lower) {
+			case "autorecovery":
+				o.AutoRecovery = ec2types.InstanceAutoRecoveryState(r.text(n))
+			case "rebootmigration":
+				o.RebootMigration = ec2types.InstanceRebootMigrationState(r.text(n))
+			default:
+				r.skip(n)
+			}
+		}
+	case "privatednsnameoptions":
+		o := into(&in.PrivateDnsNameOptions)
+		for r.child(name) { // complete
+			n := r.name
+			switch string(r.lower) {
+			case "enableresourcenamednsaaaarecord":
+				o.EnableResourceNameDnsAAAARecord = r.bool(n)
+			case "enableresourcenamednsarecord":
+				o.EnableResourceNameDnsARecord = r.bool(n)
+			case "hostnametype":
+				o.HostnameType = ec2types.HostnameType(r.text(n))
+			default:
+				r.skip(n)
+			}
+		}
+	case "networkperformanceoptions":
+		o := into(&in.NetworkPerformanceOptions)
+		for r.child(name) { // complete
+			if string(r.lower) == "bandwidthweighting" {
+				o.BandwidthWeighting = ec2types.InstanceBandwidthWeighting(r.text(r.name))
+			} else {
+				r.skip(r.name)
+			}
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+func decodeNetworkInterface(r *xmlReader, parent []byte, ni *ec2types.InstanceNetworkInterface) {
+	for r.child(parent) { // complete
+		name := r.name
+		switch string(r.lower) {
+		case "association":
+			decodeAssociation(r, name, into(&ni.Association))
+		case "attachment":
+			decodeAttachment(r, name, into(&ni.Attachment))
+		case "connectiontrackingconfiguration":
+			c := into(&ni.ConnectionTrackingConfiguration)
+			for r.child(name) { // complete
+				n := r.name
+				switch string(r.lower) {
+				case "tcpestablishedtimeout":
+					c.TcpEstablishedTimeout = r.int32(n)
+				case "udpstreamtimeout":
+					c.UdpStreamTimeout = r.int32(n)
+				case "udptimeout":
+					c.UdpTimeout = r.int32(n)
+				default:
+					r.skip(n)
+				}
+			}
+		case "description":
+			ni.Description = r.common(name)
+		case "groupset":
+			decodeGroups(r, name, &ni.Groups)
+		case "interfacetype":
+			ni.InterfaceType = r.common(name)
+		case "ipv4prefixset":
+			decodeList(r, name, &ni.Ipv4Prefixes, func(r *xmlReader, parent []byte, p *ec2types.InstanceIpv4Prefix) {
+				for r.child(parent) { // complete
+					if string(r.lower) == "ipv4prefix" {
+						p.Ipv4Prefix = r.str(r.name)
+					} else {
+						r.skip(r.name)
+					}
+				}
+			})
+		case "ipv6addressesset":
+			decodeList(r, name, &ni.Ipv6Addresses, func(r *xmlReader, parent []byte, a *ec2types.InstanceIpv6Address) {
+				for r.child(parent) { // complete
+					n := r.name
+					switch string(r.lower) {
+					case "ipv6address":
+						a.Ipv6Address = r.str(n)
+					case "isprimaryipv6":
+						a.IsPrimaryIpv6 = r.bool(n)
+					default:
+						r.skip(n)
+					}
+				}
+			})
+		case "ipv6prefixset":
+			decodeList(r, name, &ni.Ipv6Prefixes, func(r *xmlReader, parent []byte, p *ec2types.InstanceIpv6Prefix) {
+				for r.child(parent) { // complete
+					if string(r.lower) == "ipv6prefix" {
+						p.Ipv6Prefix = r.str(r.name)
+					} else {
+						r.skip(r.name)
+					}
+				}
+			})
+		case "macaddress":
+			ni.MacAddress = r.str(name)
+		case "networkinterfaceid":
+			ni.NetworkInterfaceId = r.str(name)
+		case "operator":
+			decodeOperator(r, name, into(&ni.Operator))
+		case "ownerid":
+			ni.OwnerId = r.common(name)
+		case "privatednsname":
+			ni.PrivateDnsName = r.str(name)
+		case "privateipaddress":
+			ni.PrivateIpAddress = r.str(name)
+		case "privateipaddressesset":
+			decodeList(r, name, &ni.PrivateIpAddresses, func(r *xmlReader, parent []byte, a *ec2types.InstancePrivateIpAddress) {
+				for r.child(parent) { // complete
+					n := r.name
+					switch string(r.lower) {
+					case "association":
+						decodeAssociation(r, n, into(&a.Association))
+					case "primary":
+						a.Primary = r.bool(n)
+					case "privatednsname":
+						a.PrivateDnsName = r.str(n)
+					case "privateipaddress":
+						a.PrivateIpAddress = r.str(n)
+					default:
+						r.skip(n)
+					}
+				}
+			})
+		case "sourcedestcheck":
+			ni.SourceDestCheck = r.bool(name)
+		case "status":
+			ni.Status = ec2types.NetworkInterfaceStatus(r.text(name))
+		case "subnetid":
+			ni.SubnetId = r.common(name)
+		case "vpcid":
+			ni.VpcId = r.common(name)
+		default:
+			r.skip(name)
+		}
+	}
+}
+
+func decodeAssociation(r *xmlReader, parent []byte, a *ec2types.InstanceNetworkInterfaceAssociation) {
+	for r.child(parent) { // complete
+		name := r.name
+		switch string(r.lower) {
+		case "carrierip":
+			a.CarrierIp = r.str(name)
+		case "customerownedip":
+			a.CustomerOwnedIp = r.str(name)
+		case "ipownerid":
+			a.IpOwnerId = r.common(name)
+		case "publicdnsname":
+			a.PublicDnsName = r.str(name)
+		case "publicip":
+			a.PublicIp = r.str(name)
+		default:
+			r.skip(name)
+		}
+	}
+}
+
+func decodeAttachment(r *xmlReader, parent []byte, a *ec2types.InstanceNetworkInterfaceAttachment) {
+	for r.child(parent) { // complete
+		name := r.name
+		switch string(r.lower) {
+		case "attachmentid":
+			a.AttachmentId = r.str(name)
+		case "attachtime":
+			a.AttachTime = r.time(name)
+		case "deleteontermination":
+			a.DeleteOnTermination = r.bool(name)
+		case "deviceindex":
+			a.DeviceIndex = r.int32(name)
+		case "enaqueuecount":
+			a.EnaQueueCount = r.int32(name)
+		case "enasrdspecification":
+			s := into(&a.EnaSrdSpecification)
+			for r.child(name) { // complete
+				n := r.name
+				switch string(r.lower) {
+				case "enasrdenabled":
+					s.EnaSrdEnabled = r.bool(n)
+				case "enasrdudpspecification":
+					u := into(&s.EnaSrdUdpSpecification)
+					for r.child(n) { // complete
+						if string(r.lower) == "enasrdudpenabled" {
+							u.EnaSrdUdpEnabled = r.bool(r.name)
+						} else {
+							r.skip(r.name)
+						}
+					}
+				default:
+					r.skip(n)
+				}
+			}
+		case "networkcardindex":
+			a.NetworkCardIndex = r.int32(name)
+		case "status":
+			a.Status = ec2types.AttachmentStatus(r.text(name))
+		default:
+			r.skip(name)
+		}
 	}
 }
