@@ -346,7 +346,10 @@ func TestHTTPClientBoundsEachAttemptWithTheTimeout(t *testing.T) {
 		require.Equal(t, "ok", string(body))
 	})
 	t.Run("headers later than the timeout fail the attempt as a deadline", func(t *testing.T) {
-		_, err := get("/slow-headers")
+		resp, err := get("/slow-headers")
+		if resp != nil {
+			_ = resp.Body.Close()
+		}
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 	})
 	t.Run("a body later than the timeout fails its read as a deadline", func(t *testing.T) {
