@@ -18,6 +18,7 @@ targets=(
 	"services/catalog:./internal/advisory:FuzzUpdateInfo"
 	"services/catalog:./internal/advisory:FuzzCVRF"
 	"services/notifier:./internal/domain:FuzzSubscription"
+	"libs:./provider/awsfleet:FuzzLeanDecoders"
 )
 for t in "${targets[@]}"; do
 	IFS=: read -r module pkg target <<<"$t"
