@@ -87,9 +87,9 @@
 // The successful answers of DescribeInstances, DescribeSnapshots and DescribeInstanceStatus
 // are decoded by lean decoders into the SDK's own output types (leanEC2Decoders), about seven
 // times faster than the SDK's XML deserializer; anything they do not handle (an element the
-// SDK knows and they do not, such as a real instance's networkInterfaceSet, XML outside the
-// subset EC2 answers with, a value the SDK would fail on) goes to the SDK's decoder, as does
-// every error answer. The outputs are the SDK's, deeply equal (see the tests).
+// SDK knows and they do not, such as an instance's license list, XML outside the subset EC2
+// answers with, a value the SDK would fail on) goes to the SDK's decoder, as does every error
+// answer. The outputs are the SDK's, deeply equal (see the tests).
 //
 // # Restores
 //
