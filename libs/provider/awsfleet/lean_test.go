@@ -329,6 +329,7 @@ const awsDescribeInstances = `<?xml version="1.0" encoding="UTF-8"?>
                     <usageOperationUpdateTime>2018-05-08T16:46:19.000Z</usageOperationUpdateTime>
                     <bootMode>uefi-preferred</bootMode>
                     <currentInstanceBootMode>legacy-bios</currentInstanceBootMode>
+                    <ipv6Address>2001:db6::1</ipv6Address>
                     {{extra}}
                 </item>
             </instancesSet>
@@ -702,5 +703,97 @@ func BenchmarkEC2Decode(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestLeanDecodersKnowEveryMemberOfTheSDKTypes guards the structures the lean decoders treat as
+// complete (an unknown element in them is skipped, as the SDK skips it): if an SDK upgrade
+// adds a member to one of them, the lean decoder would skip the new element where the SDK
+// fills the member, so this test fails until the decoder (and this list) learn it.
+func TestLeanDecodersKnowEveryMemberOfTheSDKTypes(t *testing.T) {
+	decoded := map[any][]string{
+		(*ec2.DescribeInstancesOutput)(nil):      {"NextToken", "Reservations", "ResultMetadata"},
+		(*ec2.DescribeSnapshotsOutput)(nil):      {"NextToken", "Snapshots", "ResultMetadata"},
+		(*ec2.DescribeInstanceStatusOutput)(nil): {"InstanceStatuses", "NextToken", "ResultMetadata"},
+		(*ec2types.Snapshot)(nil): {"AvailabilityZone", "CompletionDurationMinutes", "CompletionTime", "DataEncryptionKeyId",
+			"Description", "Encrypted", "FullSnapshotSizeInBytes", "KmsKeyId", "OutpostArn", "OwnerAlias", "OwnerId",
+			"Progress", "RestoreExpiryTime", "SnapshotId", "SseType", "StartTime", "State", "StateMessage", "StorageTier",
+			"Tags", "TransferType", "VolumeId", "VolumeSize"},
+		(*ec2types.Tag)(nil):             {"Key", "Value"},
+		(*ec2types.Reservation)(nil):     {"Groups", "Instances", "OwnerId", "RequesterId", "ReservationId"},
+		(*ec2types.GroupIdentifier)(nil): {"GroupId", "GroupName"},
+		// Instance is not complete: these four members send the body to the SDK.
+		(*ec2types.Instance)(nil): {"AmiLaunchIndex", "Architecture", "BlockDeviceMappings", "BootMode", "CapacityBlockId",
+			"CapacityReservationId", "CapacityReservationSpecification", "ClientToken", "CpuOptions",
+			"CurrentInstanceBootMode", "EbsOptimized", "ElasticGpuAssociations (to the SDK)",
+			"ElasticInferenceAcceleratorAssociations (to the SDK)", "EnaSupport", "EnclaveOptions", "HibernationOptions",
+			"Hypervisor", "IamInstanceProfile", "ImageId", "InstanceId", "InstanceLifecycle", "InstanceType", "Ipv6Address", "KernelId",
+			"KeyName", "LaunchTime", "Licenses (to the SDK)", "MaintenanceOptions", "MetadataOptions", "Monitoring",
+			"NetworkInterfaces", "NetworkPerformanceOptions", "Operator", "OutpostArn", "Placement", "Platform",
+			"PlatformDetails", "PrivateDnsName", "PrivateDnsNameOptions", "PrivateIpAddress", "ProductCodes",
+			"PublicDnsName", "PublicIpAddress", "RamdiskId", "RootDeviceName", "RootDeviceType",
+			"SecondaryInterfaces (to the SDK)", "SecurityGroups", "SourceDestCheck", "SpotInstanceRequestId",
+			"SriovNetSupport", "State", "StateReason", "StateTransitionReason", "SubnetId", "Tags", "TpmSupport",
+			"UsageOperation", "UsageOperationUpdateTime", "VirtualizationType", "VpcId"},
+		(*ec2types.InstanceState)(nil):              {"Code", "Name"},
+		(*ec2types.Monitoring)(nil):                 {"State"},
+		(*ec2types.StateReason)(nil):                {"Code", "Message"},
+		(*ec2types.IamInstanceProfile)(nil):         {"Arn", "Id"},
+		(*ec2types.ProductCode)(nil):                {"ProductCodeId", "ProductCodeType"},
+		(*ec2types.OperatorResponse)(nil):           {"HiddenByDefault", "Managed", "Principal"},
+		(*ec2types.InstanceBlockDeviceMapping)(nil): {"DeviceName", "Ebs"},
+		(*ec2types.EbsInstanceBlockDevice)(nil): {"AssociatedResource", "AttachTime", "DeleteOnTermination", "EbsCardIndex",
+			"Operator", "Status", "VolumeId", "VolumeOwnerId"},
+		(*ec2types.Placement)(nil): {"Affinity", "AvailabilityZone", "AvailabilityZoneId", "GroupId", "GroupName", "HostId",
+			"HostResourceGroupArn", "PartitionNumber", "SpreadDomain", "Tenancy"},
+		(*ec2types.InstanceNetworkInterface)(nil): {"Association", "Attachment", "ConnectionTrackingConfiguration",
+			"Description", "Groups", "InterfaceType", "Ipv4Prefixes", "Ipv6Addresses", "Ipv6Prefixes", "MacAddress",
+			"NetworkInterfaceId", "Operator", "OwnerId", "PrivateDnsName", "PrivateIpAddress", "PrivateIpAddresses",
+			"SourceDestCheck", "Status", "SubnetId", "VpcId"},
+		(*ec2types.InstanceNetworkInterfaceAssociation)(nil): {"CarrierIp", "CustomerOwnedIp", "IpOwnerId", "PublicDnsName", "PublicIp"},
+		(*ec2types.InstanceNetworkInterfaceAttachment)(nil): {"AttachTime", "AttachmentId", "DeleteOnTermination", "DeviceIndex",
+			"EnaQueueCount", "EnaSrdSpecification", "NetworkCardIndex", "Status"},
+		(*ec2types.InstanceAttachmentEnaSrdSpecification)(nil):    {"EnaSrdEnabled", "EnaSrdUdpSpecification"},
+		(*ec2types.InstanceAttachmentEnaSrdUdpSpecification)(nil): {"EnaSrdUdpEnabled"},
+		(*ec2types.ConnectionTrackingSpecificationResponse)(nil):  {"TcpEstablishedTimeout", "UdpStreamTimeout", "UdpTimeout"},
+		(*ec2types.InstancePrivateIpAddress)(nil):                 {"Association", "Primary", "PrivateDnsName", "PrivateIpAddress"},
+		(*ec2types.InstanceIpv6Address)(nil):                      {"Ipv6Address", "IsPrimaryIpv6"},
+		(*ec2types.InstanceIpv4Prefix)(nil):                       {"Ipv4Prefix"},
+		(*ec2types.InstanceIpv6Prefix)(nil):                       {"Ipv6Prefix"},
+		(*ec2types.CpuOptions)(nil):                               {"AmdSevSnp", "CoreCount", "NestedVirtualization", "ThreadsPerCore"},
+		(*ec2types.CapacityReservationSpecificationResponse)(nil): {"CapacityReservationPreference", "CapacityReservationTarget"},
+		(*ec2types.CapacityReservationTargetResponse)(nil):        {"CapacityReservationId", "CapacityReservationResourceGroupArn"},
+		(*ec2types.HibernationOptions)(nil):                       {"Configured"},
+		(*ec2types.EnclaveOptions)(nil):                           {"Enabled"},
+		(*ec2types.InstanceMetadataOptionsResponse)(nil): {"HttpEndpoint", "HttpProtocolIpv6", "HttpPutResponseHopLimit",
+			"HttpTokens", "InstanceMetadataTags", "State"},
+		(*ec2types.InstanceMaintenanceOptions)(nil):        {"AutoRecovery", "RebootMigration"},
+		(*ec2types.PrivateDnsNameOptionsResponse)(nil):     {"EnableResourceNameDnsAAAARecord", "EnableResourceNameDnsARecord", "HostnameType"},
+		(*ec2types.InstanceNetworkPerformanceOptions)(nil): {"BandwidthWeighting"},
+		// InstanceStatus is not complete: three summaries send the body to the SDK.
+		(*ec2types.InstanceStatus)(nil): {"ApplicationStatus (to the SDK)", "AttachedEbsStatus (to the SDK)", "AvailabilityZone",
+			"AvailabilityZoneId", "Events", "InstanceId", "InstanceState", "InstanceStatus", "Operator", "OutpostArn",
+			"PerformanceStatus (to the SDK)", "SystemStatus"},
+		(*ec2types.InstanceStatusSummary)(nil): {"Details", "Status"},
+		(*ec2types.InstanceStatusDetails)(nil): {"ImpairedSince", "Name", "Status"},
+		(*ec2types.InstanceStatusEvent)(nil): {"Code", "Description", "InstanceEventId", "NotAfter", "NotBefore",
+			"NotBeforeDeadline"},
+	}
+	for v, fields := range decoded {
+		typ := reflect.TypeOf(v).Elem()
+		t.Run(typ.String(), func(t *testing.T) {
+			var want []string
+			for _, f := range fields {
+				name, _, _ := strings.Cut(f, " ")
+				want = append(want, name)
+			}
+			var got []string
+			for i := range typ.NumField() {
+				if f := typ.Field(i); f.IsExported() {
+					got = append(got, f.Name)
+				}
+			}
+			require.ElementsMatch(t, want, got, "the SDK's members of %s changed: teach the lean decoder (leandecode.go) the new ones", typ)
+		})
 	}
 }

@@ -451,6 +451,8 @@ func decodeInstance(r *xmlReader, parent []byte, in *ec2types.Instance) {
 			in.PublicDnsName = r.str(name)
 		case "ipaddress":
 			in.PublicIpAddress = r.str(name)
+		case "ipv6address":
+			in.Ipv6Address = r.str(name)
 		case "ramdiskid":
 			in.RamdiskId = r.common(name)
 		case "rootdevicename":
