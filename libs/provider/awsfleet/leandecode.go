@@ -15,21 +15,21 @@ import (
 
 // Lean decoders for the EC2 answers the adapter reads most (DescribeInstances pages and
 // look-ups by id, DescribeSnapshots, DescribeInstanceStatus). The SDK's XML deserializer
-// (encoding/xml tokens wrapped by smithy's node decoder, a copy of every value) was most of
-// the adapter's CPU per call; these fill the SDK's own output types from the body with
-// xmlReader, and fall back to the SDK's decoder on anything unexpected:
+// (encoding/xml tokens wrapped by smithy's node decoder, a copy of every value) was half or
+// more of the adapter's client-side CPU; these fill the SDK's own output types from the body
+// with xmlReader, and fall back to the SDK's decoder on anything unexpected:
 //
-//   - an element the SDK knows but we do not decode (say networkInterfaceSet on a real AWS
-//     instance): the body goes to the SDK's decoder, so every field is still filled;
-//   - an element neither knows, inside a structure of which we decode every field the SDK
-//     does: skipped, as the SDK skips it;
+//   - an element the SDK knows but we do not decode (say an instance's licenseSet): the body
+//     goes to the SDK's decoder, so every field is still filled;
+//   - an element neither knows, inside a structure of which we decode every member the SDK
+//     does ("complete" below): skipped, as the SDK skips it;
 //   - a value the SDK would fail on, or XML outside xmlReader's subset: the SDK's decoder
 //     then decodes it or fails with its own error.
 //
 // Error answers (non-2xx) always go to the SDK's decoder, so error codes and messages are the
-// SDK's. TestLeanDecodersMatchTheSDK checks the outputs deeply equal for cloudsim's answers
-// and for bodies shaped like AWS's documented ones; FuzzLeanDecoders that random bodies either
-// match or fall back.
+// SDK's. The TestLeanDecoders* tests check the outputs deeply equal for cloudsim's answers and
+// for bodies shaped like AWS's documented ones, and that the SDK's types have no member the
+// decoders do not know; FuzzLeanDecoders that random bodies either match or fall back.
 
 // leanEC2Decoders is the EC2 clients' stack option that puts a lean decoder in place of the
 // SDK's for the operations that have one.

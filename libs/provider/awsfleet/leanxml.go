@@ -13,14 +13,14 @@ import (
 // It reads the subset of XML that EC2's query protocol answers with: an optional
 // `<?xml version="1.0" encoding="UTF-8"?>` declaration, a root element whose attributes
 // (xmlns) are ignored, and below it elements without attributes or namespace prefixes holding
-// either child elements or text with the five predefined entities.
+// either child elements or text with the five predefined entities and character references.
 //
-// Anything outside that subset (comments, CDATA, processing instructions inside the root,
-// numeric character references, carriage returns, which encoding/xml would normalise,
-// characters XML forbids, attributes below the root, names that are not plain ASCII, a
-// mismatched end tag, a truncated body) makes the reader bad: the decoder stops and the
-// caller falls back to the SDK's own decoder, which then decodes the body or reports its
-// error exactly as it would have without us. The reader never panics on any input.
+// Anything outside that subset (comments, CDATA, processing instructions or a DOCTYPE,
+// carriage returns, which encoding/xml would normalise, characters XML forbids, "]]>" in text,
+// attributes below the root, names that are not plain ASCII, a mismatched end tag, a
+// truncated body, another encoding) makes the reader bad: the decoder stops and the caller
+// falls back to the SDK's own decoder, which then decodes the body or reports its error
+// exactly as it would have without us. The reader never panics on any input.
 //
 // Element names are matched as the SDK matches them (strings.EqualFold on the local name):
 // the reader lowers ASCII names into a scratch buffer, and the decoders switch on that.
