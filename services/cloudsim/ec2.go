@@ -5,7 +5,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -29,13 +28,12 @@ func ec2Service() *service {
 		},
 		operation: parseQueryForm,
 		write: func(rw http.ResponseWriter, c *call, v any) {
-			if r, ok := v.(interface{ rawXML() []byte }); ok {
+			if r, ok := v.(xmlWriter); ok {
 				v.(interface{ setMeta(string) }).setMeta(c.requestID)
-				out := r.rawXML()
-				rw.Header().Set("Content-Type", "text/xml;charset=UTF-8")
-				rw.Header().Set("Content-Length", strconv.Itoa(len(out)))
-				rw.WriteHeader(http.StatusOK)
-				_, _ = rw.Write(out) //nolint:gosec // G705: an XML API document served as text/xml, not HTML
+				b := getXMLBuf()
+				r.writeXMLTo(b)
+				writeBody(rw, http.StatusOK, xmlContentType, b.Bytes())
+				putXMLBuf(b)
 				return
 			}
 			writeQueryResult(rw, c, v)

@@ -4,12 +4,40 @@ import (
 	"bytes"
 	"encoding/xml"
 	"strconv"
+	"sync"
 )
 
 // xmlBuf writes XML by hand for the largest responses (DescribeInstances pages): encoding/xml's
 // reflection was most of the cost of a 1000-instance page. Element names are constants; text
 // is escaped.
 type xmlBuf struct{ bytes.Buffer }
+
+// xmlWriter is a response with a hand-written XML writer.
+type xmlWriter interface{ writeXMLTo(b *xmlBuf) }
+
+// rawXML renders a response into a buffer of its own (tests compare it with encoding/xml).
+func rawXML(r xmlWriter) []byte {
+	var b xmlBuf
+	r.writeXMLTo(&b)
+	return b.Bytes()
+}
+
+// xmlBufs are response buffers reused between calls: a response is written from its buffer
+// and the buffer returned, so a call does not allocate (and the GC does not collect) its
+// response's bytes.
+var xmlBufs = sync.Pool{New: func() any { return new(xmlBuf) }}
+
+func getXMLBuf() *xmlBuf { return xmlBufs.Get().(*xmlBuf) }
+
+// putXMLBuf returns a buffer to the pool; a very large one (a 1000-instance page) is dropped
+// rather than kept for good.
+func putXMLBuf(b *xmlBuf) {
+	if b.Cap() > 1<<20 {
+		return
+	}
+	b.Reset()
+	xmlBufs.Put(b)
+}
 
 func (b *xmlBuf) open(name string) {
 	b.WriteByte('<')
@@ -125,8 +153,9 @@ func (b *xmlBuf) writeInstance(x *ec2Instance) {
 }
 
 // rawXML renders the DescribeInstances response.
-func (r *describeInstancesResponse) rawXML() []byte {
-	var b xmlBuf
+func (r *describeInstancesResponse) rawXML() []byte { return rawXML(r) }
+
+func (r *describeInstancesResponse) writeXMLTo(b *xmlBuf) {
 	b.Grow(256 + 1500*len(r.Reservations))
 	b.WriteString(xml.Header)
 	b.WriteString(`<DescribeInstancesResponse xmlns="` + ec2Namespace + `">`)
@@ -147,7 +176,6 @@ func (r *describeInstancesResponse) rawXML() []byte {
 	b.close("reservationSet")
 	b.optText("nextToken", r.NextToken)
 	b.close("DescribeInstancesResponse")
-	return b.Bytes()
 }
 
 func (b *xmlBuf) begin(root string, requestID string, size int) {
@@ -158,8 +186,9 @@ func (b *xmlBuf) begin(root string, requestID string, size int) {
 }
 
 // rawXML renders the DescribeSnapshots response.
-func (r *describeSnapshotsResponse) rawXML() []byte {
-	var b xmlBuf
+func (r *describeSnapshotsResponse) rawXML() []byte { return rawXML(r) }
+
+func (r *describeSnapshotsResponse) writeXMLTo(b *xmlBuf) {
 	b.begin("DescribeSnapshotsResponse", r.RequestID, 256+600*len(r.Snapshots))
 	b.open("snapshotSet")
 	for i := range r.Snapshots {
@@ -182,12 +211,12 @@ func (r *describeSnapshotsResponse) rawXML() []byte {
 	b.close("snapshotSet")
 	b.optText("nextToken", r.NextToken)
 	b.close("DescribeSnapshotsResponse")
-	return b.Bytes()
 }
 
 // rawXML renders the CreateSnapshots response.
-func (r *createSnapshotsResponse) rawXML() []byte {
-	var b xmlBuf
+func (r *createSnapshotsResponse) rawXML() []byte { return rawXML(r) }
+
+func (r *createSnapshotsResponse) writeXMLTo(b *xmlBuf) {
 	b.begin("CreateSnapshotsResponse", r.RequestID, 256+500*len(r.Snapshots))
 	b.open("snapshotSet")
 	for i := range r.Snapshots {
@@ -207,12 +236,12 @@ func (r *createSnapshotsResponse) rawXML() []byte {
 	}
 	b.close("snapshotSet")
 	b.close("CreateSnapshotsResponse")
-	return b.Bytes()
 }
 
 // rawXML renders the DescribeInstanceStatus response.
-func (r *describeInstanceStatusResponse) rawXML() []byte {
-	var b xmlBuf
+func (r *describeInstanceStatusResponse) rawXML() []byte { return rawXML(r) }
+
+func (r *describeInstanceStatusResponse) writeXMLTo(b *xmlBuf) {
 	b.begin("DescribeInstanceStatusResponse", r.RequestID, 256+500*len(r.Statuses))
 	b.open("instanceStatusSet")
 	summary := func(name string, s *ec2StatusSummary) {
@@ -244,14 +273,13 @@ func (r *describeInstanceStatusResponse) rawXML() []byte {
 	b.close("instanceStatusSet")
 	b.optText("nextToken", r.NextToken)
 	b.close("DescribeInstanceStatusResponse")
-	return b.Bytes()
 }
 
 // rawXML renders a response that only says return=true (CreateTags, DeleteTags, ...).
-func (r *ec2ReturnResponse) rawXML() []byte {
-	var b xmlBuf
+func (r *ec2ReturnResponse) rawXML() []byte { return rawXML(r) }
+
+func (r *ec2ReturnResponse) writeXMLTo(b *xmlBuf) {
 	b.begin(r.XMLName.Local, r.RequestID, 256)
 	b.bool("return", r.Return)
 	b.close(r.XMLName.Local)
-	return b.Bytes()
 }
