@@ -235,8 +235,10 @@ func formInt(form url.Values, key string) (n int, ok bool, err error) {
 	return n, true, nil
 }
 
+const xmlTimeLayout = "2006-01-02T15:04:05.000Z"
+
 func xmlTime(t time.Time) string {
-	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+	return t.UTC().Format(xmlTimeLayout)
 }
 
 // writeQueryResult writes a Query-protocol result with its request id.
