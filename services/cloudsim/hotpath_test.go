@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -103,5 +104,13 @@ func TestParseAuthReadsEveryField(t *testing.T) {
 		"AWS4-HMAC-SHA256 Credential=AKIA1/20261203/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature"} {
 		_, err := parseAuth(bad)
 		require.ErrorIs(t, err, errNoAuth, "%q", bad)
+	}
+}
+
+func TestXMLTimeIsTheLayoutFormat(t *testing.T) {
+	for _, tm := range []time.Time{{}, time.Date(2026, 12, 3, 13, 4, 5, 987654321, time.FixedZone("x", -5*3600)),
+		time.Date(9, 1, 1, 0, 0, 0, 1e6, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(1<<33, 5e8)} {
+		require.Equal(t, tm.UTC().Format(xmlTimeLayout), xmlTime(tm))
 	}
 }

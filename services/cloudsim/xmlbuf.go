@@ -295,7 +295,7 @@ type renderedXML struct{ doc *xmlBuf }
 // timeText writes an element holding t as xmlTime formats it, without a string in between.
 func (b *xmlBuf) timeText(name string, t time.Time) {
 	b.open(name)
-	b.Write(t.UTC().AppendFormat(b.AvailableBuffer(), xmlTimeLayout))
+	b.Write(appendXMLTime(b.AvailableBuffer(), t))
 	b.close(name)
 }
 
