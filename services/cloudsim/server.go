@@ -388,19 +388,28 @@ func (s *Server) AddInstances(spec InstanceSpec) ([]string, error) {
 	return ids, err
 }
 
-// update runs fn on the world under the lock and writes what it changed to the mutation log.
+// update runs fn on the world under the exclusive lock and queues what it changed for the
+// mutation log; the records are written after the lock is released (store.write), so the lock
+// is held for the change and its encoding only.
 func (s *Server) update(fn func(w *world, now time.Time) error) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	err := fn(s.w, s.cfg.Clock())
 	if len(s.w.dirty) == 0 {
+		s.mu.Unlock()
 		return err
 	}
-	if s.store == nil {
+	st := s.store
+	if st == nil {
 		s.w.resetDirty()
+		s.mu.Unlock()
 		return err
 	}
-	if ferr := s.store.flush(s.w); ferr != nil {
+	end, ferr := st.encode(s.w)
+	s.mu.Unlock()
+	if ferr == nil {
+		ferr = st.write(end)
+	}
+	if ferr != nil {
 		s.log.Error("cloudsim: writing the mutation log failed", "err", ferr)
 		return errors.Join(err, errf("InternalError", "state could not be saved"))
 	}
