@@ -476,7 +476,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	opName := c.svc.opName(c.op)
 	counter := s.stats.begin(opName)
 	code := ""
-	defer func() { s.stats.end(counter, opName, code, c.instances) }()
+	defer func() { s.stats.end(counter, code, c.instances) }()
 
 	result, err := s.handle(c, auth, authErr)
 	if err != nil {

@@ -150,7 +150,8 @@ func verifySignature(r *http.Request, a sigAuth, secret, payloadHash string, key
 	cr = append(cr, payloadHash...)
 	crHash := sha256.Sum256(cr)
 
-	sts := append(cr[:0], "AWS4-HMAC-SHA256\n"...)
+	sts := cr[:0] // the canonical request is hashed: its bytes are reused for the string to sign
+	sts = append(sts, "AWS4-HMAC-SHA256\n"...)
 	sts = append(sts, amzDate...)
 	sts = append(sts, '\n')
 	sts = append(sts, a.Date...)

@@ -157,7 +157,7 @@ func (s *statsRecorder) begin(op string) *opCounter {
 }
 
 // end counts the call's outcome ("" is success) and the instances it named.
-func (s *statsRecorder) end(c *opCounter, op, code string, instances []string) {
+func (s *statsRecorder) end(c *opCounter, code string, instances []string) {
 	if code == "" {
 		c.ok.Add(1)
 	} else {
@@ -170,7 +170,7 @@ func (s *statsRecorder) end(c *opCounter, op, code string, instances []string) {
 		return
 	}
 	s.instMu.Lock()
-	op = c.name
+	op := c.name
 	for _, id := range instances {
 		k := instOp{instance: id, op: op}
 		if _, ok := s.inst[k]; !ok {
