@@ -5,7 +5,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -29,13 +28,17 @@ func ec2Service() *service {
 		},
 		operation: parseQueryForm,
 		write: func(rw http.ResponseWriter, c *call, v any) {
-			if r, ok := v.(interface{ rawXML() []byte }); ok {
+			if r, ok := v.(*renderedXML); ok {
+				writeBody(rw, http.StatusOK, xmlContentType, r.doc.Bytes())
+				putXMLBuf(r.doc)
+				return
+			}
+			if r, ok := v.(xmlWriter); ok {
 				v.(interface{ setMeta(string) }).setMeta(c.requestID)
-				out := r.rawXML()
-				rw.Header().Set("Content-Type", "text/xml;charset=UTF-8")
-				rw.Header().Set("Content-Length", strconv.Itoa(len(out)))
-				rw.WriteHeader(http.StatusOK)
-				_, _ = rw.Write(out) //nolint:gosec // G705: an XML API document served as text/xml, not HTML
+				b := getXMLBuf()
+				r.writeXMLTo(b)
+				writeBody(rw, http.StatusOK, xmlContentType, b.Bytes())
+				putXMLBuf(b)
 				return
 			}
 			writeQueryResult(rw, c, v)
@@ -395,24 +398,37 @@ func ec2DescribeInstances(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp := &describeInstancesResponse{Reservations: []ec2Reservation{}}
+	// The page is rendered while it is read (shared lock): the instances go straight into the
+	// response's bytes, with no copy of their fields in between.
+	var doc *xmlBuf
 	err = c.view(func(w *world, now time.Time) error {
-		resp.Reservations, resp.NextToken = resp.Reservations[:0], "" // view may run this twice
 		found, more, err := c.findInstances(w, ids, fs, after, limit, now, func(in *instance) bool { return instanceMatches(in, fs) })
 		if err != nil {
 			return err
 		}
+		if doc == nil {
+			doc = getXMLBuf()
+		}
+		doc.Reset() // view may run this twice
+		doc.begin("DescribeInstancesResponse", c.requestID, 256+1500*len(found))
+		doc.open("reservationSet")
 		for _, in := range found {
-			resp.Reservations = append(resp.Reservations, ec2Reservation{
-				ReservationID: "r-" + hashHex(w.seed, 17, "reservation", in.ID), OwnerID: in.Account,
-				Instances: []ec2Instance{instanceXML(in)}})
+			doc.writeReservationOf(w.seed, in)
 		}
+		doc.close("reservationSet")
 		if more && len(found) > 0 {
-			resp.NextToken = pageToken("di", found[len(found)-1].Ord)
+			doc.text("nextToken", pageToken("di", found[len(found)-1].Ord))
 		}
+		doc.close("DescribeInstancesResponse")
 		return nil
 	})
-	return resp, err
+	if err != nil {
+		if doc != nil {
+			putXMLBuf(doc)
+		}
+		return nil, err
+	}
+	return &renderedXML{doc: doc}, nil
 }
 
 type ec2StatusDetail struct {
@@ -616,7 +632,9 @@ func ec2CreateSnapshots(c *call) (any, error) {
 	}
 	description := strings.Clone(c.form.Get("Description")) // kept: not a substring of the body
 	resp := &createSnapshotsResponse{Snapshots: []ec2SnapshotInfo{}}
+	var made []madeSnapshot
 	err = c.s.update(func(w *world, now time.Time) error {
+		made = made[:0]
 		all, err := c.lookupInstances(w, []string{id}, now)
 		if err != nil {
 			return err
@@ -662,18 +680,32 @@ func ec2CreateSnapshots(c *call) (any, error) {
 			w.snapshots[s.ID] = s
 			w.indexSnapshot(s)
 			w.markSnapshot(s)
-			c.s.stats.operation(in.ID, now, s.EndAt)
 			state, progress := s.stateAt(now)
-			resp.Snapshots = append(resp.Snapshots, ec2SnapshotInfo{SnapshotID: s.ID, VolumeID: s.VolumeID, State: state,
-				StartTime: xmlTime(s.Start), Progress: progress, OwnerID: s.Account, VolumeSize: s.VolumeSize,
-				Description: s.Description, Tags: ec2Tags(s.Tags)})
+			made = append(made, madeSnapshot{s: s, tags: s.Tags, state: state, progress: progress})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	// The answer is built after the lock is released: a snapshot's fields other than its tags
+	// never change, and its tag map, taken under the lock, is replaced (copy on write), never
+	// changed in place.
+	for _, m := range made {
+		s := m.s
+		c.s.stats.operation(s.InstanceID, s.Start, s.EndAt)
+		resp.Snapshots = append(resp.Snapshots, ec2SnapshotInfo{SnapshotID: s.ID, VolumeID: s.VolumeID, State: m.state,
+			StartTime: xmlTime(s.Start), Progress: m.progress, OwnerID: s.Account, VolumeSize: s.VolumeSize,
+			Description: s.Description, Tags: ec2Tags(m.tags)})
+	}
 	return resp, nil
+}
+
+// madeSnapshot is what CreateSnapshots answers about a snapshot it made, taken under the lock.
+type madeSnapshot struct {
+	s               *snapshot
+	tags            map[string]string
+	state, progress string
 }
 
 func snapshotFilterValue(s *snapshot, name string, now time.Time) (string, bool) {

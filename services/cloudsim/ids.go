@@ -11,25 +11,24 @@ import (
 )
 
 // hashBytes is the one source of determinism: every id, credential and per-instance outcome is
-// a hash of the seed and a few labels.
+// a hash of the seed and a few labels. It runs on every id a call allocates (under the world's
+// lock) and on every response's request id, so short inputs are hashed from a stack buffer.
 func hashBytes(seed int64, parts ...string) [32]byte {
-	h := sha256.New()
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(seed))
-	h.Write(b[:])
+	var stack [192]byte
+	buf := binary.BigEndian.AppendUint64(stack[:0], uint64(seed))
 	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+		buf = append(buf, p...)
+		buf = append(buf, 0)
 	}
-	var out [32]byte
-	copy(out[:], h.Sum(nil))
-	return out
+	return sha256.Sum256(buf) // the same bytes as the seed and each part with a zero after it
 }
 
-// hashHex is n lowercase hex digits of the hash.
+// hashHex is n lowercase hex digits of the hash (n <= 64).
 func hashHex(seed int64, n int, parts ...string) string {
 	sum := hashBytes(seed, parts...)
-	return hex.EncodeToString(sum[:])[:n]
+	var out [64]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:n])
 }
 
 // hashUnit maps the hash onto [0, 1): compared with a rate it decides an outcome.

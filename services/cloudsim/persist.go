@@ -1,7 +1,6 @@
 package cloudsim
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // store keeps the world in a state directory: checkpoint-<gen>.jsonl holds every entity as of
@@ -21,15 +21,28 @@ import (
 // has CheckpointEvery records, the next generation's checkpoint is written (to a temporary file,
 // synced, then renamed), a fresh log is started, and the older generation is removed. A call
 // costs one appended line per entity it changed; only compaction writes everything.
+//
+// A call encodes its records under the server's exclusive lock (the entities cannot change while
+// they are encoded, and the records queue in the order of the changes) and writes them after
+// releasing it (write): whichever call writes first takes every record queued so far, so calls
+// that changed the world at once share one write, and no call holds the world's lock across a
+// system call. A call returns only when its records were written.
 type store struct {
 	dir     string
 	every   int
 	gen     int
-	log     *os.File
-	buf     *bufio.Writer
 	records int
-	// scratch is flush's buffer, kept between calls (flush runs under the server's lock).
+	// scratch is encode's buffer, kept between calls (encode runs under the server's lock).
 	scratch bytes.Buffer
+
+	qmu     sync.Mutex // guards pending and queued; taken under the server's lock or by a writer
+	pending []byte     // records encoded and not yet written, in the order of the changes
+	queued  uint64     // bytes ever queued
+
+	wmu     sync.Mutex // held while writing the log or replacing it
+	log     *os.File
+	written uint64 // bytes ever written: the records up to there reached the OS
+	spare   []byte // the buffer of the last write, reused as the next pending
 }
 
 // record is one line of a checkpoint or log.
@@ -85,7 +98,7 @@ func openStore(dir string, every int, w *world) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cloudsim state log: %w", err)
 	}
-	st.log, st.buf = f, bufio.NewWriterSize(f, 1<<16)
+	st.log = f
 	return st, nil
 }
 
@@ -235,34 +248,86 @@ func encodeRecord(b *bytes.Buffer, k entityKey, v any) error {
 // maxScratch is the largest flush buffer kept between flushes.
 const maxScratch = 1 << 20
 
-// flush appends the world's changed entities to the log (one write per call) and compacts
-// when the log is long enough.
+// flush encodes the world's changed entities and writes them to the log at once: for the start
+// and Close, which hold the server's lock for the whole of it.
 func (st *store) flush(w *world) error {
+	end, err := st.encode(w)
+	if err != nil {
+		return err
+	}
+	return st.write(end)
+}
+
+// encode queues the records of the world's changed entities (run under the server's exclusive
+// lock) and compacts when the log is long enough; end is the position write must reach for
+// these records to be in the log.
+func (st *store) encode(w *world) (end uint64, err error) {
 	if len(w.dirty) == 0 {
-		return nil
+		return st.queuedEnd(), nil
 	}
 	b := &st.scratch
 	b.Reset()
 	for k, v := range w.dirty {
 		if err := encodeRecord(b, k, v); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	n := len(w.dirty)
 	w.resetDirty()
-	_, err := st.buf.Write(b.Bytes())
+	st.qmu.Lock()
+	st.pending = append(st.pending, b.Bytes()...)
+	st.queued += uint64(b.Len())
+	end = st.queued
+	st.qmu.Unlock()
 	if b.Cap() > maxScratch {
 		st.scratch = bytes.Buffer{} // one large flush does not keep its buffer for good
 	}
-	if err != nil {
-		return fmt.Errorf("cloudsim state log: %w", err)
-	}
-	if err := st.buf.Flush(); err != nil {
-		return fmt.Errorf("cloudsim state log: %w", err)
-	}
 	st.records += n
 	if st.records >= st.every {
-		return st.checkpoint(w)
+		return end, st.checkpoint(w)
+	}
+	return end, nil
+}
+
+func (st *store) queuedEnd() uint64 {
+	st.qmu.Lock()
+	defer st.qmu.Unlock()
+	return st.queued
+}
+
+// write makes sure the log holds every record queued up to end: it writes what is pending
+// unless another call's write already took it. It runs without the server's lock.
+func (st *store) write(end uint64) error {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	if st.written >= end {
+		return nil
+	}
+	return st.writePending()
+}
+
+// writePending writes every queued record; wmu is held.
+func (st *store) writePending() error {
+	st.qmu.Lock()
+	buf := st.pending
+	if len(buf) == 0 {
+		st.qmu.Unlock()
+		return nil
+	}
+	// The pending buffer is swapped with the one the last write used (done: wmu is held), so
+	// calls queue into one buffer while the other is written.
+	st.pending = st.spare[:0]
+	st.qmu.Unlock()
+	st.written += uint64(len(buf))
+	st.spare = buf
+	if cap(buf) > maxScratch {
+		st.spare = nil
+	}
+	if st.log == nil {
+		return errors.New("cloudsim state log: closed")
+	}
+	if _, err := st.log.Write(buf); err != nil {
+		return fmt.Errorf("cloudsim state log: %w", err)
 	}
 	return nil
 }
@@ -312,9 +377,13 @@ func (st *store) checkpoint(w *world) error {
 	if err != nil {
 		return fmt.Errorf("cloudsim state log: %w", err)
 	}
-	_ = st.buf.Flush()
+	// The records queued before the checkpoint belong to the old log (the checkpoint already
+	// holds their changes): write them there before the new log starts.
+	st.wmu.Lock()
+	_ = st.writePending()
 	_ = st.log.Close()
-	st.gen, st.log, st.buf, st.records = next.gen, f, bufio.NewWriterSize(f, 1<<16), 0
+	st.gen, st.log, st.records = next.gen, f, 0
+	st.wmu.Unlock()
 	st.removeOlder()
 	return nil
 }
@@ -366,10 +435,12 @@ func (st *store) removeOlder() {
 }
 
 func (st *store) close() error {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
 	if st.log == nil {
 		return nil
 	}
-	err := errors.Join(st.buf.Flush(), st.log.Sync(), st.log.Close())
+	err := errors.Join(st.writePending(), st.log.Sync(), st.log.Close())
 	st.log = nil
 	return err
 }

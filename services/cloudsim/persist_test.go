@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -216,4 +218,82 @@ func TestReadsWriteTheLogOnlyWhenATransitionIsDue(t *testing.T) {
 	info, ok := again.Instance(ids[0])
 	require.True(t, ok)
 	require.Equal(t, "stopped", info.State)
+}
+
+// Calls that change the world at once queue their records under the lock and write them after
+// it (one write may carry several calls' records), while checkpoints replace the log: after a
+// restart every last change is there.
+func TestConcurrentChangesSurviveARestartAcrossCheckpoints(t *testing.T) {
+	dir := t.TempDir()
+	cfg := cloudsim.Config{StateDir: dir, CheckpointEvery: 25, Accounts: []cloudsim.AccountConfig{acmeConfig(40)}}
+	srv, err := cloudsim.New(cfg)
+	require.NoError(t, err)
+	srv.Start()
+	c := newClients(tenantConfig(t, srv, acmeID))
+	ids := srv.InstanceIDs(acmeID, region)
+	const rounds = 6
+	var wg sync.WaitGroup
+	errs := make(chan error, len(ids))
+	for i, id := range ids {
+		wg.Go(func() {
+			for r := range rounds {
+				// Each instance's tag ends at its last round; a snapshot per round is deleted
+				// again in the even rounds.
+				if _, err := c.ec2.CreateTags(t.Context(), &ec2.CreateTagsInput{Resources: []string{id},
+					Tags: []ec2types.Tag{{Key: aws.String("round"), Value: aws.String(strconv.Itoa(r))}}}); err != nil {
+					errs <- err
+					return
+				}
+				out, err := c.ec2.CreateSnapshots(t.Context(), &ec2.CreateSnapshotsInput{
+					InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String(id), ExcludeBootVolume: aws.Bool(i%2 == 1)},
+					TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSnapshot,
+						Tags: []ec2types.Tag{{Key: aws.String("of"), Value: aws.String(id)}}}}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if r%2 == 0 {
+					for _, s := range out.Snapshots {
+						if _, err := c.ec2.DeleteSnapshot(t.Context(), &ec2.DeleteSnapshotInput{SnapshotId: s.SnapshotId}); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	state := func(c clients) (tags map[string]string, snaps []string) {
+		tags = map[string]string{}
+		out, err := c.ec2.DescribeInstances(t.Context(), &ec2.DescribeInstancesInput{InstanceIds: ids})
+		require.NoError(t, err)
+		for _, r := range out.Reservations {
+			for _, in := range r.Instances {
+				tags[*in.InstanceId] = tagValue(in.Tags, "round")
+			}
+		}
+		snapOut, err := c.ec2.DescribeSnapshots(t.Context(), &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}})
+		require.NoError(t, err)
+		for _, s := range snapOut.Snapshots {
+			snaps = append(snaps, *s.SnapshotId+" "+tagValue(s.Tags, "of"))
+		}
+		sort.Strings(snaps)
+		return tags, snaps
+	}
+	tagsBefore, snapsBefore := state(c)
+	for _, id := range ids {
+		require.Equal(t, strconv.Itoa(rounds-1), tagsBefore[id])
+	}
+	require.NotEmpty(t, snapsBefore)
+	require.NoError(t, srv.Close())
+
+	again := startServer(t, cfg)
+	tagsAfter, snapsAfter := state(newClients(tenantConfig(t, again, acmeID)))
+	require.Equal(t, tagsBefore, tagsAfter)
+	require.Equal(t, snapsBefore, snapsAfter)
 }

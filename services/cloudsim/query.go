@@ -2,10 +2,11 @@ package cloudsim
 
 import (
 	"encoding/xml"
+	"errors"
 	"net/http"
 	"net/url"
 	"path"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,13 +18,15 @@ import (
 
 // parseQueryForm reads the form of a Query-protocol request: the POST body and the URL query.
 func parseQueryForm(c *call) error {
-	form, err := url.ParseQuery(string(c.body))
+	form, err := parseForm(string(c.body))
 	if err != nil {
 		return errf("MalformedQueryString", "the request body is not a form: %v", err)
 	}
-	for k, v := range c.r.URL.Query() {
-		if _, ok := form[k]; !ok {
-			form[k] = v
+	if c.r.URL.RawQuery != "" {
+		for k, v := range c.r.URL.Query() {
+			if _, ok := form[k]; !ok {
+				form[k] = v
+			}
 		}
 	}
 	c.form = form
@@ -34,28 +37,77 @@ func parseQueryForm(c *call) error {
 	return nil
 }
 
-// indices are the positions N present under prefix.N in the form, in order.
-func indices(form url.Values, prefix string) []int {
-	seen := map[int]bool{}
-	p := prefix + "."
-	for k := range form {
-		if !strings.HasPrefix(k, p) {
+// parseForm is url.ParseQuery with fewer allocations: the map is sized for the form and the
+// value slices of all keys share one array (a key seen again gets a slice of its own). Like
+// ParseQuery it refuses semicolons and bad escapes, keeping the first error.
+func parseForm(query string) (url.Values, error) {
+	n := strings.Count(query, "&") + 1
+	form := make(url.Values, n)
+	values := make([]string, 0, n)
+	var first error
+	for query != "" {
+		var pair string
+		pair, query, _ = strings.Cut(query, "&")
+		if strings.Contains(pair, ";") {
+			if first == nil {
+				first = errors.New("invalid semicolon separator in query")
+			}
 			continue
 		}
-		rest := k[len(p):]
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		k, err := unescapeForm(k)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		v, err = unescapeForm(v)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		if old, ok := form[k]; ok {
+			form[k] = append(old, v) // capacity 1: copies, never writes into values
+			continue
+		}
+		values = append(values, v)
+		form[k] = values[len(values)-1 : len(values) : len(values)]
+	}
+	return form, first
+}
+
+// unescapeForm is url.QueryUnescape, without a call when there is nothing to unescape.
+func unescapeForm(s string) (string, error) {
+	if !strings.ContainsAny(s, "%+") {
+		return s, nil
+	}
+	return url.QueryUnescape(s)
+}
+
+// indices are the positions N present under prefix.N in the form, in order.
+func indices(form url.Values, prefix string) []int {
+	var out []int
+	for k := range form {
+		rest, ok := strings.CutPrefix(k, prefix)
+		if !ok || len(rest) < 2 || rest[0] != '.' {
+			continue
+		}
+		rest = rest[1:]
 		if i := strings.IndexByte(rest, '.'); i >= 0 {
 			rest = rest[:i]
 		}
 		if n, err := strconv.Atoi(rest); err == nil && n > 0 {
-			seen[n] = true
+			out = append(out, n)
 		}
 	}
-	out := make([]int, 0, len(seen))
-	for n := range seen {
-		out = append(out, n)
-	}
-	sort.Ints(out)
-	return out
+	slices.Sort(out)
+	return slices.Compact(out) // Filter.1.Name and Filter.1.Value.1 are both position 1
 }
 
 // list reads prefix.1, prefix.2, ... (EC2's flattened lists).
@@ -183,8 +235,39 @@ func formInt(form url.Values, key string) (n int, ok bool, err error) {
 	return n, true, nil
 }
 
+const xmlTimeLayout = "2006-01-02T15:04:05.000Z"
+
 func xmlTime(t time.Time) string {
-	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+	var b [24]byte
+	return string(appendXMLTime(b[:0], t))
+}
+
+// appendXMLTime appends t.UTC().Format(xmlTimeLayout), digit by digit: the layout parser of
+// AppendFormat was a third of the cost of writing an instance.
+func appendXMLTime(dst []byte, t time.Time) []byte {
+	u := t.UTC()
+	year, month, day := u.Date()
+	if year < 0 || year > 9999 {
+		return u.AppendFormat(dst, xmlTimeLayout)
+	}
+	hour, minute, sec := u.Clock()
+	ms := u.Nanosecond() / 1e6
+	two := func(dst []byte, n int) []byte { return append(dst, byte('0'+n/10), byte('0'+n%10)) }
+	dst = two(dst, year/100)
+	dst = two(dst, year%100)
+	dst = append(dst, '-')
+	dst = two(dst, int(month))
+	dst = append(dst, '-')
+	dst = two(dst, day)
+	dst = append(dst, 'T')
+	dst = two(dst, hour)
+	dst = append(dst, ':')
+	dst = two(dst, minute)
+	dst = append(dst, ':')
+	dst = two(dst, sec)
+	dst = append(dst, '.', byte('0'+ms/100))
+	dst = two(dst, ms%100)
+	return append(dst, 'Z')
 }
 
 // writeQueryResult writes a Query-protocol result with its request id.
@@ -203,8 +286,22 @@ func writeXML(rw http.ResponseWriter, status int, v any) {
 		return
 	}
 	out = append([]byte(xml.Header), out...)
-	rw.Header().Set("Content-Type", "text/xml;charset=UTF-8")
-	rw.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	writeBody(rw, status, xmlContentType, out)
+}
+
+// Header values shared by every response (net/http only reads them).
+var (
+	xmlContentType  = []string{"text/xml;charset=UTF-8"}
+	jsonContentType = []string{"application/x-amz-json-1.1"}
+)
+
+// writeBody writes a response with its Content-Type and Content-Length. The header map is
+// written directly (the keys are canonical already): Header().Set would allocate a slice per
+// value on every call.
+func writeBody(rw http.ResponseWriter, status int, contentType []string, body []byte) {
+	h := rw.Header()
+	h["Content-Type"] = contentType
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	rw.WriteHeader(status)
-	_, _ = rw.Write(out) //nolint:gosec // G705: an XML API document served as text/xml, not HTML
+	_, _ = rw.Write(body) //nolint:gosec // G705: an API document served as XML or JSON, not HTML
 }

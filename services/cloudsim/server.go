@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,10 +100,31 @@ type service struct {
 	writeErr  func(rw http.ResponseWriter, c *call, e *apiError)
 	// unknownKey, badSignature, expired, throttle and internal are the codes AWS uses.
 	unknownKey, badSignature, expired, throttle, internal apiError
+	opNames                                               map[string]string // op -> "service:op"
 }
 
 // services are the emulated AWS services by signing name.
-var services = map[string]*service{"ec2": ec2Service(), "ssm": ssmService(), "sts": stsService(), "s3": s3Service(), "sns": snsService()}
+var services = withOpNames(map[string]*service{"ec2": ec2Service(), "ssm": ssmService(), "sts": stsService(), "s3": s3Service(), "sns": snsService()})
+
+// withOpNames fills each service's opNames ("ec2:DescribeInstances", ...): the stats key of a
+// call, built once rather than on every call.
+func withOpNames(m map[string]*service) map[string]*service {
+	for _, svc := range m {
+		svc.opNames = make(map[string]string, len(svc.handlers))
+		for op := range svc.handlers {
+			svc.opNames[op] = svc.name + ":" + op
+		}
+	}
+	return m
+}
+
+// opName is "service:Operation".
+func (svc *service) opName(op string) string {
+	if n, ok := svc.opNames[op]; ok {
+		return n
+	}
+	return svc.name + ":" + op
+}
 
 // knownOperation tells whether op ("DescribeInstances" or "ec2:DescribeInstances") exists.
 func knownOperation(op string) bool {
@@ -366,19 +388,28 @@ func (s *Server) AddInstances(spec InstanceSpec) ([]string, error) {
 	return ids, err
 }
 
-// update runs fn on the world under the lock and writes what it changed to the mutation log.
+// update runs fn on the world under the exclusive lock and queues what it changed for the
+// mutation log; the records are written after the lock is released (store.write), so the lock
+// is held for the change and its encoding only.
 func (s *Server) update(fn func(w *world, now time.Time) error) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	err := fn(s.w, s.cfg.Clock())
 	if len(s.w.dirty) == 0 {
+		s.mu.Unlock()
 		return err
 	}
-	if s.store == nil {
+	st := s.store
+	if st == nil {
 		s.w.resetDirty()
+		s.mu.Unlock()
 		return err
 	}
-	if ferr := s.store.flush(s.w); ferr != nil {
+	end, ferr := st.encode(s.w)
+	s.mu.Unlock()
+	if ferr == nil {
+		ferr = st.write(end)
+	}
+	if ferr != nil {
 		s.log.Error("cloudsim: writing the mutation log failed", "err", ferr)
 		return errors.Join(err, errf("InternalError", "state could not be saved"))
 	}
@@ -420,7 +451,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		s.admin(rw, r)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	body, err := readBody(r)
 	if err != nil {
 		http.Error(rw, "read body: "+err.Error(), http.StatusBadRequest)
 		return
@@ -442,10 +473,10 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		c.svc.writeErr(rw, c, asAPIError(err, c.svc))
 		return
 	}
-	opName := c.svc.name + ":" + c.op
+	opName := c.svc.opName(c.op)
 	counter := s.stats.begin(opName)
 	code := ""
-	defer func() { s.stats.end(counter, opName, code, c.instances) }()
+	defer func() { s.stats.end(counter, code, c.instances) }()
 
 	result, err := s.handle(c, auth, authErr)
 	if err != nil {
@@ -456,6 +487,20 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.svc.write(rw, c, result)
+}
+
+// readBody reads the request body (at most 64 MiB): in one allocation of its length when the
+// request says it.
+func readBody(r *http.Request) ([]byte, error) {
+	const limit = 64 << 20
+	if n := r.ContentLength; n > 0 && n <= limit {
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, err
+		}
+		return body, nil
+	}
+	return io.ReadAll(io.LimitReader(r.Body, limit))
 }
 
 // handle runs one call: latency, authentication, injected faults, then the handler.
@@ -558,9 +603,19 @@ func (s *Server) authenticate(c *call, a sigAuth) error {
 }
 
 func (s *Server) requestID() string {
-	n := s.reqSeq.Add(1)
-	h := hashHex(s.cfg.Seed, 32, "request", fmt.Sprint(n))
-	return fmt.Sprintf("%s-%s-%s-%s-%s", h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+	var n [20]byte
+	sum := hashBytes(s.cfg.Seed, "request", string(strconv.AppendUint(n[:0], s.reqSeq.Add(1), 10)))
+	var h [32]byte
+	hex.Encode(h[:], sum[:16])
+	// 8-4-4-4-12, as before: one allocation for the id.
+	var out [36]byte
+	copy(out[0:8], h[0:8])
+	copy(out[9:13], h[8:12])
+	copy(out[14:18], h[12:16])
+	copy(out[19:23], h[16:20])
+	copy(out[24:36], h[20:32])
+	out[8], out[13], out[18], out[23] = '-', '-', '-', '-'
+	return string(out[:])
 }
 
 // guessService picks the protocol to answer an unsigned request in.

@@ -1,7 +1,6 @@
 package cloudsim
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -15,43 +14,56 @@ import (
 
 // sigAuth is a parsed SigV4 Authorization header.
 type sigAuth struct {
-	AccessKey     string
-	Date          string // yyyymmdd of the credential scope
-	Region        string
-	Service       string
-	SignedHeaders []string
+	AccessKey string
+	Date      string // yyyymmdd of the credential scope
+	Region    string
+	Service   string
+	// SignedHeaders is the header's list as sent, "a;b;c" (lower case, sorted by the client).
+	SignedHeaders string
 	Signature     string
 }
 
 var errNoAuth = errors.New("missing or malformed SigV4 Authorization header")
 
 // parseAuth reads the Authorization header: AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/SERVICE/aws4_request,
-// SignedHeaders=a;b, Signature=hex.
+// SignedHeaders=a;b, Signature=hex. Every field is a substring of h: nothing is allocated.
 func parseAuth(h string) (sigAuth, error) {
 	const algo = "AWS4-HMAC-SHA256 "
-	if !strings.HasPrefix(h, algo) {
+	rest, ok := strings.CutPrefix(h, algo)
+	if !ok {
 		return sigAuth{}, errNoAuth
 	}
 	var a sigAuth
-	for _, part := range strings.Split(h[len(algo):], ",") {
+	for rest != "" {
+		var part string
+		part, rest, _ = strings.Cut(rest, ",")
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok {
 			return sigAuth{}, errNoAuth
 		}
 		switch k {
 		case "Credential":
-			f := strings.Split(v, "/")
-			if len(f) != 5 || f[4] != "aws4_request" {
+			var f [5]string
+			for i := range f {
+				if i == len(f)-1 {
+					f[i] = v
+					break
+				}
+				if f[i], v, ok = strings.Cut(v, "/"); !ok {
+					return sigAuth{}, errNoAuth
+				}
+			}
+			if f[4] != "aws4_request" {
 				return sigAuth{}, errNoAuth
 			}
 			a.AccessKey, a.Date, a.Region, a.Service = f[0], f[1], f[2], f[3]
 		case "SignedHeaders":
-			a.SignedHeaders = strings.Split(v, ";")
+			a.SignedHeaders = v
 		case "Signature":
 			a.Signature = v
 		}
 	}
-	if a.AccessKey == "" || a.Signature == "" || len(a.SignedHeaders) == 0 {
+	if a.AccessKey == "" || a.Signature == "" || a.SignedHeaders == "" {
 		return sigAuth{}, errNoAuth
 	}
 	return a, nil
@@ -60,68 +72,112 @@ func parseAuth(h string) (sigAuth, error) {
 // signingKeys caches derived signing keys per (secret, date, region, service).
 type signingKeys struct {
 	mu   sync.Mutex
-	keys map[string][]byte
+	keys map[keyScope][sha256.Size]byte
 }
 
-func (c *signingKeys) get(secret, date, region, service string) []byte {
-	id := secret + "\x00" + date + "\x00" + region + "\x00" + service
+type keyScope struct{ secret, date, region, service string }
+
+func (c *signingKeys) get(secret, date, region, service string) [sha256.Size]byte {
+	id := keyScope{secret, date, region, service}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if k, ok := c.keys[id]; ok {
 		return k
 	}
 	if c.keys == nil || len(c.keys) > 10000 {
-		c.keys = map[string][]byte{}
+		c.keys = map[keyScope][sha256.Size]byte{}
 	}
-	k := hmacSHA256([]byte("AWS4"+secret), date)
-	k = hmacSHA256(k, region)
-	k = hmacSHA256(k, service)
-	k = hmacSHA256(k, "aws4_request")
+	k := hmacSHA256([]byte("AWS4"+secret), []byte(date))
+	k = hmacSHA256(k[:], []byte(region))
+	k = hmacSHA256(k[:], []byte(service))
+	k = hmacSHA256(k[:], []byte("aws4_request"))
 	c.keys[id] = k
 	return k
 }
 
-func hmacSHA256(key []byte, data string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(data))
-	return m.Sum(nil)
+// hmacSHA256 is HMAC-SHA256 (RFC 2104) computed on stack buffers: crypto/hmac allocates two
+// digests per use, and SigV4 verification runs on every call.
+func hmacSHA256(key, data []byte) [sha256.Size]byte {
+	const block = 64
+	var k [block]byte
+	if len(key) > block {
+		sum := sha256.Sum256(key)
+		copy(k[:], sum[:])
+	} else {
+		copy(k[:], key)
+	}
+	var stack [block + 256]byte
+	inner := stack[:block]
+	for i := range inner {
+		inner[i] = k[i] ^ 0x36
+	}
+	innerSum := sha256.Sum256(append(inner, data...))
+	var outer [block + sha256.Size]byte
+	for i := range block {
+		outer[i] = k[i] ^ 0x5c
+	}
+	copy(outer[block:], innerSum[:])
+	return sha256.Sum256(outer[:])
 }
 
 // verifySignature recomputes the request's SigV4 signature with the secret and compares it.
 // payloadHash is the hex SHA-256 of the body, or the value the client put in
-// X-Amz-Content-Sha256 (S3 signs that value, which may be UNSIGNED-PAYLOAD).
+// X-Amz-Content-Sha256 (S3 signs that value, which may be UNSIGNED-PAYLOAD). The canonical
+// request and the string to sign are built in one stack buffer.
 func verifySignature(r *http.Request, a sigAuth, secret, payloadHash string, keys *signingKeys) bool {
 	amzDate := r.Header.Get("X-Amz-Date")
 	if len(amzDate) < 8 || amzDate[:8] != a.Date {
 		return false
 	}
-	var cr strings.Builder
-	cr.WriteString(r.Method)
-	cr.WriteByte('\n')
-	cr.WriteString(canonicalURI(r, a.Service))
-	cr.WriteByte('\n')
-	cr.WriteString(canonicalQuery(r.URL.RawQuery))
-	cr.WriteByte('\n')
-	for _, name := range a.SignedHeaders {
-		cr.WriteString(name)
-		cr.WriteByte(':')
-		cr.WriteString(canonicalHeaderValue(r, name))
-		cr.WriteByte('\n')
+	var stack [2048]byte
+	cr := append(stack[:0], r.Method...)
+	cr = append(cr, '\n')
+	cr = appendCanonicalURI(cr, r, a.Service)
+	cr = append(cr, '\n')
+	cr = append(cr, canonicalQuery(r.URL.RawQuery)...)
+	cr = append(cr, '\n')
+	for rest := a.SignedHeaders; rest != ""; {
+		var name string
+		name, rest, _ = strings.Cut(rest, ";")
+		cr = append(cr, name...)
+		cr = append(cr, ':')
+		cr = appendCanonicalHeaderValue(cr, r, name)
+		cr = append(cr, '\n')
 	}
-	cr.WriteByte('\n')
-	cr.WriteString(strings.Join(a.SignedHeaders, ";"))
-	cr.WriteByte('\n')
-	cr.WriteString(payloadHash)
-	crHash := sha256.Sum256([]byte(cr.String()))
-	scope := a.Date + "/" + a.Region + "/" + a.Service + "/aws4_request"
-	sts := "AWS4-HMAC-SHA256\n" + amzDate + "\n" + scope + "\n" + hex.EncodeToString(crHash[:])
-	want := hex.EncodeToString(hmacSHA256(keys.get(secret, a.Date, a.Region, a.Service), sts))
-	return hmac.Equal([]byte(want), []byte(a.Signature))
+	cr = append(cr, '\n')
+	cr = append(cr, a.SignedHeaders...)
+	cr = append(cr, '\n')
+	cr = append(cr, payloadHash...)
+	crHash := sha256.Sum256(cr)
+
+	sts := cr[:0] // the canonical request is hashed: its bytes are reused for the string to sign
+	sts = append(sts, "AWS4-HMAC-SHA256\n"...)
+	sts = append(sts, amzDate...)
+	sts = append(sts, '\n')
+	sts = append(sts, a.Date...)
+	sts = append(sts, '/')
+	sts = append(sts, a.Region...)
+	sts = append(sts, '/')
+	sts = append(sts, a.Service...)
+	sts = append(sts, "/aws4_request\n"...)
+	sts = hex.AppendEncode(sts, crHash[:])
+	key := keys.get(secret, a.Date, a.Region, a.Service)
+	sig := hmacSHA256(key[:], sts)
+	var want [2 * sha256.Size]byte
+	hex.Encode(want[:], sig[:])
+	if len(a.Signature) != len(want) {
+		return false
+	}
+	diff := byte(0)
+	for i := range want { // constant time, as hmac.Equal
+		diff |= want[i] ^ a.Signature[i]
+	}
+	return diff == 0
 }
 
-// canonicalURI is the path as sent for S3 (which signs it encoded once) and encoded again for
-// every other service.
-func canonicalURI(r *http.Request, service string) string {
+// appendCanonicalURI appends the path as sent for S3 (which signs it encoded once) and encoded
+// again for every other service.
+func appendCanonicalURI(dst []byte, r *http.Request, service string) []byte {
 	raw := r.RequestURI
 	if i := strings.IndexByte(raw, '?'); i >= 0 {
 		raw = raw[:i]
@@ -129,13 +185,13 @@ func canonicalURI(r *http.Request, service string) string {
 	if raw == "" || raw[0] != '/' {
 		raw = r.URL.EscapedPath()
 	}
-	if raw == "" {
-		return "/"
+	switch {
+	case raw == "":
+		return append(dst, '/')
+	case service == "s3":
+		return append(dst, raw...)
 	}
-	if service == "s3" {
-		return raw
-	}
-	return uriEncode(raw, false)
+	return appendURIEncode(dst, raw, false)
 }
 
 func canonicalQuery(raw string) string {
@@ -174,42 +230,73 @@ func canonicalQuery(raw string) string {
 	return b.String()
 }
 
-func canonicalHeaderValue(r *http.Request, name string) string {
-	var values []string
+// appendCanonicalHeaderValue appends the header's values, each trimmed with inner runs of
+// spaces collapsed to one, joined by commas.
+func appendCanonicalHeaderValue(dst []byte, r *http.Request, name string) []byte {
 	switch name {
 	case "host":
-		values = []string{r.Host}
+		return appendTrimmedValue(dst, r.Host)
 	case "content-length":
-		values = r.Header.Values("Content-Length")
+		values := r.Header.Values("Content-Length")
 		if len(values) == 0 {
-			values = []string{strconv.FormatInt(r.ContentLength, 10)}
+			return strconv.AppendInt(dst, r.ContentLength, 10)
 		}
-	default:
-		values = r.Header.Values(name)
+		return appendTrimmedValues(dst, values)
 	}
+	return appendTrimmedValues(dst, r.Header.Values(name))
+}
+
+func appendTrimmedValues(dst []byte, values []string) []byte {
 	for i, v := range values {
-		values[i] = strings.Join(strings.Fields(v), " ")
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendTrimmedValue(dst, v)
 	}
-	return strings.Join(values, ",")
+	return dst
+}
+
+// appendTrimmedValue appends strings.Join(strings.Fields(v), " ").
+func appendTrimmedValue(dst []byte, v string) []byte {
+	space := false
+	start := len(dst)
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if asciiSpace(c) {
+			space = true
+			continue
+		}
+		if space && len(dst) > start {
+			dst = append(dst, ' ')
+		}
+		space = false
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func asciiSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
 
 // uriEncode is SigV4's URI encoding: every byte but the unreserved characters is %XX; slashes
 // are kept unless encodeSlash.
 func uriEncode(s string, encodeSlash bool) string {
+	return string(appendURIEncode(nil, s, encodeSlash))
+}
+
+func appendURIEncode(dst []byte, s string, encodeSlash bool) []byte {
 	const hexDigits = "0123456789ABCDEF"
-	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == '.', c == '~':
-			b.WriteByte(c)
+			dst = append(dst, c)
 		case c == '/' && !encodeSlash:
-			b.WriteByte(c)
+			dst = append(dst, c)
 		default:
-			b.WriteByte('%')
-			b.WriteByte(hexDigits[c>>4])
-			b.WriteByte(hexDigits[c&15])
+			dst = append(dst, '%', hexDigits[c>>4], hexDigits[c&15])
 		}
 	}
-	return b.String()
+	return dst
 }

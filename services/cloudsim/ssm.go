@@ -51,16 +51,15 @@ func ssmService() *service {
 }
 
 func writeJSON(rw http.ResponseWriter, c *call, status int, v any) {
-	out, err := json.Marshal(v)
-	if err != nil {
+	b := getXMLBuf() // any bytes.Buffer: the JSON is encoded into a reused buffer
+	defer putXMLBuf(b)
+	if err := json.NewEncoder(b).Encode(v); err != nil {
 		http.Error(rw, "encode response: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	rw.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	rw.Header().Set("X-Amzn-Requestid", c.requestID)
-	rw.Header().Set("Content-Length", strconv.Itoa(len(out)))
-	rw.WriteHeader(status)
-	_, _ = rw.Write(out)
+	b.Truncate(b.Len() - 1) // Encode ends the value with a newline; Marshal does not
+	rw.Header()["X-Amzn-Requestid"] = []string{c.requestID}
+	writeBody(rw, status, jsonContentType, b.Bytes())
 }
 
 // decode reads a JSON 1.1 request body.

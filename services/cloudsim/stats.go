@@ -42,6 +42,7 @@ type OperationStats struct {
 }
 
 type opCounter struct {
+	name                             string // the operation, interned once for the per-instance counts
 	calls, ok, inFlight, maxInFlight atomic.Int64
 	mu                               sync.Mutex
 	errors                           map[string]int64
@@ -134,7 +135,7 @@ func (s *statsRecorder) counter(op string) *opCounter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c = s.ops[op]; c == nil {
-		c = &opCounter{errors: map[string]int64{}}
+		c = &opCounter{name: unique.Make(op).Value(), errors: map[string]int64{}}
 		s.ops[op] = c
 	}
 	return c
@@ -156,7 +157,7 @@ func (s *statsRecorder) begin(op string) *opCounter {
 }
 
 // end counts the call's outcome ("" is success) and the instances it named.
-func (s *statsRecorder) end(c *opCounter, op, code string, instances []string) {
+func (s *statsRecorder) end(c *opCounter, code string, instances []string) {
 	if code == "" {
 		c.ok.Add(1)
 	} else {
@@ -169,7 +170,7 @@ func (s *statsRecorder) end(c *opCounter, op, code string, instances []string) {
 		return
 	}
 	s.instMu.Lock()
-	op = unique.Make(op).Value()
+	op := c.name
 	for _, id := range instances {
 		k := instOp{instance: id, op: op}
 		if _, ok := s.inst[k]; !ok {

@@ -2,14 +2,46 @@ package cloudsim
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/xml"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
+	"time"
 )
 
 // xmlBuf writes XML by hand for the largest responses (DescribeInstances pages): encoding/xml's
 // reflection was most of the cost of a 1000-instance page. Element names are constants; text
 // is escaped.
 type xmlBuf struct{ bytes.Buffer }
+
+// xmlWriter is a response with a hand-written XML writer.
+type xmlWriter interface{ writeXMLTo(b *xmlBuf) }
+
+// rawXML renders a response into a buffer of its own (tests compare it with encoding/xml).
+func rawXML(r xmlWriter) []byte {
+	var b xmlBuf
+	r.writeXMLTo(&b)
+	return b.Bytes()
+}
+
+// xmlBufs are response buffers reused between calls: a response is written from its buffer
+// and the buffer returned, so a call does not allocate (and the GC does not collect) its
+// response's bytes.
+var xmlBufs = sync.Pool{New: func() any { return new(xmlBuf) }}
+
+func getXMLBuf() *xmlBuf { return xmlBufs.Get().(*xmlBuf) }
+
+// putXMLBuf returns a buffer to the pool; a very large one (a 1000-instance page) is dropped
+// rather than kept for good.
+func putXMLBuf(b *xmlBuf) {
+	if b.Cap() > 1<<20 {
+		return
+	}
+	b.Reset()
+	xmlBufs.Put(b)
+}
 
 func (b *xmlBuf) open(name string) {
 	b.WriteByte('<')
@@ -125,8 +157,9 @@ func (b *xmlBuf) writeInstance(x *ec2Instance) {
 }
 
 // rawXML renders the DescribeInstances response.
-func (r *describeInstancesResponse) rawXML() []byte {
-	var b xmlBuf
+func (r *describeInstancesResponse) rawXML() []byte { return rawXML(r) }
+
+func (r *describeInstancesResponse) writeXMLTo(b *xmlBuf) {
 	b.Grow(256 + 1500*len(r.Reservations))
 	b.WriteString(xml.Header)
 	b.WriteString(`<DescribeInstancesResponse xmlns="` + ec2Namespace + `">`)
@@ -147,7 +180,6 @@ func (r *describeInstancesResponse) rawXML() []byte {
 	b.close("reservationSet")
 	b.optText("nextToken", r.NextToken)
 	b.close("DescribeInstancesResponse")
-	return b.Bytes()
 }
 
 func (b *xmlBuf) begin(root string, requestID string, size int) {
@@ -158,8 +190,9 @@ func (b *xmlBuf) begin(root string, requestID string, size int) {
 }
 
 // rawXML renders the DescribeSnapshots response.
-func (r *describeSnapshotsResponse) rawXML() []byte {
-	var b xmlBuf
+func (r *describeSnapshotsResponse) rawXML() []byte { return rawXML(r) }
+
+func (r *describeSnapshotsResponse) writeXMLTo(b *xmlBuf) {
 	b.begin("DescribeSnapshotsResponse", r.RequestID, 256+600*len(r.Snapshots))
 	b.open("snapshotSet")
 	for i := range r.Snapshots {
@@ -182,12 +215,12 @@ func (r *describeSnapshotsResponse) rawXML() []byte {
 	b.close("snapshotSet")
 	b.optText("nextToken", r.NextToken)
 	b.close("DescribeSnapshotsResponse")
-	return b.Bytes()
 }
 
 // rawXML renders the CreateSnapshots response.
-func (r *createSnapshotsResponse) rawXML() []byte {
-	var b xmlBuf
+func (r *createSnapshotsResponse) rawXML() []byte { return rawXML(r) }
+
+func (r *createSnapshotsResponse) writeXMLTo(b *xmlBuf) {
 	b.begin("CreateSnapshotsResponse", r.RequestID, 256+500*len(r.Snapshots))
 	b.open("snapshotSet")
 	for i := range r.Snapshots {
@@ -207,12 +240,12 @@ func (r *createSnapshotsResponse) rawXML() []byte {
 	}
 	b.close("snapshotSet")
 	b.close("CreateSnapshotsResponse")
-	return b.Bytes()
 }
 
 // rawXML renders the DescribeInstanceStatus response.
-func (r *describeInstanceStatusResponse) rawXML() []byte {
-	var b xmlBuf
+func (r *describeInstanceStatusResponse) rawXML() []byte { return rawXML(r) }
+
+func (r *describeInstanceStatusResponse) writeXMLTo(b *xmlBuf) {
 	b.begin("DescribeInstanceStatusResponse", r.RequestID, 256+500*len(r.Statuses))
 	b.open("instanceStatusSet")
 	summary := func(name string, s *ec2StatusSummary) {
@@ -244,14 +277,136 @@ func (r *describeInstanceStatusResponse) rawXML() []byte {
 	b.close("instanceStatusSet")
 	b.optText("nextToken", r.NextToken)
 	b.close("DescribeInstanceStatusResponse")
-	return b.Bytes()
 }
 
 // rawXML renders a response that only says return=true (CreateTags, DeleteTags, ...).
-func (r *ec2ReturnResponse) rawXML() []byte {
-	var b xmlBuf
+func (r *ec2ReturnResponse) rawXML() []byte { return rawXML(r) }
+
+func (r *ec2ReturnResponse) writeXMLTo(b *xmlBuf) {
 	b.begin(r.XMLName.Local, r.RequestID, 256)
 	b.bool("return", r.Return)
 	b.close(r.XMLName.Local)
-	return b.Bytes()
+}
+
+// renderedXML is a response rendered while the call read the world (DescribeInstances): the
+// EC2 writer sends its document as it is and returns the buffer to the pool.
+type renderedXML struct{ doc *xmlBuf }
+
+// timeText writes an element holding t as xmlTime formats it, without a string in between.
+func (b *xmlBuf) timeText(name string, t time.Time) {
+	b.open(name)
+	b.Write(appendXMLTime(b.AvailableBuffer(), t))
+	b.close(name)
+}
+
+// writeInstanceOf writes one instance item straight from the instance: the same bytes as
+// writeInstance(instanceXML(in)), without the intermediate strings and slices. It reads the
+// instance, so it runs under the world's lock (shared or exclusive).
+func (b *xmlBuf) writeInstanceOf(in *instance) {
+	info := osCatalog[in.OS]
+	stopped := in.State == "stopped" || in.State == "stopping"
+	b.open("item")
+	b.text("instanceId", in.ID)
+	b.text("imageId", in.ImageID)
+	b.open("instanceState")
+	b.int("code", stateCodes[in.State])
+	b.text("name", in.State)
+	b.close("instanceState")
+	if plainText(in.PrivateIP) {
+		b.open("privateDnsName")
+		b.WriteString("ip-")
+		for i := 0; i < len(in.PrivateIP); i++ {
+			if c := in.PrivateIP[i]; c == '.' {
+				b.WriteByte('-')
+			} else {
+				b.WriteByte(c)
+			}
+		}
+		b.WriteString(".ec2.internal")
+		b.close("privateDnsName")
+	} else {
+		b.text("privateDnsName", "ip-"+strings.ReplaceAll(in.PrivateIP, ".", "-")+".ec2.internal")
+	}
+	b.WriteString("<dnsName></dnsName>")
+	if stopped {
+		b.open("reason")
+		b.WriteString("User initiated (")
+		b.Write(in.StateSince.UTC().AppendFormat(b.AvailableBuffer(), "2006-01-02 15:04:05 MST"))
+		b.WriteString(")")
+		b.close("reason")
+	} else {
+		b.WriteString("<reason></reason>")
+	}
+	b.WriteString("<amiLaunchIndex>0</amiLaunchIndex>")
+	b.text("instanceType", in.InstanceType)
+	b.timeText("launchTime", in.LaunchTime)
+	b.open("placement")
+	b.text("availabilityZone", in.AZ)
+	b.WriteString("<tenancy>default</tenancy>")
+	b.close("placement")
+	if info.Platform == "Windows" {
+		b.WriteString("<platform>windows</platform>")
+	}
+	b.WriteString("<monitoring><state>disabled</state></monitoring>")
+	b.text("privateIpAddress", in.PrivateIP)
+	b.WriteString("<architecture>x86_64</architecture><rootDeviceType>ebs</rootDeviceType>")
+	root := ""
+	if len(in.Volumes) > 0 {
+		root = in.Volumes[0].Device
+	}
+	b.text("rootDeviceName", root)
+	if in.State != "terminated" && len(in.Volumes) > 0 {
+		b.open("blockDeviceMapping")
+		for _, v := range in.Volumes {
+			b.open("item")
+			b.text("deviceName", v.Device)
+			b.open("ebs")
+			b.text("volumeId", v.ID)
+			b.WriteString("<status>attached</status>")
+			b.timeText("attachTime", v.AttachTime)
+			b.WriteString("<deleteOnTermination>true</deleteOnTermination>")
+			b.close("ebs")
+			b.close("item")
+		}
+		b.close("blockDeviceMapping")
+	}
+	b.WriteString("<virtualizationType>hvm</virtualizationType>")
+	if len(in.Tags) > 0 {
+		var stack [16]string
+		keys := stack[:0]
+		for k := range in.Tags {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b.open("tagSet")
+		for _, k := range keys {
+			b.open("item")
+			b.text("key", k)
+			b.text("value", in.Tags[k])
+			b.close("item")
+		}
+		b.close("tagSet")
+	}
+	b.WriteString("<hypervisor>xen</hypervisor><ebsOptimized>false</ebsOptimized>")
+	b.text("platformDetails", info.PlatformDetails)
+	if stopped {
+		b.WriteString("<stateReason><code>Client.UserInitiatedShutdown</code>" +
+			"<message>Client.UserInitiatedShutdown: User initiated shutdown</message></stateReason>")
+	}
+	b.close("item")
+}
+
+// writeReservationOf writes the reservation item of one instance (one reservation per instance).
+func (b *xmlBuf) writeReservationOf(seed int64, in *instance) {
+	sum := hashBytes(seed, "reservation", in.ID)
+	var h [2 * len(sum)]byte
+	hex.Encode(h[:], sum[:])
+	b.WriteString("<item><reservationId>r-")
+	b.Write(h[:17]) // hashHex(seed, 17, "reservation", id)
+	b.WriteString("</reservationId>")
+	b.text("ownerId", in.Account)
+	b.open("instancesSet")
+	b.writeInstanceOf(in)
+	b.close("instancesSet")
+	b.close("item")
 }

@@ -87,3 +87,50 @@ func BenchmarkSnapshotsXML(b *testing.B) {
 		}
 	})
 }
+
+func TestInstanceWrittenFromStateEqualsInstanceXML(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 123e6, time.FixedZone("x", 3600))
+	base := instance{ID: "i-0123456789abcdef0", Account: "111111111111", Region: "us-east-1", AZ: "us-east-1a",
+		StateSince: now, LaunchTime: now, OS: "amazon-linux-2023", InstanceType: "t3.micro", ImageID: "ami-1", PrivateIP: "10.1.2.3",
+		Volumes: []*volume{{ID: "vol-1", Device: "/dev/xvda", SizeGiB: 8, AttachTime: now}, {ID: "vol-2", Device: "/dev/sdf", AttachTime: now.Add(time.Hour)}}}
+	with := func(f func(in *instance)) *instance {
+		in := base
+		f(&in)
+		return &in
+	}
+	cases := map[string]*instance{
+		"running linux without tags": with(func(in *instance) { in.State = "running" }),
+		"running with tags to escape": with(func(in *instance) {
+			in.State = "running"
+			in.Tags = map[string]string{"Name": "a<b>&\"c\"", "PatchWave": "1", "émoji": "\x01\u00e9", "OSFamily": "x"}
+		}),
+		"stopped windows":       with(func(in *instance) { in.State, in.OS = "stopped", "windows-server-2022" }),
+		"stopping":              with(func(in *instance) { in.State = "stopping" }),
+		"terminated":            with(func(in *instance) { in.State = "terminated" }),
+		"no volumes, odd ip":    with(func(in *instance) { in.State, in.Volumes, in.PrivateIP = "pending", nil, "10.0.0.<1>" }),
+		"unknown os, many tags": with(func(in *instance) { in.State, in.OS = "running", "plan9"; in.Tags = manyTags(40) }),
+	}
+	for name, in := range cases {
+		t.Run(name, func(t *testing.T) {
+			var want, got xmlBuf
+			x := instanceXML(in)
+			want.writeInstance(&x)
+			got.writeInstanceOf(in)
+			require.Equal(t, want.String(), got.String())
+
+			want.Reset()
+			got.Reset()
+			want.text("reservation", "r-"+hashHex(7, 17, "reservation", in.ID))
+			got.writeReservationOf(7, in)
+			require.Contains(t, got.String(), "<reservationId>"+want.String()[len("<reservation>"):len("<reservation>")+19]+"</reservationId>")
+		})
+	}
+}
+
+func manyTags(n int) map[string]string {
+	m := map[string]string{}
+	for i := range n {
+		m["k"+strconv.Itoa(i)] = strconv.Itoa(i * i)
+	}
+	return m
+}
