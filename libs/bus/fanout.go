@@ -335,13 +335,29 @@ func (g *projGroup) names() string {
 	return strings.Join(names, ",")
 }
 
-// runMember applies the batches the reader hands a member, and marks it caught up once it has
-// applied up to its target. It cancels the group's run with the reason when it must stop: a
-// replay, or a CaughtUp error.
+// runMember applies the batches the reader hands a member, settles it (its Settle) when none
+// waits, and marks it caught up once it has applied up to its target and settled. It cancels
+// the group's run with the reason when it must stop: a replay, or a CaughtUp error.
 func (b *Bus) runMember(ctx context.Context, m *projection, cancel context.CancelCauseFunc) {
-	if !m.live && m.target <= m.pos.Load() {
-		if err := b.markCaughtUp(ctx, m); err != nil {
+	// failed stops the group for err: a replay, a CaughtUp error; or ctx ended.
+	failed := func(err error) {
+		if errors.Is(err, ErrReplay) {
+			m.replay.Store(true)
+			cancel(fmt.Errorf("projection %s: %w", m.spec.Name, err))
+		} else if ctx.Err() == nil {
 			cancel(err)
+		}
+	}
+	caughtUp := func() error {
+		// What the projection left under way is written before it counts as caught up.
+		if err := b.settle(ctx, m); err != nil {
+			return err
+		}
+		return b.markCaughtUp(ctx, m)
+	}
+	if !m.live && m.target <= m.pos.Load() {
+		if err := caughtUp(); err != nil {
+			failed(err)
 			return
 		}
 	}
@@ -349,8 +365,17 @@ func (b *Bus) runMember(ctx context.Context, m *projection, cancel context.Cance
 		var pb projBatch
 		select {
 		case pb = <-m.ch:
-		case <-ctx.Done():
-			return
+		default:
+			// Nothing waits: settle what the projection left under way, then wait.
+			if err := b.settle(ctx, m); err != nil {
+				failed(err)
+				return
+			}
+			select {
+			case pb = <-m.ch:
+			case <-ctx.Done():
+				return
+			}
 		}
 		if ctx.Err() != nil {
 			return // the group stops (a replay): what is queued is read again, not applied now
@@ -358,8 +383,7 @@ func (b *Bus) runMember(ctx context.Context, m *projection, cancel context.Cance
 		if len(pb.evs) > 0 {
 			if err := b.applyAll(ctx, m, pb.evs, pb.live); err != nil {
 				if errors.Is(err, ErrReplay) {
-					m.replay.Store(true)
-					cancel(fmt.Errorf("projection %s: %w", m.spec.Name, err))
+					failed(err)
 				}
 				return // or ctx done
 			}
@@ -367,8 +391,8 @@ func (b *Bus) runMember(ctx context.Context, m *projection, cancel context.Cance
 		}
 		m.pos.Store(pb.last)
 		if !m.live && pb.last >= m.target {
-			if err := b.markCaughtUp(ctx, m); err != nil {
-				cancel(err)
+			if err := caughtUp(); err != nil {
+				failed(err)
 				return
 			}
 		}

@@ -538,8 +538,9 @@ type unit struct {
 	*Store
 	b     *store.Batch
 	insts map[string]*cached
-	// unindexed counts the saved instances whose indexes are not moved yet.
-	unindexed int
+	// unindexed counts the saved instances whose indexes are not moved yet, dirty those whose
+	// record is not written yet.
+	unindexed, dirty int
 	// jobs are the job states set per run's hash key, written at the commit (or at the next
 	// read of them) as one HSET per run.
 	jobs     map[string]map[string][]byte
@@ -581,7 +582,11 @@ func (u *unit) SaveInstance(_ context.Context, prev domain.Instance, prevFound b
 		c = &cached{indexed: prev, indexedFound: prevFound}
 		u.insts[k] = c
 	}
-	c.in, c.found, c.dirty = next, true, true
+	if !c.dirty {
+		c.dirty = true
+		u.dirty++
+	}
+	c.in, c.found = next, true
 	if !c.pending {
 		c.pending = true
 		u.unindexed++
@@ -611,8 +616,9 @@ func (u *unit) moveIndexes(ctx context.Context) error {
 // record per instance (one MSET on Redis) and, per set, one SREM and one SADD of every
 // instance moving out of and into it. One instance's moves touch a set once and two instances'
 // moves never name the same member, so a set's removals and additions do not depend on their
-// order.
-func (u *unit) writes() []store.Write {
+// order. With keep, the unit keeps the instances, decoded, as written (a Flush: the batch goes
+// on); else it forgets them.
+func (u *unit) writes(keep bool) []store.Write {
 	type setMoves struct{ add, rem []string }
 	sets := map[string]*setMoves{}
 	var order []string
@@ -652,8 +658,17 @@ func (u *unit) writes() []store.Write {
 			ws = append(ws, store.SAddW(k, slices.Compact(sm.add)...))
 		}
 	}
-	clear(u.insts)
-	u.unindexed = 0
+	if keep {
+		for _, c := range u.insts {
+			if c.found {
+				c.indexed, c.indexedFound = c.in, true
+			}
+			c.dirty, c.pending = false, false
+		}
+	} else {
+		clear(u.insts)
+	}
+	u.unindexed, u.dirty = 0, 0
 	return ws
 }
 
@@ -760,6 +775,16 @@ func (s *Store) Begin() (domain.UnitOfWork, error) {
 	return &unit{Store: New(b), b: b, insts: map[string]*cached{}}, nil
 }
 
+// BeginAfter implements domain.UnitOfWorkStarter: c must be what a unit's Start returned.
+func (s *Store) BeginAfter(c domain.Commit) (domain.UnitOfWork, error) {
+	f, ok := c.(*store.Flight)
+	if !ok {
+		return nil, fmt.Errorf("begin a unit of work after %T: not a commit of this store", c)
+	}
+	b := store.NewBatchAfter(f)
+	return &unit{Store: New(b), b: b, insts: map[string]*cached{}}, nil
+}
+
 // Prefetch implements domain.UnitOfWork.
 func (u *unit) Prefetch(ctx context.Context, refs []domain.InstanceRef) error {
 	keys := make([]string, len(refs))
@@ -771,7 +796,7 @@ func (u *unit) Prefetch(ctx context.Context, refs []domain.InstanceRef) error {
 
 // Pending implements domain.UnitOfWork: the batch's writes, the records that wait (each with
 // its few index moves) and the job states.
-func (u *unit) Pending() int { return u.b.Pending() + len(u.insts) + u.jobCount }
+func (u *unit) Pending() int { return u.b.Pending() + u.dirty + u.jobCount }
 
 func checkpointWant(prev uint64) []byte {
 	if prev == 0 {
@@ -780,13 +805,21 @@ func checkpointWant(prev uint64) []byte {
 	return []byte(strconv.FormatUint(prev, 10))
 }
 
-// Flush implements domain.UnitOfWork.
+// Flush implements domain.UnitOfWork: the unit keeps what it read and wrote, so the events
+// after the flush find their instances decoded.
 func (u *unit) Flush(ctx context.Context, prev uint64) (bool, error) {
-	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev), u.writes()...)
+	return u.b.Flush(ctx, root+"checkpoint", checkpointWant(prev), u.writes(true)...)
 }
 
 // Commit implements domain.UnitOfWork.
 func (u *unit) Commit(ctx context.Context, prev, seq uint64) (bool, error) {
-	ws := append(u.writes(), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
+	ws := append(u.writes(false), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
 	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev), ws...)
+}
+
+// Start implements domain.UnitOfWork with store.Batch.Start: the *store.Flight it returns is
+// what BeginAfter takes.
+func (u *unit) Start(ctx context.Context, prev, seq uint64) domain.Commit {
+	ws := append(u.writes(false), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
+	return u.b.Start(ctx, root+"checkpoint", checkpointWant(prev), ws...)
 }

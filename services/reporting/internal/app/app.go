@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -55,6 +56,12 @@ type Application struct {
 	// uow begins units of work for ApplyBatch; nil: events are applied one by one.
 	uow domain.UnitOfWorkStarter
 
+	// pipeMu guards the replayed batch whose commit is under way (inFlight) and the events
+	// it applies (held), kept until it applied (ApplyBatch).
+	pipeMu   sync.Mutex
+	inFlight *flight
+	held     []*events.Event
+
 	cpMu    sync.Mutex
 	cp      uint64
 	cpKnown bool
@@ -92,8 +99,18 @@ func (a *Application) Applied() int {
 func (a *Application) Batches() bool { return a.uow != nil }
 
 // Checkpoint returns the last stream sequence the compliance projection applied (and makes it
-// the one the next batch is guarded by).
+// the one the next batch is guarded by). The projection reads the stream from there: a
+// replayed batch's commit under way is waited for, and its events, read again, are let go.
 func (a *Application) Checkpoint(ctx context.Context) (uint64, error) {
+	a.pipeMu.Lock()
+	defer a.pipeMu.Unlock()
+	if fl := a.inFlight; fl != nil {
+		if ok, err := fl.c.Wait(); err == nil && ok {
+			a.committed(len(a.held), fl.last)
+		}
+		a.inFlight = nil
+	}
+	a.held = nil
 	cp, err := a.repo.Checkpoint(ctx)
 	if err != nil {
 		return 0, err
@@ -107,8 +124,13 @@ func (a *Application) CatalogCheckpoint(ctx context.Context) (uint64, error) {
 	return a.repo.CatalogCheckpoint(ctx)
 }
 
-// CaughtUp marks the read model ready for queries.
+// CaughtUp marks the read model ready for queries, once what it applied is committed (the bus
+// settles the projection first, retrying errors; this settles what is still under way
+// otherwise).
 func (a *Application) CaughtUp(ctx context.Context) error {
+	if err := a.Settle(ctx); err != nil {
+		return err
+	}
 	a.readyOnce.Do(func() {
 		close(a.ready)
 		a.log.InfoContext(ctx, "compliance read model caught up")
@@ -276,6 +298,13 @@ func (a txn) apply(ctx context.Context, ev *events.Event) error {
 // run.started of a large fleet touches every instance).
 const maxPending = 20000
 
+// flight is a replayed batch whose commit is under way (ApplyBatch pipelines replays).
+type flight struct {
+	c domain.Commit
+	// last is the checkpoint it writes, which the next batch is guarded by.
+	last uint64
+}
+
 // ApplyBatch is the compliance projection over a batch of events: they are applied to a unit
 // of work (the instances they name read in one round trip) that is committed in one atomic
 // write with the checkpoint, guarded by the checkpoint this replica last saw. When another
@@ -283,7 +312,184 @@ const maxPending = 20000
 // again on what it wrote; when the checkpoint vanished (the store was flushed under the
 // service), the projection replays the stream from the start (bus.ErrReplay). So replicas
 // sharing one Redis converge on the same read model, and a flush rebuilds it.
-func (a *Application) ApplyBatch(ctx context.Context, evs []*events.Event, _ bool) error {
+//
+// Replayed batches (live false) are pipelined: the batch is applied on a view that answers
+// with the writes of the previous batch, whose commit is still under way, and its own commit
+// is sent once that one applied, guarded by its checkpoint; ApplyBatch returns with it under
+// way. The events of a commit under way are kept until it applied; when it did not (an error,
+// or its guard failed), they are applied again, with what followed, as above. Settle waits for
+// the commit under way; the bus calls it before CaughtUp and whenever no batch waits, so
+// "caught up" means committed. Live batches settle first and are committed before ApplyBatch
+// returns, so a read after a live event sees it.
+func (a *Application) ApplyBatch(ctx context.Context, evs []*events.Event, live bool) error {
+	a.pipeMu.Lock()
+	defer a.pipeMu.Unlock()
+	if !live {
+		return a.applyPipelined(ctx, evs)
+	}
+	if err := a.settle(ctx); err != nil {
+		return err
+	}
+	return a.applyNow(ctx, evs)
+}
+
+// Settle waits for the commit of the last replayed batch, if it is under way, and applies its
+// events again when it did not apply. The bus calls it (bus.ProjectionSpec.Settle).
+func (a *Application) Settle(ctx context.Context) error {
+	a.pipeMu.Lock()
+	defer a.pipeMu.Unlock()
+	return a.settle(ctx)
+}
+
+// settle implements Settle; the caller holds pipeMu.
+func (a *Application) settle(ctx context.Context) error {
+	if fl := a.inFlight; fl != nil {
+		a.inFlight = nil
+		ok, err := fl.c.Wait()
+		if err == nil && ok {
+			a.committed(len(a.held), fl.last)
+			a.held = nil
+			return nil
+		}
+		a.log.WarnContext(ctx, "compliance commit did not apply: applying its events again",
+			"events", len(a.held), "checkpoint", fl.last, "error", err)
+	}
+	if len(a.held) == 0 {
+		return nil
+	}
+	if err := a.applyNow(ctx, a.held); err != nil {
+		if errors.Is(err, bus.ErrReplay) {
+			a.held = nil // the replay reads them again
+		}
+		return err // else kept: applied again by the next call
+	}
+	a.held = nil
+	return nil
+}
+
+// committed counts n events committed up to checkpoint last.
+func (a *Application) committed(n int, last uint64) {
+	a.cpMu.Lock()
+	a.applied += n
+	a.cpMu.Unlock()
+	a.setSeen(last)
+}
+
+// applyPipelined applies a replayed batch on what the commit under way writes and starts its
+// commit once that one applied; the caller holds pipeMu.
+func (a *Application) applyPipelined(ctx context.Context, evs []*events.Event) error {
+	if fl := a.inFlight; (fl == nil && len(a.held) > 0) || (fl != nil && failedEarly(fl)) {
+		// Events whose commit did not apply wait: apply them, then these, now.
+		if err := a.settle(ctx); err != nil {
+			return err
+		}
+		return a.applyNow(ctx, evs)
+	}
+	var prev uint64
+	var uow domain.UnitOfWork
+	var err error
+	if fl := a.inFlight; fl != nil {
+		prev = fl.last
+		uow, err = a.uow.BeginAfter(fl.c)
+	} else {
+		if prev, err = a.seenCheckpoint(ctx); err == nil {
+			uow, err = a.uow.Begin()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	todo := after(evs, prev)
+	if len(todo) == 0 {
+		return nil
+	}
+	if err := uow.Prefetch(ctx, instanceKeys(todo)); err != nil {
+		return err
+	}
+	t := a.tx(uow)
+	for _, ev := range todo {
+		if err := t.apply(ctx, ev); err != nil {
+			if !bus.IsPermanent(err) {
+				return err
+			}
+			a.log.ErrorContext(ctx, "compliance projection skips event", "event", ev.ID, "error", err)
+		}
+		if uow.Pending() < maxPending {
+			continue
+		}
+		// A flush is guarded by the checkpoint the commit under way writes: wait for it.
+		if !a.landed() {
+			return a.settleAndApply(ctx, evs)
+		}
+		ok, err := uow.Flush(ctx, prev)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return a.settleAndApply(ctx, evs) // another replica is ahead
+		}
+	}
+	if !a.landed() {
+		return a.settleAndApply(ctx, evs)
+	}
+	last := todo[len(todo)-1].Sequence
+	a.inFlight = &flight{c: uow.Start(ctx, prev, last), last: last}
+	a.held = todo
+	return nil
+}
+
+// failedEarly says whether a commit under way has already ended without applying.
+func failedEarly(fl *flight) bool {
+	select {
+	case <-fl.c.Done():
+	default:
+		return false
+	}
+	ok, err := fl.c.Wait()
+	return err != nil || !ok
+}
+
+// landed waits for the commit under way, if any, and reports whether it applied (then it is
+// counted and its events are let go). The caller holds pipeMu.
+func (a *Application) landed() bool {
+	fl := a.inFlight
+	if fl == nil {
+		return true
+	}
+	ok, err := fl.c.Wait()
+	if err != nil || !ok {
+		return false
+	}
+	a.inFlight = nil
+	a.committed(len(a.held), fl.last)
+	a.held = nil
+	return true
+}
+
+// settleAndApply gives up a batch folded on a commit that did not apply (or that another
+// replica overtook): the events of that commit are applied again, then evs. The caller holds
+// pipeMu.
+func (a *Application) settleAndApply(ctx context.Context, evs []*events.Event) error {
+	if err := a.settle(ctx); err != nil {
+		return err
+	}
+	return a.applyNow(ctx, evs)
+}
+
+// after returns the events after checkpoint prev.
+func after(evs []*events.Event, prev uint64) []*events.Event {
+	todo := evs[:0:0]
+	for _, ev := range evs {
+		if ev.Sequence > prev {
+			todo = append(todo, ev)
+		}
+	}
+	return todo
+}
+
+// applyNow applies evs and commits them before it returns (the guarded loop ApplyBatch
+// describes); nothing may be under way. The caller holds pipeMu.
+func (a *Application) applyNow(ctx context.Context, evs []*events.Event) error {
 	for {
 		prev, err := a.seenCheckpoint(ctx)
 		if err != nil {
@@ -293,12 +499,7 @@ func (a *Application) ApplyBatch(ctx context.Context, evs []*events.Event, _ boo
 		if err != nil {
 			return err
 		}
-		todo := evs[:0:0]
-		for _, ev := range evs {
-			if ev.Sequence > prev {
-				todo = append(todo, ev)
-			}
-		}
+		todo := after(evs, prev)
 		if len(todo) == 0 {
 			return nil
 		}
@@ -332,10 +533,7 @@ func (a *Application) ApplyBatch(ctx context.Context, evs []*events.Event, _ boo
 				return err
 			}
 			if ok {
-				a.cpMu.Lock()
-				a.applied += len(todo)
-				a.cpMu.Unlock()
-				a.setSeen(last)
+				a.committed(len(todo), last)
 				return nil
 			}
 		}
