@@ -371,8 +371,10 @@ func (b *Bus) runMember(ctx context.Context, m *projection, cancel context.Cance
 				failed(err)
 				return
 			}
+			m.waiting.Store(true)
 			select {
 			case pb = <-m.ch:
+				m.waiting.Store(false)
 			case <-ctx.Done():
 				return
 			}
@@ -433,6 +435,8 @@ func (b *Bus) readGroup(ctx context.Context, g *projGroup, it jetstream.Messages
 		}
 		raw = raw[:0]
 		var rerr error
+		// drained: the round ended because nothing more came (not because it was full).
+		drained := false
 		deadline := time.Now().Add(groupLinger)
 		for {
 			meta, err := msg.Metadata()
@@ -449,6 +453,7 @@ func (b *Bus) readGroup(ctx context.Context, g *projGroup, it jetstream.Messages
 				if !errors.Is(err, nats.ErrTimeout) {
 					rerr = fmt.Errorf("%w: %w", errReaderStopped, err)
 				}
+				drained = true
 				break
 			}
 		}
@@ -484,8 +489,13 @@ func (b *Bus) readGroup(ctx context.Context, g *projGroup, it jetstream.Messages
 				}
 			}
 		}
-		for i := range st {
-			if s := &st[i]; len(s.evs) > 0 || s.last-s.sent >= progressEvery {
+		for i, m := range g.members {
+			// What a round read goes out now when it is live, when nothing more came, or when
+			// the projection waits for it; while the projection is busy with a replay that
+			// goes on, its batch grows to its BatchSize (a projection with ApplyBatch applies
+			// it in one go: fewer round trips to its store).
+			s := &st[i]
+			if (len(s.evs) > 0 && (s.live || drained || m.waiting.Load())) || s.last-s.sent >= progressEvery {
 				if !send(i) {
 					return nil
 				}

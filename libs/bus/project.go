@@ -81,8 +81,11 @@ type projection struct {
 	// is set (by its Apply's ErrReplay or its Replay channel) while the group runs.
 	reread bool
 	replay atomic.Bool
-	// ch carries its batches from the group's reader to its goroutine.
+	// ch carries its batches from the group's reader to its goroutine; waiting says that
+	// goroutine has applied every batch and waits for the next (the reader then hands it a
+	// replayed batch that is not full rather than let it wait).
 	ch        chan projBatch
+	waiting   atomic.Bool
 	projected prometheus.Counter
 }
 

@@ -110,6 +110,9 @@ func (s *Store) SetCatalogCheckpoint(ctx context.Context, seq uint64) error {
 
 func instKey(tenant, id string) string { return root + "inst:" + tenant + ":" + id }
 
+// groupsPrefix starts the key of a tenant's groups set.
+const groupsPrefix = root + "groups:"
+
 func groupMember(g domain.Group) string { return strconv.Itoa(int(g.Wave)) + "|" + g.OSFamily }
 
 func bucketKey(tenant string, g domain.Group, state typesv1.ComplianceState) string {
@@ -179,17 +182,16 @@ func hasFailed(in domain.Instance) bool {
 // the store and only what changes moves. The moves of one instance touch each set once.
 func indexMoves(prev domain.Instance, prevFound bool, next domain.Instance, move func(indexMove)) {
 	g := domain.Group{Wave: next.Wave, OSFamily: next.Family()}
-	newBucket := bucketKey(next.Tenant, g, next.State)
 	var prevMissing []string
 	prevFailed := false
 	if prevFound {
 		pg := domain.Group{Wave: prev.Wave, OSFamily: prev.Family()}
-		if old := bucketKey(prev.Tenant, pg, prev.State); old != newBucket {
-			move(indexMove{key: old, id: prev.ID})
-			move(indexMove{add: true, key: newBucket, id: next.ID})
+		if pg != g || prev.State != next.State || prev.Tenant != next.Tenant {
+			move(indexMove{key: bucketKey(prev.Tenant, pg, prev.State), id: prev.ID})
+			move(indexMove{add: true, key: bucketKey(next.Tenant, g, next.State), id: next.ID})
 		}
 		if pg != g {
-			move(indexMove{add: true, key: root + "groups:" + next.Tenant, id: groupMember(g)})
+			move(indexMove{add: true, key: groupsPrefix + next.Tenant, id: groupMember(g)})
 		}
 		if prev.Family() != next.Family() {
 			move(indexMove{key: familyKey(prev.Tenant, prev.Family()), id: prev.ID})
@@ -198,8 +200,8 @@ func indexMoves(prev domain.Instance, prevFound bool, next domain.Instance, move
 		prevMissing = prev.Missing
 		prevFailed = hasFailed(prev)
 	} else {
-		move(indexMove{add: true, key: newBucket, id: next.ID})
-		move(indexMove{add: true, key: root + "groups:" + next.Tenant, id: groupMember(g)})
+		move(indexMove{add: true, key: bucketKey(next.Tenant, g, next.State), id: next.ID})
+		move(indexMove{add: true, key: groupsPrefix + next.Tenant, id: groupMember(g)})
 		move(indexMove{add: true, key: familyKey(next.Tenant, next.Family()), id: next.ID})
 	}
 	for _, p := range prevMissing {
@@ -629,13 +631,16 @@ func (u *unit) writes(keep bool) []store.Write {
 			sets[m.key] = sm
 			order = append(order, m.key)
 		}
-		if m.add {
-			sm.add = append(sm.add, m.id)
-		} else {
+		switch {
+		case !m.add:
 			sm.rem = append(sm.rem, m.id)
+		case len(sm.add) > 0 && sm.add[len(sm.add)-1] == m.id:
+			// the same group again (each instance of a group adds it)
+		default:
+			sm.add = append(sm.add, m.id)
 		}
 	}
-	var ws []store.Write
+	ws := make([]store.Write, 0, u.dirty+len(u.jobs)+16)
 	for _, c := range u.insts {
 		if c.pending {
 			indexMoves(c.indexed, c.indexedFound, c.in, move)
@@ -654,8 +659,13 @@ func (u *unit) writes(keep bool) []store.Write {
 			ws = append(ws, store.SRemW(k, sm.rem...))
 		}
 		if len(sm.add) > 0 {
-			slices.Sort(sm.add)
-			ws = append(ws, store.SAddW(k, slices.Compact(sm.add)...))
+			if strings.HasPrefix(k, groupsPrefix) {
+				// Only the groups set has members that several instances add; an instance
+				// moves into any other set once.
+				slices.Sort(sm.add)
+				sm.add = slices.Compact(sm.add)
+			}
+			ws = append(ws, store.SAddW(k, sm.add...))
 		}
 	}
 	if keep {

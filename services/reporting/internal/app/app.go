@@ -295,8 +295,14 @@ func (a txn) apply(ctx context.Context, ev *events.Event) error {
 }
 
 // maxPending bounds the writes a batch holds before it writes them ahead of its commit (a
-// run.started of a large fleet touches every instance).
-const maxPending = 20000
+// run.started of a large fleet touches every instance); maxReplayPending bounds a replayed
+// batch's, larger: a replay's batches are up to ports.RebuildBatch events, and a write ahead
+// of the commit has to wait for the commit under way (the pipeline stalls) and writes again
+// the instances the rest of the batch changes.
+const (
+	maxPending       = 20000
+	maxReplayPending = 60000
+)
 
 // flight is a replayed batch whose commit is under way (ApplyBatch pipelines replays).
 type flight struct {
@@ -414,7 +420,7 @@ func (a *Application) applyPipelined(ctx context.Context, evs []*events.Event) e
 			}
 			a.log.ErrorContext(ctx, "compliance projection skips event", "event", ev.ID, "error", err)
 		}
-		if uow.Pending() < maxPending {
+		if uow.Pending() < maxReplayPending {
 			continue
 		}
 		// A flush is guarded by the checkpoint the commit under way writes: wait for it.
