@@ -539,7 +539,7 @@ func (s *Store) JobStates(ctx context.Context, tenant, runID string) (map[string
 type unit struct {
 	*Store
 	b     *store.Batch
-	insts map[string]*cached
+	insts map[instRef]*cached
 	// unindexed counts the saved instances whose indexes are not moved yet, dirty those whose
 	// record is not written yet.
 	unindexed, dirty int
@@ -548,6 +548,9 @@ type unit struct {
 	jobs     map[string]map[string][]byte
 	jobCount int
 }
+
+// instRef names an instance in a unit (without building its key).
+type instRef struct{ tenant, id string }
 
 type cached struct {
 	// in is the instance as of the batch; found: it exists.
@@ -563,7 +566,7 @@ type cached struct {
 
 // Instance implements domain.Repository from the decoded instances.
 func (u *unit) Instance(ctx context.Context, tenant, id string) (domain.Instance, bool, error) {
-	k := instKey(tenant, id)
+	k := instRef{tenant, id}
 	if c, ok := u.insts[k]; ok {
 		return c.in, c.found, nil
 	}
@@ -578,7 +581,7 @@ func (u *unit) Instance(ctx context.Context, tenant, id string) (domain.Instance
 // SaveInstance implements domain.Repository: the record and its indexes at the commit (or at
 // the next read of the indexes), from what the batch found.
 func (u *unit) SaveInstance(_ context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
-	k := instKey(next.Tenant, next.ID)
+	k := instRef{next.Tenant, next.ID}
 	c, ok := u.insts[k]
 	if !ok {
 		c = &cached{indexed: prev, indexedFound: prevFound}
@@ -682,6 +685,24 @@ func (u *unit) writes(keep bool) []store.Write {
 	return ws
 }
 
+// SetJobState sets one job's state, as SetJobStates does (an event moves one job: no map to
+// build).
+func (u *unit) SetJobState(tenant, runID, instanceID string, st typesv1.JobState) {
+	k := jobsKey(tenant, runID)
+	fields := u.jobs[k]
+	if fields == nil {
+		fields = map[string][]byte{}
+		if u.jobs == nil {
+			u.jobs = map[string]map[string][]byte{}
+		}
+		u.jobs[k] = fields
+	}
+	if _, ok := fields[instanceID]; !ok {
+		u.jobCount++
+	}
+	fields[instanceID] = jobStateValue(st)
+}
+
 // SetJobStates implements domain.Repository: the states wait in the unit.
 func (u *unit) SetJobStates(_ context.Context, tenant, runID string, states map[string]typesv1.JobState) error {
 	if len(states) == 0 {
@@ -782,7 +803,7 @@ func (s *Store) Begin() (domain.UnitOfWork, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &unit{Store: New(b), b: b, insts: map[string]*cached{}}, nil
+	return &unit{Store: New(b), b: b, insts: map[instRef]*cached{}}, nil
 }
 
 // BeginAfter implements domain.UnitOfWorkStarter: c must be what a unit's Start returned.
@@ -792,7 +813,7 @@ func (s *Store) BeginAfter(c domain.Commit) (domain.UnitOfWork, error) {
 		return nil, fmt.Errorf("begin a unit of work after %T: not a commit of this store", c)
 	}
 	b := store.NewBatchAfter(f)
-	return &unit{Store: New(b), b: b, insts: map[string]*cached{}}, nil
+	return &unit{Store: New(b), b: b, insts: map[instRef]*cached{}}, nil
 }
 
 // Prefetch implements domain.UnitOfWork.

@@ -192,12 +192,13 @@ type txn struct {
 	*Application
 	repo domain.Repository
 	// cycles caches the tenants' current cycles read or written through repo (every instance
-	// saved reads its tenant's).
-	cycles map[string]domain.Cycle
+	// saved reads its tenant's), lastDays their last days (every event reads its tenant's).
+	cycles   map[string]domain.Cycle
+	lastDays map[string]string
 }
 
 func (a *Application) tx(repo domain.Repository) txn {
-	return txn{Application: a, repo: repo, cycles: map[string]domain.Cycle{}}
+	return txn{Application: a, repo: repo, cycles: map[string]domain.Cycle{}, lastDays: map[string]string{}}
 }
 
 // cycle returns the tenant's current cycle (zero and false before its first event).
@@ -605,9 +606,13 @@ func (a txn) rollDay(ctx context.Context, ev *events.Event) error {
 		return nil
 	}
 	day := ev.Time.UTC().Format(time.DateOnly)
-	last, err := a.repo.LastDay(ctx, ev.Tenant)
-	if err != nil {
-		return err
+	last, ok := a.lastDays[ev.Tenant]
+	if !ok {
+		var err error
+		if last, err = a.repo.LastDay(ctx, ev.Tenant); err != nil {
+			return err
+		}
+		a.lastDays[ev.Tenant] = last
 	}
 	if last >= day {
 		return nil
@@ -618,8 +623,10 @@ func (a txn) rollDay(ctx context.Context, ev *events.Event) error {
 		}
 	}
 	if err := a.repo.SetLastDay(ctx, ev.Tenant, day); err != nil {
+		delete(a.lastDays, ev.Tenant)
 		return err
 	}
+	a.lastDays[ev.Tenant] = day
 	return a.rollCycle(ctx, ev.Tenant, ev.Time)
 }
 
@@ -963,6 +970,12 @@ func (a txn) runCompleted(ctx context.Context, ev *events.Event, msg *eventsv1.R
 
 func (a txn) job(ctx context.Context, tenant, runID, instanceID string, st typesv1.JobState) error {
 	if runID == "" || instanceID == "" {
+		return nil
+	}
+	if one, ok := a.repo.(interface {
+		SetJobState(tenant, runID, instanceID string, st typesv1.JobState)
+	}); ok { // a unit of work: no map per event
+		one.SetJobState(tenant, runID, instanceID, st)
 		return nil
 	}
 	return a.repo.SetJobStates(ctx, tenant, runID, map[string]typesv1.JobState{instanceID: st})
