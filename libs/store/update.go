@@ -182,7 +182,7 @@ func (r *Redis) Update(ctx context.Context, guard string, want []byte, writes ..
 			return err
 		}
 		got, err := get.Bytes()
-		match := false
+		var match bool
 		switch {
 		case errors.Is(err, redis.Nil):
 			match = want == nil
