@@ -46,6 +46,20 @@ const (
 	groupLinger = 20 * time.Millisecond
 )
 
+// heldLinger is how long the reader waits for the next message while a replayed batch that
+// is not full waits for more (its projection was busy), before it hands that batch out.
+const heldLinger = 50 * time.Millisecond
+
+// held says whether a member has events read and not handed to it yet.
+func held(st []memberState) bool {
+	for i := range st {
+		if len(st[i].evs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // progressEvery is how far the group may read past a projection's last batch before the
 // projection is told (an empty batch), so a restart of the group does not read far back for a
 // projection whose subjects are quiet.
@@ -429,14 +443,27 @@ func (b *Bus) readGroup(ctx context.Context, g *projGroup, it jetstream.Messages
 	read := b.metrics.groupRead.WithLabelValues(g.names())
 	raw := make([]projMsg, 0, groupFetch)
 	for {
-		msg, err := it.Next()
+		var msg jetstream.Msg
+		var err error
+		if held(st) {
+			// A batch waits for more: if nothing comes for a while, it goes as it is.
+			msg, err = it.Next(jetstream.NextMaxWait(heldLinger))
+			if errors.Is(err, nats.ErrTimeout) {
+				for i := range st {
+					if len(st[i].evs) > 0 && !send(i) {
+						return nil
+					}
+				}
+				continue
+			}
+		} else {
+			msg, err = it.Next()
+		}
 		if err != nil {
 			return fmt.Errorf("%w: %w", errReaderStopped, err)
 		}
 		raw = raw[:0]
 		var rerr error
-		// drained: the round ended because nothing more came (not because it was full).
-		drained := false
 		deadline := time.Now().Add(groupLinger)
 		for {
 			meta, err := msg.Metadata()
@@ -453,7 +480,6 @@ func (b *Bus) readGroup(ctx context.Context, g *projGroup, it jetstream.Messages
 				if !errors.Is(err, nats.ErrTimeout) {
 					rerr = fmt.Errorf("%w: %w", errReaderStopped, err)
 				}
-				drained = true
 				break
 			}
 		}
@@ -490,12 +516,12 @@ func (b *Bus) readGroup(ctx context.Context, g *projGroup, it jetstream.Messages
 			}
 		}
 		for i, m := range g.members {
-			// What a round read goes out now when it is live, when nothing more came, or when
-			// the projection waits for it; while the projection is busy with a replay that
-			// goes on, its batch grows to its BatchSize (a projection with ApplyBatch applies
-			// it in one go: fewer round trips to its store).
+			// What a round read goes out now when it is live or the projection waits for it;
+			// while the projection is busy with a replay, its batch grows to its BatchSize (a
+			// projection with ApplyBatch applies it in one go: fewer round trips to its
+			// store), or until nothing comes for heldLinger.
 			s := &st[i]
-			if (len(s.evs) > 0 && (s.live || drained || m.waiting.Load())) || s.last-s.sent >= progressEvery {
+			if (len(s.evs) > 0 && (s.live || m.waiting.Load())) || s.last-s.sent >= progressEvery {
 				if !send(i) {
 					return nil
 				}
