@@ -549,6 +549,10 @@ type unit struct {
 	jobCount int
 }
 
+// recordRoom is the room writes leaves for a record in its buffer before it starts a new one
+// (a larger record just grows it).
+const recordRoom = 1024
+
 // instRef names an instance in a unit (without building its key).
 type instRef struct{ tenant, id string }
 
@@ -644,12 +648,20 @@ func (u *unit) writes(keep bool) []store.Write {
 		}
 	}
 	ws := make([]store.Write, 0, u.dirty+len(u.jobs)+16)
+	// The records are encoded one after the other into shared buffers (each record its own
+	// piece, capped): a few allocations per batch rather than several per record.
+	var buf []byte
 	for _, c := range u.insts {
 		if c.pending {
 			indexMoves(c.indexed, c.indexedFound, c.in, move)
 		}
 		if c.dirty {
-			ws = append(ws, store.SetW(instKey(c.in.Tenant, c.in.ID), appendInstance(nil, c.in)))
+			if cap(buf)-len(buf) < recordRoom {
+				buf = make([]byte, 0, max(64*1024, recordRoom))
+			}
+			start := len(buf)
+			buf = appendInstance(buf, c.in)
+			ws = append(ws, store.SetW(instKey(c.in.Tenant, c.in.ID), buf[start:len(buf):len(buf)]))
 		}
 	}
 	for k, fields := range u.jobs {
