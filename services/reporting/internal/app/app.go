@@ -105,7 +105,7 @@ func (a *Application) Checkpoint(ctx context.Context) (uint64, error) {
 	a.pipeMu.Lock()
 	defer a.pipeMu.Unlock()
 	if fl := a.inFlight; fl != nil {
-		if ok, err := fl.c.Wait(); err == nil && ok {
+		if ok, _ := a.outcome(ctx, fl); ok {
 			a.committed(len(a.held), fl.last)
 		}
 		a.inFlight = nil
@@ -352,8 +352,8 @@ func (a *Application) Settle(ctx context.Context) error {
 func (a *Application) settle(ctx context.Context) error {
 	if fl := a.inFlight; fl != nil {
 		a.inFlight = nil
-		ok, err := fl.c.Wait()
-		if err == nil && ok {
+		ok, err := a.outcome(ctx, fl)
+		if ok {
 			a.committed(len(a.held), fl.last)
 			a.held = nil
 			return nil
@@ -425,7 +425,7 @@ func (a *Application) applyPipelined(ctx context.Context, evs []*events.Event) e
 			continue
 		}
 		// A flush is guarded by the checkpoint the commit under way writes: wait for it.
-		if !a.landed() {
+		if !a.landed(ctx) {
 			return a.settleAndApply(ctx, evs)
 		}
 		ok, err := uow.Flush(ctx, prev)
@@ -436,13 +436,28 @@ func (a *Application) applyPipelined(ctx context.Context, evs []*events.Event) e
 			return a.settleAndApply(ctx, evs) // another replica is ahead
 		}
 	}
-	if !a.landed() {
+	if !a.landed(ctx) {
 		return a.settleAndApply(ctx, evs)
 	}
 	last := todo[len(todo)-1].Sequence
 	a.inFlight = &flight{c: uow.Start(ctx, prev, last), last: last}
 	a.held = todo
 	return nil
+}
+
+// outcome waits for a commit under way and reports whether it applied. A commit that failed
+// with an error (a timeout, say) may have applied all the same: when the checkpoint is the one
+// it writes, it did (a replica that wrote that very checkpoint applied the same events, which
+// this one would skip), so its events are not applied again and count once.
+func (a *Application) outcome(ctx context.Context, fl *flight) (bool, error) {
+	ok, err := fl.c.Wait()
+	if err == nil {
+		return ok, nil
+	}
+	if cur, cerr := a.repo.Checkpoint(ctx); cerr == nil && cur == fl.last {
+		return true, nil
+	}
+	return false, err
 }
 
 // failedEarly says whether a commit under way has already ended without applying.
@@ -453,18 +468,17 @@ func failedEarly(fl *flight) bool {
 		return false
 	}
 	ok, err := fl.c.Wait()
-	return err != nil || !ok
+	return err != nil || !ok // an error is looked at closer by settle
 }
 
 // landed waits for the commit under way, if any, and reports whether it applied (then it is
 // counted and its events are let go). The caller holds pipeMu.
-func (a *Application) landed() bool {
+func (a *Application) landed(ctx context.Context) bool {
 	fl := a.inFlight
 	if fl == nil {
 		return true
 	}
-	ok, err := fl.c.Wait()
-	if err != nil || !ok {
+	if ok, _ := a.outcome(ctx, fl); !ok {
 		return false
 	}
 	a.inFlight = nil

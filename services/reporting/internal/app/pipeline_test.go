@@ -29,7 +29,9 @@ type faulty struct {
 	mu    sync.Mutex
 	calls int
 	fail  func(n int) error
-	gate  chan struct{}
+	// lose says, for the n-th Update, to report an error after writing (a reply lost).
+	lose func(n int) bool
+	gate chan struct{}
 }
 
 func (f *faulty) Update(ctx context.Context, guard string, want []byte, ws ...store.Write) (bool, error) {
@@ -45,7 +47,11 @@ func (f *faulty) Update(ctx context.Context, guard string, want []byte, ws ...st
 			return false, err
 		}
 	}
-	return f.Store.(store.Updater).Update(ctx, guard, want, ws...)
+	ok, err := f.Store.(store.Updater).Update(ctx, guard, want, ws...)
+	if err == nil && f.lose != nil && f.lose(n) {
+		return false, errors.New("redis update: i/o timeout")
+	}
+	return ok, err
 }
 
 func (f *faulty) GetMany(ctx context.Context, keys []string) ([][]byte, []bool, error) {
@@ -205,6 +211,18 @@ func TestACommitThatFailsIsAppliedAgain(t *testing.T) {
 			require.Equal(t, want, dump(t, st.Store))
 		})
 	}
+	t.Run("a commit that applied but lost its reply", func(t *testing.T) {
+		st := &faulty{Store: store.NewRedisFromClient(client, "lost:")}
+		st.lose = func(n int) bool { return n == 2 || n == len(batches) }
+		a := appOver(st)
+		for _, b := range batches {
+			require.NoError(t, a.ApplyBatch(t.Context(), b, false))
+		}
+		settle(t, a)
+		require.Equal(t, eventCount(batches), a.Applied(), "its events count once")
+		require.Equal(t, len(batches), st.calls, "and are not applied again")
+		require.Equal(t, want, dump(t, st.Store))
+	})
 }
 
 // TestAReplicaAheadOfACommitUnderWay: while a replica's replayed batch is being committed,
