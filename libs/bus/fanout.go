@@ -46,6 +46,20 @@ const (
 	groupLinger = 20 * time.Millisecond
 )
 
+// heldLinger is how long the reader waits for the next message while a replayed batch that
+// is not full waits for more (its projection was busy), before it hands that batch out.
+const heldLinger = 50 * time.Millisecond
+
+// held says whether a member has events read and not handed to it yet.
+func held(st []memberState) bool {
+	for i := range st {
+		if len(st[i].evs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // progressEvery is how far the group may read past a projection's last batch before the
 // projection is told (an empty batch), so a restart of the group does not read far back for a
 // projection whose subjects are quiet.
@@ -335,13 +349,29 @@ func (g *projGroup) names() string {
 	return strings.Join(names, ",")
 }
 
-// runMember applies the batches the reader hands a member, and marks it caught up once it has
-// applied up to its target. It cancels the group's run with the reason when it must stop: a
-// replay, or a CaughtUp error.
+// runMember applies the batches the reader hands a member, settles it (its Settle) when none
+// waits, and marks it caught up once it has applied up to its target and settled. It cancels
+// the group's run with the reason when it must stop: a replay, or a CaughtUp error.
 func (b *Bus) runMember(ctx context.Context, m *projection, cancel context.CancelCauseFunc) {
-	if !m.live && m.target <= m.pos.Load() {
-		if err := b.markCaughtUp(ctx, m); err != nil {
+	// failed stops the group for err: a replay, a CaughtUp error; or ctx ended.
+	failed := func(err error) {
+		if errors.Is(err, ErrReplay) {
+			m.replay.Store(true)
+			cancel(fmt.Errorf("projection %s: %w", m.spec.Name, err))
+		} else if ctx.Err() == nil {
 			cancel(err)
+		}
+	}
+	caughtUp := func() error {
+		// What the projection left under way is written before it counts as caught up.
+		if err := b.settle(ctx, m); err != nil {
+			return err
+		}
+		return b.markCaughtUp(ctx, m)
+	}
+	if !m.live && m.target <= m.pos.Load() {
+		if err := caughtUp(); err != nil {
+			failed(err)
 			return
 		}
 	}
@@ -349,8 +379,19 @@ func (b *Bus) runMember(ctx context.Context, m *projection, cancel context.Cance
 		var pb projBatch
 		select {
 		case pb = <-m.ch:
-		case <-ctx.Done():
-			return
+		default:
+			// Nothing waits: settle what the projection left under way, then wait.
+			if err := b.settle(ctx, m); err != nil {
+				failed(err)
+				return
+			}
+			m.waiting.Store(true)
+			select {
+			case pb = <-m.ch:
+				m.waiting.Store(false)
+			case <-ctx.Done():
+				return
+			}
 		}
 		if ctx.Err() != nil {
 			return // the group stops (a replay): what is queued is read again, not applied now
@@ -358,8 +399,7 @@ func (b *Bus) runMember(ctx context.Context, m *projection, cancel context.Cance
 		if len(pb.evs) > 0 {
 			if err := b.applyAll(ctx, m, pb.evs, pb.live); err != nil {
 				if errors.Is(err, ErrReplay) {
-					m.replay.Store(true)
-					cancel(fmt.Errorf("projection %s: %w", m.spec.Name, err))
+					failed(err)
 				}
 				return // or ctx done
 			}
@@ -367,8 +407,8 @@ func (b *Bus) runMember(ctx context.Context, m *projection, cancel context.Cance
 		}
 		m.pos.Store(pb.last)
 		if !m.live && pb.last >= m.target {
-			if err := b.markCaughtUp(ctx, m); err != nil {
-				cancel(err)
+			if err := caughtUp(); err != nil {
+				failed(err)
 				return
 			}
 		}
@@ -403,7 +443,22 @@ func (b *Bus) readGroup(ctx context.Context, g *projGroup, it jetstream.Messages
 	read := b.metrics.groupRead.WithLabelValues(g.names())
 	raw := make([]projMsg, 0, groupFetch)
 	for {
-		msg, err := it.Next()
+		var msg jetstream.Msg
+		var err error
+		if held(st) {
+			// A batch waits for more: if nothing comes for a while, it goes as it is.
+			msg, err = it.Next(jetstream.NextMaxWait(heldLinger))
+			if errors.Is(err, nats.ErrTimeout) {
+				for i := range st {
+					if len(st[i].evs) > 0 && !send(i) {
+						return nil
+					}
+				}
+				continue
+			}
+		} else {
+			msg, err = it.Next()
+		}
 		if err != nil {
 			return fmt.Errorf("%w: %w", errReaderStopped, err)
 		}
@@ -460,8 +515,13 @@ func (b *Bus) readGroup(ctx context.Context, g *projGroup, it jetstream.Messages
 				}
 			}
 		}
-		for i := range st {
-			if s := &st[i]; len(s.evs) > 0 || s.last-s.sent >= progressEvery {
+		for i, m := range g.members {
+			// What a round read goes out now when it is live or the projection waits for it;
+			// while the projection is busy with a replay, its batch grows to its BatchSize (a
+			// projection with ApplyBatch applies it in one go: fewer round trips to its
+			// store), or until nothing comes for heldLinger.
+			s := &st[i]
+			if (len(s.evs) > 0 && (s.live || m.waiting.Load())) || s.last-s.sent >= progressEvery {
 				if !send(i) {
 					return nil
 				}

@@ -44,6 +44,13 @@ type ProjectionSpec struct {
 	ApplyBatch func(ctx context.Context, evs []*events.Event, live bool) error
 	// BatchSize bounds a batch of ApplyBatch. Optional, default DefaultProjectionBatch.
 	BatchSize int
+	// Settle, when set, is called when the projection has been handed every batch the reader
+	// had for it (before it waits for more) and before CaughtUp, in the projection's goroutine:
+	// an ApplyBatch may return with its last write still under way (a pipelined replay), and
+	// Settle waits for it and makes it good, so CaughtUp means written and an idle projection
+	// has nothing under way. An error is retried as ApplyBatch's is (ErrReplay replays, a
+	// Permanent one is logged). Optional.
+	Settle func(ctx context.Context) error
 	// CaughtUp is called once, after the events the stream held at start are applied.
 	// Optional.
 	CaughtUp func(ctx context.Context) error
@@ -74,8 +81,11 @@ type projection struct {
 	// is set (by its Apply's ErrReplay or its Replay channel) while the group runs.
 	reread bool
 	replay atomic.Bool
-	// ch carries its batches from the group's reader to its goroutine.
+	// ch carries its batches from the group's reader to its goroutine; waiting says that
+	// goroutine has applied every batch and waits for the next (the reader then hands it a
+	// replayed batch that is not full rather than let it wait).
 	ch        chan projBatch
+	waiting   atomic.Bool
 	projected prometheus.Counter
 }
 
@@ -230,6 +240,31 @@ func (b *Bus) applyAll(ctx context.Context, p *projection, evs []*events.Event, 
 			return nil
 		}
 		b.log.Warn("projection batch failed, retrying", "projection", p.spec.Name, "first", evs[0].ID, "events", len(evs), "attempt", attempt, "error", err)
+		if err := sleepCtx(ctx, backoff(b.cfg.RetryBackoff, b.cfg.MaxRetryBackoff, attempt)); err != nil {
+			return err
+		}
+	}
+}
+
+// settle calls the projection's Settle, if any, until it succeeds, fails permanently, or ctx
+// ends.
+func (b *Bus) settle(ctx context.Context, p *projection) error {
+	if p.spec.Settle == nil {
+		return nil
+	}
+	for attempt := 1; ; attempt++ {
+		err := p.spec.Settle(ctx)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, ErrReplay) || ctx.Err() != nil {
+			return err
+		}
+		if IsPermanent(err) {
+			b.log.Error("projection could not settle", "projection", p.spec.Name, "error", err)
+			return nil
+		}
+		b.log.Warn("projection settle failed, retrying", "projection", p.spec.Name, "attempt", attempt, "error", err)
 		if err := sleepCtx(ctx, backoff(b.cfg.RetryBackoff, b.cfg.MaxRetryBackoff, attempt)); err != nil {
 			return err
 		}

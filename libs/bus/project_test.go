@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -561,4 +562,54 @@ func TestAGroupReadsOnlyWhatItsProjectionsHaveStillToApply(t *testing.T) {
 	require.NoError(t, pub.Publish(t.Context(), runStarted(t, "acme", "run-live")))
 	require.Eventually(t, func() bool { return runs.applied() == 1 }, eventually, tick)
 	require.InDelta(t, 10, counterValue(t, reg, "patchwave_bus_projection_read_total"), 0)
+}
+
+// TestAPipelinedProjectionIsSettledBeforeItCountsAsCaughtUp: an ApplyBatch that returns with
+// its write under way (a pipelined replay) is settled before CaughtUp, even when Settle fails
+// at first (it is retried), and again whenever no batch waits, so an idle projection has
+// nothing under way.
+func TestAPipelinedProjectionIsSettledBeforeItCountsAsCaughtUp(t *testing.T) {
+	e := newEnv(t)
+	pub := newBus(t, e.config(t, "scheduler"))
+	seedRuns(t, pub, 1200)
+
+	var mu sync.Mutex
+	var applied, settled, settleCalls int
+	underwayAtCaughtUp := -1
+	b := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b.Project(bus.ProjectionSpec{
+		Name: "Pipelined", Subjects: []string{events.Pattern[*eventsv1.RunStarted]()}, BatchSize: 500,
+		ApplyBatch: func(_ context.Context, evs []*events.Event, _ bool) error {
+			mu.Lock()
+			defer mu.Unlock()
+			applied += len(evs) // under way until Settle
+			return nil
+		},
+		Settle: func(context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			settleCalls++
+			if settleCalls == 1 && applied > settled {
+				return errors.New("redis: connection reset")
+			}
+			settled = applied
+			return nil
+		},
+		CaughtUp: func(context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			underwayAtCaughtUp = applied - settled
+			return nil
+		},
+	}))
+	start(t, b)
+	mu.Lock()
+	require.Equal(t, 1200, applied)
+	require.Equal(t, 1200, settled, "Running waits for the settled catch-up")
+	require.Zero(t, underwayAtCaughtUp, "CaughtUp is called once nothing is under way")
+	mu.Unlock()
+
+	require.NoError(t, pub.Publish(t.Context(), runStarted(t, "acme", "run-live")))
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return settled == 1201 }, eventually, tick,
+		"an idle projection is settled")
 }

@@ -257,7 +257,7 @@ func (b *Batch) SCardMany(ctx context.Context, keys []string) ([]int, error) {
 	if len(base) == 0 {
 		return out, nil
 	}
-	ns, err := scardMany(ctx, b.base, base)
+	ns, err := scardMany(ctx, b.read, base)
 	if err != nil {
 		return nil, err
 	}
@@ -271,9 +271,17 @@ func (b *Batch) SCardMany(ctx context.Context, keys []string) ([]int, error) {
 // is read from the base once, then its value is known), until Commit writes them all in one
 // guarded Update (one MULTI/EXEC on Redis). A read model applies a batch of events through it
 // and commits once, with its checkpoint, so the whole batch is one round trip and one atomic
-// write. A Batch is for one goroutine at a time; its Close does not close the base.
+// write. Start commits in the background instead, and NewBatchAfter begins the next batch on
+// a view that answers with the writes under way, so a read model folds batch N+1 while batch
+// N's MULTI/EXEC is in flight. A Batch is for one goroutine at a time; its Close does not close
+// the base.
 type Batch struct {
 	base Store
+	// read is where the batch reads what it does not know: base, or, for a batch begun after a
+	// commit under way (NewBatchAfter), a view of base with that commit's writes; after is that
+	// commit, which this batch's commits wait for.
+	read  Store
+	after *Flight
 
 	mu     sync.Mutex
 	known  map[string]*memValue // keys whose value is known; a nil value is absent
@@ -290,7 +298,7 @@ func NewBatch(base Store) (*Batch, error) {
 	if _, ok := base.(Updater); !ok {
 		return nil, errors.New("store: a Batch needs a base store that implements Updater")
 	}
-	b := &Batch{base: base}
+	b := &Batch{base: base, read: base}
 	b.reset()
 	return b, nil
 }
@@ -316,23 +324,44 @@ func (b *Batch) Discard() {
 
 // Commit writes the pending writes and extra, all or none, if the string at guard in the base
 // equals want (nil: absent), and reports whether it did. Either way the batch is empty
-// afterwards (a caller whose guard failed reads again).
+// afterwards (a caller whose guard failed reads again). A batch begun after a commit under way
+// (NewBatchAfter) waits for it first, and fails with ErrPriorNotApplied, writing nothing, when
+// that commit did not apply.
 func (b *Batch) Commit(ctx context.Context, guard string, want []byte, extra ...Write) (bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	// A key's writes keep their order; a run of set adds, set removals or hash sets of one
-	// key is merged into one write (one SADD of every member the batch added), so a batch of
-	// thousands of instances moving between a few sets is a few commands. Writes to
-	// different keys are independent, so merging a key's write into its earlier one reorders
-	// nothing that matters.
+	if err := b.settleAfter(); err != nil {
+		b.reset()
+		return false, err
+	}
+	ws := b.take(extra)
+	b.reset()
+	if len(ws) == 0 {
+		return true, nil
+	}
+	return b.base.(Updater).Update(ctx, guard, want, ws...)
+}
+
+// take returns the pending writes, merged, followed by extra. A key's writes keep their
+// order; a run of set adds, set removals or hash sets of one key is merged into one write (one
+// SADD of every member the batch added), so a batch of thousands of instances moving between a
+// few sets is a few commands. Writes to different keys are independent, so merging a key's
+// write into its earlier one reorders nothing that matters. The caller holds mu.
+func (b *Batch) take(extra []Write) []Write {
+	if len(b.writes) == 0 {
+		return extra
+	}
 	ws := make([]Write, 0, len(b.writes)+len(extra))
-	lastAt := map[string]int{} // index in ws of each key's last write
-	owned := map[int]bool{}    // ws entries whose Members or Fields the batch made
+	lastAt := make(map[string]int, len(b.byKey)) // index in ws of each key's last write
+	var owned map[int]bool                       // ws entries whose Members or Fields the batch made
 	for _, w := range b.writes {
 		if w.Op == 0 {
 			continue
 		}
 		if i, ok := lastAt[w.Key]; ok && ws[i].Op == w.Op {
+			if owned == nil {
+				owned = map[int]bool{}
+			}
 			switch w.Op {
 			case OpSAdd, OpSRem:
 				if !owned[i] {
@@ -353,12 +382,7 @@ func (b *Batch) Commit(ctx context.Context, guard string, want []byte, extra ...
 		lastAt[w.Key] = len(ws)
 		ws = append(ws, w)
 	}
-	ws = append(ws, extra...)
-	b.reset()
-	if len(ws) == 0 {
-		return true, nil
-	}
-	return b.base.(Updater).Update(ctx, guard, want, ws...)
+	return append(ws, extra...)
 }
 
 // Prefetch reads the string keys from the base in one round trip (when it is a MultiGetter)
@@ -372,7 +396,7 @@ func (b *Batch) Prefetch(ctx context.Context, keys []string) error {
 		}
 	}
 	b.mu.Unlock()
-	mg, ok := b.base.(MultiGetter)
+	mg, ok := b.read.(MultiGetter)
 	if !ok || len(todo) == 0 {
 		return nil
 	}
@@ -505,35 +529,9 @@ func (b *Batch) load(ctx context.Context, key string, k kind) (*memValue, error)
 		}
 		return v, nil
 	}
-	var base *memValue
-	switch k {
-	case kindString:
-		s, found, err := b.base.Get(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		if found {
-			base = &memValue{kind: kindString, str: s}
-		}
-	case kindSet:
-		ms, err := b.base.SMembers(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		if len(ms) > 0 {
-			base = &memValue{kind: kindSet, set: make(map[string]struct{}, len(ms))}
-			for _, m := range ms {
-				base.set[m] = struct{}{}
-			}
-		}
-	case kindHash:
-		h, err := b.base.HGetAll(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		if len(h) > 0 {
-			base = &memValue{kind: kindHash, hash: h}
-		}
+	base, err := readValue(ctx, b.read, key, k)
+	if err != nil {
+		return nil, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -549,6 +547,35 @@ func (b *Batch) load(ctx context.Context, key string, k kind) (*memValue, error)
 	delete(b.blind, key)
 	b.known[key] = base
 	return base, nil
+}
+
+// readValue reads the value of key from st as kind k (nil: absent).
+func readValue(ctx context.Context, st Store, key string, k kind) (*memValue, error) {
+	switch k {
+	case kindString:
+		s, found, err := st.Get(ctx, key)
+		if err != nil || !found {
+			return nil, err
+		}
+		return &memValue{kind: kindString, str: s}, nil
+	case kindSet:
+		ms, err := st.SMembers(ctx, key)
+		if err != nil || len(ms) == 0 {
+			return nil, err
+		}
+		v := &memValue{kind: kindSet, set: make(map[string]struct{}, len(ms))}
+		for _, m := range ms {
+			v.set[m] = struct{}{}
+		}
+		return v, nil
+	case kindHash:
+		h, err := st.HGetAll(ctx, key)
+		if err != nil || len(h) == 0 {
+			return nil, err
+		}
+		return &memValue{kind: kindHash, hash: h}, nil
+	}
+	return nil, fmt.Errorf("store: read %q: unknown kind %d", key, k)
 }
 
 // Get implements Store.
@@ -571,7 +598,7 @@ func (b *Batch) SetNX(ctx context.Context, key string, value []byte) (bool, erro
 	v, ok := b.known[key]
 	b.mu.Unlock()
 	if !ok {
-		s, found, err := b.base.Get(ctx, key)
+		s, found, err := b.read.Get(ctx, key)
 		if err != nil {
 			return false, err
 		}
@@ -641,7 +668,7 @@ func (b *Batch) SCard(ctx context.Context, key string) (int, error) {
 	blind := len(b.blind[key])
 	b.mu.Unlock()
 	if !known && blind == 0 {
-		return b.base.SCard(ctx, key) // untouched by the batch: no need to read the members
+		return b.read.SCard(ctx, key) // untouched by the batch: no need to read the members
 	}
 	v, err := b.load(ctx, key, kindSet)
 	if err != nil || v == nil {
@@ -691,7 +718,7 @@ func (b *Batch) IncrBy(ctx context.Context, key string, n int64) (int64, error) 
 
 // Keys implements Store: the base's keys with the batch's writes applied.
 func (b *Batch) Keys(ctx context.Context, prefix string) ([]string, error) {
-	ks, err := b.base.Keys(ctx, prefix)
+	ks, err := b.read.Keys(ctx, prefix)
 	if err != nil {
 		return nil, err
 	}

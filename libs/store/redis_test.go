@@ -2,6 +2,9 @@ package store_test
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -98,5 +101,45 @@ func TestNewRedisRejectsInvalidConfig(t *testing.T) {
 				require.ErrorContains(t, err, want)
 			}
 		})
+	}
+}
+
+// TestGuardedUpdatesOfRacingWritersApplyOnce: writers that race to move one guard each read
+// it and update guarded by what they read; the guard changing between the read and EXEC
+// makes an update apply nothing, so every value of the guard is written by exactly one.
+func TestGuardedUpdatesOfRacingWritersApplyOnce(t *testing.T) {
+	ctx := t.Context()
+	st := store.NewRedisFromClient(testkit.StartRedis(t).Client(t), "race:")
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				cur, found, err := st.Get(ctx, "seq")
+				require.NoError(t, err)
+				var want []byte
+				n := 0
+				if found {
+					want = cur
+					n, err = strconv.Atoi(string(cur))
+					require.NoError(t, err)
+				}
+				next := strconv.Itoa(n + 1)
+				_, err = st.Update(ctx, "seq", want, store.SetW("seq", []byte(next)),
+					store.SAddW("writes", next+"/"+strconv.Itoa(w)+"/"+strconv.Itoa(i)))
+				require.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
+	seq, _, err := st.Get(ctx, "seq")
+	require.NoError(t, err)
+	ms, err := st.SMembers(ctx, "writes")
+	require.NoError(t, err)
+	require.Equal(t, string(seq), strconv.Itoa(len(ms)), "one applied update per value of the guard")
+	seen := map[string]bool{}
+	for _, m := range ms {
+		v, _, _ := strings.Cut(m, "/")
+		require.False(t, seen[v], "value %s written twice", v)
+		seen[v] = true
 	}
 }

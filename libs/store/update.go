@@ -168,17 +168,31 @@ func (r *Redis) Update(ctx context.Context, guard string, want []byte, writes ..
 		}
 	}
 	applied := false
+	gk := r.key(guard)
 	err := r.client.Watch(ctx, func(tx *redis.Tx) error {
-		got, err := tx.Get(ctx, r.key(guard)).Bytes()
+		// WATCH and GET in one round trip (then MULTI/EXEC in one more): EXEC releases the
+		// watch, and a guard that does not match releases it with UNWATCH.
+		var get *redis.StringCmd
+		_, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Do(ctx, "watch", gk)
+			get = p.Get(ctx, gk)
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		got, err := get.Bytes()
+		var match bool
 		switch {
 		case errors.Is(err, redis.Nil):
-			if want != nil {
-				return nil
-			}
+			match = want == nil
 		case err != nil:
 			return err
-		case want == nil || !bytes.Equal(got, want):
-			return nil
+		default:
+			match = want != nil && bytes.Equal(got, want)
+		}
+		if !match {
+			return tx.Unwatch(ctx).Err()
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			for i := 0; i < len(writes); i++ {
@@ -228,7 +242,7 @@ func (r *Redis) Update(ctx context.Context, guard string, want []byte, writes ..
 			applied = true
 		}
 		return err
-	}, r.key(guard))
+	})
 	if errors.Is(err, redis.TxFailedErr) {
 		return false, nil
 	}

@@ -105,7 +105,8 @@ func appendInstance(b []byte, in domain.Instance) []byte {
 		b = appendString(b, m)
 	}
 	b = binary.AppendUvarint(b, uint64(len(in.Patches)))
-	ids := make([]string, 0, len(in.Patches))
+	var few [8]string // most instances have a few patches: no allocation for their ids
+	ids := few[:0]
 	for id := range in.Patches {
 		ids = append(ids, id)
 	}

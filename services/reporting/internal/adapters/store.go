@@ -110,6 +110,9 @@ func (s *Store) SetCatalogCheckpoint(ctx context.Context, seq uint64) error {
 
 func instKey(tenant, id string) string { return root + "inst:" + tenant + ":" + id }
 
+// groupsPrefix starts the key of a tenant's groups set.
+const groupsPrefix = root + "groups:"
+
 func groupMember(g domain.Group) string { return strconv.Itoa(int(g.Wave)) + "|" + g.OSFamily }
 
 func bucketKey(tenant string, g domain.Group, state typesv1.ComplianceState) string {
@@ -179,17 +182,16 @@ func hasFailed(in domain.Instance) bool {
 // the store and only what changes moves. The moves of one instance touch each set once.
 func indexMoves(prev domain.Instance, prevFound bool, next domain.Instance, move func(indexMove)) {
 	g := domain.Group{Wave: next.Wave, OSFamily: next.Family()}
-	newBucket := bucketKey(next.Tenant, g, next.State)
 	var prevMissing []string
 	prevFailed := false
 	if prevFound {
 		pg := domain.Group{Wave: prev.Wave, OSFamily: prev.Family()}
-		if old := bucketKey(prev.Tenant, pg, prev.State); old != newBucket {
-			move(indexMove{key: old, id: prev.ID})
-			move(indexMove{add: true, key: newBucket, id: next.ID})
+		if pg != g || prev.State != next.State || prev.Tenant != next.Tenant {
+			move(indexMove{key: bucketKey(prev.Tenant, pg, prev.State), id: prev.ID})
+			move(indexMove{add: true, key: bucketKey(next.Tenant, g, next.State), id: next.ID})
 		}
 		if pg != g {
-			move(indexMove{add: true, key: root + "groups:" + next.Tenant, id: groupMember(g)})
+			move(indexMove{add: true, key: groupsPrefix + next.Tenant, id: groupMember(g)})
 		}
 		if prev.Family() != next.Family() {
 			move(indexMove{key: familyKey(prev.Tenant, prev.Family()), id: prev.ID})
@@ -198,8 +200,8 @@ func indexMoves(prev domain.Instance, prevFound bool, next domain.Instance, move
 		prevMissing = prev.Missing
 		prevFailed = hasFailed(prev)
 	} else {
-		move(indexMove{add: true, key: newBucket, id: next.ID})
-		move(indexMove{add: true, key: root + "groups:" + next.Tenant, id: groupMember(g)})
+		move(indexMove{add: true, key: bucketKey(next.Tenant, g, next.State), id: next.ID})
+		move(indexMove{add: true, key: groupsPrefix + next.Tenant, id: groupMember(g)})
 		move(indexMove{add: true, key: familyKey(next.Tenant, next.Family()), id: next.ID})
 	}
 	for _, p := range prevMissing {
@@ -537,14 +539,22 @@ func (s *Store) JobStates(ctx context.Context, tenant, runID string) (map[string
 type unit struct {
 	*Store
 	b     *store.Batch
-	insts map[string]*cached
-	// unindexed counts the saved instances whose indexes are not moved yet.
-	unindexed int
+	insts map[instRef]*cached
+	// unindexed counts the saved instances whose indexes are not moved yet, dirty those whose
+	// record is not written yet.
+	unindexed, dirty int
 	// jobs are the job states set per run's hash key, written at the commit (or at the next
 	// read of them) as one HSET per run.
 	jobs     map[string]map[string][]byte
 	jobCount int
 }
+
+// recordRoom is the room writes leaves for a record in its buffer before it starts a new one
+// (a larger record just grows it).
+const recordRoom = 1024
+
+// instRef names an instance in a unit (without building its key).
+type instRef struct{ tenant, id string }
 
 type cached struct {
 	// in is the instance as of the batch; found: it exists.
@@ -560,7 +570,7 @@ type cached struct {
 
 // Instance implements domain.Repository from the decoded instances.
 func (u *unit) Instance(ctx context.Context, tenant, id string) (domain.Instance, bool, error) {
-	k := instKey(tenant, id)
+	k := instRef{tenant, id}
 	if c, ok := u.insts[k]; ok {
 		return c.in, c.found, nil
 	}
@@ -575,13 +585,17 @@ func (u *unit) Instance(ctx context.Context, tenant, id string) (domain.Instance
 // SaveInstance implements domain.Repository: the record and its indexes at the commit (or at
 // the next read of the indexes), from what the batch found.
 func (u *unit) SaveInstance(_ context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
-	k := instKey(next.Tenant, next.ID)
+	k := instRef{next.Tenant, next.ID}
 	c, ok := u.insts[k]
 	if !ok {
 		c = &cached{indexed: prev, indexedFound: prevFound}
 		u.insts[k] = c
 	}
-	c.in, c.found, c.dirty = next, true, true
+	if !c.dirty {
+		c.dirty = true
+		u.dirty++
+	}
+	c.in, c.found = next, true
 	if !c.pending {
 		c.pending = true
 		u.unindexed++
@@ -611,8 +625,9 @@ func (u *unit) moveIndexes(ctx context.Context) error {
 // record per instance (one MSET on Redis) and, per set, one SREM and one SADD of every
 // instance moving out of and into it. One instance's moves touch a set once and two instances'
 // moves never name the same member, so a set's removals and additions do not depend on their
-// order.
-func (u *unit) writes() []store.Write {
+// order. With keep, the unit keeps the instances, decoded, as written (a Flush: the batch goes
+// on); else it forgets them.
+func (u *unit) writes(keep bool) []store.Write {
 	type setMoves struct{ add, rem []string }
 	sets := map[string]*setMoves{}
 	var order []string
@@ -623,19 +638,30 @@ func (u *unit) writes() []store.Write {
 			sets[m.key] = sm
 			order = append(order, m.key)
 		}
-		if m.add {
-			sm.add = append(sm.add, m.id)
-		} else {
+		switch {
+		case !m.add:
 			sm.rem = append(sm.rem, m.id)
+		case len(sm.add) > 0 && sm.add[len(sm.add)-1] == m.id:
+			// the same group again (each instance of a group adds it)
+		default:
+			sm.add = append(sm.add, m.id)
 		}
 	}
-	var ws []store.Write
+	ws := make([]store.Write, 0, u.dirty+len(u.jobs)+16)
+	// The records are encoded one after the other into shared buffers (each record its own
+	// piece, capped): a few allocations per batch rather than several per record.
+	var buf []byte
 	for _, c := range u.insts {
 		if c.pending {
 			indexMoves(c.indexed, c.indexedFound, c.in, move)
 		}
 		if c.dirty {
-			ws = append(ws, store.SetW(instKey(c.in.Tenant, c.in.ID), appendInstance(nil, c.in)))
+			if cap(buf)-len(buf) < recordRoom {
+				buf = make([]byte, 0, max(64*1024, recordRoom))
+			}
+			start := len(buf)
+			buf = appendInstance(buf, c.in)
+			ws = append(ws, store.SetW(instKey(c.in.Tenant, c.in.ID), buf[start:len(buf):len(buf)]))
 		}
 	}
 	for k, fields := range u.jobs {
@@ -648,13 +674,45 @@ func (u *unit) writes() []store.Write {
 			ws = append(ws, store.SRemW(k, sm.rem...))
 		}
 		if len(sm.add) > 0 {
-			slices.Sort(sm.add)
-			ws = append(ws, store.SAddW(k, slices.Compact(sm.add)...))
+			if strings.HasPrefix(k, groupsPrefix) {
+				// Only the groups set has members that several instances add; an instance
+				// moves into any other set once.
+				slices.Sort(sm.add)
+				sm.add = slices.Compact(sm.add)
+			}
+			ws = append(ws, store.SAddW(k, sm.add...))
 		}
 	}
-	clear(u.insts)
-	u.unindexed = 0
+	if keep {
+		for _, c := range u.insts {
+			if c.found {
+				c.indexed, c.indexedFound = c.in, true
+			}
+			c.dirty, c.pending = false, false
+		}
+	} else {
+		clear(u.insts)
+	}
+	u.unindexed, u.dirty = 0, 0
 	return ws
+}
+
+// SetJobState sets one job's state, as SetJobStates does (an event moves one job: no map to
+// build).
+func (u *unit) SetJobState(tenant, runID, instanceID string, st typesv1.JobState) {
+	k := jobsKey(tenant, runID)
+	fields := u.jobs[k]
+	if fields == nil {
+		fields = map[string][]byte{}
+		if u.jobs == nil {
+			u.jobs = map[string]map[string][]byte{}
+		}
+		u.jobs[k] = fields
+	}
+	if _, ok := fields[instanceID]; !ok {
+		u.jobCount++
+	}
+	fields[instanceID] = jobStateValue(st)
 }
 
 // SetJobStates implements domain.Repository: the states wait in the unit.
@@ -757,7 +815,17 @@ func (s *Store) Begin() (domain.UnitOfWork, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &unit{Store: New(b), b: b, insts: map[string]*cached{}}, nil
+	return &unit{Store: New(b), b: b, insts: map[instRef]*cached{}}, nil
+}
+
+// BeginAfter implements domain.UnitOfWorkStarter: c must be what a unit's Start returned.
+func (s *Store) BeginAfter(c domain.Commit) (domain.UnitOfWork, error) {
+	f, ok := c.(*store.Flight)
+	if !ok {
+		return nil, fmt.Errorf("begin a unit of work after %T: not a commit of this store", c)
+	}
+	b := store.NewBatchAfter(f)
+	return &unit{Store: New(b), b: b, insts: map[instRef]*cached{}}, nil
 }
 
 // Prefetch implements domain.UnitOfWork.
@@ -771,7 +839,7 @@ func (u *unit) Prefetch(ctx context.Context, refs []domain.InstanceRef) error {
 
 // Pending implements domain.UnitOfWork: the batch's writes, the records that wait (each with
 // its few index moves) and the job states.
-func (u *unit) Pending() int { return u.b.Pending() + len(u.insts) + u.jobCount }
+func (u *unit) Pending() int { return u.b.Pending() + u.dirty + u.jobCount }
 
 func checkpointWant(prev uint64) []byte {
 	if prev == 0 {
@@ -780,13 +848,21 @@ func checkpointWant(prev uint64) []byte {
 	return []byte(strconv.FormatUint(prev, 10))
 }
 
-// Flush implements domain.UnitOfWork.
+// Flush implements domain.UnitOfWork: the unit keeps what it read and wrote, so the events
+// after the flush find their instances decoded.
 func (u *unit) Flush(ctx context.Context, prev uint64) (bool, error) {
-	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev), u.writes()...)
+	return u.b.Flush(ctx, root+"checkpoint", checkpointWant(prev), u.writes(true)...)
 }
 
 // Commit implements domain.UnitOfWork.
 func (u *unit) Commit(ctx context.Context, prev, seq uint64) (bool, error) {
-	ws := append(u.writes(), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
+	ws := append(u.writes(false), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
 	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev), ws...)
+}
+
+// Start implements domain.UnitOfWork with store.Batch.Start: the *store.Flight it returns is
+// what BeginAfter takes.
+func (u *unit) Start(ctx context.Context, prev, seq uint64) domain.Commit {
+	ws := append(u.writes(false), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
+	return u.b.Start(ctx, root+"checkpoint", checkpointWant(prev), ws...)
 }

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -55,6 +56,12 @@ type Application struct {
 	// uow begins units of work for ApplyBatch; nil: events are applied one by one.
 	uow domain.UnitOfWorkStarter
 
+	// pipeMu guards the replayed batch whose commit is under way (inFlight) and the events
+	// it applies (held), kept until it applied (ApplyBatch).
+	pipeMu   sync.Mutex
+	inFlight *flight
+	held     []*events.Event
+
 	cpMu    sync.Mutex
 	cp      uint64
 	cpKnown bool
@@ -92,8 +99,18 @@ func (a *Application) Applied() int {
 func (a *Application) Batches() bool { return a.uow != nil }
 
 // Checkpoint returns the last stream sequence the compliance projection applied (and makes it
-// the one the next batch is guarded by).
+// the one the next batch is guarded by). The projection reads the stream from there: a
+// replayed batch's commit under way is waited for, and its events, read again, are let go.
 func (a *Application) Checkpoint(ctx context.Context) (uint64, error) {
+	a.pipeMu.Lock()
+	defer a.pipeMu.Unlock()
+	if fl := a.inFlight; fl != nil {
+		if ok, _ := a.outcome(ctx, fl); ok {
+			a.committed(len(a.held), fl.last)
+		}
+		a.inFlight = nil
+	}
+	a.held = nil
 	cp, err := a.repo.Checkpoint(ctx)
 	if err != nil {
 		return 0, err
@@ -107,8 +124,13 @@ func (a *Application) CatalogCheckpoint(ctx context.Context) (uint64, error) {
 	return a.repo.CatalogCheckpoint(ctx)
 }
 
-// CaughtUp marks the read model ready for queries.
+// CaughtUp marks the read model ready for queries, once what it applied is committed (the bus
+// settles the projection first, retrying errors; this settles what is still under way
+// otherwise).
 func (a *Application) CaughtUp(ctx context.Context) error {
+	if err := a.Settle(ctx); err != nil {
+		return err
+	}
 	a.readyOnce.Do(func() {
 		close(a.ready)
 		a.log.InfoContext(ctx, "compliance read model caught up")
@@ -170,12 +192,13 @@ type txn struct {
 	*Application
 	repo domain.Repository
 	// cycles caches the tenants' current cycles read or written through repo (every instance
-	// saved reads its tenant's).
-	cycles map[string]domain.Cycle
+	// saved reads its tenant's), lastDays their last days (every event reads its tenant's).
+	cycles   map[string]domain.Cycle
+	lastDays map[string]string
 }
 
 func (a *Application) tx(repo domain.Repository) txn {
-	return txn{Application: a, repo: repo, cycles: map[string]domain.Cycle{}}
+	return txn{Application: a, repo: repo, cycles: map[string]domain.Cycle{}, lastDays: map[string]string{}}
 }
 
 // cycle returns the tenant's current cycle (zero and false before its first event).
@@ -273,8 +296,21 @@ func (a txn) apply(ctx context.Context, ev *events.Event) error {
 }
 
 // maxPending bounds the writes a batch holds before it writes them ahead of its commit (a
-// run.started of a large fleet touches every instance).
-const maxPending = 20000
+// run.started of a large fleet touches every instance); maxReplayPending bounds a replayed
+// batch's, larger: a replay's batches are up to ports.RebuildBatch events, and a write ahead
+// of the commit has to wait for the commit under way (the pipeline stalls) and writes again
+// the instances the rest of the batch changes.
+const (
+	maxPending       = 20000
+	maxReplayPending = 60000
+)
+
+// flight is a replayed batch whose commit is under way (ApplyBatch pipelines replays).
+type flight struct {
+	c domain.Commit
+	// last is the checkpoint it writes, which the next batch is guarded by.
+	last uint64
+}
 
 // ApplyBatch is the compliance projection over a batch of events: they are applied to a unit
 // of work (the instances they name read in one round trip) that is committed in one atomic
@@ -283,7 +319,198 @@ const maxPending = 20000
 // again on what it wrote; when the checkpoint vanished (the store was flushed under the
 // service), the projection replays the stream from the start (bus.ErrReplay). So replicas
 // sharing one Redis converge on the same read model, and a flush rebuilds it.
-func (a *Application) ApplyBatch(ctx context.Context, evs []*events.Event, _ bool) error {
+//
+// Replayed batches (live false) are pipelined: the batch is applied on a view that answers
+// with the writes of the previous batch, whose commit is still under way, and its own commit
+// is sent once that one applied, guarded by its checkpoint; ApplyBatch returns with it under
+// way. The events of a commit under way are kept until it applied; when it did not (an error,
+// or its guard failed), they are applied again, with what followed, as above. Settle waits for
+// the commit under way; the bus calls it before CaughtUp and whenever no batch waits, so
+// "caught up" means committed. Live batches settle first and are committed before ApplyBatch
+// returns, so a read after a live event sees it.
+func (a *Application) ApplyBatch(ctx context.Context, evs []*events.Event, live bool) error {
+	a.pipeMu.Lock()
+	defer a.pipeMu.Unlock()
+	if !live {
+		return a.applyPipelined(ctx, evs)
+	}
+	if err := a.settle(ctx); err != nil {
+		return err
+	}
+	return a.applyNow(ctx, evs)
+}
+
+// Settle waits for the commit of the last replayed batch, if it is under way, and applies its
+// events again when it did not apply. The bus calls it (bus.ProjectionSpec.Settle).
+func (a *Application) Settle(ctx context.Context) error {
+	a.pipeMu.Lock()
+	defer a.pipeMu.Unlock()
+	return a.settle(ctx)
+}
+
+// settle implements Settle; the caller holds pipeMu.
+func (a *Application) settle(ctx context.Context) error {
+	if fl := a.inFlight; fl != nil {
+		a.inFlight = nil
+		ok, err := a.outcome(ctx, fl)
+		if ok {
+			a.committed(len(a.held), fl.last)
+			a.held = nil
+			return nil
+		}
+		a.log.WarnContext(ctx, "compliance commit did not apply: applying its events again",
+			"events", len(a.held), "checkpoint", fl.last, "error", err)
+	}
+	if len(a.held) == 0 {
+		return nil
+	}
+	if err := a.applyNow(ctx, a.held); err != nil {
+		if errors.Is(err, bus.ErrReplay) {
+			a.held = nil // the replay reads them again
+		}
+		return err // else kept: applied again by the next call
+	}
+	a.held = nil
+	return nil
+}
+
+// committed counts n events committed up to checkpoint last.
+func (a *Application) committed(n int, last uint64) {
+	a.cpMu.Lock()
+	a.applied += n
+	a.cpMu.Unlock()
+	a.setSeen(last)
+}
+
+// applyPipelined applies a replayed batch on what the commit under way writes and starts its
+// commit once that one applied; the caller holds pipeMu.
+func (a *Application) applyPipelined(ctx context.Context, evs []*events.Event) error {
+	if fl := a.inFlight; (fl == nil && len(a.held) > 0) || (fl != nil && failedEarly(fl)) {
+		// Events whose commit did not apply wait: apply them, then these, now.
+		if err := a.settle(ctx); err != nil {
+			return err
+		}
+		return a.applyNow(ctx, evs)
+	}
+	var prev uint64
+	var uow domain.UnitOfWork
+	var err error
+	if fl := a.inFlight; fl != nil {
+		prev = fl.last
+		uow, err = a.uow.BeginAfter(fl.c)
+	} else {
+		if prev, err = a.seenCheckpoint(ctx); err == nil {
+			uow, err = a.uow.Begin()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	todo := after(evs, prev)
+	if len(todo) == 0 {
+		return nil
+	}
+	if err := uow.Prefetch(ctx, instanceKeys(todo)); err != nil {
+		return err
+	}
+	t := a.tx(uow)
+	for _, ev := range todo {
+		if err := t.apply(ctx, ev); err != nil {
+			if !bus.IsPermanent(err) {
+				return err
+			}
+			a.log.ErrorContext(ctx, "compliance projection skips event", "event", ev.ID, "error", err)
+		}
+		if uow.Pending() < maxReplayPending {
+			continue
+		}
+		// A flush is guarded by the checkpoint the commit under way writes: wait for it.
+		if !a.landed(ctx) {
+			return a.settleAndApply(ctx, evs)
+		}
+		ok, err := uow.Flush(ctx, prev)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return a.settleAndApply(ctx, evs) // another replica is ahead
+		}
+	}
+	if !a.landed(ctx) {
+		return a.settleAndApply(ctx, evs)
+	}
+	last := todo[len(todo)-1].Sequence
+	a.inFlight = &flight{c: uow.Start(ctx, prev, last), last: last}
+	a.held = todo
+	return nil
+}
+
+// outcome waits for a commit under way and reports whether it applied. A commit that failed
+// with an error (a timeout, say) may have applied all the same: when the checkpoint is the one
+// it writes, it did (a replica that wrote that very checkpoint applied the same events, which
+// this one would skip), so its events are not applied again and count once.
+func (a *Application) outcome(ctx context.Context, fl *flight) (bool, error) {
+	ok, err := fl.c.Wait()
+	if err == nil {
+		return ok, nil
+	}
+	if cur, cerr := a.repo.Checkpoint(ctx); cerr == nil && cur == fl.last {
+		return true, nil
+	}
+	return false, err
+}
+
+// failedEarly says whether a commit under way has already ended without applying.
+func failedEarly(fl *flight) bool {
+	select {
+	case <-fl.c.Done():
+	default:
+		return false
+	}
+	ok, err := fl.c.Wait()
+	return err != nil || !ok // an error is looked at closer by settle
+}
+
+// landed waits for the commit under way, if any, and reports whether it applied (then it is
+// counted and its events are let go). The caller holds pipeMu.
+func (a *Application) landed(ctx context.Context) bool {
+	fl := a.inFlight
+	if fl == nil {
+		return true
+	}
+	if ok, _ := a.outcome(ctx, fl); !ok {
+		return false
+	}
+	a.inFlight = nil
+	a.committed(len(a.held), fl.last)
+	a.held = nil
+	return true
+}
+
+// settleAndApply gives up a batch folded on a commit that did not apply (or that another
+// replica overtook): the events of that commit are applied again, then evs. The caller holds
+// pipeMu.
+func (a *Application) settleAndApply(ctx context.Context, evs []*events.Event) error {
+	if err := a.settle(ctx); err != nil {
+		return err
+	}
+	return a.applyNow(ctx, evs)
+}
+
+// after returns the events after checkpoint prev.
+func after(evs []*events.Event, prev uint64) []*events.Event {
+	todo := evs[:0:0]
+	for _, ev := range evs {
+		if ev.Sequence > prev {
+			todo = append(todo, ev)
+		}
+	}
+	return todo
+}
+
+// applyNow applies evs and commits them before it returns (the guarded loop ApplyBatch
+// describes); nothing may be under way. The caller holds pipeMu.
+func (a *Application) applyNow(ctx context.Context, evs []*events.Event) error {
 	for {
 		prev, err := a.seenCheckpoint(ctx)
 		if err != nil {
@@ -293,12 +520,7 @@ func (a *Application) ApplyBatch(ctx context.Context, evs []*events.Event, _ boo
 		if err != nil {
 			return err
 		}
-		todo := evs[:0:0]
-		for _, ev := range evs {
-			if ev.Sequence > prev {
-				todo = append(todo, ev)
-			}
-		}
+		todo := after(evs, prev)
 		if len(todo) == 0 {
 			return nil
 		}
@@ -332,10 +554,7 @@ func (a *Application) ApplyBatch(ctx context.Context, evs []*events.Event, _ boo
 				return err
 			}
 			if ok {
-				a.cpMu.Lock()
-				a.applied += len(todo)
-				a.cpMu.Unlock()
-				a.setSeen(last)
+				a.committed(len(todo), last)
 				return nil
 			}
 		}
@@ -401,9 +620,13 @@ func (a txn) rollDay(ctx context.Context, ev *events.Event) error {
 		return nil
 	}
 	day := ev.Time.UTC().Format(time.DateOnly)
-	last, err := a.repo.LastDay(ctx, ev.Tenant)
-	if err != nil {
-		return err
+	last, ok := a.lastDays[ev.Tenant]
+	if !ok {
+		var err error
+		if last, err = a.repo.LastDay(ctx, ev.Tenant); err != nil {
+			return err
+		}
+		a.lastDays[ev.Tenant] = last
 	}
 	if last >= day {
 		return nil
@@ -414,8 +637,10 @@ func (a txn) rollDay(ctx context.Context, ev *events.Event) error {
 		}
 	}
 	if err := a.repo.SetLastDay(ctx, ev.Tenant, day); err != nil {
+		delete(a.lastDays, ev.Tenant)
 		return err
 	}
+	a.lastDays[ev.Tenant] = day
 	return a.rollCycle(ctx, ev.Tenant, ev.Time)
 }
 
@@ -759,6 +984,12 @@ func (a txn) runCompleted(ctx context.Context, ev *events.Event, msg *eventsv1.R
 
 func (a txn) job(ctx context.Context, tenant, runID, instanceID string, st typesv1.JobState) error {
 	if runID == "" || instanceID == "" {
+		return nil
+	}
+	if one, ok := a.repo.(interface {
+		SetJobState(tenant, runID, instanceID string, st typesv1.JobState)
+	}); ok { // a unit of work: no map per event
+		one.SetJobState(tenant, runID, instanceID, st)
 		return nil
 	}
 	return a.repo.SetJobStates(ctx, tenant, runID, map[string]typesv1.JobState{instanceID: st})

@@ -141,11 +141,27 @@ type UnitOfWork interface {
 	// Commit writes what waits and the checkpoint seq, if the checkpoint is still prev (0:
 	// absent); false when it is not (nothing written).
 	Commit(ctx context.Context, prev, seq uint64) (bool, error)
+	// Start begins the write Commit makes and returns at once: the Commit under way says
+	// when it ended and whether it applied. The unit is done afterwards.
+	Start(ctx context.Context, prev, seq uint64) Commit
+}
+
+// Commit is a unit of work's commit under way (UnitOfWork.Start).
+type Commit interface {
+	// Wait waits for the commit to end and reports, as UnitOfWork.Commit does, whether it
+	// applied; it may be called again.
+	Wait() (bool, error)
+	// Done is closed once the commit has ended.
+	Done() <-chan struct{}
 }
 
 // UnitOfWorkStarter is a Repository that begins units of work.
 type UnitOfWorkStarter interface {
 	Begin() (UnitOfWork, error)
+	// BeginAfter begins a unit of work whose reads see the writes of c, a commit under way,
+	// as if it had applied; its own commit waits for c and writes nothing (an error) when c
+	// did not apply.
+	BeginAfter(c Commit) (UnitOfWork, error)
 }
 
 // GroupCounts is how many instances of one group of a tenant are in each state.

@@ -101,8 +101,10 @@ func compliance(a *app.Application) bus.ProjectionSpec {
 		Checkpoint: a.Checkpoint,
 		CaughtUp:   a.CaughtUp,
 	}
-	// After a commit, scan outcomes and orders wake the scan releaser.
+	// After a commit, scan outcomes and orders wake the scan releaser. Replayed batches are
+	// pipelined: Settle writes the last one before the projection counts as caught up.
 	if a.Batches() {
+		spec.Settle = a.Settle
 		spec.ApplyBatch = func(ctx context.Context, evs []*events.Event, live bool) error {
 			err := a.ApplyBatch(ctx, evs, live)
 			if err == nil {
