@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -117,8 +118,31 @@ func (a *Application) pauseResume(ctx context.Context, c RunControl, pause bool)
 		return domain.Run{}, fmt.Errorf("%w: %s run %s: %w", domain.ErrUnavailable, map[bool]string{true: "pause", false: "resume"}[pause], r.ID, err)
 	}
 	a.log.InfoContext(ctx, map[bool]string{true: "run paused", false: "run resumed"}[pause], "tenant", r.Tenant, "run_id", r.ID, "actor", c.Actor)
+	a.awaitRun(ctx, r, func(cur domain.Run) bool { return cur.Paused == pause || cur.State != r.State })
 	r.Paused = pause
 	return r, nil
+}
+
+// applyWait bounds how long a control call waits for the run's read model to show what it did.
+const applyWait = 3 * time.Second
+
+// awaitRun waits, briefly, until the run's read model has run r and shows what done checks
+// (the projection applies the event a control call published a moment later), so a call made
+// after this one answered reads it: a second pause is 412 naming the paused run, a re-run just
+// started is found. Past the wait the answer stands: the event is stored and applies later.
+func (a *Application) awaitRun(ctx context.Context, r domain.Run, done func(domain.Run) bool) {
+	deadline := time.Now().Add(applyWait)
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		cur, ok, err := a.repo.Run(ctx, r.Tenant, r.ID)
+		if err != nil || (ok && done(cur)) || !time.Now().Before(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
 }
 
 // RerunFailed starts a new run of a HALTED or COMPLETED_WITH_ERRORS run's failed instances
@@ -184,6 +208,7 @@ func (a *Application) RerunFailed(ctx context.Context, c RunControl) (domain.Run
 	}
 	a.log.InfoContext(ctx, "failed instances run again", "tenant", r.Tenant, "run_id", next.ID, "rerun_of", r.ID,
 		"instances", len(members), "actor", c.Actor, "reason", c.Reason)
+	a.awaitRun(ctx, next, func(domain.Run) bool { return true })
 	return next, nil
 }
 
