@@ -115,11 +115,20 @@ func (m *Memory) SCardMany(_ context.Context, keys []string) ([]int, error) {
 
 // SMembersSCardMany implements MultiCarder.
 func (m *Memory) SMembersSCardMany(ctx context.Context, set string, keys []string) ([]string, []int, error) {
-	ms, err := m.SMembers(ctx, set)
+	return membersThenCards(ctx, m, set, keys)
+}
+
+// membersThenCards is SMembersSCardMany as two reads of st: the members of set, then the
+// number of members of each of keys (Memory, Batch and the in-flight view answer it so).
+func membersThenCards(ctx context.Context, st interface {
+	SMembers(ctx context.Context, key string) ([]string, error)
+	SCardMany(ctx context.Context, keys []string) ([]int, error)
+}, set string, keys []string) ([]string, []int, error) {
+	ms, err := st.SMembers(ctx, set)
 	if err != nil {
 		return nil, nil, err
 	}
-	ns, err := m.SCardMany(ctx, keys)
+	ns, err := st.SCardMany(ctx, keys)
 	return ms, ns, err
 }
 
@@ -224,12 +233,7 @@ func scardMany(ctx context.Context, st Store, keys []string) ([]int, error) {
 
 // SMembersSCardMany implements MultiCarder.
 func (b *Batch) SMembersSCardMany(ctx context.Context, set string, keys []string) ([]string, []int, error) {
-	ms, err := b.SMembers(ctx, set)
-	if err != nil {
-		return nil, nil, err
-	}
-	ns, err := b.SCardMany(ctx, keys)
-	return ms, ns, err
+	return membersThenCards(ctx, b, set, keys)
 }
 
 // SCardMany implements MultiCarder: the sets the batch wrote are counted from its view, the

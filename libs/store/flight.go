@@ -341,12 +341,7 @@ func (v *flightView) SCardMany(ctx context.Context, keys []string) ([]int, error
 
 // SMembersSCardMany implements MultiCarder.
 func (v *flightView) SMembersSCardMany(ctx context.Context, set string, keys []string) ([]string, []int, error) {
-	ms, err := v.SMembers(ctx, set)
-	if err != nil {
-		return nil, nil, err
-	}
-	ns, err := v.SCardMany(ctx, keys)
-	return ms, ns, err
+	return membersThenCards(ctx, v, set, keys)
 }
 
 // HGetAll implements Store.
