@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"sync"
 
@@ -51,6 +52,9 @@ func (b *Bus) groupMessages(ctx context.Context, stream string, cfg jetstream.Or
 }
 
 func (r *groupReader) open(cfg jetstream.OrderedConsumerConfig) (jetstream.MessagesContext, error) {
+	// Named after the service, so consumer listings say whose it is; the random part keeps the
+	// replicas' and groups' consumers apart.
+	cfg.NamePrefix = r.b.cfg.Service + "_projections_" + rand.Text()[:10]
 	cons, err := r.b.js.OrderedConsumer(r.ctx, r.stream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
