@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 
@@ -27,6 +28,9 @@ const decodeCacheSize = 16384
 var decoded = newDecodeCache(decodeCacheSize)
 
 type decodeCache struct {
+	// hits and misses count the lookups (shared and unmarshal); DecodeStats reads them.
+	hits, misses atomic.Uint64
+
 	seed maphash.Seed
 	mu   sync.Mutex
 	m    map[uint64]*decodedEvent
@@ -67,9 +71,11 @@ func (c *decodeCache) shared(subject string, b []byte) (*events.Event, error) {
 	hit := c.m[h]
 	c.mu.Unlock()
 	if hit != nil && hit.subject == subject && bytes.Equal(hit.raw, b) {
+		c.hits.Add(1)
 		ev := hit.ev
 		return &ev, nil
 	}
+	c.misses.Add(1)
 	ev, err := events.Unmarshal(subject, b)
 	if err != nil {
 		return nil, err
@@ -85,3 +91,9 @@ func (c *decodeCache) shared(subject string, b []byte) (*events.Event, error) {
 	c.mu.Unlock()
 	return ev, nil
 }
+
+// DecodeStats reports how many received events this process took from its decode cache (hits)
+// and how many it decoded (misses), over every bus: with every consumer of an event receiving
+// it within the cache's reach, misses are about the events received and hits the deliveries
+// beyond the first.
+func DecodeStats() (hits, misses uint64) { return decoded.hits.Load(), decoded.misses.Load() }

@@ -31,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchwave/patchwave/libs/benchkit"
+	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/events"
 	schedulerv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/scheduler/v1"
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
@@ -154,6 +155,9 @@ type Result struct {
 	CPU, FloorCPU time.Duration
 	// Deliveries are what each consumer of the tenant stream was delivered during the waves.
 	Deliveries []Delivery
+	// DecodeHits and DecodeMisses are the process's decode cache lookups during the waves:
+	// misses are the events decoded, hits the deliveries that reused a decoded event.
+	DecodeHits, DecodeMisses uint64
 	// CloudCalls counts the emulator's calls per operation during the waves.
 	CloudCalls map[string]int64
 	// MaxBusy is the most instances the emulator had a patching operation in progress for at
@@ -333,6 +337,7 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 	if err != nil {
 		return nil, err
 	}
+	hits0, misses0 := bus.DecodeStats()
 	heap := watchHeap(ctx, cfg.HeapProfile != nil)
 	cpu0 := cpuTime()
 	for wave := 1; wave <= cfg.Waves; wave++ {
@@ -354,6 +359,8 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 		return nil, err
 	}
 	res.Deliveries = deliveriesSince(delivered0, delivered)
+	hits, misses := bus.DecodeStats()
+	res.DecodeHits, res.DecodeMisses = hits-hits0, misses-misses0
 	res.CloudCalls = map[string]int64{}
 	cloudStats, err := cs.stats(ctx)
 	if err != nil {
@@ -653,6 +660,8 @@ func report(out io.Writer, res *Result, perInstance float64, stages int) {
 	fmt.Fprintf(out, "  %-40s %8d (%.2f per instance)\n", "total", total, float64(total)/float64(res.Instances))
 	fmt.Fprintf(out, "  %-40s %8d (cloudsim's busy figure, bounded by the waves' max concurrency; 0 at zero latency, where operations take no time)\n", "instances busy at once, at most", res.MaxBusy)
 	reportDeliveries(out, res.Deliveries, res.Instances)
+	fmt.Fprintf(out, "  %-52s %9d decoded, %d reused (%.2f decodes per stored event)\n", "decode cache", res.DecodeMisses, res.DecodeHits,
+		float64(res.DecodeMisses)/float64(max(res.Events, 1)))
 	fmt.Fprintf(out, "\ninstances  %d\n", res.Instances)
 	fmt.Fprintf(out, "events     %d (%.2f per instance)\n", res.Events, perInstance)
 	fmt.Fprintf(out, "wall       %.2fs, %.0f events/s\n", res.Wall.Seconds(), float64(res.Events)/res.Wall.Seconds())
