@@ -19,6 +19,9 @@ targets=(
 	"services/catalog:./internal/advisory:FuzzCVRF"
 	"services/notifier:./internal/domain:FuzzSubscription"
 	"libs:./provider/awsfleet:FuzzLeanDecoders"
+	"libs:./events:FuzzWireDecode"
+	"libs:./events:FuzzWireEncode"
+	"libs:./events:FuzzDecodeData"
 )
 for t in "${targets[@]}"; do
 	IFS=: read -r module pkg target <<<"$t"

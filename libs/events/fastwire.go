@@ -3,6 +3,7 @@ package events
 import (
 	"bytes"
 	"encoding/json"
+	"unicode/utf8"
 )
 
 // decodeWireFast decodes the envelope of a document as Marshal writes it (an object whose
@@ -40,7 +41,8 @@ func decodeWireFast(b []byte, w *wire) bool {
 			i = end
 		} else {
 			vs, ve, ok := rawString(b, i)
-			if !ok {
+			if !ok || !validUTF8(b[vs:ve]) {
+				// encoding/json replaces invalid UTF-8 with U+FFFD.
 				return false
 			}
 			next := ve + 1
@@ -105,6 +107,16 @@ var interned = func() map[string]string {
 	}
 	return m
 }()
+
+// validUTF8 is utf8.Valid, quicker on ASCII.
+func validUTF8(b []byte) bool {
+	for i, c := range b {
+		if c >= utf8.RuneSelf {
+			return utf8.Valid(b[i:])
+		}
+	}
+	return true
+}
 
 func internAttr(b []byte) string {
 	if s, ok := interned[string(b)]; ok {
@@ -175,8 +187,8 @@ func lowerASCII(s string) bool {
 }
 
 // appendWireFast writes the document of w to dst as encoding/json writes it, and reports
-// false when an attribute needs escaping (the caller then uses encoding/json). data is
-// compacted as encoding/json compacts a RawMessage, unless the caller says it is compact.
+// false when an attribute needs escaping or data is not compact already (protojson's output:
+// the caller then uses encoding/json, which compacts it).
 func appendWireFast(dst *bytes.Buffer, w *wire, compact bool) bool {
 	for _, s := range []string{w.SpecVersion, w.ID, w.Source, w.Type, w.Subject, w.DataContentType, w.Tenant, w.CorrelationID, w.TraceParent} {
 		if hasEscape(s) {
@@ -204,17 +216,35 @@ func appendWireFast(dst *bytes.Buffer, w *wire, compact bool) bool {
 	b = appendAttr(b, "correlationid", w.CorrelationID, true)
 	b = appendAttr(b, "traceparent", w.TraceParent, true)
 	b = append(b, `,"data":`...)
-	if compact {
+	if !compact {
+		// The payload protojson wrote: encoding/json compacts it and escapes it for HTML.
+		return false
+	}
+	if needsHTMLEscape(w.Data) {
+		// What encoding/json does to a RawMessage: <, >, &, U+2028 and U+2029 (which in
+		// JSON can only be inside strings) become \u escapes.
+		dst.Write(b)
+		json.HTMLEscape(dst, w.Data)
+	} else {
 		b = append(b, w.Data...)
 		dst.Write(b)
-	} else {
-		dst.Write(b)
-		if err := json.Compact(dst, w.Data); err != nil {
-			return false
-		}
 	}
 	dst.WriteByte('}')
 	return true
+}
+
+// needsHTMLEscape reports whether b has a byte encoding/json escapes in a RawMessage: <, >, &,
+// or the first byte of U+2028 or U+2029.
+func needsHTMLEscape(b []byte) bool {
+	for i, c := range b {
+		switch {
+		case c == '<' || c == '>' || c == '&':
+			return true
+		case c == 0xE2 && i+2 < len(b) && b[i+1] == 0x80 && b[i+2]&^1 == 0xA8:
+			return true
+		}
+	}
+	return false
 }
 
 // appendAttr appends "name":"v" (after a comma unless it is the first), or nothing for an

@@ -74,3 +74,26 @@ func TestFastWireLeavesTheUnusualToEncodingJSON(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, e.CorrelationID, got.CorrelationID)
 }
+
+// A payload string with what encoding/json escapes for HTML (<, >, &, U+2028, U+2029) is
+// written as encoding/json writes the document, escapes and all.
+func TestFastWireEscapesThePayloadAsEncodingJSON(t *testing.T) {
+	for _, reason := range []string{"a < b & c > d", "line\u2028sep\u2029para", "plain", "é<"} {
+		data := &eventsv1.InstallFailed{Tenant: "acme", RunId: "run-1", InstanceId: "i-1", Reason: reason}
+		e, err := New("acme", "run-1/i-1", data)
+		require.NoError(t, err)
+		e.Time = time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+		got, err := Marshal(e)
+		require.NoError(t, err)
+		payload, err := dataMarshal.Marshal(data)
+		require.NoError(t, err)
+		w := wire{SpecVersion: SpecVersion, ID: e.ID, Source: e.Source, Type: e.Type, Subject: e.Key,
+			Time: e.Time, DataContentType: DataContentType, Tenant: e.Tenant, Data: payload}
+		want, err := json.Marshal(w)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(got), reason)
+		back, err := Unmarshal(e.Subject, got)
+		require.NoError(t, err)
+		require.Equal(t, reason, back.Data.(*eventsv1.InstallFailed).GetReason())
+	}
+}
