@@ -31,7 +31,13 @@
 // message once and hands it to every projection it is for (fanout.go); each keeps its own
 // checkpoint, catch-up and replays. Bus.Run starts every projection and waits until each has
 // caught up with the stream before it starts the handlers, so idempotency marks and read models
-// that live in memory are rebuilt before any handler acts on them.
+// that live in memory are rebuilt before any handler acts on them. A group's ordered consumer is
+// named "<service>_projections_<random>_<n>", so a consumer listing says whose it is.
+//
+// Every live consumer decodes through one process-wide cache of decoded events (decode.go), so
+// an event that reaches several consumers of the process (in patchd, of several services) is
+// decoded about once; a replay decodes on its own. DecodeStats counts the cache's hits and
+// misses (patchbench prints them).
 package bus
 
 import (

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -612,4 +613,38 @@ func TestAPipelinedProjectionIsSettledBeforeItCountsAsCaughtUp(t *testing.T) {
 	require.NoError(t, pub.Publish(t.Context(), runStarted(t, "acme", "run-live")))
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return settled == 1201 }, eventually, tick,
 		"an idle projection is settled")
+}
+
+// A service's projections read through an ordered consumer named after the service, and the
+// events they decode go through the process's decode cache.
+func TestProjectionGroupsConsumerIsNamedAfterTheServiceAndDecodesThroughTheCache(t *testing.T) {
+	e := newEnv(t)
+	pub := newBus(t, e.config(t, "scheduler"))
+	seedRuns(t, pub, 10)
+
+	first, second := newRunsModel(), newRunsModel()
+	b := newBus(t, e.config(t, "reader"))
+	require.NoError(t, b.Project(first.spec("Runs", 0)))
+	require.NoError(t, b.Project(second.spec("RunsAgain", 0)))
+	start(t, b)
+	require.Equal(t, 10, first.applied())
+	require.Equal(t, 10, second.applied())
+	// A replay decodes on its own (it would only push live events out of the cache); live
+	// events go through the cache.
+	hits0, misses0 := bus.DecodeStats()
+	for i := range 5 {
+		require.NoError(t, pub.Publish(t.Context(), runStarted(t, "acme", fmt.Sprintf("run-live-%d", i))))
+	}
+	require.Eventually(t, func() bool { return first.applied() == 15 && second.applied() == 15 }, eventually, tick)
+
+	stream, err := e.js.Stream(t.Context(), events.StreamTenant)
+	require.NoError(t, err)
+	var names []string
+	for ci := range stream.ListConsumers(t.Context()).Info() {
+		names = append(names, ci.Name)
+	}
+	require.Len(t, names, 1, "one ordered consumer for the group: %v", names)
+	require.True(t, strings.HasPrefix(names[0], "reader_projections_"), names[0])
+	hits, misses := bus.DecodeStats()
+	require.GreaterOrEqual(t, (hits-hits0)+(misses-misses0), uint64(5), "every live event read is looked up in the cache")
 }

@@ -8,6 +8,13 @@
 // event ("patch.acme.install.failed/run-1/i-0abc"). The same id is sent as the Nats-Msg-Id header,
 // so JetStream stores an event published twice (a retry, a redelivered handler) only once.
 //
+// The bytes of a document are those encoding/json writes for the envelope with the compacted
+// protobuf JSON as its data (attributes in declaration order, <, >, &, U+2028 and U+2029
+// escaped as \u sequences, in the data too). Marshal and Unmarshal take faster paths that write
+// and read exactly that (fastwire.go, fastencode.go, fastdata.go) and leave anything unusual to
+// encoding/json and protojson; the tests and the fuzz targets FuzzWireEncode, FuzzWireDecode and
+// FuzzDecodeData (scripts/fuzz.sh) hold them to it.
+//
 // Subjects:
 //
 //	patch.<tenant>.<aggregate>.<event>  tenant events, stream PATCH_EVENTS
