@@ -632,8 +632,8 @@ func (u *unit) moveIndexes(ctx context.Context) error {
 // order. What the unit does with its decoded instances afterwards is after's.
 func (u *unit) writes(after afterWrites) []store.Write {
 	type setMoves struct{ add, rem []string }
-	sets := map[string]*setMoves{}
-	var order []string
+	sets := make(map[string]*setMoves, 64)
+	order := make([]string, 0, 64)
 	move := func(m indexMove) {
 		sm := sets[m.key]
 		if sm == nil {
@@ -856,6 +856,9 @@ func (s *Store) BeginAfter(c domain.Commit) (domain.UnitOfWork, error) {
 
 // Prefetch implements domain.UnitOfWork.
 func (u *unit) Prefetch(ctx context.Context, refs []domain.InstanceRef) error {
+	if len(u.insts) == 0 {
+		u.insts = make(map[instRef]*cached, len(refs)) // the batch's instances, without regrowing
+	}
 	keys := make([]string, 0, len(refs))
 	for _, r := range refs {
 		if _, ok := u.insts[instRef{r.Tenant, r.ID}]; ok {
