@@ -412,12 +412,17 @@ func (b *Batch) Prefetch(ctx context.Context, keys []string) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if len(b.known) == 0 {
+		b.known = make(map[string]*memValue, len(todo)) // a batch's reads, without regrowing
+	}
+	vals := make([]memValue, len(todo)) // one allocation for the batch's values
 	for i, k := range todo {
 		if _, ok := b.known[k]; ok {
 			continue
 		}
 		if found[i] {
-			b.known[k] = &memValue{kind: kindString, str: values[i]}
+			vals[i] = memValue{kind: kindString, str: values[i]}
+			b.known[k] = &vals[i]
 		} else {
 			b.known[k] = nil
 		}

@@ -128,11 +128,20 @@ func (b *Batch) settleAfter() error {
 // knows, taking their values; a write to a key the batch does not know is kept blind. The
 // caller holds mu.
 func (b *Batch) absorb(ws []Write) {
+	sets := 0
+	for _, w := range ws {
+		if w.Op == OpSet {
+			sets++
+		}
+	}
+	strs := make([]memValue, sets) // the set values in one allocation (a batch's records)
 	for _, w := range ws {
 		switch w.Op {
 		case OpSet:
 			delete(b.blind, w.Key)
-			b.known[w.Key] = &memValue{kind: kindString, str: w.Value}
+			strs[0] = memValue{kind: kindString, str: w.Value}
+			b.known[w.Key] = &strs[0]
+			strs = strs[1:]
 		case OpDelete:
 			delete(b.blind, w.Key)
 			b.known[w.Key] = nil

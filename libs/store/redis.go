@@ -7,9 +7,20 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// DefaultReadTimeout is how long a Redis store waits for a reply (and for a write to the
+// socket) when RedisConfig says nothing. It is sized for the largest commit, not for a GET: a
+// replayed compliance batch of 10,000 events is one MULTI/EXEC of about 9,000 records and their
+// index moves, which a redis-server that gets no CPU (2 cores busy with other work) answered
+// later than go-redis's default read timeout (5 s in v9.23). That commit then failed with a timeout, and its
+// events were applied and committed again: a rebuild of seconds took 10-29 s. A reply that is
+// late but comes is worth waiting for; a server that is gone still fails at once (the
+// connection is refused or reset).
+const DefaultReadTimeout = 30 * time.Second
 
 // scanBatch is the COUNT hint for SCAN and the number of keys deleted per DEL
 // in FlushPrefix.
@@ -27,6 +38,9 @@ type RedisConfig struct {
 	// database; Keys and FlushPrefix see only this namespace. Optional,
 	// default "" (the whole database). Conventionally ends with ":".
 	Prefix string
+	// ReadTimeout bounds the wait for each reply and each write to the server. Optional,
+	// default DefaultReadTimeout; negative: no timeout.
+	ReadTimeout time.Duration
 }
 
 // Validate reports every problem with the config, each naming the field.
@@ -59,12 +73,28 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("redis store config: %w", err)
 	}
-	client := redis.NewClient(&redis.Options{Addr: cfg.Addr, Password: cfg.Password, DB: cfg.DB})
+	client := redis.NewClient(RedisOptions(cfg))
 	return &Redis{client: client, prefix: cfg.Prefix, ownClient: true}, nil
 }
 
+// RedisOptions returns the go-redis options NewRedis builds its client with: those of cfg,
+// and its read and write timeouts (DefaultReadTimeout unless cfg says otherwise). A client
+// given to NewRedisFromClient should be built from them.
+func RedisOptions(cfg RedisConfig) *redis.Options {
+	timeout := cfg.ReadTimeout
+	switch {
+	case timeout == 0:
+		timeout = DefaultReadTimeout
+	case timeout < 0:
+		timeout = -1 // go-redis: no deadline
+	}
+	return &redis.Options{Addr: cfg.Addr, Password: cfg.Password, DB: cfg.DB, ReadTimeout: timeout, WriteTimeout: timeout}
+}
+
 // NewRedisFromClient returns a store over an existing client, namespaced by
-// prefix. The caller keeps ownership of the client: Close does not close it.
+// prefix. The caller keeps ownership of the client: Close does not close it. The client's
+// timeouts apply: go-redis's default read timeout (5 s) can fail large commits on a busy
+// machine (DefaultReadTimeout), so build it from RedisOptions.
 func NewRedisFromClient(client *redis.Client, prefix string) *Redis {
 	return &Redis{client: client, prefix: prefix}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -142,4 +143,58 @@ func TestGuardedUpdatesOfRacingWritersApplyOnce(t *testing.T) {
 		require.False(t, seen[v], "value %s written twice", v)
 		seen[v] = true
 	}
+}
+
+// TestACommitAnsweredLateWaitsForItsReply: a guarded commit that redis-server answers late (the
+// server paused, as one that gets no CPU is) applies and says so under the store's default read
+// timeout; under a read timeout shorter than the delay it fails with the timeout and, its
+// connection closed before the server ran it, writes nothing (the caller applies it again).
+func TestACommitAnsweredLateWaitsForItsReply(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	ctx := t.Context()
+	admin := srv.Client(t)
+	commit := []store.Write{store.SetW("cp", []byte("9000")), store.SAddW("bucket", "i-1", "i-2")}
+	// pause holds every write command for d; the probe's SET returns once the pause is over.
+	pause := func(d time.Duration) {
+		require.NoError(t, admin.Do(ctx, "client", "pause", strconv.Itoa(int(d.Milliseconds())), "write").Err())
+	}
+	probe := func() { require.NoError(t, srv.Client(t).Set(ctx, "probe", "1", 0).Err()) }
+
+	t.Run("the default read timeout waits for the reply", func(t *testing.T) {
+		srv.Flush(t)
+		st, err := store.NewRedis(store.RedisConfig{Addr: srv.Addr()})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close() })
+		pause(300 * time.Millisecond)
+		ok, err := st.Update(ctx, "cp", nil, commit...)
+		require.NoError(t, err)
+		require.True(t, ok)
+		cp, err := admin.Get(ctx, "cp").Result()
+		require.NoError(t, err)
+		require.Equal(t, "9000", cp)
+	})
+	t.Run("a shorter read timeout fails and writes nothing", func(t *testing.T) {
+		srv.Flush(t)
+		st, err := store.NewRedis(store.RedisConfig{Addr: srv.Addr(), ReadTimeout: 50 * time.Millisecond})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close() })
+		pause(300 * time.Millisecond)
+		ok, err := st.Update(ctx, "cp", nil, commit...)
+		require.ErrorContains(t, err, "timeout")
+		require.False(t, ok)
+		probe()
+		n, err := admin.Exists(ctx, "cp", "bucket").Result()
+		require.NoError(t, err)
+		require.Zero(t, n, "the commit did not run")
+	})
+}
+
+func TestRedisOptionsTimeOutAfterDefaultReadTimeoutUnlessTold(t *testing.T) {
+	o := store.RedisOptions(store.RedisConfig{Addr: "127.0.0.1:6379"})
+	require.Equal(t, store.DefaultReadTimeout, o.ReadTimeout)
+	require.Equal(t, store.DefaultReadTimeout, o.WriteTimeout)
+	o = store.RedisOptions(store.RedisConfig{Addr: "127.0.0.1:6379", ReadTimeout: time.Second})
+	require.Equal(t, time.Second, o.ReadTimeout)
+	o = store.RedisOptions(store.RedisConfig{Addr: "127.0.0.1:6379", ReadTimeout: -time.Second})
+	require.Equal(t, time.Duration(-1), o.ReadTimeout, "no deadline")
 }

@@ -34,6 +34,9 @@ type RebuildStats struct {
 	Events int
 	// Took is how long the replay took.
 	Took time.Duration
+	// Reapplied is how many of the replay's commits did not apply (a timeout, say) and had
+	// their events applied again: each costs a batch's work twice and a wait.
+	Reapplied int
 }
 
 // Rebuild replays the streams into fresh read models: it deletes every "reporting:" key of the
@@ -82,5 +85,5 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildStats, error) {
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		return RebuildStats{}, fmt.Errorf("reporting rebuild: %w", err)
 	}
-	return RebuildStats{Events: svc.app.Applied(), Took: took}, nil
+	return RebuildStats{Events: svc.app.Applied(), Took: took, Reapplied: svc.app.Reapplied()}, nil
 }

@@ -566,19 +566,22 @@ type cached struct {
 	indexedFound bool
 	// dirty: in is not written yet; pending: its indexes lag behind (indexed is not in).
 	dirty, pending bool
+	// used: the unit read or saved it (the instances a unit hands to the next are those).
+	used bool
 }
 
 // Instance implements domain.Repository from the decoded instances.
 func (u *unit) Instance(ctx context.Context, tenant, id string) (domain.Instance, bool, error) {
 	k := instRef{tenant, id}
 	if c, ok := u.insts[k]; ok {
+		c.used = true
 		return c.in, c.found, nil
 	}
 	in, found, err := u.Store.Instance(ctx, tenant, id)
 	if err != nil {
 		return in, found, err
 	}
-	u.insts[k] = &cached{in: in, found: found, indexed: in, indexedFound: found}
+	u.insts[k] = &cached{in: in, found: found, indexed: in, indexedFound: found, used: true}
 	return in, found, nil
 }
 
@@ -591,6 +594,7 @@ func (u *unit) SaveInstance(_ context.Context, prev domain.Instance, prevFound b
 		c = &cached{indexed: prev, indexedFound: prevFound}
 		u.insts[k] = c
 	}
+	c.used = true
 	if !c.dirty {
 		c.dirty = true
 		u.dirty++
@@ -625,12 +629,11 @@ func (u *unit) moveIndexes(ctx context.Context) error {
 // record per instance (one MSET on Redis) and, per set, one SREM and one SADD of every
 // instance moving out of and into it. One instance's moves touch a set once and two instances'
 // moves never name the same member, so a set's removals and additions do not depend on their
-// order. With keep, the unit keeps the instances, decoded, as written (a Flush: the batch goes
-// on); else it forgets them.
-func (u *unit) writes(keep bool) []store.Write {
+// order. What the unit does with its decoded instances afterwards is after's.
+func (u *unit) writes(after afterWrites) []store.Write {
 	type setMoves struct{ add, rem []string }
-	sets := map[string]*setMoves{}
-	var order []string
+	sets := make(map[string]*setMoves, 64)
+	order := make([]string, 0, 64)
 	move := func(m indexMove) {
 		sm := sets[m.key]
 		if sm == nil {
@@ -683,19 +686,42 @@ func (u *unit) writes(keep bool) []store.Write {
 			ws = append(ws, store.SAddW(k, sm.add...))
 		}
 	}
-	if keep {
-		for _, c := range u.insts {
+	switch after {
+	case keepInstances, handInstances:
+		for k, c := range u.insts {
+			if after == handInstances && !c.used {
+				delete(u.insts, k) // handed on from the unit before and not used since
+				continue
+			}
 			if c.found {
 				c.indexed, c.indexedFound = c.in, true
 			}
 			c.dirty, c.pending = false, false
+			if after == handInstances {
+				c.used = false
+			}
 		}
-	} else {
+	default:
 		clear(u.insts)
 	}
 	u.unindexed, u.dirty = 0, 0
 	return ws
 }
+
+// afterWrites says what writes does with the unit's decoded instances once it has encoded
+// them.
+type afterWrites int
+
+const (
+	// forgetInstances: the unit is done (a Commit).
+	forgetInstances afterWrites = iota
+	// keepInstances: the unit keeps them as written and goes on (a Flush).
+	keepInstances
+	// handInstances: the unit is done, and hands those it read or saved, as written, to the
+	// unit begun after its commit (a Start): their records are what that unit's view of the
+	// commit answers, so it does not read and decode them again.
+	handInstances
+)
 
 // SetJobState sets one job's state, as SetJobStates does (an event moves one job: no map to
 // build).
@@ -820,19 +846,25 @@ func (s *Store) Begin() (domain.UnitOfWork, error) {
 
 // BeginAfter implements domain.UnitOfWorkStarter: c must be what a unit's Start returned.
 func (s *Store) BeginAfter(c domain.Commit) (domain.UnitOfWork, error) {
-	f, ok := c.(*store.Flight)
+	f, ok := c.(*commit)
 	if !ok {
 		return nil, fmt.Errorf("begin a unit of work after %T: not a commit of this store", c)
 	}
-	b := store.NewBatchAfter(f)
-	return &unit{Store: New(b), b: b, insts: map[instRef]*cached{}}, nil
+	b := store.NewBatchAfter(f.Flight)
+	return &unit{Store: New(b), b: b, insts: f.take()}, nil
 }
 
 // Prefetch implements domain.UnitOfWork.
 func (u *unit) Prefetch(ctx context.Context, refs []domain.InstanceRef) error {
-	keys := make([]string, len(refs))
-	for i, r := range refs {
-		keys[i] = instKey(r.Tenant, r.ID)
+	if len(u.insts) == 0 {
+		u.insts = make(map[instRef]*cached, len(refs)) // the batch's instances, without regrowing
+	}
+	keys := make([]string, 0, len(refs))
+	for _, r := range refs {
+		if _, ok := u.insts[instRef{r.Tenant, r.ID}]; ok {
+			continue // decoded already (handed on by the unit before)
+		}
+		keys = append(keys, instKey(r.Tenant, r.ID))
 	}
 	return u.b.Prefetch(ctx, keys)
 }
@@ -851,18 +883,41 @@ func checkpointWant(prev uint64) []byte {
 // Flush implements domain.UnitOfWork: the unit keeps what it read and wrote, so the events
 // after the flush find their instances decoded.
 func (u *unit) Flush(ctx context.Context, prev uint64) (bool, error) {
-	return u.b.Flush(ctx, root+"checkpoint", checkpointWant(prev), u.writes(true)...)
+	return u.b.Flush(ctx, root+"checkpoint", checkpointWant(prev), u.writes(keepInstances)...)
 }
 
 // Commit implements domain.UnitOfWork.
 func (u *unit) Commit(ctx context.Context, prev, seq uint64) (bool, error) {
-	ws := append(u.writes(false), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
+	ws := append(u.writes(forgetInstances), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
 	return u.b.Commit(ctx, root+"checkpoint", checkpointWant(prev), ws...)
 }
 
-// Start implements domain.UnitOfWork with store.Batch.Start: the *store.Flight it returns is
-// what BeginAfter takes.
+// Start implements domain.UnitOfWork with store.Batch.Start: the commit it returns is what
+// BeginAfter takes.
 func (u *unit) Start(ctx context.Context, prev, seq uint64) domain.Commit {
-	ws := append(u.writes(false), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
-	return u.b.Start(ctx, root+"checkpoint", checkpointWant(prev), ws...)
+	ws := append(u.writes(handInstances), store.SetW(root+"checkpoint", []byte(strconv.FormatUint(seq, 10))))
+	c := &commit{Flight: u.b.Start(ctx, root+"checkpoint", checkpointWant(prev), ws...), insts: u.insts}
+	u.insts = nil
+	return c
+}
+
+// commit is a unit's commit under way, with the instances the unit read or saved, decoded as
+// it wrote them, for the unit begun after it (BeginAfter) to start from.
+type commit struct {
+	*store.Flight
+	mu    sync.Mutex
+	insts map[instRef]*cached
+}
+
+// take returns the instances, once: a second unit begun after the same commit (the first was
+// given up) reads them through the commit's view, as the first unit may have changed them.
+func (c *commit) take() map[instRef]*cached {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	insts := c.insts
+	c.insts = nil
+	if insts == nil {
+		insts = map[instRef]*cached{}
+	}
+	return insts
 }

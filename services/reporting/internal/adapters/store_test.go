@@ -264,3 +264,51 @@ func TestAUnitOfWorkFoldsItsSaves(t *testing.T) {
 			"i-9": typesv1.JobState_JOB_STATE_SUCCEEDED}, jobs)
 	})
 }
+
+// TestAUnitBegunAfterACommitStartsFromItsInstances: a unit begun after a commit under way
+// finds the instances that commit writes as it writes them (handed on decoded); a second unit
+// begun after the same commit, the first given up, finds them so too, not as the first left
+// them; and its own commit moves the indexes from there.
+func TestAUnitBegunAfterACommitStartsFromItsInstances(t *testing.T) {
+	stores(t, func(t *testing.T, repo *adapters.Store) {
+		ctx := t.Context()
+		first, err := repo.Begin()
+		require.NoError(t, err)
+		save(t, first, "i-1", 1, "al2023", 1)
+		c := first.Start(ctx, 0, 1)
+
+		given, err := repo.BeginAfter(c)
+		require.NoError(t, err)
+		require.NoError(t, given.Prefetch(ctx, []domain.InstanceRef{{Tenant: "acme", ID: "i-1"}}))
+		in, found, err := given.Instance(ctx, "acme", "i-1")
+		require.NoError(t, err)
+		require.True(t, found)
+		require.Equal(t, int32(1), in.Wave)
+		save(t, given, "i-1", 2, "windows", 2) // given up: never committed
+
+		next, err := repo.BeginAfter(c)
+		require.NoError(t, err)
+		in, found, err = next.Instance(ctx, "acme", "i-1")
+		require.NoError(t, err)
+		require.True(t, found)
+		require.Equal(t, int32(1), in.Wave, "as the commit writes it")
+		require.Equal(t, uint64(1), in.Seq)
+		save(t, next, "i-1", 3, "windows", 3)
+		ok, err := next.Commit(ctx, 1, 3)
+		require.NoError(t, err)
+		require.True(t, ok)
+		ok, err = c.Wait()
+		require.NoError(t, err)
+		require.True(t, ok)
+
+		for g, want := range map[domain.Group][]string{{Wave: 1, OSFamily: "al2023"}: {}, {Wave: 2, OSFamily: "windows"}: {},
+			{Wave: 3, OSFamily: "windows"}: {"i-1"}} {
+			got, err := repo.Members(ctx, "acme", g, typesv1.ComplianceState_COMPLIANCE_STATE_UNKNOWN)
+			require.NoError(t, err)
+			require.Equal(t, want, got, "%v", g)
+		}
+		in, _, err = repo.Instance(ctx, "acme", "i-1")
+		require.NoError(t, err)
+		require.Equal(t, uint64(3), in.Seq)
+	})
+}

@@ -61,6 +61,9 @@ type Application struct {
 	pipeMu   sync.Mutex
 	inFlight *flight
 	held     []*events.Event
+	// reapplied counts the replayed commits that did not apply and whose events were applied
+	// again (Reapplied).
+	reapplied atomic.Int64
 
 	cpMu    sync.Mutex
 	cp      uint64
@@ -94,6 +97,10 @@ func (a *Application) Applied() int {
 	defer a.cpMu.Unlock()
 	return a.applied
 }
+
+// Reapplied is how many replayed batches' commits did not apply (a Redis error such as a
+// timeout, or a guard that failed), so that their events were applied and committed again.
+func (a *Application) Reapplied() int { return int(a.reapplied.Load()) }
 
 // Batches reports whether the projection can apply batches (ApplyBatch).
 func (a *Application) Batches() bool { return a.uow != nil }
@@ -358,6 +365,7 @@ func (a *Application) settle(ctx context.Context) error {
 			a.held = nil
 			return nil
 		}
+		a.reapplied.Add(1)
 		a.log.WarnContext(ctx, "compliance commit did not apply: applying its events again",
 			"events", len(a.held), "checkpoint", fl.last, "error", err)
 	}
@@ -393,48 +401,26 @@ func (a *Application) applyPipelined(ctx context.Context, evs []*events.Event) e
 		return a.applyNow(ctx, evs)
 	}
 	var prev uint64
-	var uow domain.UnitOfWork
-	var err error
+	var c domain.Commit
 	if fl := a.inFlight; fl != nil {
-		prev = fl.last
-		uow, err = a.uow.BeginAfter(fl.c)
+		prev, c = fl.last, fl.c
 	} else {
-		if prev, err = a.seenCheckpoint(ctx); err == nil {
-			uow, err = a.uow.Begin()
+		var err error
+		if prev, err = a.seenCheckpoint(ctx); err != nil {
+			return err
 		}
 	}
+	// A write ahead of the commit is guarded by the checkpoint the commit under way writes:
+	// it waits for that one.
+	uow, todo, ahead, err := a.fold(ctx, c, prev, evs, maxReplayPending, func() bool { return a.landed(ctx) })
 	if err != nil {
 		return err
 	}
-	todo := after(evs, prev)
+	if !ahead {
+		return a.settleAndApply(ctx, evs) // the commit under way did not apply, or another replica is ahead
+	}
 	if len(todo) == 0 {
 		return nil
-	}
-	if err := uow.Prefetch(ctx, instanceKeys(todo)); err != nil {
-		return err
-	}
-	t := a.tx(uow)
-	for _, ev := range todo {
-		if err := t.apply(ctx, ev); err != nil {
-			if !bus.IsPermanent(err) {
-				return err
-			}
-			a.log.ErrorContext(ctx, "compliance projection skips event", "event", ev.ID, "error", err)
-		}
-		if uow.Pending() < maxReplayPending {
-			continue
-		}
-		// A flush is guarded by the checkpoint the commit under way writes: wait for it.
-		if !a.landed(ctx) {
-			return a.settleAndApply(ctx, evs)
-		}
-		ok, err := uow.Flush(ctx, prev)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return a.settleAndApply(ctx, evs) // another replica is ahead
-		}
 	}
 	if !a.landed(ctx) {
 		return a.settleAndApply(ctx, evs)
@@ -508,6 +494,53 @@ func after(evs []*events.Event, prev uint64) []*events.Event {
 	return todo
 }
 
+// fold begins a unit of work (reading through c, the commit under way, when it is not nil),
+// keeps the events of evs after checkpoint prev (todo), reads the instances they name in one
+// round trip and applies the events to it, logging and skipping one that fails for good. Past
+// limit pending writes it writes ahead of the commit, guarded by prev, once ready (nil: at once)
+// says it may; when ready says no or the guard fails, it stops with ok false and the caller
+// starts over. Nothing is begun when todo is empty.
+func (a *Application) fold(ctx context.Context, c domain.Commit, prev uint64, evs []*events.Event, limit int, ready func() bool) (uow domain.UnitOfWork, todo []*events.Event, ok bool, err error) {
+	todo = after(evs, prev)
+	if len(todo) == 0 {
+		return nil, nil, true, nil
+	}
+	if c != nil {
+		uow, err = a.uow.BeginAfter(c)
+	} else {
+		uow, err = a.uow.Begin()
+	}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if err := uow.Prefetch(ctx, instanceKeys(todo)); err != nil {
+		return nil, nil, false, err
+	}
+	t := a.tx(uow)
+	for _, ev := range todo {
+		if err := t.apply(ctx, ev); err != nil {
+			if !bus.IsPermanent(err) {
+				return nil, nil, false, err
+			}
+			a.log.ErrorContext(ctx, "compliance projection skips event", "event", ev.ID, "error", err)
+		}
+		if uow.Pending() < limit {
+			continue
+		}
+		if ready != nil && !ready() {
+			return uow, todo, false, nil
+		}
+		ok, err := uow.Flush(ctx, prev)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		if !ok {
+			return uow, todo, false, nil
+		}
+	}
+	return uow, todo, true, nil
+}
+
 // applyNow applies evs and commits them before it returns (the guarded loop ApplyBatch
 // describes); nothing may be under way. The caller holds pipeMu.
 func (a *Application) applyNow(ctx context.Context, evs []*events.Event) error {
@@ -516,39 +549,15 @@ func (a *Application) applyNow(ctx context.Context, evs []*events.Event) error {
 		if err != nil {
 			return err
 		}
-		uow, err := a.uow.Begin()
+		uow, todo, ahead, err := a.fold(ctx, nil, prev, evs, maxPending, nil)
 		if err != nil {
 			return err
 		}
-		todo := after(evs, prev)
 		if len(todo) == 0 {
 			return nil
 		}
-		if err := uow.Prefetch(ctx, instanceKeys(todo)); err != nil {
-			return err
-		}
-		t := a.tx(uow)
-		conflict := false
-		for _, ev := range todo {
-			if err := t.apply(ctx, ev); err != nil {
-				if !bus.IsPermanent(err) {
-					return err
-				}
-				a.log.ErrorContext(ctx, "compliance projection skips event", "event", ev.ID, "error", err)
-			}
-			if uow.Pending() >= maxPending {
-				ok, err := uow.Flush(ctx, prev)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					conflict = true
-					break
-				}
-			}
-		}
 		last := todo[len(todo)-1].Sequence
-		if !conflict {
+		if ahead {
 			ok, err := uow.Commit(ctx, prev, last)
 			if err != nil {
 				return err

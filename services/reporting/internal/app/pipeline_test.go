@@ -31,14 +31,19 @@ type faulty struct {
 	fail  func(n int) error
 	// lose says, for the n-th Update, to report an error after writing (a reply lost).
 	lose func(n int) bool
-	gate chan struct{}
+	// before, when set, runs before the n-th Update.
+	before func(n int)
+	gate   chan struct{}
 }
 
 func (f *faulty) Update(ctx context.Context, guard string, want []byte, ws ...store.Write) (bool, error) {
 	f.mu.Lock()
 	f.calls++
-	n, fail, gate := f.calls, f.fail, f.gate
+	n, fail, gate, before := f.calls, f.fail, f.gate, f.before
 	f.mu.Unlock()
+	if before != nil {
+		before(n)
+	}
 	if gate != nil {
 		<-gate
 	}
@@ -223,6 +228,39 @@ func TestACommitThatFailsIsAppliedAgain(t *testing.T) {
 		require.Equal(t, len(batches), st.calls, "and are not applied again")
 		require.Equal(t, want, dump(t, st.Store))
 	})
+}
+
+// TestACommitThatTimesOutIsAppliedAgainOnce: a replayed batch's MULTI/EXEC that redis-server
+// answers later than the client's read timeout (the server paused, as one that gets no CPU is)
+// fails with the timeout; its events are applied again, once, and the read model is the one of
+// a run without timeouts.
+func TestACommitThatTimesOutIsAppliedAgainOnce(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	client := srv.Client(t)
+	batches := fleetEvents(t)
+	want := reference(t, client, batches)
+
+	impatient := goredis.NewClient(store.RedisOptions(store.RedisConfig{Addr: srv.Addr(), ReadTimeout: 50 * time.Millisecond}))
+	t.Cleanup(func() { _ = impatient.Close() })
+	st := &faulty{Store: store.NewRedisFromClient(impatient, "late:")}
+	const lateAt = 3
+	st.before = func(n int) {
+		switch n {
+		case lateAt: // every write waits 300 ms: this commit's reply comes too late
+			require.NoError(t, client.Do(t.Context(), "client", "pause", "300", "write").Err())
+		case lateAt + 1: // the next commit is sent once the server writes again
+			require.NoError(t, srv.Client(t).Set(t.Context(), "probe", "1", 0).Err())
+		}
+	}
+	a := appOver(st)
+	for _, b := range batches {
+		require.NoError(t, a.ApplyBatch(t.Context(), b, false))
+	}
+	settle(t, a)
+	require.NoError(t, a.CaughtUp(t.Context()))
+	require.Equal(t, 1, a.Reapplied(), "the late commit was applied again")
+	require.Equal(t, eventCount(batches), a.Applied(), "every event counts once")
+	require.Equal(t, want, dump(t, st.Store))
 }
 
 // TestAReplicaAheadOfACommitUnderWay: while a replica's replayed batch is being committed,

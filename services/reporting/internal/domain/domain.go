@@ -241,9 +241,9 @@ func (i Instance) Assess(a Assessment, seq uint64) (Instance, bool) {
 // Evaluate measures the instance against b, the baseline that applies to it (nil: none is
 // known, and the instance is measured against its recorded results only), and sets State,
 // Baseline and Missing. seq, when newer, becomes the instance's sequence (a re-evaluation
-// after an approval counts as applying that event).
+// after an approval counts as applying that event). The result shares i's Patches, which it
+// only reads (every method that changes them clones first, as Assess does); Missing is new.
 func (i Instance) Evaluate(b *Baseline, seq uint64) Instance {
-	i = i.Clone()
 	if seq > i.Seq {
 		i.Seq = seq
 	}

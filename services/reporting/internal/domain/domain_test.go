@@ -169,3 +169,19 @@ func TestValidateTenant(t *testing.T) {
 		require.ErrorContains(t, err, "tenant: must match")
 	}
 }
+
+// TestAnEvaluatedInstanceSharesNothingThatChanges: Evaluate's result shares the patches it only
+// reads; a later assessment of it leaves the evaluated instance before it as it was.
+func TestAnEvaluatedInstanceSharesNothingThatChanges(t *testing.T) {
+	b := &domain.Baseline{ID: "b1", Patches: []domain.BaselinePatch{{ID: "p1"}}}
+	in, _ := domain.Instance{Tenant: "acme", ID: "i-1"}.Assess(domain.Assessment{Outcome: domain.OutcomeInstalled, RunID: "r1", At: t0,
+		Results: []*typesv1.PatchResult{{PatchId: "p1", State: typesv1.PatchState_PATCH_STATE_INSTALLED}}}, 1)
+	evaluated := in.Evaluate(b, 1)
+	require.Equal(t, typesv1.ComplianceState_COMPLIANCE_STATE_COMPLIANT, evaluated.State)
+	later, _ := evaluated.Assess(domain.Assessment{Outcome: domain.OutcomeInstallFailed, RunID: "r2", At: t0, Reason: "exit 1",
+		Results: []*typesv1.PatchResult{{PatchId: "p1", State: typesv1.PatchState_PATCH_STATE_FAILED}}}, 2)
+	require.Equal(t, typesv1.ComplianceState_COMPLIANCE_STATE_NON_COMPLIANT, later.Evaluate(b, 2).State)
+	require.Equal(t, typesv1.PatchState_PATCH_STATE_INSTALLED, evaluated.Patches["p1"].State)
+	require.Equal(t, typesv1.PatchState_PATCH_STATE_INSTALLED, in.Patches["p1"].State)
+	require.Equal(t, typesv1.ComplianceState_COMPLIANCE_STATE_COMPLIANT, evaluated.Evaluate(b, 2).State)
+}
