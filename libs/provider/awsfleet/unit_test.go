@@ -1,6 +1,7 @@
 package awsfleet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -358,5 +359,95 @@ func TestHTTPClientBoundsEachAttemptWithTheTimeout(t *testing.T) {
 		_, err = io.ReadAll(resp.Body)
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		require.NoError(t, resp.Body.Close())
+	})
+}
+
+// countingWriter counts the writes net/http makes to a connection (it is no io.ByteWriter,
+// so Request.Write buffers as the transport does).
+type countingWriter struct {
+	writes int
+	buf    bytes.Buffer
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.buf.Write(p)
+}
+
+func (w *countingWriter) String() string { return w.buf.String() }
+
+// closeRecorder is a request body that is not an in-memory reader net/http knows, as the
+// SDK's is not, and records its Close.
+type closeRecorder struct {
+	io.Reader
+	closed bool
+}
+
+func (b *closeRecorder) Close() error { b.closed = true; return nil }
+
+func TestHTTPClientSendsASmallRequestBodyWithItsHeaders(t *testing.T) {
+	const payload = "Action=CreateSnapshots&Version=2016-11-15&InstanceSpecification.InstanceId=i-0123"
+	t.Run("a small body is given to the transport in memory, so headers and body are one write", func(t *testing.T) {
+		body := &closeRecorder{Reader: strings.NewReader(payload)}
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://ec2.local/", body)
+		require.NoError(t, err)
+		req.ContentLength = int64(len(payload))
+		require.NoError(t, inMemoryBody(req))
+		require.True(t, body.closed, "the SDK's body is closed once copied")
+		var w countingWriter
+		require.NoError(t, req.Write(&w))
+		require.Equal(t, 1, w.writes, w.String())
+		require.True(t, strings.HasSuffix(w.String(), "\r\n\r\n"+payload), w.String())
+	})
+	t.Run("the SDK's body as it is would be two writes", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://ec2.local/", &closeRecorder{Reader: strings.NewReader(payload)})
+		require.NoError(t, err)
+		req.ContentLength = int64(len(payload))
+		var w countingWriter
+		require.NoError(t, req.Write(&w))
+		require.Equal(t, 2, w.writes)
+	})
+	t.Run("small, large and unknown-length bodies reach the server whole", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, err := io.ReadAll(r.Body) // whole, before answering: HTTP/1 here is not full duplex
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			_, _ = w.Write(b)
+		}))
+		t.Cleanup(srv.Close)
+		c := NewHTTPClient(HTTPConfig{})
+		for _, tt := range []struct {
+			name   string
+			body   string
+			length int64
+		}{
+			{"small", payload, int64(len(payload))},
+			{"larger than the in-memory limit", strings.Repeat("x", 200<<10), 200 << 10},
+			{"unknown length", payload, -1},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				body := &closeRecorder{Reader: strings.NewReader(tt.body)}
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, body)
+				require.NoError(t, err)
+				req.ContentLength = tt.length
+				resp, err := c.Do(req)
+				require.NoError(t, err)
+				got, err := io.ReadAll(resp.Body)
+				require.NoError(t, err)
+				require.NoError(t, resp.Body.Close())
+				require.Equal(t, http.StatusOK, resp.StatusCode)
+				require.Equal(t, len(tt.body), len(got))
+				require.True(t, tt.body == string(got), "the server got another body")
+				require.True(t, body.closed)
+			})
+		}
+	})
+	t.Run("a body shorter than its length fails the attempt", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://ec2.local/", &closeRecorder{Reader: strings.NewReader("short")})
+		require.NoError(t, err)
+		req.ContentLength = 100
+		require.ErrorIs(t, inMemoryBody(req), io.ErrUnexpectedEOF)
 	})
 }
