@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -449,5 +450,46 @@ func TestHTTPClientSendsASmallRequestBodyWithItsHeaders(t *testing.T) {
 		require.NoError(t, err)
 		req.ContentLength = 100
 		require.ErrorIs(t, inMemoryBody(req), io.ErrUnexpectedEOF)
+	})
+}
+
+func TestWorkersRunEveryFunctionAtOnceAndAreReused(t *testing.T) {
+	w := newWorkers()
+	t.Run("as many functions run at once as are given, nested ones too", func(t *testing.T) {
+		const n = 8
+		var started, release sync.WaitGroup
+		started.Add(n)
+		release.Add(1)
+		done := make(chan struct{}, n)
+		for range n {
+			w.run(func() {
+				started.Done()
+				release.Wait()
+				inner := make(chan struct{})
+				w.run(func() { close(inner) }) // a nested run never waits for a free worker
+				<-inner
+				done <- struct{}{}
+			})
+		}
+		started.Wait() // all n run at once: none waited for another
+		release.Done()
+		for range n {
+			<-done
+		}
+	})
+	t.Run("a worker that finished takes the next function", func(t *testing.T) {
+		first := make(chan struct{})
+		w.run(func() { close(first) })
+		<-first
+		// The worker is now waiting on w.ch (or about to): a send is taken by it, not by a
+		// new goroutine, once it is there.
+		require.Eventually(t, func() bool {
+			select {
+			case w.ch <- func() {}:
+				return true
+			default:
+				return false
+			}
+		}, 5*time.Second, time.Millisecond)
 	})
 }
