@@ -296,7 +296,7 @@ const workerIdle = 5 * time.Second
 // functions run at once as are given.
 //
 // Why: a fresh goroutine starts with a small stack and grows it, copying it each time it
-// doubles, to the depth of an SDK call; in a wave that was 0.18-0.26 s of CPU (6-8% of the AWS
+// doubles, to the depth of an SDK call; in a wave that was 0.18-0.27 s of CPU (6-8% of the AWS
 // calls' client side), mostly the snapshot batches' workers, each making a few CreateSnapshots
 // calls and then exiting. A kept worker has its stack grown already (the garbage collector may
 // halve an idle one; it then grows once, not from the start).
