@@ -42,6 +42,12 @@ parts = defaultdict(float)
 import os
 DEBUG = os.environ.get("DEBUG", "\x00")
 dbg = defaultdict(float)
+# STEPS=1 also splits the client side by the innermost middleware running (its own code, not
+# the handlers it calls next): every SDK step by name.
+STEPS = os.environ.get("STEPS") == "1"
+steps = defaultdict(float)
+handler = re.compile(r"\.Handle(Initialize|Serialize|Build|Finalize|Deserialize)$|Func\.Handle|\.RoundTrip$|\.Do$")
+generic = re.compile(r"smithy-go/middleware\.(decorated|\(\*?(orderedIDs|Stack|decorated|Initialize|Serialize|Build|Finalize|Deserialize)Step|stepWrap|.*Wrap)|smithy-go/middleware\.\((Initialize|Serialize|Build|Finalize|Deserialize)HandlerFunc\)|smithy-go/middleware\.decoratedHandler|awshttp\.\(\*BuildableClient\)\.Do")
 total = 0.0
 for block in out.split("-----------+-------------------------------------------------------"):
     lines = [l for l in block.strip("\n").split("\n") if l.strip()]
@@ -73,6 +79,9 @@ for block in out.split("-----------+--------------------------------------------
     if name is None:
         name = "GC and scheduler background" if not user else "other (" + user[0] + ")"
     parts[name] += v
+    if STEPS and not name.startswith(("benchmark", "GC")):
+        step = next((f for f in user if handler.search(f) and not generic.search(f)), "(no middleware: " + (user[-1] if user else "-") + ")")
+        steps[re.sub(r"^.*/", "", step)] += v
     if name.startswith(DEBUG):
         dbg[user[0] if user else "-"] += v
 client = sum(v for k, v in parts.items() if not k.startswith(("emulator", "benchmark", "GC", "rest")))
@@ -83,3 +92,6 @@ for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
 
 for k, v in sorted(dbg.items(), key=lambda kv: -kv[1])[:25]:
     print(f"   debug {v:.2f} {k}")
+if STEPS:
+    for k, v in sorted(steps.items(), key=lambda kv: -kv[1])[:40]:
+        print(f"   step {v:6.3f}s {k}")

@@ -1,7 +1,9 @@
 package awsfleet
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -32,7 +34,7 @@ func NewHTTPClient(cfg HTTPConfig) aws.HTTPClient {
 }
 
 // bodyNoWriteTo is the HTTP client the SDK clients use: it hands the transport request bodies
-// that are plain readers.
+// that are its own copy in memory when small (see inMemoryBody), else plain readers.
 //
 // Why: smithy-go closes a request's body as soon as the response headers are in
 // (SafeReadCloser), while net/http's write loop may still be draining the body past its
@@ -56,7 +58,9 @@ type bodyNoWriteTo struct {
 // retries it the same way.
 func (c bodyNoWriteTo) Do(r *http.Request) (*http.Response, error) {
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = plainBody{r.Body}
+		if err := inMemoryBody(r); err != nil {
+			return nil, err
+		}
 	}
 	if c.timeout <= 0 {
 		return c.inner.Do(r)
@@ -69,6 +73,42 @@ func (c bodyNoWriteTo) Do(r *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// maxInMemoryBody is the largest request body inMemoryBody copies: every EC2, SSM and STS
+// request the adapter sends is far smaller (a CreateSnapshots request is about 1 KB); larger
+// ones (an S3 PutObject of a long install list) keep the streaming plainBody.
+const maxInMemoryBody = 64 << 10
+
+// inMemoryBody gives the transport the request's body as a copy in memory when its length is
+// known and small, else as a plainBody.
+//
+// Why: net/http writes a request's headers and a body it knows to be in memory (a
+// bytes.Reader, possibly behind io.NopCloser) with one write, but flushes the headers on
+// their own before any other body (transferWriter.FlushHeaders): two write system calls and
+// two TCP segments per call, and a second read on the server. The SDK's body is neither (and
+// plainBody hides it anyway), so every AWS call paid that second write, about a quarter of
+// the transport's CPU in a wave, where one CreateSnapshots per instance is the bulk of the
+// calls. The copy is the transport's own, so the SDK closing its body early (see
+// bodyNoWriteTo) cannot touch it. The bytes sent are the same; the SDK's body is read to its
+// end and closed here, as the transport would have. GetBody, when the SDK set it, returns the
+// copy again, so net/http's own rewinds behave as before.
+func inMemoryBody(r *http.Request) error {
+	if r.ContentLength <= 0 || r.ContentLength > maxInMemoryBody {
+		r.Body = plainBody{r.Body}
+		return nil
+	}
+	buf := make([]byte, r.ContentLength)
+	_, err := io.ReadFull(r.Body, buf)
+	_ = r.Body.Close()
+	if err != nil {
+		return fmt.Errorf("read the request body of %d bytes: %w", r.ContentLength, err)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(buf))
+	if r.GetBody != nil {
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	}
+	return nil
 }
 
 // cancelOnClose lifts an attempt's deadline when its response body is closed.

@@ -797,3 +797,48 @@ func TestLeanDecodersKnowEveryMemberOfTheSDKTypes(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkEC2CallStack measures the SDK's per-call work on the client side alone (a canned,
+// empty CreateSnapshots answer, no network): with the
+// SDK's stack as it is, and with the steps that do nothing for the adapter removed (the trial
+// docs/performance.md "(sdkcalls)" reports; the adapter keeps the SDK's stack). Run:
+//
+//	cd libs/provider/awsfleet && go test -run '^$' -bench EC2CallStack -benchmem .
+func BenchmarkEC2CallStack(b *testing.B) {
+	body := []byte(`<CreateSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><snapshotSet/></CreateSnapshotsResponse>`)
+	idle := func(s *middleware.Stack) error {
+		_, _ = s.Build.Remove("RecursionDetection")
+		_, _ = s.Deserialize.Remove("RequestResponseLogger")
+		_, _ = s.Finalize.Remove("disableHTTPS")
+		_, _ = s.Finalize.Remove("InterceptBeforeRetryLoop")
+		_, _ = s.Finalize.Remove("InterceptAttempt")
+		return nil
+	}
+	for _, trimmed := range []bool{false, true} {
+		name := "sdk"
+		if trimmed {
+			name = "trimmed"
+		}
+		b.Run(name, func(b *testing.B) {
+			var apiOptions []func(*middleware.Stack) error
+			if trimmed {
+				apiOptions = append(apiOptions, idle)
+			}
+			client := ec2.New(ec2.Options{
+				Region:       "eu-central-1",
+				BaseEndpoint: aws.String("http://ec2.test"),
+				Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+				HTTPClient:   cannedHTTP{status: http.StatusOK, body: body},
+				APIOptions:   apiOptions,
+			})
+			in := &ec2.CreateSnapshotsInput{InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String("i-0123456789abcdef0")}}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := client.CreateSnapshots(ctx, in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package awsfleet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -358,5 +360,138 @@ func TestHTTPClientBoundsEachAttemptWithTheTimeout(t *testing.T) {
 		_, err = io.ReadAll(resp.Body)
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		require.NoError(t, resp.Body.Close())
+	})
+}
+
+// countingWriter counts the writes net/http makes to a connection (it is no io.ByteWriter,
+// so Request.Write buffers as the transport does).
+type countingWriter struct {
+	writes int
+	buf    bytes.Buffer
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.buf.Write(p)
+}
+
+func (w *countingWriter) String() string { return w.buf.String() }
+
+// closeRecorder is a request body that is not an in-memory reader net/http knows, as the
+// SDK's is not, and records its Close.
+type closeRecorder struct {
+	io.Reader
+	closed bool
+}
+
+func (b *closeRecorder) Close() error { b.closed = true; return nil }
+
+func TestHTTPClientSendsASmallRequestBodyWithItsHeaders(t *testing.T) {
+	const payload = "Action=CreateSnapshots&Version=2016-11-15&InstanceSpecification.InstanceId=i-0123"
+	t.Run("a small body is given to the transport in memory, so headers and body are one write", func(t *testing.T) {
+		body := &closeRecorder{Reader: strings.NewReader(payload)}
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://ec2.local/", body)
+		require.NoError(t, err)
+		req.ContentLength = int64(len(payload))
+		require.NoError(t, inMemoryBody(req))
+		require.True(t, body.closed, "the SDK's body is closed once copied")
+		var w countingWriter
+		require.NoError(t, req.Write(&w))
+		require.Equal(t, 1, w.writes, w.String())
+		require.True(t, strings.HasSuffix(w.String(), "\r\n\r\n"+payload), w.String())
+	})
+	t.Run("the SDK's body as it is would be two writes", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://ec2.local/", &closeRecorder{Reader: strings.NewReader(payload)})
+		require.NoError(t, err)
+		req.ContentLength = int64(len(payload))
+		var w countingWriter
+		require.NoError(t, req.Write(&w))
+		require.Equal(t, 2, w.writes)
+	})
+	t.Run("small, large and unknown-length bodies reach the server whole", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, err := io.ReadAll(r.Body) // whole, before answering: HTTP/1 here is not full duplex
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			_, _ = w.Write(b)
+		}))
+		t.Cleanup(srv.Close)
+		c := NewHTTPClient(HTTPConfig{})
+		for _, tt := range []struct {
+			name   string
+			body   string
+			length int64
+		}{
+			{"small", payload, int64(len(payload))},
+			{"larger than the in-memory limit", strings.Repeat("x", 200<<10), 200 << 10},
+			{"unknown length", payload, -1},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				body := &closeRecorder{Reader: strings.NewReader(tt.body)}
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, body)
+				require.NoError(t, err)
+				req.ContentLength = tt.length
+				resp, err := c.Do(req)
+				require.NoError(t, err)
+				got, err := io.ReadAll(resp.Body)
+				require.NoError(t, err)
+				require.NoError(t, resp.Body.Close())
+				require.Equal(t, http.StatusOK, resp.StatusCode)
+				require.Len(t, got, len(tt.body))
+				if tt.body != string(got) { // not require.Equal: a 200 KB diff is no help
+					t.Fatal("the server got another body")
+				}
+				require.True(t, body.closed)
+			})
+		}
+	})
+	t.Run("a body shorter than its length fails the attempt", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://ec2.local/", &closeRecorder{Reader: strings.NewReader("short")})
+		require.NoError(t, err)
+		req.ContentLength = 100
+		require.ErrorIs(t, inMemoryBody(req), io.ErrUnexpectedEOF)
+	})
+}
+
+func TestWorkersRunEveryFunctionAtOnceAndAreReused(t *testing.T) {
+	w := newWorkers()
+	t.Run("as many functions run at once as are given, nested ones too", func(t *testing.T) {
+		const n = 8
+		var started, release sync.WaitGroup
+		started.Add(n)
+		release.Add(1)
+		done := make(chan struct{}, n)
+		for range n {
+			w.run(func() {
+				started.Done()
+				release.Wait()
+				inner := make(chan struct{})
+				w.run(func() { close(inner) }) // a nested run never waits for a free worker
+				<-inner
+				done <- struct{}{}
+			})
+		}
+		started.Wait() // all n run at once: none waited for another
+		release.Done()
+		for range n {
+			<-done
+		}
+	})
+	t.Run("a worker that finished takes the next function", func(t *testing.T) {
+		first := make(chan struct{})
+		w.run(func() { close(first) })
+		<-first
+		// The worker is now waiting on w.ch (or about to): a send is taken by it, not by a
+		// new goroutine, once it is there.
+		require.Eventually(t, func() bool {
+			select {
+			case w.ch <- func() {}:
+				return true
+			default:
+				return false
+			}
+		}, 5*time.Second, time.Millisecond)
 	})
 }
