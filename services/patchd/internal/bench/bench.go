@@ -152,6 +152,9 @@ type Result struct {
 	// during the floor (its least over the runs): on a shared machine they move less than
 	// wall times.
 	CPU, FloorCPU time.Duration
+	// BusCounters are patchd's bus counters (handler calls, tracker checks and outcomes) during
+	// the waves, keyed "<metric> <labels>".
+	BusCounters map[string]float64
 	// CloudCalls counts the emulator's calls per operation during the waves.
 	CloudCalls map[string]int64
 	// MaxBusy is the most instances the emulator had a patching operation in progress for at
@@ -328,6 +331,10 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 		return nil, err
 	}
 	heap := watchHeap(ctx, cfg.HeapProfile != nil)
+	bus0, err := busCounters(d.Metrics())
+	if err != nil {
+		return nil, err
+	}
 	cpu0 := cpuTime()
 	for wave := 1; wave <= cfg.Waves; wave++ {
 		r, stages, events, wall, err := runWave(ctx, cfg, sess, stream, w, wave)
@@ -343,6 +350,11 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 		res.Wall += wall
 	}
 	res.CPU = cpuTime() - cpu0
+	bus1, err := busCounters(d.Metrics())
+	if err != nil {
+		return nil, err
+	}
+	res.BusCounters = counterDelta(bus0, bus1)
 	res.CloudCalls = map[string]int64{}
 	cloudStats, err := cs.stats(ctx)
 	if err != nil {
@@ -641,6 +653,7 @@ func report(out io.Writer, res *Result, perInstance float64, stages int) {
 	}
 	fmt.Fprintf(out, "  %-40s %8d (%.2f per instance)\n", "total", total, float64(total)/float64(res.Instances))
 	fmt.Fprintf(out, "  %-40s %8d (cloudsim's busy figure, bounded by the waves' max concurrency; 0 at zero latency, where operations take no time)\n", "instances busy at once, at most", res.MaxBusy)
+	printBusCounters(out, res.BusCounters, res.Instances)
 	fmt.Fprintf(out, "\ninstances  %d\n", res.Instances)
 	fmt.Fprintf(out, "events     %d (%.2f per instance)\n", res.Events, perInstance)
 	fmt.Fprintf(out, "wall       %.2fs, %.0f events/s\n", res.Wall.Seconds(), float64(res.Events)/res.Wall.Seconds())
