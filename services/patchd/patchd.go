@@ -385,11 +385,11 @@ func (d *Daemon) NATSURL() string { return d.ns.ClientURL() }
 // OpsAddr is the bound ops address, or "".
 func (d *Daemon) OpsAddr() string { return d.host.OpsAddr() }
 
-// Cloud is the in-process AWS emulator the fleet runs on (stats, faults, instances); nil when
 // Metrics gathers the daemon's metrics (the bus's, the services' and the Go runtime's), as its
 // ops endpoint serves them.
 func (d *Daemon) Metrics() prometheus.Gatherer { return d.reg }
 
+// Cloud is the in-process AWS emulator the fleet runs on (stats, faults, instances); nil when
 // Config.RemoteCloud names one in another process.
 func (d *Daemon) Cloud() *cloudsim.Server { return d.cloud.Sim }
 
