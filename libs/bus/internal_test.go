@@ -78,3 +78,26 @@ func TestPermanentPublishErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestTrackerCheckDelayDoublesFromThePollIntervalUpToTheMaxCheckInterval(t *testing.T) {
+	tests := []struct {
+		name   string
+		spec   TrackerSpec
+		checks int
+		want   time.Duration
+	}{
+		{"after the first check, one poll interval", TrackerSpec{PollInterval: time.Second}, 1, time.Second},
+		{"after the second, two", TrackerSpec{PollInterval: time.Second}, 2, 2 * time.Second},
+		{"after the fourth, eight", TrackerSpec{PollInterval: time.Second}, 4, 8 * time.Second},
+		{"the default bound is eight poll intervals", TrackerSpec{PollInterval: time.Second}, 30, 8 * time.Second},
+		{"the default poll interval is 2s", TrackerSpec{}, 1, 2 * time.Second},
+		{"a set bound caps the doubling", TrackerSpec{PollInterval: time.Second, MaxCheckInterval: 3 * time.Second}, 3, 3 * time.Second},
+		{"a bound below the poll interval checks at every tick", TrackerSpec{PollInterval: time.Second, MaxCheckInterval: time.Millisecond}, 5, time.Second},
+		{"a huge number of checks does not overflow", TrackerSpec{PollInterval: time.Second, MaxCheckInterval: time.Hour}, 1 << 20, time.Hour},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, (&tracker{spec: tc.spec}).checkDelay(tc.checks))
+		})
+	}
+}

@@ -19,13 +19,18 @@ import (
 // TrackerSpec describes a tracker: a durable pull consumer (named "<service>_<name>", shared by
 // every replica) for events that describe operations running elsewhere, such as a snapshot a
 // cloud takes in minutes. A replica holds up to MaxHeld of those messages unacknowledged while
-// their operations run, keeps all of them in progress with one loop (so JetStream does not
-// redeliver them), and every PollInterval hands the whole held set to Check, which looks at the
-// operations with as few batched calls as it can and decides per message: Done (acknowledged),
+// their operations run, keeps them in progress with one loop (so JetStream does not redeliver
+// them), and every PollInterval hands the held messages due for a check to Check, which looks at
+// the operations with as few batched calls as it can and decides per message: Done (acknowledged),
 // Retry (redelivered after a backoff, dead-lettered once its deliveries are used up), Fail
 // (dead-lettered now), or nothing (held on). A replica that dies leaves its held messages
 // unacknowledged, so JetStream redelivers them after AckWait to another replica, which resumes
 // tracking; a replica that stops cleanly hands them back at once.
+//
+// A message is due at the first tick after it arrives, then after 1, 2, 4, ... PollIntervals,
+// at most MaxCheckInterval apart: an operation that runs long is looked at less and less often,
+// so what one check costs follows the operations that are young or due, not every operation in
+// flight, and a replica holding 100,000 long operations does not read all of them every tick.
 type TrackerSpec struct {
 	// Name of the tracker, e.g. "TrackSnapshots". Required; with the service name it names the
 	// durable consumer and the dead-letter subject.
@@ -43,6 +48,10 @@ type TrackerSpec struct {
 	MaxHeld int
 	// PollInterval is the pause between two checks. Optional, default 2s.
 	PollInterval time.Duration
+	// MaxCheckInterval bounds the pause between two checks of one held message (the backoff
+	// described above), and so how late a finished operation is noticed. Optional, default
+	// 8 × PollInterval; PollInterval or less checks every held message at every tick.
+	MaxCheckInterval time.Duration
 	// FetchBatch caps one pull request; a pull never asks for more than the free room.
 	// Optional, default Config.FetchBatch.
 	FetchBatch int
@@ -54,7 +63,8 @@ type TrackerSpec struct {
 }
 
 // CheckFunc looks at the operations the held messages describe and decides about each with
-// Held.Done, Held.Retry or Held.Fail; a message it leaves undecided stays held.
+// Held.Done, Held.Retry or Held.Fail; a message it leaves undecided stays held and is handed to
+// Check again when it is next due.
 type CheckFunc func(ctx context.Context, held []*Held) error
 
 // Held is one message a tracker holds.
@@ -117,6 +127,24 @@ func (t *tracker) pollInterval() time.Duration {
 	return 2 * time.Second
 }
 
+func (t *tracker) maxCheckInterval() time.Duration {
+	if t.spec.MaxCheckInterval > 0 {
+		return max(t.spec.MaxCheckInterval, t.pollInterval())
+	}
+	return 8 * t.pollInterval()
+}
+
+// checkDelay is how long after its checks-th check a held message is due again: one
+// PollInterval after the first, doubling with each check, at most MaxCheckInterval.
+func (t *tracker) checkDelay(checks int) time.Duration {
+	poll, most := t.pollInterval(), t.maxCheckInterval()
+	d := poll
+	for i := 1; i < checks && d < most; i++ {
+		d *= 2
+	}
+	return min(d, most)
+}
+
 func (t *tracker) consumerSpec(service string) consumerSpec {
 	mp := t.spec.MaxAckPending
 	if mp <= 0 {
@@ -136,8 +164,8 @@ func (b *Bus) Track(spec TrackerSpec) error {
 	if len(spec.Subjects) == 0 || spec.Check == nil {
 		return fmt.Errorf("tracker %s: Subjects and Check are required", spec.Name)
 	}
-	if spec.MaxHeld < 0 || spec.PollInterval < 0 || spec.FetchBatch < 0 || spec.MaxAckPending < 0 {
-		return fmt.Errorf("tracker %s: MaxHeld, PollInterval, FetchBatch and MaxAckPending must not be negative", spec.Name)
+	if spec.MaxHeld < 0 || spec.PollInterval < 0 || spec.MaxCheckInterval < 0 || spec.FetchBatch < 0 || spec.MaxAckPending < 0 {
+		return fmt.Errorf("tracker %s: MaxHeld, PollInterval, MaxCheckInterval, FetchBatch and MaxAckPending must not be negative", spec.Name)
 	}
 	stream, err := streamOf(spec.Subjects)
 	if err != nil {
@@ -176,6 +204,12 @@ type heldMsg struct {
 	held      *Held
 	seq       uint64
 	delivered uint64
+	// due is when the message is next handed to Check (guarded by trackRun.mu, like
+	// signalled).
+	due time.Time
+	// signalled is when JetStream last heard of the message: its delivery, then its last
+	// in-progress signal.
+	signalled time.Time
 }
 
 // trackRun is one replica's running tracker.
@@ -294,7 +328,8 @@ func (r *trackRun) add(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	ev.Sequence, ev.Delivered = seq, delivered
-	h := &heldMsg{msg: msg, seq: seq, delivered: delivered, held: &Held{Event: ev, Received: time.Now()}}
+	now := time.Now()
+	h := &heldMsg{msg: msg, seq: seq, delivered: delivered, held: &Held{Event: ev, Received: now}, due: now, signalled: now}
 	r.mu.Lock()
 	// A message redelivered to this replica while held replaces the old delivery, whose ack
 	// would no longer count.
@@ -315,9 +350,12 @@ func decodeMsg(msg jetstream.Msg) (*events.Event, error) {
 	return decoded.unmarshal(msg.Subject(), msg.Data())
 }
 
-// progressLoop keeps every held message in progress: one loop for the whole set.
+// progressLoop keeps every held message in progress: one loop for the whole set. It ticks every
+// AckWait/4 and signals the messages JetStream has not heard of for AckWait/4 or more, so no
+// message goes AckWait/2 without a signal, and one settled within AckWait/4 of its delivery
+// (most, when operations are quick) costs none.
 func (r *trackRun) progressLoop(ctx context.Context) {
-	every := r.b.cfg.AckWait / 2
+	every := r.b.cfg.AckWait / 4
 	if every <= 0 {
 		return
 	}
@@ -329,10 +367,14 @@ func (r *trackRun) progressLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		now := time.Now()
 		r.mu.Lock()
-		msgs := make([]jetstream.Msg, 0, len(r.held))
+		var msgs []jetstream.Msg
 		for _, h := range r.held {
-			msgs = append(msgs, h.msg)
+			if now.Sub(h.signalled) >= every {
+				msgs = append(msgs, h.msg)
+				h.signalled = now
+			}
 		}
 		r.mu.Unlock()
 		for _, m := range msgs {
@@ -341,18 +383,23 @@ func (r *trackRun) progressLoop(ctx context.Context) {
 	}
 }
 
-// check hands the held set to Check and applies its verdicts.
+// check hands the held messages that are due to Check and applies its verdicts.
 func (r *trackRun) check(ctx context.Context) {
+	now := time.Now()
+	// Half a tick of slack: a message due one PollInterval after the start of the last check
+	// is due at this tick, not the next one.
+	horizon := now.Add(r.t.pollInterval() / 2)
 	r.mu.Lock()
-	if len(r.held) == 0 {
-		r.mu.Unlock()
-		return
-	}
-	list := make([]*heldMsg, 0, len(r.held))
+	var list []*heldMsg
 	for _, h := range r.held {
-		list = append(list, h)
+		if !h.due.After(horizon) {
+			list = append(list, h)
+		}
 	}
 	r.mu.Unlock()
+	if len(list) == 0 {
+		return
+	}
 	slices.SortFunc(list, func(a, b *heldMsg) int { return cmp.Compare(a.seq, b.seq) })
 	helds := make([]*Held, len(list))
 	for i, h := range list {
@@ -374,6 +421,9 @@ func (r *trackRun) check(ctx context.Context) {
 		h.held.Checks++
 		switch h.held.verdict {
 		case verdictKeep:
+			r.mu.Lock()
+			h.due = now.Add(r.t.checkDelay(h.held.Checks))
+			r.mu.Unlock()
 			continue
 		case verdictDone:
 			if err := h.msg.Ack(); err != nil {

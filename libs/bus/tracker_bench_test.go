@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,7 +46,9 @@ func BenchmarkTrackerHolds10000(b *testing.B) {
 		}
 		if err := bs.Track(bus.TrackerSpec{
 			Name: fmt.Sprintf("TrackOps%d", i), Subjects: []string{events.DefFor[*eventsv1.JobRequested]().PatternFor(tenant)},
-			MaxHeld: trackedOps, PollInterval: 50 * time.Millisecond,
+			// Every held message at every tick (no check backoff), so that the checks with all
+			// 10,000 held can be counted.
+			MaxHeld: trackedOps, PollInterval: 50 * time.Millisecond, MaxCheckInterval: 50 * time.Millisecond,
 			Check: func(_ context.Context, hs []*bus.Held) error {
 				n := checks.Add(1)
 				if held.Swap(int64(len(hs))) < trackedOps && len(hs) == trackedOps {
@@ -104,4 +107,56 @@ func BenchmarkTrackerHolds10000(b *testing.B) {
 		b.ReportMetric(released.Seconds(), "s-to-release-10k")
 		b.StartTimer()
 	}
+}
+
+// BenchmarkTrackerLongOperations10000 has one replica's tracker hold 10,000 operations that never
+// finish for 4 s at a 50 ms poll (the tracker's default check backoff) and reports how many
+// held messages its checks were handed per second over the last 2 s, and the CPU seconds of the
+// process over those 2 s: what following long operations costs as the number in flight grows.
+//
+//	go test -run '^$' -bench TrackerLongOperations -benchtime 1x ./bus/
+func BenchmarkTrackerLongOperations10000(b *testing.B) {
+	nc, js := benchStreams(b)
+	for i := range b.N {
+		tenant := fmt.Sprintf("long-%d", i)
+		seedN(b, js, tenant, trackedOps)
+		var handed atomic.Int64
+		bs, err := bus.New(b.Context(), bus.Config{Service: "bench", Conn: nc, SkipStreamSetup: true,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), FetchBatch: 500})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := bs.Track(bus.TrackerSpec{
+			Name: fmt.Sprintf("TrackLong%d", i), Subjects: []string{events.DefFor[*eventsv1.JobRequested]().PatternFor(tenant)},
+			MaxHeld: trackedOps, PollInterval: 50 * time.Millisecond,
+			Check: func(_ context.Context, hs []*bus.Held) error {
+				handed.Add(int64(len(hs)))
+				return nil
+			},
+		}); err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		stopped := make(chan error, 1)
+		go func() { stopped <- bs.Run(ctx) }()
+		time.Sleep(2 * time.Second)
+		h0, cpu0, t0 := handed.Load(), processCPU(b), time.Now()
+		time.Sleep(2 * time.Second)
+		rate := float64(handed.Load()-h0) / time.Since(t0).Seconds()
+		cpu := processCPU(b) - cpu0
+		cancel()
+		if err := <-stopped; err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(rate, "held-checked/s")
+		b.ReportMetric(cpu.Seconds(), "cpu-s-per-2s")
+	}
+}
+
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -414,4 +415,46 @@ func TestRunWithOnlyATrackerIsRunning(t *testing.T) {
 	ops.finish(keys...)
 	require.Eventually(t, func() bool { return ops.doneKeys() == 1 }, eventually, tick)
 	require.NoError(t, r.stop(t))
+}
+
+func TestTrackerChecksAnOperationLessOftenTheLongerItRuns(t *testing.T) {
+	e := newEnv(t)
+	b := newBus(t, e.config(t, "scheduler"))
+	const poll, most = 10 * time.Millisecond, 80 * time.Millisecond
+	ops := newOperations()
+	var (
+		mu     sync.Mutex
+		checks []time.Time
+	)
+	require.NoError(t, b.Track(bus.TrackerSpec{
+		Name: "TrackJobs", Subjects: []string{events.Pattern[*eventsv1.JobRequested]()},
+		PollInterval: poll, MaxCheckInterval: most,
+		Check: func(ctx context.Context, held []*bus.Held) error {
+			mu.Lock()
+			checks = append(checks, time.Now())
+			mu.Unlock()
+			return ops.check(ctx, held)
+		},
+	}))
+	start(t, b)
+	keys := publishJobs(t, b, 1)
+	seen := func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(checks)
+	}
+	require.Eventually(t, func() bool { return len(seen()) >= 8 }, eventually, tick)
+
+	// Checks 2 to 8 came 1, 2, 4, 8, 8, 8, 8 poll intervals apart at the soonest (each less
+	// half a tick of slack): a slow machine only spaces them more.
+	got := seen()
+	var least time.Duration
+	for i := 1; i < 8; i++ {
+		least += min(poll<<(i-1), most) - poll/2
+	}
+	require.GreaterOrEqual(t, got[7].Sub(got[0]), least, "8 checks of one running operation")
+
+	ops.finish(keys...)
+	require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "scheduler_TrackJobs") }, eventually, tick)
+	require.Equal(t, 1, ops.doneCount(keys[0]))
 }

@@ -71,7 +71,8 @@ type Tracked[T proto.Message] struct {
 type TrackerSpec[T proto.Message] struct {
 	// Name of the tracker, e.g. "TrackSnapshots". Required.
 	Name string
-	// Check looks at the held operations with batched reads and decides about each. Required.
+	// Check looks at the held operations due for a check with batched reads and decides about
+	// each. Required.
 	Check func(ctx context.Context, held []Tracked[T]) error
 	// OnDeadLetter publishes the job's failure outcome when its event is about to be
 	// dead-lettered. Optional.
@@ -80,6 +81,10 @@ type TrackerSpec[T proto.Message] struct {
 	MaxHeld int
 	// PollInterval is the pause between two checks. Optional, the bus default (2s).
 	PollInterval time.Duration
+	// MaxCheckInterval bounds the pause between two checks of one operation: an operation is
+	// checked at the first tick, then 1, 2, 4, ... PollIntervals apart up to this. Optional,
+	// the bus default (8 × PollInterval).
+	MaxCheckInterval time.Duration
 }
 
 // Track registers a typed tracker on b. An event of another type is dead-lettered.
@@ -88,10 +93,11 @@ func Track[T proto.Message](b *bus.Bus, spec TrackerSpec[T]) error {
 		return fmt.Errorf("tracker %s: Check is required", spec.Name)
 	}
 	return b.Track(bus.TrackerSpec{
-		Name:         spec.Name,
-		Subjects:     []string{events.Pattern[T]()},
-		MaxHeld:      spec.MaxHeld,
-		PollInterval: spec.PollInterval,
+		Name:             spec.Name,
+		Subjects:         []string{events.Pattern[T]()},
+		MaxHeld:          spec.MaxHeld,
+		PollInterval:     spec.PollInterval,
+		MaxCheckInterval: spec.MaxCheckInterval,
 		Check: func(ctx context.Context, held []*bus.Held) error {
 			typed := make([]Tracked[T], 0, len(held))
 			for _, h := range held {

@@ -31,6 +31,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchwave/patchwave/libs/bus"
 	"github.com/patchwave/patchwave/libs/design"
@@ -162,6 +163,7 @@ type Daemon struct {
 	// design is the fleet adapter's view of tenants' accounts.
 	design *design.View
 	host   *host.Host
+	reg    *prometheus.Registry
 	gw     *gateway.Service
 	// integConn and sysConn are the connections of the integrator issuer.
 	integConn, sysConn *nats.Conn
@@ -256,8 +258,9 @@ func New(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		_ = lis.Close()
 		return nil, err
 	}
+	d.reg = obs.NewRegistry()
 	d.host, err = host.New(ctx, host.Config{
-		Name: "patchd", Logger: cfg.Logger, Registry: obs.NewRegistry(),
+		Name: "patchd", Logger: cfg.Logger, Registry: d.reg,
 		Dial:         func(_ context.Context, service string) (*nats.Conn, error) { return d.connect(service) },
 		Permissions:  &natsauth.Default,
 		GRPCListener: lis, GRPCTLS: serverTLS, OpsAddr: cfg.OpsAddr, Bus: cfg.Bus,
@@ -381,6 +384,10 @@ func (d *Daemon) NATSURL() string { return d.ns.ClientURL() }
 
 // OpsAddr is the bound ops address, or "".
 func (d *Daemon) OpsAddr() string { return d.host.OpsAddr() }
+
+// Metrics gathers the daemon's metrics (the bus's, the services' and the Go runtime's), as its
+// ops endpoint serves them.
+func (d *Daemon) Metrics() prometheus.Gatherer { return d.reg }
 
 // Cloud is the in-process AWS emulator the fleet runs on (stats, faults, instances); nil when
 // Config.RemoteCloud names one in another process.

@@ -69,6 +69,9 @@ func TestBenchResult(t *testing.T) {
 	require.Equal(t, res.Floor.Events, 150*(res.Floor.Events/150))
 	require.InDelta(t, res.Events, res.Floor.Events, 150, "the floor moves about as many events")
 	require.GreaterOrEqual(t, res.CloudCalls["ec2:CreateSnapshots"], int64(150), "one CreateSnapshots per instance (AWS takes one instance per call)")
+	require.GreaterOrEqual(t, res.BusCounters["handled_total TakeSnapshotOnJobRequested ok"], 150.0, "one handler call per job at least")
+	require.GreaterOrEqual(t, res.BusCounters["tracker_outcomes_total TrackSnapshots done"], 150.0, "every SnapshotStarted acknowledged")
+	require.Contains(t, out.String(), "bus counters during the waves")
 	require.Positive(t, res.PeakRSSMiB)
 	require.Equal(t, res.Line(), strings.TrimSpace(out.String()[strings.LastIndex(strings.TrimSpace(out.String()), "\n")+1:]))
 }
