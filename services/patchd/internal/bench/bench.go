@@ -153,17 +153,14 @@ type Result struct {
 	// during the floor (its least over the runs): on a shared machine they move less than
 	// wall times.
 	CPU, FloorCPU time.Duration
-<<<<<<< HEAD
 	// Deliveries are what each consumer of the tenant stream was delivered during the waves.
 	Deliveries []Delivery
 	// DecodeHits and DecodeMisses are the process's decode cache lookups during the waves:
 	// misses are the events decoded, hits the deliveries that reused a decoded event.
 	DecodeHits, DecodeMisses uint64
-=======
 	// BusCounters are patchd's bus counters (handler calls, tracker checks and outcomes) during
 	// the waves, keyed "<metric> <labels>".
 	BusCounters map[string]float64
->>>>>>> inflight
 	// CloudCalls counts the emulator's calls per operation during the waves.
 	CloudCalls map[string]int64
 	// MaxBusy is the most instances the emulator had a patching operation in progress for at
@@ -364,7 +361,6 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 		res.Wall += wall
 	}
 	res.CPU = cpuTime() - cpu0
-<<<<<<< HEAD
 	delivered, err := consumerDeliveries(ctx, stream)
 	if err != nil {
 		return nil, err
@@ -372,13 +368,11 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 	res.Deliveries = deliveriesSince(delivered0, delivered)
 	hits, misses := bus.DecodeStats()
 	res.DecodeHits, res.DecodeMisses = hits-hits0, misses-misses0
-=======
 	bus1, err := busCounters(d.Metrics())
 	if err != nil {
 		return nil, err
 	}
 	res.BusCounters = counterDelta(bus0, bus1)
->>>>>>> inflight
 	res.CloudCalls = map[string]int64{}
 	cloudStats, err := cs.stats(ctx)
 	if err != nil {
@@ -677,13 +671,10 @@ func report(out io.Writer, res *Result, perInstance float64, stages int) {
 	}
 	fmt.Fprintf(out, "  %-40s %8d (%.2f per instance)\n", "total", total, float64(total)/float64(res.Instances))
 	fmt.Fprintf(out, "  %-40s %8d (cloudsim's busy figure, bounded by the waves' max concurrency; 0 at zero latency, where operations take no time)\n", "instances busy at once, at most", res.MaxBusy)
-<<<<<<< HEAD
 	reportDeliveries(out, res.Deliveries, res.Instances)
 	fmt.Fprintf(out, "  %-52s %9d decoded, %d reused (%.2f decodes per stored event)\n", "decode cache", res.DecodeMisses, res.DecodeHits,
 		float64(res.DecodeMisses)/float64(max(res.Events, 1)))
-=======
 	printBusCounters(out, res.BusCounters, res.Instances)
->>>>>>> inflight
 	fmt.Fprintf(out, "\ninstances  %d\n", res.Instances)
 	fmt.Fprintf(out, "events     %d (%.2f per instance)\n", res.Events, perInstance)
 	fmt.Fprintf(out, "wall       %.2fs, %.0f events/s\n", res.Wall.Seconds(), float64(res.Events)/res.Wall.Seconds())
