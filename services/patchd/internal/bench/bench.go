@@ -482,7 +482,7 @@ func runWave(ctx context.Context, cfg Config, sess *demo.Session, stream jetstre
 	if err != nil {
 		return nil, nil, 0, 0, err
 	}
-	got, err := sess.GetRun(ctx, r.GetRunId())
+	got, err := finalRun(ctx, sess, r.GetRunId())
 	if err != nil {
 		return nil, nil, 0, 0, err
 	}
@@ -493,6 +493,28 @@ func runWave(ctx context.Context, cfg Config, sess *demo.Session, stream jetstre
 	fmt.Fprintf(cfg.Out, "wave %d: %s: %d succeeded, %d failed, %d snapshot failures of %d in %.2fs\n", wave,
 		strings.TrimPrefix(got.GetState().String(), "RUN_STATE_"), got.GetSucceeded(), got.GetFailed(), got.GetSnapshotFailed(), got.GetTotal(), wall.Seconds())
 	return got, stages, int(after.State.LastSeq - before.State.LastSeq), wall, nil
+}
+
+// finalRun reads the run once the scheduler's read model shows it ended. The RunCompleted
+// event that ended the wait comes from the stream, and the stream's consumers being caught up
+// means delivered, not applied: the read model (a projection) may still answer RUNNING for a
+// moment. It waits until ctx ends, so a run that never ends in the read model is an error.
+func finalRun(ctx context.Context, sess *demo.Session, runID string) (*schedulerv1.Run, error) {
+	for {
+		got, err := sess.GetRun(ctx, runID)
+		if err != nil {
+			return nil, err
+		}
+		if finished(got.GetState()) {
+			return got, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("run %s ended, but the scheduler's read model still shows it %s: %w",
+				runID, strings.TrimPrefix(got.GetState().String(), "RUN_STATE_"), ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func finished(s typesv1.RunState) bool {
