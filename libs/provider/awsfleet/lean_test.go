@@ -677,13 +677,7 @@ func BenchmarkEC2Decode(b *testing.B) {
 				if lean {
 					apiOptions = append(apiOptions, awsfleet.LeanEC2Decoders)
 				}
-				client := ec2.New(ec2.Options{
-					Region:       "eu-central-1",
-					BaseEndpoint: aws.String("http://ec2.test"),
-					Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
-					HTTPClient:   cannedHTTP{status: http.StatusOK, body: body},
-					APIOptions:   apiOptions,
-				})
+				client := cannedEC2(body, apiOptions)
 				ctx := context.Background()
 				b.SetBytes(int64(len(body)))
 				b.ReportAllocs()
@@ -824,13 +818,7 @@ func BenchmarkEC2CallStack(b *testing.B) {
 			if trimmed {
 				apiOptions = append(apiOptions, idle)
 			}
-			client := ec2.New(ec2.Options{
-				Region:       "eu-central-1",
-				BaseEndpoint: aws.String("http://ec2.test"),
-				Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
-				HTTPClient:   cannedHTTP{status: http.StatusOK, body: body},
-				APIOptions:   apiOptions,
-			})
+			client := cannedEC2(body, apiOptions)
 			in := &ec2.CreateSnapshotsInput{InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String("i-0123456789abcdef0")}}
 			ctx := context.Background()
 			b.ReportAllocs()
@@ -841,4 +829,15 @@ func BenchmarkEC2CallStack(b *testing.B) {
 			}
 		})
 	}
+}
+
+// cannedEC2 is an EC2 client whose every call is answered 200 with body, with apiOptions.
+func cannedEC2(body []byte, apiOptions []func(*middleware.Stack) error) *ec2.Client {
+	return ec2.New(ec2.Options{
+		Region:       "eu-central-1",
+		BaseEndpoint: aws.String("http://ec2.test"),
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+		HTTPClient:   cannedHTTP{status: http.StatusOK, body: body},
+		APIOptions:   apiOptions,
+	})
 }
