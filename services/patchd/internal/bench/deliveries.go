@@ -14,7 +14,7 @@ import (
 type Delivery struct {
 	// Consumer is the consumer's name: a handler's or tracker's durable
 	// ("<service>_<handler>"), or a service's projections' ordered consumer
-	// ("<service>_projections_<n>").
+	// ("<service>_projections_<random>_<n>").
 	Consumer string
 	// Filters are the consumer's filter subjects.
 	Filters []string
