@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/patchwave/patchwave/libs/store"
 )
 
 // redisStartAttempts bounds retries when another process takes the port
@@ -53,10 +55,13 @@ func StartRedis(t testing.TB) *Redis {
 // Addr returns the server's host:port, for example "127.0.0.1:41234".
 func (r *Redis) Addr() string { return r.addr }
 
-// Client returns a go-redis client for the server, closed when the test ends.
+// Client returns a go-redis client for the server, closed when the test ends. It has the
+// timeouts a store's own client has (store.RedisOptions), not go-redis's 5 s default, so a
+// test that builds a store over it (store.NewRedisFromClient) behaves as the service would on
+// a busy machine instead of failing a large commit the service would have waited for.
 func (r *Redis) Client(t testing.TB) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: r.addr})
+	c := redis.NewClient(store.RedisOptions(store.RedisConfig{Addr: r.addr}))
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/patchwave/patchwave/libs/store"
 	"github.com/patchwave/patchwave/libs/testkit"
 )
 
@@ -85,4 +86,14 @@ func (f *fatalRecorder) Fatalf(format string, args ...any) {
 	f.failed = true
 	f.msg = fmt.Sprintf(format, args...)
 	runtime.Goexit()
+}
+
+func TestClientWaitsForRepliesAsLongAsAStoreDoes(t *testing.T) {
+	r := testkit.StartRedis(t)
+	opts := r.Client(t).Options()
+	want := store.RedisOptions(store.RedisConfig{Addr: r.Addr()})
+	require.Equal(t, store.DefaultReadTimeout, opts.ReadTimeout, "read timeout")
+	require.Equal(t, want.ReadTimeout, opts.ReadTimeout, "read timeout")
+	require.Equal(t, want.WriteTimeout, opts.WriteTimeout, "write timeout")
+	require.Equal(t, r.Addr(), opts.Addr)
 }
