@@ -72,6 +72,8 @@ func TestBenchResult(t *testing.T) {
 	require.GreaterOrEqual(t, res.BusCounters["handled_total TakeSnapshotOnJobRequested ok"], 150.0, "one handler call per job at least")
 	require.GreaterOrEqual(t, res.BusCounters["tracker_outcomes_total TrackSnapshots done"], 150.0, "every SnapshotStarted acknowledged")
 	require.Contains(t, out.String(), "bus counters during the waves")
+	require.Equal(t, bench.Scans{}, res.Scans, "the daily scan is off by default: the wave runs its jobs only")
+	require.Contains(t, out.String(), "0 ordered, 0 instances scanned, 0 failed (daily scan off)")
 	require.Positive(t, res.PeakRSSMiB)
 	require.Equal(t, res.Line(), strings.TrimSpace(out.String()[strings.LastIndex(strings.TrimSpace(out.String()), "\n")+1:]))
 }
@@ -99,8 +101,9 @@ func TestBenchWithCloudsimInItsOwnProcess(t *testing.T) {
 
 func TestBenchRefusesBadFlags(t *testing.T) {
 	var out strings.Builder
-	err := bench.Main(t.Context(), []string{"-instances", "0", "-waves", "11", "-max-concurrency", "200000", "-data-dir", t.TempDir()}, &out, &out)
+	err := bench.Main(t.Context(), []string{"-instances", "0", "-waves", "11", "-max-concurrency", "200000", "-daily-scan", "3am", "-data-dir", t.TempDir()}, &out, &out)
 	require.ErrorContains(t, err, "instances 0: must be from 1")
 	require.ErrorContains(t, err, "waves 11: must be from 1 to 10")
 	require.ErrorContains(t, err, "max-concurrency 200000")
+	require.ErrorContains(t, err, `daily-scan "3am": must be a UTC time of day HH:MM or off`)
 }

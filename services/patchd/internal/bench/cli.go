@@ -35,6 +35,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		floorRuns   = fs.Int("floor-runs", 3, "how many times the raw JetStream floor runs (the fastest counts)")
 		timeout     = fs.Duration("timeout", 30*time.Minute, "give up on a wave after this long")
 		logLevel    = fs.String("log-level", "error", "patchd's log level: debug, info, warn, error")
+		dailyScan   = fs.String("daily-scan", "off", "reporting's daily compliance scan, a UTC time of day HH:MM (as PATCHWAVE_DAILY_SCAN_AT) or off: on, a tenant not scanned today is due as soon as the time has passed, so the waves also scan every instance whose job has ended")
 		memLimit    = fs.String("memory-limit", "", "the process's soft memory limit, as patchd's -memory-limit (e.g. 768MiB, off; default GOMEMLIMIT, else patchd's default with -cloudsim-process and off without: the emulator's fleet is then live heap of the same process)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -56,6 +57,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Instances: *instances, Waves: *waves, MaxConcurrency: *concurrency, FailureRate: *failureRate,
 		PollInterval: *poll, DataDir: *dataDir, Out: stdout, Timeout: *timeout, FloorRuns: *floorRuns,
 		Logger: obs.NewLogger(stderr, "patchd", level), CloudProcess: *cloudProc, Stderr: stderr, MemoryLimit: limit,
+		DailyScanAt: *dailyScan,
 	}
 	if cfg.DataDir == "" {
 		dir, err := os.MkdirTemp("", "patchbench-")
