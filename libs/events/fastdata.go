@@ -1,7 +1,9 @@
 package events
 
 import (
+	"bytes"
 	"encoding/binary"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -13,12 +15,13 @@ import (
 )
 
 // decodeDataFast decodes a payload as protojson.Marshal writes it (JSON names, strings
-// without escapes, integers, enum names (not numbers), RFC 3339 UTC timestamps, nested
-// messages and lists) into m: it transcodes the JSON to the protobuf binary form in one pass,
-// guided by m's descriptor, and unmarshals that (the generated code's fast path, no
-// reflection per field). It reports false for anything else: an unknown or repeated field,
-// null, an escape, a float, a quoted int32, a well-known type other than Timestamp, a map,
-// bytes, two fields of one oneof, malformed JSON; the caller then decodes a fresh message with
+// without escapes, integers, floating-point numbers, enum names (not numbers), RFC 3339 UTC
+// timestamps, durations, nested messages and lists) into m, a new message: it transcodes the
+// JSON to the protobuf binary form in one pass, guided by m's descriptor, and unmarshals that
+// (the generated code's fast path, no reflection per field). It reports false for anything
+// else: an unknown or repeated field, null, an escape, NaN or an infinity, a quoted number, a
+// well-known type other than Timestamp and Duration, a map, bytes, two fields of one oneof,
+// malformed JSON; the caller then decodes a fresh message with
 // protojson, which also words the errors. It never accepts a document protojson refuses, and
 // what it decodes equals protojson's result (FuzzDecodeData). protojson's tokenizer and
 // reflection were most of the cost of receiving an event.
@@ -29,8 +32,12 @@ func decodeDataFast(b []byte, m proto.Message) bool {
 	if cap(buf) <= 64<<10 {
 		*bp = buf
 	}
-	return ok && skipSpace(b, i) == len(b) && proto.Unmarshal(buf, m) == nil
+	return ok && skipSpace(b, i) == len(b) && freshUnmarshal.Unmarshal(buf, m) == nil
 }
+
+// freshUnmarshal unmarshals into a message that is new (every caller's is), so it skips the
+// Reset that proto.Unmarshal does first.
+var freshUnmarshal = proto.UnmarshalOptions{Merge: true}
 
 var transcodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
@@ -161,8 +168,10 @@ func transMessage(dst, b []byte, i int, fd protoreflect.FieldDescriptor, depth i
 	switch {
 	case md.FullName() == "google.protobuf.Timestamp":
 		dst, i, ok = transTimestamp(dst, b, i)
+	case md.FullName() == "google.protobuf.Duration":
+		dst, i, ok = transDuration(dst, b, i)
 	case md.FullName().Parent() == "google.protobuf":
-		return nil, 0, false // Struct, Duration, wrappers and the rest have JSON forms of their own
+		return nil, 0, false // Struct, wrappers and the rest have JSON forms of their own
 	default:
 		dst, i, ok = transObject(dst, b, i, md, depth+1)
 	}
@@ -214,7 +223,7 @@ func transScalar(dst, b []byte, i int, fd protoreflect.FieldDescriptor) ([]byte,
 	switch fd.Kind() {
 	case protoreflect.StringKind:
 		start, end, ok := rawString(b, i)
-		if !ok || !utf8.Valid(b[start:end]) {
+		if !ok || (!checkedUTF8(fd) && !utf8.Valid(b[start:end])) {
 			return nil, 0, false
 		}
 		dst = protowire.AppendTag(dst, num, protowire.BytesType)
@@ -265,8 +274,81 @@ func transScalar(dst, b []byte, i int, fd protoreflect.FieldDescriptor) ([]byte,
 			return nil, 0, false
 		}
 		return appendInt(dst, fd, n), end, true
+	case protoreflect.DoubleKind:
+		f, end, ok := jsonFloat(b, i, 64)
+		if !ok {
+			return nil, 0, false
+		}
+		return protowire.AppendFixed64(protowire.AppendTag(dst, num, protowire.Fixed64Type), math.Float64bits(f)), end, true
+	case protoreflect.FloatKind:
+		f, end, ok := jsonFloat(b, i, 32)
+		if !ok {
+			return nil, 0, false
+		}
+		return protowire.AppendFixed32(protowire.AppendTag(dst, num, protowire.Fixed32Type), math.Float32bits(float32(f))), end, true
 	}
 	return nil, 0, false
+}
+
+// checkedUTF8 says whether proto.Unmarshal checks that the string field fd is valid UTF-8
+// (a proto3 string: it refuses the message otherwise, and the caller falls back to protojson,
+// which refuses it too), so the fast path need not check it first.
+func checkedUTF8(fd protoreflect.FieldDescriptor) bool {
+	return fd.Syntax() == protoreflect.Proto3
+}
+
+// jsonNumber returns the index after the JSON number at b[i]
+// (-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?), the grammar protojson reads.
+func jsonNumber(b []byte, i int) (int, bool) {
+	digits := func(j int) int {
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		return j
+	}
+	j := i
+	if j < len(b) && b[j] == '-' {
+		j++
+	}
+	switch {
+	case j < len(b) && b[j] == '0':
+		j++
+	case j < len(b) && b[j] >= '1' && b[j] <= '9':
+		j = digits(j + 1)
+	default:
+		return 0, false
+	}
+	if j < len(b) && b[j] == '.' {
+		k := digits(j + 1)
+		if k == j+1 {
+			return 0, false
+		}
+		j = k
+	}
+	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
+		j++
+		if j < len(b) && (b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		k := digits(j)
+		if k == j {
+			return 0, false
+		}
+		j = k
+	}
+	return j, true
+}
+
+// jsonFloat reads a floating-point field as protojson writes it, a JSON number (NaN and the
+// infinities, which it writes as strings, and numbers out of range go to protojson), and
+// rounds it to bits as protojson does.
+func jsonFloat(b []byte, i, bits int) (float64, int, bool) {
+	end, ok := jsonNumber(b, i)
+	if !ok {
+		return 0, 0, false
+	}
+	f, err := strconv.ParseFloat(string(b[i:end]), bits)
+	return f, end, err == nil
 }
 
 // appendInt appends an integer field's tag and value in its kind's encoding; n holds the
@@ -380,6 +462,69 @@ func transTimestamp(dst, b []byte, i int) ([]byte, int, bool) {
 	}
 	if ns := t.Nanosecond(); ns != 0 {
 		dst = protowire.AppendVarint(protowire.AppendTag(dst, 2, protowire.VarintType), uint64(ns))
+	}
+	return dst, end + 1, true
+}
+
+// maxDurationSeconds is the range of a google.protobuf.Duration's seconds (about 10,000
+// years), as protojson checks it.
+const maxDurationSeconds = 315576000000
+
+// transDuration appends the binary form of the Duration at b[i] as protojson writes it:
+// "[-]S[.fff]s" with 0, 3, 6 or 9 fractional digits and no leading zeros.
+func transDuration(dst, b []byte, i int) ([]byte, int, bool) {
+	start, end, ok := rawString(b, i)
+	if !ok {
+		return nil, 0, false
+	}
+	s := b[start:end]
+	neg := len(s) > 0 && s[0] == '-'
+	if neg {
+		s = s[1:]
+	}
+	if len(s) < 2 || s[len(s)-1] != 's' {
+		return nil, 0, false
+	}
+	s = s[:len(s)-1]
+	intPart, frac := s, []byte(nil)
+	if k := bytes.IndexByte(s, '.'); k >= 0 {
+		intPart, frac = s[:k], s[k+1:]
+		if len(frac) != 3 && len(frac) != 6 && len(frac) != 9 {
+			return nil, 0, false
+		}
+	}
+	if len(intPart) == 0 || len(intPart) > 12 || (intPart[0] == '0' && len(intPart) > 1) {
+		return nil, 0, false
+	}
+	var secs int64
+	for _, c := range intPart {
+		if c < '0' || c > '9' {
+			return nil, 0, false
+		}
+		secs = secs*10 + int64(c-'0')
+	}
+	var nanos int64
+	for k := range 9 {
+		nanos *= 10
+		if k < len(frac) {
+			c := frac[k]
+			if c < '0' || c > '9' {
+				return nil, 0, false
+			}
+			nanos += int64(c - '0')
+		}
+	}
+	if secs > maxDurationSeconds {
+		return nil, 0, false
+	}
+	if neg {
+		secs, nanos = -secs, -nanos
+	}
+	if secs != 0 {
+		dst = protowire.AppendVarint(protowire.AppendTag(dst, 1, protowire.VarintType), uint64(secs))
+	}
+	if nanos != 0 {
+		dst = protowire.AppendVarint(protowire.AppendTag(dst, 2, protowire.VarintType), uint64(nanos))
 	}
 	return dst, end + 1, true
 }
