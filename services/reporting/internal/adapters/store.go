@@ -540,6 +540,13 @@ type unit struct {
 	*Store
 	b     *store.Batch
 	insts map[instRef]*cached
+	// touched are the instances the unit read or saved (used), in the order it first did:
+	// what writes encodes and hands on, without walking the instances handed to it and left
+	// alone.
+	touched []*cached
+	// batch is how many instances the batch names (Prefetch): the size of the maps that
+	// grow with it.
+	batch int
 	// unindexed counts the saved instances whose indexes are not moved yet, dirty those whose
 	// record is not written yet.
 	unindexed, dirty int
@@ -557,6 +564,7 @@ const recordRoom = 1024
 type instRef struct{ tenant, id string }
 
 type cached struct {
+	ref instRef
 	// in is the instance as of the batch; found: it exists.
 	in    domain.Instance
 	found bool
@@ -574,15 +582,25 @@ type cached struct {
 func (u *unit) Instance(ctx context.Context, tenant, id string) (domain.Instance, bool, error) {
 	k := instRef{tenant, id}
 	if c, ok := u.insts[k]; ok {
-		c.used = true
+		u.use(c)
 		return c.in, c.found, nil
 	}
 	in, found, err := u.Store.Instance(ctx, tenant, id)
 	if err != nil {
 		return in, found, err
 	}
-	u.insts[k] = &cached{in: in, found: found, indexed: in, indexedFound: found, used: true}
+	c := &cached{ref: k, in: in, found: found, indexed: in, indexedFound: found}
+	u.insts[k] = c
+	u.use(c)
 	return in, found, nil
+}
+
+// use marks c as read or saved by the unit.
+func (u *unit) use(c *cached) {
+	if !c.used {
+		c.used = true
+		u.touched = append(u.touched, c)
+	}
 }
 
 // SaveInstance implements domain.Repository: the record and its indexes at the commit (or at
@@ -591,10 +609,10 @@ func (u *unit) SaveInstance(_ context.Context, prev domain.Instance, prevFound b
 	k := instRef{next.Tenant, next.ID}
 	c, ok := u.insts[k]
 	if !ok {
-		c = &cached{indexed: prev, indexedFound: prevFound}
+		c = &cached{ref: k, indexed: prev, indexedFound: prevFound}
 		u.insts[k] = c
 	}
-	c.used = true
+	u.use(c)
 	if !c.dirty {
 		c.dirty = true
 		u.dirty++
@@ -612,7 +630,7 @@ func (u *unit) moveIndexes(ctx context.Context) error {
 	if u.unindexed == 0 {
 		return nil
 	}
-	for _, c := range u.insts {
+	for _, c := range u.touched {
 		if !c.pending {
 			continue
 		}
@@ -629,7 +647,9 @@ func (u *unit) moveIndexes(ctx context.Context) error {
 // record per instance (one MSET on Redis) and, per set, one SREM and one SADD of every
 // instance moving out of and into it. One instance's moves touch a set once and two instances'
 // moves never name the same member, so a set's removals and additions do not depend on their
-// order. What the unit does with its decoded instances afterwards is after's.
+// order. Only the instances the unit read or saved can have anything to write (those handed
+// to it and left alone were written by the unit before). What the unit does with its decoded
+// instances afterwards is after's.
 func (u *unit) writes(after afterWrites) []store.Write {
 	type setMoves struct{ add, rem []string }
 	sets := make(map[string]*setMoves, 64)
@@ -654,7 +674,7 @@ func (u *unit) writes(after afterWrites) []store.Write {
 	// The records are encoded one after the other into shared buffers (each record its own
 	// piece, capped): a few allocations per batch rather than several per record.
 	var buf []byte
-	for _, c := range u.insts {
+	for _, c := range u.touched {
 		if c.pending {
 			indexMoves(c.indexed, c.indexedFound, c.in, move)
 		}
@@ -688,21 +708,25 @@ func (u *unit) writes(after afterWrites) []store.Write {
 	}
 	switch after {
 	case keepInstances, handInstances:
-		for k, c := range u.insts {
-			if after == handInstances && !c.used {
-				delete(u.insts, k) // handed on from the unit before and not used since
-				continue
-			}
+		for _, c := range u.touched {
 			if c.found {
 				c.indexed, c.indexedFound = c.in, true
 			}
 			c.dirty, c.pending = false, false
-			if after == handInstances {
+		}
+		if after == handInstances {
+			// Only what the unit used goes on (what was handed to it and left alone is
+			// dropped, so the map never outgrows two batches), with room for as many more.
+			next := make(map[instRef]*cached, 2*len(u.touched))
+			for _, c := range u.touched {
 				c.used = false
+				next[c.ref] = c
 			}
+			u.insts, u.touched = next, nil
 		}
 	default:
 		clear(u.insts)
+		u.touched = nil
 	}
 	u.unindexed, u.dirty = 0, 0
 	return ws
@@ -729,7 +753,7 @@ func (u *unit) SetJobState(tenant, runID, instanceID string, st typesv1.JobState
 	k := jobsKey(tenant, runID)
 	fields := u.jobs[k]
 	if fields == nil {
-		fields = map[string][]byte{}
+		fields = make(map[string][]byte, u.batch) // a run's jobs in the batch: at most one per instance it names
 		if u.jobs == nil {
 			u.jobs = map[string]map[string][]byte{}
 		}
@@ -856,6 +880,7 @@ func (s *Store) BeginAfter(c domain.Commit) (domain.UnitOfWork, error) {
 
 // Prefetch implements domain.UnitOfWork.
 func (u *unit) Prefetch(ctx context.Context, refs []domain.InstanceRef) error {
+	u.batch = len(refs)
 	if len(u.insts) == 0 {
 		u.insts = make(map[instRef]*cached, len(refs)) // the batch's instances, without regrowing
 	}

@@ -581,7 +581,21 @@ func (a *Application) applyNow(ctx context.Context, evs []*events.Event) error {
 
 // instanceKeys names the instances the events touch, to read them in one round trip.
 func instanceKeys(evs []*events.Event) []domain.InstanceRef {
-	var out []domain.InstanceRef
+	n := 0
+	for _, ev := range evs {
+		switch m := ev.Data.(type) {
+		case *eventsv1.RunStarted:
+			n += len(m.GetInstanceIds())
+			for _, g := range m.GetGroups() {
+				n += len(g.GetInstanceIds())
+			}
+		case *eventsv1.RunMembership:
+			n += len(m.GetMembers())
+		default:
+			n++
+		}
+	}
+	out := make([]domain.InstanceRef, 0, n)
 	for _, ev := range evs {
 		switch m := ev.Data.(type) {
 		case *eventsv1.RunStarted:
@@ -883,7 +897,11 @@ func (a txn) runStarted(ctx context.Context, ev *events.Event, msg *eventsv1.Run
 	if rb != nil {
 		family = rb.OSFamily
 	}
-	where := map[string]*typesv1.Location{}
+	n := 0
+	for _, g := range msg.GetGroups() {
+		n += len(g.GetInstanceIds())
+	}
+	where := make(map[string]*typesv1.Location, n)
 	for _, g := range msg.GetGroups() {
 		for _, id := range g.GetInstanceIds() {
 			where[id] = g.GetLocation()
