@@ -28,7 +28,7 @@ import (
 func decodeDataFast(b []byte, m proto.Message) bool {
 	bp := transcodeBufs.Get().(*[]byte)
 	defer transcodeBufs.Put(bp)
-	buf, i, ok := transObject((*bp)[:0], b, skipSpace(b, 0), m.ProtoReflect().Descriptor(), 0)
+	buf, i, ok := transObject((*bp)[:0], b, skipSpace(b, 0), fastMsgOf(m.ProtoReflect().Descriptor()), 0)
 	if cap(buf) <= 64<<10 {
 		*bp = buf
 	}
@@ -45,52 +45,113 @@ var transcodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); retu
 // document falls back to it).
 const maxFastDepth = 16
 
-// fastFields maps a message's JSON field names to their descriptors, per message type.
-var fastFields sync.Map // protoreflect.FullName -> map[string]protoreflect.FieldDescriptor
+// fastMsg is what the fast path needs of a message type, read once from its descriptor: the
+// descriptor's methods are interface calls, which were a visible part of decoding.
+type fastMsg struct {
+	// fields by JSON name.
+	fields map[string]*fastField
+	// tooMany: more fields or oneofs than the duplicate checks' bits (the fast path refuses).
+	tooMany bool
+}
 
-func jsonFields(md protoreflect.MessageDescriptor) map[string]protoreflect.FieldDescriptor {
-	if v, ok := fastFields.Load(md.FullName()); ok {
-		return v.(map[string]protoreflect.FieldDescriptor)
+// fastField is one field of a fastMsg.
+type fastField struct {
+	num  protowire.Number
+	kind protoreflect.Kind
+	// bit marks the field among its message's, oneof its oneof (0: none).
+	bit, oneof    uint64
+	list, message bool
+	// unsupported: a map or a group (the fast path refuses).
+	unsupported bool
+	// wkt is the well-known type of a message field; sub the message's own plan otherwise.
+	wkt wellKnown
+	sub *fastMsg
+	// enums are an enum field's values by name (a lookup by bytes does not allocate).
+	enums map[string]protoreflect.EnumNumber
+	// checkedUTF8: proto.Unmarshal checks the string field's UTF-8 (checkedUTF8).
+	checkedUTF8 bool
+}
+
+type wellKnown int
+
+const (
+	notWellKnown wellKnown = iota
+	wktTimestamp
+	wktDuration
+	// wktOther: Struct, wrappers and the rest, which have JSON forms of their own.
+	wktOther
+)
+
+// fastMsgs holds the plan of each message type.
+var fastMsgs sync.Map // protoreflect.FullName -> *fastMsg
+
+func fastMsgOf(md protoreflect.MessageDescriptor) *fastMsg {
+	if v, ok := fastMsgs.Load(md.FullName()); ok {
+		return v.(*fastMsg)
+	}
+	built := map[protoreflect.FullName]*fastMsg{}
+	m := buildFastMsg(md, built)
+	for name, fm := range built {
+		fastMsgs.LoadOrStore(name, fm)
+	}
+	return m
+}
+
+// buildFastMsg builds md's plan and those of the messages it holds, into built (which also
+// ends recursion: a message type that holds itself).
+func buildFastMsg(md protoreflect.MessageDescriptor, built map[protoreflect.FullName]*fastMsg) *fastMsg {
+	if m, ok := built[md.FullName()]; ok {
+		return m
 	}
 	fds := md.Fields()
-	m := make(map[string]protoreflect.FieldDescriptor, fds.Len())
+	m := &fastMsg{fields: make(map[string]*fastField, fds.Len()), tooMany: fds.Len() > 64 || md.Oneofs().Len() > 64}
+	built[md.FullName()] = m
+	if m.tooMany {
+		return m
+	}
 	for i := range fds.Len() {
 		fd := fds.Get(i)
-		m[fd.JSONName()] = fd
+		f := &fastField{
+			num: fd.Number(), kind: fd.Kind(), bit: uint64(1) << fd.Index(),
+			list: fd.IsList(), message: fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind,
+			unsupported: fd.IsMap() || fd.Kind() == protoreflect.GroupKind,
+			checkedUTF8: checkedUTF8(fd),
+		}
+		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+			f.oneof = uint64(1) << od.Index()
+		}
+		switch {
+		case f.unsupported:
+		case f.message:
+			switch name := fd.Message().FullName(); {
+			case name == "google.protobuf.Timestamp":
+				f.wkt = wktTimestamp
+			case name == "google.protobuf.Duration":
+				f.wkt = wktDuration
+			case name.Parent() == "google.protobuf":
+				f.wkt = wktOther
+			default:
+				f.sub = buildFastMsg(fd.Message(), built)
+			}
+		case f.kind == protoreflect.EnumKind:
+			vals := fd.Enum().Values()
+			f.enums = make(map[string]protoreflect.EnumNumber, vals.Len())
+			for k := range vals.Len() {
+				v := vals.Get(k)
+				f.enums[string(v.Name())] = v.Number()
+			}
+		}
+		m.fields[fd.JSONName()] = f
 	}
-	fastFields.Store(md.FullName(), m)
 	return m
 }
 
-// fastEnums maps an enum's value names to their numbers, per enum type: a lookup by the
-// name's bytes does not allocate (EnumValueDescriptors.ByName takes a string).
-var fastEnums sync.Map // protoreflect.FullName -> map[string]protoreflect.EnumNumber
-
-func enumNumbers(ed protoreflect.EnumDescriptor) map[string]protoreflect.EnumNumber {
-	if v, ok := fastEnums.Load(ed.FullName()); ok {
-		return v.(map[string]protoreflect.EnumNumber)
-	}
-	vals := ed.Values()
-	m := make(map[string]protoreflect.EnumNumber, vals.Len())
-	for i := range vals.Len() {
-		v := vals.Get(i)
-		m[string(v.Name())] = v.Number()
-	}
-	fastEnums.Store(ed.FullName(), m)
-	return m
-}
-
-func isMessage(fd protoreflect.FieldDescriptor) bool {
-	return fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind
-}
-
-// transObject appends the binary form of the object at b[i], a message md, to dst, and
+// transObject appends the binary form of the object at b[i], a message m, to dst, and
 // returns it and the index after the object.
-func transObject(dst, b []byte, i int, md protoreflect.MessageDescriptor, depth int) ([]byte, int, bool) {
-	if depth > maxFastDepth || i >= len(b) || b[i] != '{' || md.Fields().Len() > 64 || md.Oneofs().Len() > 64 {
+func transObject(dst, b []byte, i int, m *fastMsg, depth int) ([]byte, int, bool) {
+	if depth > maxFastDepth || i >= len(b) || b[i] != '{' || m.tooMany {
 		return nil, 0, false
 	}
-	fields := jsonFields(md)
 	var seen, oneofs uint64
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
@@ -101,21 +162,19 @@ func transObject(dst, b []byte, i int, md protoreflect.MessageDescriptor, depth 
 		if !ok {
 			return nil, 0, false
 		}
-		fd := fields[string(b[start:end])]
-		if fd == nil || fd.IsMap() || fd.Kind() == protoreflect.GroupKind {
+		f := m.fields[string(b[start:end])]
+		if f == nil || f.unsupported {
 			return nil, 0, false
 		}
-		bit := uint64(1) << fd.Index()
-		if seen&bit != 0 {
+		if seen&f.bit != 0 {
 			return nil, 0, false // a duplicate: protojson refuses it
 		}
-		seen |= bit
-		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
-			obit := uint64(1) << od.Index()
-			if oneofs&obit != 0 {
+		seen |= f.bit
+		if f.oneof != 0 {
+			if oneofs&f.oneof != 0 {
 				return nil, 0, false // two fields of a oneof: protojson refuses it
 			}
-			oneofs |= obit
+			oneofs |= f.oneof
 		}
 		i = skipSpace(b, end+1)
 		if i >= len(b) || b[i] != ':' {
@@ -123,12 +182,12 @@ func transObject(dst, b []byte, i int, md protoreflect.MessageDescriptor, depth 
 		}
 		i = skipSpace(b, i+1)
 		switch {
-		case fd.IsList():
-			dst, i, ok = transList(dst, b, i, fd, depth)
-		case isMessage(fd):
-			dst, i, ok = transMessage(dst, b, i, fd, depth)
+		case f.list:
+			dst, i, ok = transList(dst, b, i, f, depth)
+		case f.message:
+			dst, i, ok = transMessage(dst, b, i, f, depth)
 		default:
-			dst, i, ok = transScalar(dst, b, i, fd)
+			dst, i, ok = transScalar(dst, b, i, f)
 		}
 		if !ok {
 			return nil, 0, false
@@ -158,38 +217,42 @@ func nextItem(b []byte, i int, end byte) (next int, done, ok bool) {
 	return 0, false, false
 }
 
-// transMessage appends a message field fd (one element of it if it is a list): its tag, its
-// length and the binary form of the object (or the Timestamp's string) at b[i].
-func transMessage(dst, b []byte, i int, fd protoreflect.FieldDescriptor, depth int) ([]byte, int, bool) {
-	md := fd.Message()
-	dst = protowire.AppendTag(dst, fd.Number(), protowire.BytesType)
+// transMessage appends a message field f (one element of it if it is a list): its tag, its
+// length and the binary form of the object (or the Timestamp's or Duration's string) at b[i].
+func transMessage(dst, b []byte, i int, f *fastField, depth int) ([]byte, int, bool) {
+	dst = protowire.AppendTag(dst, f.num, protowire.BytesType)
+	// One byte for the length, what most messages here need; a longer one moves the message.
+	dst = append(dst, 0)
 	mark := len(dst)
 	var ok bool
-	switch {
-	case md.FullName() == "google.protobuf.Timestamp":
+	switch f.wkt {
+	case wktTimestamp:
 		dst, i, ok = transTimestamp(dst, b, i)
-	case md.FullName() == "google.protobuf.Duration":
+	case wktDuration:
 		dst, i, ok = transDuration(dst, b, i)
-	case md.FullName().Parent() == "google.protobuf":
-		return nil, 0, false // Struct, wrappers and the rest have JSON forms of their own
+	case wktOther:
+		return nil, 0, false
 	default:
-		dst, i, ok = transObject(dst, b, i, md, depth+1)
+		dst, i, ok = transObject(dst, b, i, f.sub, depth+1)
 	}
 	if !ok {
 		return nil, 0, false
 	}
-	// The length goes before the message: move the message up by the length's size.
 	n := len(dst) - mark
+	if n < 0x80 {
+		dst[mark-1] = byte(n)
+		return dst, i, true
+	}
 	var tmp [binary.MaxVarintLen64]byte
 	l := protowire.AppendVarint(tmp[:0], uint64(n))
-	dst = append(dst, l...)
-	copy(dst[mark+len(l):], dst[mark:mark+n])
-	copy(dst[mark:], l)
+	dst = append(dst, l[1:]...)
+	copy(dst[mark-1+len(l):], dst[mark:mark+n])
+	copy(dst[mark-1:], l)
 	return dst, i, true
 }
 
-// transList appends the list at b[i], the repeated field fd.
-func transList(dst, b []byte, i int, fd protoreflect.FieldDescriptor, depth int) ([]byte, int, bool) {
+// transList appends the list at b[i], the repeated field f.
+func transList(dst, b []byte, i int, f *fastField, depth int) ([]byte, int, bool) {
 	if i >= len(b) || b[i] != '[' {
 		return nil, 0, false
 	}
@@ -199,10 +262,10 @@ func transList(dst, b []byte, i int, fd protoreflect.FieldDescriptor, depth int)
 	}
 	for {
 		var ok bool
-		if isMessage(fd) {
-			dst, i, ok = transMessage(dst, b, i, fd, depth)
+		if f.message {
+			dst, i, ok = transMessage(dst, b, i, f, depth)
 		} else {
-			dst, i, ok = transScalar(dst, b, i, fd)
+			dst, i, ok = transScalar(dst, b, i, f)
 		}
 		if !ok {
 			return nil, 0, false
@@ -216,14 +279,14 @@ func transList(dst, b []byte, i int, fd protoreflect.FieldDescriptor, depth int)
 	}
 }
 
-// transScalar appends the value at b[i] of a scalar field (or a list element) fd, with its
+// transScalar appends the value at b[i] of a scalar field (or a list element) f, with its
 // tag. A list of scalars is written unpacked, which every decoder reads as the packed form.
-func transScalar(dst, b []byte, i int, fd protoreflect.FieldDescriptor) ([]byte, int, bool) {
-	num := fd.Number()
-	switch fd.Kind() {
+func transScalar(dst, b []byte, i int, f *fastField) ([]byte, int, bool) {
+	num := f.num
+	switch f.kind {
 	case protoreflect.StringKind:
 		start, end, ok := rawString(b, i)
-		if !ok || (!checkedUTF8(fd) && !utf8.Valid(b[start:end])) {
+		if !ok || (!f.checkedUTF8 && !utf8.Valid(b[start:end])) {
 			return nil, 0, false
 		}
 		dst = protowire.AppendTag(dst, num, protowire.BytesType)
@@ -244,7 +307,7 @@ func transScalar(dst, b []byte, i int, fd protoreflect.FieldDescriptor) ([]byte,
 		if !ok {
 			return nil, 0, false
 		}
-		n, ok := enumNumbers(fd.Enum())[string(b[start:end])]
+		n, ok := f.enums[string(b[start:end])]
 		if !ok {
 			return nil, 0, false
 		}
@@ -255,25 +318,25 @@ func transScalar(dst, b []byte, i int, fd protoreflect.FieldDescriptor) ([]byte,
 		if !ok {
 			return nil, 0, false
 		}
-		return appendInt(dst, fd, n), end, true
+		return appendInt(dst, f, n), end, true
 	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
 		n, end, ok := jsonInt(b, i, 32, false)
 		if !ok {
 			return nil, 0, false
 		}
-		return appendInt(dst, fd, n), end, true
+		return appendInt(dst, f, n), end, true
 	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
 		n, end, ok := quotedInt(b, i, true)
 		if !ok {
 			return nil, 0, false
 		}
-		return appendInt(dst, fd, n), end, true
+		return appendInt(dst, f, n), end, true
 	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
 		n, end, ok := quotedInt(b, i, false)
 		if !ok {
 			return nil, 0, false
 		}
-		return appendInt(dst, fd, n), end, true
+		return appendInt(dst, f, n), end, true
 	case protoreflect.DoubleKind:
 		f, end, ok := jsonFloat(b, i, 64)
 		if !ok {
@@ -353,9 +416,9 @@ func jsonFloat(b []byte, i, bits int) (float64, int, bool) {
 
 // appendInt appends an integer field's tag and value in its kind's encoding; n holds the
 // value's bits (an unsigned 64-bit value reinterpreted).
-func appendInt(dst []byte, fd protoreflect.FieldDescriptor, n int64) []byte {
-	num := fd.Number()
-	switch fd.Kind() {
+func appendInt(dst []byte, f *fastField, n int64) []byte {
+	num := f.num
+	switch f.kind {
 	case protoreflect.Sint32Kind, protoreflect.Sint64Kind:
 		return protowire.AppendVarint(protowire.AppendTag(dst, num, protowire.VarintType), protowire.EncodeZigZag(n))
 	case protoreflect.Sfixed32Kind, protoreflect.Fixed32Kind:

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/events/v1"
+	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
 )
 
 // fastOnly reports whether every field set in m is one the fast path encodes (no Struct,
@@ -400,5 +401,22 @@ func TestEveryEventKindTakesTheFastPath(t *testing.T) {
 			require.NoError(t, dataUnmarshal.Unmarshal(raw, want))
 			require.True(t, proto.Equal(want, got), "%s: %s\nwant %v\ngot  %v", d.Message, raw, want, got)
 		}
+	}
+}
+
+// A nested message takes one byte for its length up to 127 bytes, more beyond: both decode
+// as protojson decodes them.
+func TestDecodeDataFastNestedLengths(t *testing.T) {
+	d := DefFor[*eventsv1.InstallFailed]()
+	for _, n := range []int{0, 1, 100, 120, 127, 128, 129, 300, 20000} {
+		data := &eventsv1.InstallFailed{Tenant: "acme", InstanceId: "i-1", Results: []*typesv1.PatchResult{
+			{PatchId: "ALAS-1", State: typesv1.PatchState_PATCH_STATE_FAILED, Error: strings.Repeat("e", n)},
+			{PatchId: "ALAS-2", Error: strings.Repeat("f", n/2)},
+		}}
+		raw, err := dataMarshal.Marshal(data)
+		require.NoError(t, err)
+		got := d.new()
+		require.True(t, decodeDataFast(raw, got), "error of %d bytes", n)
+		require.True(t, proto.Equal(data, got), "error of %d bytes", n)
 	}
 }
