@@ -23,9 +23,10 @@ import (
 // The consumer is read through Consume, not the Messages iterator: the iterator's Next starts
 // a timer for every call (its heartbeat check, and one more for a wait), which was a few
 // percent of a replay's CPU and a tenth of its allocations. Consume's callback hands each
-// message to the reader over a channel and blocks until the reader takes it, so the consumer
-// pulls no more than the reader takes (PullMaxMessages ahead), and the reader waits with one
-// timer of its own.
+// message to the reader over a channel (readerQueue deep, so the two goroutines do not meet
+// for every message) and blocks while it is full, so the consumer pulls no more than the
+// reader takes (PullMaxMessages ahead), and the reader waits with one timer of its own. A
+// replaced consumer's queue goes with it: the next one starts after the last message read.
 
 // replayDenseMin is how many messages a replay must have before the reader considers reading
 // it unfiltered (a consumer more to create).
@@ -33,6 +34,9 @@ const replayDenseMin = 10000
 
 // replayPull is how many messages the consumers of a group keep buffered ahead of its reader.
 const replayPull = 2000
+
+// readerQueue is how many messages a consumer's callback queues for the group's reader.
+const readerQueue = 256
 
 // groupReader is the messages of a group's ordered consumer from after, switching to an
 // unfiltered consumer for a dense replay and back to the filtered one after stored. Next is
@@ -91,7 +95,7 @@ func (r *groupReader) open(cfg jetstream.OrderedConsumerConfig) (*consuming, err
 	if err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
-	c := &consuming{msgs: make(chan jetstream.Msg), errs: make(chan error, 1), stop: make(chan struct{})}
+	c := &consuming{msgs: make(chan jetstream.Msg, readerQueue), errs: make(chan error, 1), stop: make(chan struct{})}
 	report := func(_ jetstream.ConsumeContext, err error) {
 		// Only a closed connection ends an ordered consumer (it recreates itself after the
 		// rest); the reader stops with it.
@@ -103,6 +107,11 @@ func (r *groupReader) open(cfg jetstream.OrderedConsumerConfig) (*consuming, err
 		}
 	}
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		select {
+		case c.msgs <- msg:
+			return // room in the queue: what a replay mostly finds
+		default:
+		}
 		select {
 		case c.msgs <- msg:
 		case <-c.stop:
