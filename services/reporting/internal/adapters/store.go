@@ -716,8 +716,8 @@ func (u *unit) writes(after afterWrites) []store.Write {
 		}
 		if after == handInstances {
 			// Only what the unit used goes on (what was handed to it and left alone is
-			// dropped, so the map never outgrows two batches), with room for as many more.
-			next := make(map[instRef]*cached, 2*len(u.touched))
+			// dropped, so the map never outgrows two batches).
+			next := make(map[instRef]*cached, len(u.touched))
 			for _, c := range u.touched {
 				c.used = false
 				next[c.ref] = c
