@@ -142,7 +142,7 @@ func (s *Store) Instance(ctx context.Context, tenant, id string) (domain.Instanc
 
 // SaveInstance implements domain.Repository.
 func (s *Store) SaveInstance(ctx context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
-	if err := s.saveIndexes(ctx, prev, prevFound, next); err != nil {
+	if err := s.saveIndexes(ctx, indexedOf(prev), prevFound, indexedOf(next)); err != nil {
 		return err
 	}
 	// Last: once the record (with its sequence) is saved, the event counts as applied.
@@ -176,54 +176,69 @@ func hasFailed(in domain.Instance) bool {
 	return false
 }
 
+// indexed is what an instance's indexes follow: its coverage bucket (tenant, wave, family,
+// state), its missing patches and whether it has FAILED ones. A unit keeps it, not a second
+// copy of the whole record, for each instance it holds.
+type indexed struct {
+	tenant, id, family string
+	wave               int32
+	state              typesv1.ComplianceState
+	missing            []string
+	failed             bool
+}
+
+func indexedOf(in domain.Instance) indexed {
+	return indexed{tenant: in.Tenant, id: in.ID, family: in.Family(), wave: in.Wave, state: in.State, missing: in.Missing, failed: hasFailed(in)}
+}
+
 // indexMoves calls move for each set move that takes the instance's indexes from prev (absent
 // when !prevFound) to next: coverage bucket, group, OS family, missing patches, failed
 // patches. The indexes are written with the records, atomically, so prev's are the ones in
 // the store and only what changes moves. The moves of one instance touch each set once.
-func indexMoves(prev domain.Instance, prevFound bool, next domain.Instance, move func(indexMove)) {
-	g := domain.Group{Wave: next.Wave, OSFamily: next.Family()}
+func indexMoves(prev indexed, prevFound bool, next indexed, move func(indexMove)) {
+	g := domain.Group{Wave: next.wave, OSFamily: next.family}
 	var prevMissing []string
 	prevFailed := false
 	if prevFound {
-		pg := domain.Group{Wave: prev.Wave, OSFamily: prev.Family()}
-		if pg != g || prev.State != next.State || prev.Tenant != next.Tenant {
-			move(indexMove{key: bucketKey(prev.Tenant, pg, prev.State), id: prev.ID})
-			move(indexMove{add: true, key: bucketKey(next.Tenant, g, next.State), id: next.ID})
+		pg := domain.Group{Wave: prev.wave, OSFamily: prev.family}
+		if pg != g || prev.state != next.state || prev.tenant != next.tenant {
+			move(indexMove{key: bucketKey(prev.tenant, pg, prev.state), id: prev.id})
+			move(indexMove{add: true, key: bucketKey(next.tenant, g, next.state), id: next.id})
 		}
 		if pg != g {
-			move(indexMove{add: true, key: groupsPrefix + next.Tenant, id: groupMember(g)})
+			move(indexMove{add: true, key: groupsPrefix + next.tenant, id: groupMember(g)})
 		}
-		if prev.Family() != next.Family() {
-			move(indexMove{key: familyKey(prev.Tenant, prev.Family()), id: prev.ID})
-			move(indexMove{add: true, key: familyKey(next.Tenant, next.Family()), id: next.ID})
+		if prev.family != next.family {
+			move(indexMove{key: familyKey(prev.tenant, prev.family), id: prev.id})
+			move(indexMove{add: true, key: familyKey(next.tenant, next.family), id: next.id})
 		}
-		prevMissing = prev.Missing
-		prevFailed = hasFailed(prev)
+		prevMissing = prev.missing
+		prevFailed = prev.failed
 	} else {
-		move(indexMove{add: true, key: bucketKey(next.Tenant, g, next.State), id: next.ID})
-		move(indexMove{add: true, key: groupsPrefix + next.Tenant, id: groupMember(g)})
-		move(indexMove{add: true, key: familyKey(next.Tenant, next.Family()), id: next.ID})
+		move(indexMove{add: true, key: bucketKey(next.tenant, g, next.state), id: next.id})
+		move(indexMove{add: true, key: groupsPrefix + next.tenant, id: groupMember(g)})
+		move(indexMove{add: true, key: familyKey(next.tenant, next.family), id: next.id})
 	}
 	for _, p := range prevMissing {
-		if !slices.Contains(next.Missing, p) {
-			move(indexMove{key: missingKey(next.Tenant, p), id: next.ID})
+		if !slices.Contains(next.missing, p) {
+			move(indexMove{key: missingKey(next.tenant, p), id: next.id})
 		}
 	}
-	for _, p := range next.Missing {
+	for _, p := range next.missing {
 		if !slices.Contains(prevMissing, p) {
-			move(indexMove{add: true, key: missingKey(next.Tenant, p), id: next.ID})
+			move(indexMove{add: true, key: missingKey(next.tenant, p), id: next.id})
 		}
 	}
-	switch failed := hasFailed(next); {
-	case failed && !prevFailed:
-		move(indexMove{add: true, key: failedIndex(next.Tenant), id: next.ID})
-	case !failed && prevFailed:
-		move(indexMove{key: failedIndex(next.Tenant), id: next.ID})
+	switch {
+	case next.failed && !prevFailed:
+		move(indexMove{add: true, key: failedIndex(next.tenant), id: next.id})
+	case !next.failed && prevFailed:
+		move(indexMove{key: failedIndex(next.tenant), id: next.id})
 	}
 }
 
 // saveIndexes moves the instance between the coverage buckets and indexes.
-func (s *Store) saveIndexes(ctx context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
+func (s *Store) saveIndexes(ctx context.Context, prev indexed, prevFound bool, next indexed) error {
 	var err error
 	indexMoves(prev, prevFound, next, func(m indexMove) {
 		if err != nil {
@@ -236,7 +251,7 @@ func (s *Store) saveIndexes(ctx context.Context, prev domain.Instance, prevFound
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("index instance %s: %w", next.ID, err)
+		return fmt.Errorf("index instance %s: %w", next.id, err)
 	}
 	return nil
 }
@@ -570,7 +585,7 @@ type cached struct {
 	found bool
 	// indexed is the instance as the batch's indexes have it (as read, or as last moved);
 	// indexedFound: it was in them.
-	indexed      domain.Instance
+	indexed      indexed
 	indexedFound bool
 	// dirty: in is not written yet; pending: its indexes lag behind (indexed is not in).
 	dirty, pending bool
@@ -589,7 +604,10 @@ func (u *unit) Instance(ctx context.Context, tenant, id string) (domain.Instance
 	if err != nil {
 		return in, found, err
 	}
-	c := &cached{ref: k, in: in, found: found, indexed: in, indexedFound: found}
+	c := &cached{ref: k, in: in, found: found, indexedFound: found}
+	if found {
+		c.indexed = indexedOf(in)
+	}
 	u.insts[k] = c
 	u.use(c)
 	return in, found, nil
@@ -609,7 +627,10 @@ func (u *unit) SaveInstance(_ context.Context, prev domain.Instance, prevFound b
 	k := instRef{next.Tenant, next.ID}
 	c, ok := u.insts[k]
 	if !ok {
-		c = &cached{ref: k, indexed: prev, indexedFound: prevFound}
+		c = &cached{ref: k, indexedFound: prevFound}
+		if prevFound {
+			c.indexed = indexedOf(prev)
+		}
 		u.insts[k] = c
 	}
 	u.use(c)
@@ -634,10 +655,11 @@ func (u *unit) moveIndexes(ctx context.Context) error {
 		if !c.pending {
 			continue
 		}
-		if err := u.saveIndexes(ctx, c.indexed, c.indexedFound, c.in); err != nil {
+		next := indexedOf(c.in)
+		if err := u.saveIndexes(ctx, c.indexed, c.indexedFound, next); err != nil {
 			return err
 		}
-		c.indexed, c.indexedFound, c.pending = c.in, true, false
+		c.indexed, c.indexedFound, c.pending = next, true, false
 	}
 	u.unindexed = 0
 	return nil
@@ -676,7 +698,9 @@ func (u *unit) writes(after afterWrites) []store.Write {
 	var buf []byte
 	for _, c := range u.touched {
 		if c.pending {
-			indexMoves(c.indexed, c.indexedFound, c.in, move)
+			next := indexedOf(c.in)
+			indexMoves(c.indexed, c.indexedFound, next, move)
+			c.indexed, c.indexedFound = next, true
 		}
 		if c.dirty {
 			if cap(buf)-len(buf) < recordRoom {
@@ -709,9 +733,6 @@ func (u *unit) writes(after afterWrites) []store.Write {
 	switch after {
 	case keepInstances, handInstances:
 		for _, c := range u.touched {
-			if c.found {
-				c.indexed, c.indexedFound = c.in, true
-			}
 			c.dirty, c.pending = false, false
 		}
 		if after == handInstances {
