@@ -181,18 +181,26 @@ func skipObject(b []byte, i int) (int, bool) {
 	if i >= len(b) || b[i] != '{' {
 		return 0, false
 	}
-	var stack []byte
+	var room [32]byte
+	stack := room[:0] // deeper documents grow it
 	for j := i; j < len(b); j++ {
 		switch c := b[j]; c {
 		case '"':
-			// To the closing quote, past escaped characters.
-			for j++; j < len(b) && b[j] != '"'; j++ {
-				if b[j] == '\\' {
-					j++
+			// To the closing quote: the next quote not escaped (after an even number of
+			// backslashes).
+			for {
+				k := bytes.IndexByte(b[j+1:], '"')
+				if k < 0 {
+					return 0, false
 				}
-			}
-			if j >= len(b) {
-				return 0, false
+				j += k + 1
+				n := 0
+				for b[j-1-n] == '\\' {
+					n++
+				}
+				if n%2 == 0 {
+					break
+				}
 			}
 		case '{', '[':
 			stack = append(stack, c)
