@@ -441,15 +441,25 @@ func rawString(b []byte, i int) (start, end int, ok bool) {
 		return 0, 0, false
 	}
 	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			return i + 1, j, true
-		case c == '\\' || c < 0x20:
+		if c := b[j]; stringStops[c] {
+			if c == '"' {
+				return i + 1, j, true
+			}
 			return 0, 0, false
 		}
 	}
 	return 0, 0, false
 }
+
+// stringStops are the bytes that end rawString's scan: the closing quote, an escape and the
+// control characters (one table lookup per byte instead of three comparisons).
+var stringStops = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 // jsonInt reads a JSON integer (-?(0|[1-9][0-9]*), no fraction or exponent) at b[i] that fits
 // bits, and returns it and the index after it.
