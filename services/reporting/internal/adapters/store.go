@@ -512,18 +512,21 @@ func (s *Store) SetJobStates(ctx context.Context, tenant, runID string, states m
 	return s.st.HSet(ctx, jobsKey(tenant, runID), fields)
 }
 
-// jobStateValues are the stored values of the job states (a number each).
-var jobStateValues = func() map[typesv1.JobState][]byte {
-	out := map[typesv1.JobState][]byte{}
+// jobStateValues are the stored values of the job states (a number each), by state.
+var jobStateValues = func() [][]byte {
+	var out [][]byte
 	for n := range typesv1.JobState_name {
-		out[typesv1.JobState(n)] = []byte(strconv.Itoa(int(n)))
+		if int(n) >= len(out) {
+			out = append(out, make([][]byte, int(n)+1-len(out))...)
+		}
+		out[n] = []byte(strconv.Itoa(int(n)))
 	}
 	return out
 }()
 
 func jobStateValue(st typesv1.JobState) []byte {
-	if v, ok := jobStateValues[st]; ok {
-		return v
+	if st >= 0 && int(st) < len(jobStateValues) && jobStateValues[st] != nil {
+		return jobStateValues[st]
 	}
 	return []byte(strconv.Itoa(int(st)))
 }
@@ -569,6 +572,10 @@ type unit struct {
 	// read of them) as one HSET per run.
 	jobs     map[string]map[string][]byte
 	jobCount int
+	// lastJobs are the job states of the run SetJobState set one of last (a batch's events
+	// mostly follow one run): the next one of that run builds no key and looks up no run.
+	lastJobs                    map[string][]byte
+	lastJobsTenant, lastJobsRun string
 }
 
 // recordRoom is the room writes leaves for a record in its buffer before it starts a new one
@@ -714,7 +721,7 @@ func (u *unit) writes(after afterWrites) []store.Write {
 	for k, fields := range u.jobs {
 		ws = append(ws, store.HSetW(k, fields))
 	}
-	u.jobs, u.jobCount = nil, 0
+	u.jobs, u.jobCount, u.lastJobs = nil, 0, nil
 	for _, k := range order {
 		sm := sets[k]
 		if len(sm.rem) > 0 {
@@ -771,19 +778,22 @@ const (
 // SetJobState sets one job's state, as SetJobStates does (an event moves one job: no map to
 // build).
 func (u *unit) SetJobState(tenant, runID, instanceID string, st typesv1.JobState) {
-	k := jobsKey(tenant, runID)
-	fields := u.jobs[k]
-	if fields == nil {
-		fields = make(map[string][]byte, u.batch) // a run's jobs in the batch: at most one per instance it names
-		if u.jobs == nil {
-			u.jobs = map[string]map[string][]byte{}
+	fields := u.lastJobs
+	if fields == nil || u.lastJobsTenant != tenant || u.lastJobsRun != runID {
+		k := jobsKey(tenant, runID)
+		fields = u.jobs[k]
+		if fields == nil {
+			fields = make(map[string][]byte, u.batch) // a run's jobs in the batch: at most one per instance it names
+			if u.jobs == nil {
+				u.jobs = map[string]map[string][]byte{}
+			}
+			u.jobs[k] = fields
 		}
-		u.jobs[k] = fields
+		u.lastJobs, u.lastJobsTenant, u.lastJobsRun = fields, tenant, runID
 	}
-	if _, ok := fields[instanceID]; !ok {
-		u.jobCount++
-	}
+	n := len(fields)
 	fields[instanceID] = jobStateValue(st)
+	u.jobCount += len(fields) - n
 }
 
 // SetJobStates implements domain.Repository: the states wait in the unit.
@@ -818,6 +828,7 @@ func (u *unit) JobStates(ctx context.Context, tenant, runID string) (map[string]
 		}
 		u.jobCount -= len(fields)
 		delete(u.jobs, k)
+		u.lastJobs = nil
 	}
 	return u.Store.JobStates(ctx, tenant, runID)
 }
