@@ -427,7 +427,7 @@ type memberState struct {
 // readGroup reads the group's consumer and hands every member its events in batches that are
 // all replayed or all live, until reading fails; it returns that failure wrapping
 // errReaderStopped.
-func (b *Bus) readGroup(ctx context.Context, g *projGroup, it jetstream.MessagesContext, st []memberState, stored uint64) error {
+func (b *Bus) readGroup(ctx context.Context, g *projGroup, it *groupReader, st []memberState, stored uint64) error {
 	log := b.log.With("projections", g.names())
 	send := func(i int) bool {
 		s := &st[i]
@@ -443,40 +443,35 @@ func (b *Bus) readGroup(ctx context.Context, g *projGroup, it jetstream.Messages
 	read := b.metrics.groupRead.WithLabelValues(g.names())
 	raw := make([]projMsg, 0, groupFetch)
 	for {
-		var msg jetstream.Msg
-		var err error
+		var wait time.Duration
 		if held(st) {
 			// A batch waits for more: if nothing comes for a while, it goes as it is.
-			msg, err = it.Next(jetstream.NextMaxWait(heldLinger))
-			if errors.Is(err, nats.ErrTimeout) {
-				for i := range st {
-					if len(st[i].evs) > 0 && !send(i) {
-						return nil
-					}
+			wait = heldLinger
+		}
+		msg, meta, err := it.Next(wait)
+		if errors.Is(err, nats.ErrTimeout) {
+			for i := range st {
+				if len(st[i].evs) > 0 && !send(i) {
+					return nil
 				}
-				continue
 			}
-		} else {
-			msg, err = it.Next()
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %w", errReaderStopped, err)
 		}
+		clear(raw) // the last round's messages and events, for the collector
 		raw = raw[:0]
 		var rerr error
 		deadline := time.Now().Add(groupLinger)
 		for {
-			meta, err := msg.Metadata()
-			if err != nil {
-				rerr = fmt.Errorf("%w: metadata: %w", errReaderStopped, err)
-				break
-			}
 			seq := meta.Sequence.Stream
-			raw = append(raw, projMsg{subject: msg.Subject(), data: msg.Data(), seq: seq, live: seq > stored, want: g.want(msg.Subject())})
+			subject := msg.Subject()
+			raw = append(raw, projMsg{subject: subject, data: msg.Data(), seq: seq, live: seq > stored, want: g.want(subject)})
 			if len(raw) >= groupFetch || time.Now().After(deadline) {
 				break
 			}
-			if msg, err = it.Next(jetstream.NextMaxWait(batchLinger)); err != nil {
+			if msg, meta, err = it.Next(batchLinger); err != nil {
 				if !errors.Is(err, nats.ErrTimeout) {
 					rerr = fmt.Errorf("%w: %w", errReaderStopped, err)
 				}

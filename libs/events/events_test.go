@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -396,5 +397,23 @@ func TestHasSubjectIsSubject(t *testing.T) {
 			require.False(t, d.HasSubject("acm", subject), "%s with another tenant", d.Message)
 			require.False(t, d.HasSubject("acme.x", subject), "%s with another tenant", d.Message)
 		}
+	}
+}
+
+// validTenant matches what tenantPattern matches.
+func TestValidTenantIsTheTenantPattern(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	alphabet := "az09-_.A *>é"
+	cases := []string{"", "a", "-", "-a", "a-", "acme", "acme-2", strings.Repeat("a", 63), strings.Repeat("a", 64), "Acme", "a.b", "a b", "a\n"}
+	for range 2000 {
+		n := r.IntN(66)
+		var sb strings.Builder
+		for range n {
+			sb.WriteByte(alphabet[r.IntN(len(alphabet))])
+		}
+		cases = append(cases, sb.String())
+	}
+	for _, c := range cases {
+		require.Equal(t, tenantPattern.MatchString(c), validTenant(c), "%q", c)
 	}
 }

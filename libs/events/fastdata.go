@@ -1,7 +1,9 @@
 package events
 
 import (
+	"bytes"
 	"encoding/binary"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -13,24 +15,29 @@ import (
 )
 
 // decodeDataFast decodes a payload as protojson.Marshal writes it (JSON names, strings
-// without escapes, integers, enum names (not numbers), RFC 3339 UTC timestamps, nested
-// messages and lists) into m: it transcodes the JSON to the protobuf binary form in one pass,
-// guided by m's descriptor, and unmarshals that (the generated code's fast path, no
-// reflection per field). It reports false for anything else: an unknown or repeated field,
-// null, an escape, a float, a quoted int32, a well-known type other than Timestamp, a map,
-// bytes, two fields of one oneof, malformed JSON; the caller then decodes a fresh message with
+// without escapes, integers, floating-point numbers, enum names (not numbers), RFC 3339 UTC
+// timestamps, durations, nested messages and lists) into m, a new message: it transcodes the
+// JSON to the protobuf binary form in one pass, guided by m's descriptor, and unmarshals that
+// (the generated code's fast path, no reflection per field). It reports false for anything
+// else: an unknown or repeated field, null, an escape, NaN or an infinity, a quoted number, a
+// well-known type other than Timestamp and Duration, a map, bytes, two fields of one oneof,
+// malformed JSON; the caller then decodes a fresh message with
 // protojson, which also words the errors. It never accepts a document protojson refuses, and
 // what it decodes equals protojson's result (FuzzDecodeData). protojson's tokenizer and
 // reflection were most of the cost of receiving an event.
 func decodeDataFast(b []byte, m proto.Message) bool {
 	bp := transcodeBufs.Get().(*[]byte)
 	defer transcodeBufs.Put(bp)
-	buf, i, ok := transObject((*bp)[:0], b, skipSpace(b, 0), m.ProtoReflect().Descriptor(), 0)
+	buf, i, ok := transObject((*bp)[:0], b, skipSpace(b, 0), fastMsgOf(m.ProtoReflect().Descriptor()), 0)
 	if cap(buf) <= 64<<10 {
 		*bp = buf
 	}
-	return ok && skipSpace(b, i) == len(b) && proto.Unmarshal(buf, m) == nil
+	return ok && skipSpace(b, i) == len(b) && freshUnmarshal.Unmarshal(buf, m) == nil
 }
+
+// freshUnmarshal unmarshals into a message that is new (every caller's is), so it skips the
+// Reset that proto.Unmarshal does first.
+var freshUnmarshal = proto.UnmarshalOptions{Merge: true}
 
 var transcodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
@@ -38,52 +45,113 @@ var transcodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); retu
 // document falls back to it).
 const maxFastDepth = 16
 
-// fastFields maps a message's JSON field names to their descriptors, per message type.
-var fastFields sync.Map // protoreflect.FullName -> map[string]protoreflect.FieldDescriptor
+// fastMsg is what the fast path needs of a message type, read once from its descriptor: the
+// descriptor's methods are interface calls, which were a visible part of decoding.
+type fastMsg struct {
+	// fields by JSON name.
+	fields map[string]*fastField
+	// tooMany: more fields or oneofs than the duplicate checks' bits (the fast path refuses).
+	tooMany bool
+}
 
-func jsonFields(md protoreflect.MessageDescriptor) map[string]protoreflect.FieldDescriptor {
-	if v, ok := fastFields.Load(md.FullName()); ok {
-		return v.(map[string]protoreflect.FieldDescriptor)
+// fastField is one field of a fastMsg.
+type fastField struct {
+	num  protowire.Number
+	kind protoreflect.Kind
+	// bit marks the field among its message's, oneof its oneof (0: none).
+	bit, oneof    uint64
+	list, message bool
+	// unsupported: a map or a group (the fast path refuses).
+	unsupported bool
+	// wkt is the well-known type of a message field; sub the message's own plan otherwise.
+	wkt wellKnown
+	sub *fastMsg
+	// enums are an enum field's values by name (a lookup by bytes does not allocate).
+	enums map[string]protoreflect.EnumNumber
+	// checkedUTF8: proto.Unmarshal checks the string field's UTF-8 (checkedUTF8).
+	checkedUTF8 bool
+}
+
+type wellKnown int
+
+const (
+	notWellKnown wellKnown = iota
+	wktTimestamp
+	wktDuration
+	// wktOther: Struct, wrappers and the rest, which have JSON forms of their own.
+	wktOther
+)
+
+// fastMsgs holds the plan of each message type.
+var fastMsgs sync.Map // protoreflect.FullName -> *fastMsg
+
+func fastMsgOf(md protoreflect.MessageDescriptor) *fastMsg {
+	if v, ok := fastMsgs.Load(md.FullName()); ok {
+		return v.(*fastMsg)
+	}
+	built := map[protoreflect.FullName]*fastMsg{}
+	m := buildFastMsg(md, built)
+	for name, fm := range built {
+		fastMsgs.LoadOrStore(name, fm)
+	}
+	return m
+}
+
+// buildFastMsg builds md's plan and those of the messages it holds, into built (which also
+// ends recursion: a message type that holds itself).
+func buildFastMsg(md protoreflect.MessageDescriptor, built map[protoreflect.FullName]*fastMsg) *fastMsg {
+	if m, ok := built[md.FullName()]; ok {
+		return m
 	}
 	fds := md.Fields()
-	m := make(map[string]protoreflect.FieldDescriptor, fds.Len())
+	m := &fastMsg{fields: make(map[string]*fastField, fds.Len()), tooMany: fds.Len() > 64 || md.Oneofs().Len() > 64}
+	built[md.FullName()] = m
+	if m.tooMany {
+		return m
+	}
 	for i := range fds.Len() {
 		fd := fds.Get(i)
-		m[fd.JSONName()] = fd
+		f := &fastField{
+			num: fd.Number(), kind: fd.Kind(), bit: uint64(1) << fd.Index(),
+			list: fd.IsList(), message: fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind,
+			unsupported: fd.IsMap() || fd.Kind() == protoreflect.GroupKind,
+			checkedUTF8: checkedUTF8(fd),
+		}
+		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+			f.oneof = uint64(1) << od.Index()
+		}
+		switch {
+		case f.unsupported:
+		case f.message:
+			switch name := fd.Message().FullName(); {
+			case name == "google.protobuf.Timestamp":
+				f.wkt = wktTimestamp
+			case name == "google.protobuf.Duration":
+				f.wkt = wktDuration
+			case name.Parent() == "google.protobuf":
+				f.wkt = wktOther
+			default:
+				f.sub = buildFastMsg(fd.Message(), built)
+			}
+		case f.kind == protoreflect.EnumKind:
+			vals := fd.Enum().Values()
+			f.enums = make(map[string]protoreflect.EnumNumber, vals.Len())
+			for k := range vals.Len() {
+				v := vals.Get(k)
+				f.enums[string(v.Name())] = v.Number()
+			}
+		}
+		m.fields[fd.JSONName()] = f
 	}
-	fastFields.Store(md.FullName(), m)
 	return m
 }
 
-// fastEnums maps an enum's value names to their numbers, per enum type: a lookup by the
-// name's bytes does not allocate (EnumValueDescriptors.ByName takes a string).
-var fastEnums sync.Map // protoreflect.FullName -> map[string]protoreflect.EnumNumber
-
-func enumNumbers(ed protoreflect.EnumDescriptor) map[string]protoreflect.EnumNumber {
-	if v, ok := fastEnums.Load(ed.FullName()); ok {
-		return v.(map[string]protoreflect.EnumNumber)
-	}
-	vals := ed.Values()
-	m := make(map[string]protoreflect.EnumNumber, vals.Len())
-	for i := range vals.Len() {
-		v := vals.Get(i)
-		m[string(v.Name())] = v.Number()
-	}
-	fastEnums.Store(ed.FullName(), m)
-	return m
-}
-
-func isMessage(fd protoreflect.FieldDescriptor) bool {
-	return fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind
-}
-
-// transObject appends the binary form of the object at b[i], a message md, to dst, and
+// transObject appends the binary form of the object at b[i], a message m, to dst, and
 // returns it and the index after the object.
-func transObject(dst, b []byte, i int, md protoreflect.MessageDescriptor, depth int) ([]byte, int, bool) {
-	if depth > maxFastDepth || i >= len(b) || b[i] != '{' || md.Fields().Len() > 64 || md.Oneofs().Len() > 64 {
+func transObject(dst, b []byte, i int, m *fastMsg, depth int) ([]byte, int, bool) {
+	if depth > maxFastDepth || i >= len(b) || b[i] != '{' || m.tooMany {
 		return nil, 0, false
 	}
-	fields := jsonFields(md)
 	var seen, oneofs uint64
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
@@ -94,21 +162,19 @@ func transObject(dst, b []byte, i int, md protoreflect.MessageDescriptor, depth 
 		if !ok {
 			return nil, 0, false
 		}
-		fd := fields[string(b[start:end])]
-		if fd == nil || fd.IsMap() || fd.Kind() == protoreflect.GroupKind {
+		f := m.fields[string(b[start:end])]
+		if f == nil || f.unsupported {
 			return nil, 0, false
 		}
-		bit := uint64(1) << fd.Index()
-		if seen&bit != 0 {
+		if seen&f.bit != 0 {
 			return nil, 0, false // a duplicate: protojson refuses it
 		}
-		seen |= bit
-		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
-			obit := uint64(1) << od.Index()
-			if oneofs&obit != 0 {
+		seen |= f.bit
+		if f.oneof != 0 {
+			if oneofs&f.oneof != 0 {
 				return nil, 0, false // two fields of a oneof: protojson refuses it
 			}
-			oneofs |= obit
+			oneofs |= f.oneof
 		}
 		i = skipSpace(b, end+1)
 		if i >= len(b) || b[i] != ':' {
@@ -116,12 +182,12 @@ func transObject(dst, b []byte, i int, md protoreflect.MessageDescriptor, depth 
 		}
 		i = skipSpace(b, i+1)
 		switch {
-		case fd.IsList():
-			dst, i, ok = transList(dst, b, i, fd, depth)
-		case isMessage(fd):
-			dst, i, ok = transMessage(dst, b, i, fd, depth)
+		case f.list:
+			dst, i, ok = transList(dst, b, i, f, depth)
+		case f.message:
+			dst, i, ok = transMessage(dst, b, i, f, depth)
 		default:
-			dst, i, ok = transScalar(dst, b, i, fd)
+			dst, i, ok = transScalar(dst, b, i, f)
 		}
 		if !ok {
 			return nil, 0, false
@@ -151,36 +217,42 @@ func nextItem(b []byte, i int, end byte) (next int, done, ok bool) {
 	return 0, false, false
 }
 
-// transMessage appends a message field fd (one element of it if it is a list): its tag, its
-// length and the binary form of the object (or the Timestamp's string) at b[i].
-func transMessage(dst, b []byte, i int, fd protoreflect.FieldDescriptor, depth int) ([]byte, int, bool) {
-	md := fd.Message()
-	dst = protowire.AppendTag(dst, fd.Number(), protowire.BytesType)
+// transMessage appends a message field f (one element of it if it is a list): its tag, its
+// length and the binary form of the object (or the Timestamp's or Duration's string) at b[i].
+func transMessage(dst, b []byte, i int, f *fastField, depth int) ([]byte, int, bool) {
+	dst = protowire.AppendTag(dst, f.num, protowire.BytesType)
+	// One byte for the length, what most messages here need; a longer one moves the message.
+	dst = append(dst, 0)
 	mark := len(dst)
 	var ok bool
-	switch {
-	case md.FullName() == "google.protobuf.Timestamp":
+	switch f.wkt {
+	case wktTimestamp:
 		dst, i, ok = transTimestamp(dst, b, i)
-	case md.FullName().Parent() == "google.protobuf":
-		return nil, 0, false // Struct, Duration, wrappers and the rest have JSON forms of their own
+	case wktDuration:
+		dst, i, ok = transDuration(dst, b, i)
+	case wktOther:
+		return nil, 0, false
 	default:
-		dst, i, ok = transObject(dst, b, i, md, depth+1)
+		dst, i, ok = transObject(dst, b, i, f.sub, depth+1)
 	}
 	if !ok {
 		return nil, 0, false
 	}
-	// The length goes before the message: move the message up by the length's size.
 	n := len(dst) - mark
+	if n < 0x80 {
+		dst[mark-1] = byte(n)
+		return dst, i, true
+	}
 	var tmp [binary.MaxVarintLen64]byte
 	l := protowire.AppendVarint(tmp[:0], uint64(n))
-	dst = append(dst, l...)
-	copy(dst[mark+len(l):], dst[mark:mark+n])
-	copy(dst[mark:], l)
+	dst = append(dst, l[1:]...)
+	copy(dst[mark-1+len(l):], dst[mark:mark+n])
+	copy(dst[mark-1:], l)
 	return dst, i, true
 }
 
-// transList appends the list at b[i], the repeated field fd.
-func transList(dst, b []byte, i int, fd protoreflect.FieldDescriptor, depth int) ([]byte, int, bool) {
+// transList appends the list at b[i], the repeated field f.
+func transList(dst, b []byte, i int, f *fastField, depth int) ([]byte, int, bool) {
 	if i >= len(b) || b[i] != '[' {
 		return nil, 0, false
 	}
@@ -190,10 +262,10 @@ func transList(dst, b []byte, i int, fd protoreflect.FieldDescriptor, depth int)
 	}
 	for {
 		var ok bool
-		if isMessage(fd) {
-			dst, i, ok = transMessage(dst, b, i, fd, depth)
+		if f.message {
+			dst, i, ok = transMessage(dst, b, i, f, depth)
 		} else {
-			dst, i, ok = transScalar(dst, b, i, fd)
+			dst, i, ok = transScalar(dst, b, i, f)
 		}
 		if !ok {
 			return nil, 0, false
@@ -207,14 +279,14 @@ func transList(dst, b []byte, i int, fd protoreflect.FieldDescriptor, depth int)
 	}
 }
 
-// transScalar appends the value at b[i] of a scalar field (or a list element) fd, with its
+// transScalar appends the value at b[i] of a scalar field (or a list element) f, with its
 // tag. A list of scalars is written unpacked, which every decoder reads as the packed form.
-func transScalar(dst, b []byte, i int, fd protoreflect.FieldDescriptor) ([]byte, int, bool) {
-	num := fd.Number()
-	switch fd.Kind() {
+func transScalar(dst, b []byte, i int, f *fastField) ([]byte, int, bool) {
+	num := f.num
+	switch f.kind {
 	case protoreflect.StringKind:
 		start, end, ok := rawString(b, i)
-		if !ok || !utf8.Valid(b[start:end]) {
+		if !ok || (!f.checkedUTF8 && !utf8.Valid(b[start:end])) {
 			return nil, 0, false
 		}
 		dst = protowire.AppendTag(dst, num, protowire.BytesType)
@@ -235,7 +307,7 @@ func transScalar(dst, b []byte, i int, fd protoreflect.FieldDescriptor) ([]byte,
 		if !ok {
 			return nil, 0, false
 		}
-		n, ok := enumNumbers(fd.Enum())[string(b[start:end])]
+		n, ok := f.enums[string(b[start:end])]
 		if !ok {
 			return nil, 0, false
 		}
@@ -246,34 +318,107 @@ func transScalar(dst, b []byte, i int, fd protoreflect.FieldDescriptor) ([]byte,
 		if !ok {
 			return nil, 0, false
 		}
-		return appendInt(dst, fd, n), end, true
+		return appendInt(dst, f, n), end, true
 	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
 		n, end, ok := jsonInt(b, i, 32, false)
 		if !ok {
 			return nil, 0, false
 		}
-		return appendInt(dst, fd, n), end, true
+		return appendInt(dst, f, n), end, true
 	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
 		n, end, ok := quotedInt(b, i, true)
 		if !ok {
 			return nil, 0, false
 		}
-		return appendInt(dst, fd, n), end, true
+		return appendInt(dst, f, n), end, true
 	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
 		n, end, ok := quotedInt(b, i, false)
 		if !ok {
 			return nil, 0, false
 		}
-		return appendInt(dst, fd, n), end, true
+		return appendInt(dst, f, n), end, true
+	case protoreflect.DoubleKind:
+		f, end, ok := jsonFloat(b, i, 64)
+		if !ok {
+			return nil, 0, false
+		}
+		return protowire.AppendFixed64(protowire.AppendTag(dst, num, protowire.Fixed64Type), math.Float64bits(f)), end, true
+	case protoreflect.FloatKind:
+		f, end, ok := jsonFloat(b, i, 32)
+		if !ok {
+			return nil, 0, false
+		}
+		return protowire.AppendFixed32(protowire.AppendTag(dst, num, protowire.Fixed32Type), math.Float32bits(float32(f))), end, true
 	}
 	return nil, 0, false
 }
 
+// checkedUTF8 says whether proto.Unmarshal checks that the string field fd is valid UTF-8
+// (a proto3 string: it refuses the message otherwise, and the caller falls back to protojson,
+// which refuses it too), so the fast path need not check it first.
+func checkedUTF8(fd protoreflect.FieldDescriptor) bool {
+	return fd.Syntax() == protoreflect.Proto3
+}
+
+// jsonNumber returns the index after the JSON number at b[i]
+// (-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?), the grammar protojson reads.
+func jsonNumber(b []byte, i int) (int, bool) {
+	digits := func(j int) int {
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		return j
+	}
+	j := i
+	if j < len(b) && b[j] == '-' {
+		j++
+	}
+	switch {
+	case j < len(b) && b[j] == '0':
+		j++
+	case j < len(b) && b[j] >= '1' && b[j] <= '9':
+		j = digits(j + 1)
+	default:
+		return 0, false
+	}
+	if j < len(b) && b[j] == '.' {
+		k := digits(j + 1)
+		if k == j+1 {
+			return 0, false
+		}
+		j = k
+	}
+	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
+		j++
+		if j < len(b) && (b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		k := digits(j)
+		if k == j {
+			return 0, false
+		}
+		j = k
+	}
+	return j, true
+}
+
+// jsonFloat reads a floating-point field as protojson writes it, a JSON number (NaN and the
+// infinities, which it writes as strings, and numbers out of range go to protojson), and
+// rounds it to bits as protojson does.
+func jsonFloat(b []byte, i, bits int) (float64, int, bool) {
+	end, ok := jsonNumber(b, i)
+	if !ok {
+		return 0, 0, false
+	}
+	f, err := strconv.ParseFloat(string(b[i:end]), bits)
+	return f, end, err == nil
+}
+
 // appendInt appends an integer field's tag and value in its kind's encoding; n holds the
 // value's bits (an unsigned 64-bit value reinterpreted).
-func appendInt(dst []byte, fd protoreflect.FieldDescriptor, n int64) []byte {
-	num := fd.Number()
-	switch fd.Kind() {
+func appendInt(dst []byte, f *fastField, n int64) []byte {
+	num := f.num
+	switch f.kind {
 	case protoreflect.Sint32Kind, protoreflect.Sint64Kind:
 		return protowire.AppendVarint(protowire.AppendTag(dst, num, protowire.VarintType), protowire.EncodeZigZag(n))
 	case protoreflect.Sfixed32Kind, protoreflect.Fixed32Kind:
@@ -296,15 +441,25 @@ func rawString(b []byte, i int) (start, end int, ok bool) {
 		return 0, 0, false
 	}
 	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			return i + 1, j, true
-		case c == '\\' || c < 0x20:
+		if c := b[j]; stringStops[c] {
+			if c == '"' {
+				return i + 1, j, true
+			}
 			return 0, 0, false
 		}
 	}
 	return 0, 0, false
 }
+
+// stringStops are the bytes that end rawString's scan: the closing quote, an escape and the
+// control characters (one table lookup per byte instead of three comparisons).
+var stringStops = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 // jsonInt reads a JSON integer (-?(0|[1-9][0-9]*), no fraction or exponent) at b[i] that fits
 // bits, and returns it and the index after it.
@@ -380,6 +535,69 @@ func transTimestamp(dst, b []byte, i int) ([]byte, int, bool) {
 	}
 	if ns := t.Nanosecond(); ns != 0 {
 		dst = protowire.AppendVarint(protowire.AppendTag(dst, 2, protowire.VarintType), uint64(ns))
+	}
+	return dst, end + 1, true
+}
+
+// maxDurationSeconds is the range of a google.protobuf.Duration's seconds (about 10,000
+// years), as protojson checks it.
+const maxDurationSeconds = 315576000000
+
+// transDuration appends the binary form of the Duration at b[i] as protojson writes it:
+// "[-]S[.fff]s" with 0, 3, 6 or 9 fractional digits and no leading zeros.
+func transDuration(dst, b []byte, i int) ([]byte, int, bool) {
+	start, end, ok := rawString(b, i)
+	if !ok {
+		return nil, 0, false
+	}
+	s := b[start:end]
+	neg := len(s) > 0 && s[0] == '-'
+	if neg {
+		s = s[1:]
+	}
+	if len(s) < 2 || s[len(s)-1] != 's' {
+		return nil, 0, false
+	}
+	s = s[:len(s)-1]
+	intPart, frac := s, []byte(nil)
+	if k := bytes.IndexByte(s, '.'); k >= 0 {
+		intPart, frac = s[:k], s[k+1:]
+		if len(frac) != 3 && len(frac) != 6 && len(frac) != 9 {
+			return nil, 0, false
+		}
+	}
+	if len(intPart) == 0 || len(intPart) > 12 || (intPart[0] == '0' && len(intPart) > 1) {
+		return nil, 0, false
+	}
+	var secs int64
+	for _, c := range intPart {
+		if c < '0' || c > '9' {
+			return nil, 0, false
+		}
+		secs = secs*10 + int64(c-'0')
+	}
+	var nanos int64
+	for k := range 9 {
+		nanos *= 10
+		if k < len(frac) {
+			c := frac[k]
+			if c < '0' || c > '9' {
+				return nil, 0, false
+			}
+			nanos += int64(c - '0')
+		}
+	}
+	if secs > maxDurationSeconds {
+		return nil, 0, false
+	}
+	if neg {
+		secs, nanos = -secs, -nanos
+	}
+	if secs != 0 {
+		dst = protowire.AppendVarint(protowire.AppendTag(dst, 1, protowire.VarintType), uint64(secs))
+	}
+	if nanos != 0 {
+		dst = protowire.AppendVarint(protowire.AppendTag(dst, 2, protowire.VarintType), uint64(nanos))
 	}
 	return dst, end + 1, true
 }

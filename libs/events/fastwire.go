@@ -26,13 +26,14 @@ func decodeWireFast(b []byte, w *wire) bool {
 		if !ok {
 			return false
 		}
-		key, next := internAttr(b[ks:ke]), ke+1
-		i = skipSpace(b, next)
+		// The name is matched as bytes (a switch on string(b[..]) builds no string).
+		key := attrKey(b[ks:ke])
+		i = skipSpace(b, ke+1)
 		if i >= len(b) || b[i] != ':' {
 			return false
 		}
 		i = skipSpace(b, i+1)
-		if key == "data" {
+		if key == attrData {
 			end, ok := skipObject(b, i)
 			if !ok {
 				return false
@@ -45,36 +46,35 @@ func decodeWireFast(b []byte, w *wire) bool {
 				// encoding/json replaces invalid UTF-8 with U+FFFD.
 				return false
 			}
-			next := ve + 1
-			val := internAttr(b[vs:ve])
-			i = next
+			val := b[vs:ve]
+			i = ve + 1
 			switch key {
-			case "specversion":
-				w.SpecVersion = val
-			case "id":
-				w.ID = val
-			case "source":
-				w.Source = val
-			case "type":
-				w.Type = val
-			case "subject":
-				w.Subject = val
-			case "datacontenttype":
-				w.DataContentType = val
-			case "tenant":
-				w.Tenant = val
-			case "correlationid":
-				w.CorrelationID = val
-			case "traceparent":
-				w.TraceParent = val
-			case "time":
-				if err := w.Time.UnmarshalJSON(b[next-len(val)-2 : next]); err != nil {
+			case attrSpecVersion:
+				w.SpecVersion = internAttr(val)
+			case attrID:
+				w.ID = string(val)
+			case attrSource:
+				w.Source = internAttr(val)
+			case attrType:
+				w.Type = internAttr(val)
+			case attrSubject:
+				w.Subject = string(val)
+			case attrDataContentType:
+				w.DataContentType = internAttr(val)
+			case attrTenant:
+				w.Tenant = string(val)
+			case attrCorrelationID:
+				w.CorrelationID = string(val)
+			case attrTraceParent:
+				w.TraceParent = string(val)
+			case attrTime:
+				if err := w.Time.UnmarshalJSON(b[vs-1 : ve+1]); err != nil {
 					return false
 				}
 			default:
 				// An extension attribute, ignored as encoding/json ignores it, unless
 				// encoding/json would take it for one of ours (it folds case).
-				if !lowerASCII(key) {
+				if !lowerASCII(b[ks:ke]) {
 					return false
 				}
 			}
@@ -94,13 +94,56 @@ func decodeWireFast(b []byte, w *wire) bool {
 	}
 }
 
-// interned are the attribute names and the values that repeat in every document (the spec
-// version, content type, and every registered type and source), answered without allocating.
+// attr is an envelope attribute's name, as decodeWireFast matched it.
+type attr int
+
+const (
+	attrOther attr = iota
+	attrSpecVersion
+	attrID
+	attrSource
+	attrType
+	attrSubject
+	attrDataContentType
+	attrTenant
+	attrCorrelationID
+	attrTraceParent
+	attrTime
+	attrData
+)
+
+func attrKey(name []byte) attr {
+	switch string(name) {
+	case "specversion":
+		return attrSpecVersion
+	case "id":
+		return attrID
+	case "source":
+		return attrSource
+	case "type":
+		return attrType
+	case "subject":
+		return attrSubject
+	case "datacontenttype":
+		return attrDataContentType
+	case "tenant":
+		return attrTenant
+	case "correlationid":
+		return attrCorrelationID
+	case "traceparent":
+		return attrTraceParent
+	case "time":
+		return attrTime
+	case "data":
+		return attrData
+	}
+	return attrOther
+}
+
+// interned are the attribute values that repeat in every document (the spec version,
+// content type, and every registered type and source), answered without allocating.
 var interned = func() map[string]string {
 	m := map[string]string{SpecVersion: SpecVersion, DataContentType: DataContentType}
-	for _, k := range []string{"specversion", "id", "source", "type", "subject", "datacontenttype", "tenant", "correlationid", "traceparent", "time", "data"} {
-		m[k] = k
-	}
 	for _, d := range registry {
 		m[string(d.Message)] = string(d.Message)
 		m[d.Source()] = d.Source()
@@ -138,18 +181,26 @@ func skipObject(b []byte, i int) (int, bool) {
 	if i >= len(b) || b[i] != '{' {
 		return 0, false
 	}
-	var stack []byte
+	var room [32]byte
+	stack := room[:0] // deeper documents grow it
 	for j := i; j < len(b); j++ {
 		switch c := b[j]; c {
 		case '"':
-			// To the closing quote, past escaped characters.
-			for j++; j < len(b) && b[j] != '"'; j++ {
-				if b[j] == '\\' {
-					j++
+			// To the closing quote: the next quote not escaped (after an even number of
+			// backslashes).
+			for {
+				k := bytes.IndexByte(b[j+1:], '"')
+				if k < 0 {
+					return 0, false
 				}
-			}
-			if j >= len(b) {
-				return 0, false
+				j += k + 1
+				n := 0
+				for b[j-1-n] == '\\' {
+					n++
+				}
+				if n%2 == 0 {
+					break
+				}
 			}
 		case '{', '[':
 			stack = append(stack, c)
@@ -177,9 +228,9 @@ func hasEscape(s string) bool {
 	return false
 }
 
-func lowerASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 0x80 || (c >= 'A' && c <= 'Z') {
+func lowerASCII(s []byte) bool {
+	for _, c := range s {
+		if c >= 0x80 || (c >= 'A' && c <= 'Z') {
 			return false
 		}
 	}

@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,5 +96,38 @@ func TestFastWireEscapesThePayloadAsEncodingJSON(t *testing.T) {
 		back, err := Unmarshal(e.Subject, got)
 		require.NoError(t, err)
 		require.Equal(t, reason, back.Data.(*eventsv1.InstallFailed).GetReason())
+	}
+}
+
+// skipObject ends an object at its closing brace, past strings with escaped quotes and
+// backslashes and past nesting deeper than its fixed room.
+func TestSkipObjectFindsTheObjectsEnd(t *testing.T) {
+	deep := strings.Repeat(`{"a":[`, 40) + strings.Repeat(`]}`, 40)
+	for _, c := range []struct {
+		doc string
+		end int // -1: not an object
+	}{
+		{`{}`, 2},
+		{`{} x`, 2},
+		{`{"a":"}"}`, 9},
+		{`{"a":"\"}"}`, 11},
+		{`{"a":"\\"}`, 10},
+		{`{"a":"\\\"}"}`, 13},
+		{`{"a":"x\\\\"} `, 13},
+		{`{"a":["]",{"b":"{"}]}`, 21},
+		{deep + ` `, len(deep)},
+		{`{"a":"\"}`, -1},
+		{`{"a":"}`, -1},
+		{`{"a":[}`, -1},
+		{`{"a":1]`, -1},
+		{`[]`, -1},
+	} {
+		end, ok := skipObject([]byte(c.doc), 0)
+		if c.end < 0 {
+			require.False(t, ok, c.doc)
+			continue
+		}
+		require.True(t, ok, c.doc)
+		require.Equal(t, c.end, end, c.doc)
 	}
 }

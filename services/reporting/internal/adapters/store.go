@@ -142,7 +142,7 @@ func (s *Store) Instance(ctx context.Context, tenant, id string) (domain.Instanc
 
 // SaveInstance implements domain.Repository.
 func (s *Store) SaveInstance(ctx context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
-	if err := s.saveIndexes(ctx, prev, prevFound, next); err != nil {
+	if err := s.saveIndexes(ctx, indexedOf(prev), prevFound, indexedOf(next)); err != nil {
 		return err
 	}
 	// Last: once the record (with its sequence) is saved, the event counts as applied.
@@ -176,54 +176,69 @@ func hasFailed(in domain.Instance) bool {
 	return false
 }
 
+// indexed is what an instance's indexes follow: its coverage bucket (tenant, wave, family,
+// state), its missing patches and whether it has FAILED ones. A unit keeps it, not a second
+// copy of the whole record, for each instance it holds.
+type indexed struct {
+	tenant, id, family string
+	wave               int32
+	state              typesv1.ComplianceState
+	missing            []string
+	failed             bool
+}
+
+func indexedOf(in domain.Instance) indexed {
+	return indexed{tenant: in.Tenant, id: in.ID, family: in.Family(), wave: in.Wave, state: in.State, missing: in.Missing, failed: hasFailed(in)}
+}
+
 // indexMoves calls move for each set move that takes the instance's indexes from prev (absent
 // when !prevFound) to next: coverage bucket, group, OS family, missing patches, failed
 // patches. The indexes are written with the records, atomically, so prev's are the ones in
 // the store and only what changes moves. The moves of one instance touch each set once.
-func indexMoves(prev domain.Instance, prevFound bool, next domain.Instance, move func(indexMove)) {
-	g := domain.Group{Wave: next.Wave, OSFamily: next.Family()}
+func indexMoves(prev indexed, prevFound bool, next indexed, move func(indexMove)) {
+	g := domain.Group{Wave: next.wave, OSFamily: next.family}
 	var prevMissing []string
 	prevFailed := false
 	if prevFound {
-		pg := domain.Group{Wave: prev.Wave, OSFamily: prev.Family()}
-		if pg != g || prev.State != next.State || prev.Tenant != next.Tenant {
-			move(indexMove{key: bucketKey(prev.Tenant, pg, prev.State), id: prev.ID})
-			move(indexMove{add: true, key: bucketKey(next.Tenant, g, next.State), id: next.ID})
+		pg := domain.Group{Wave: prev.wave, OSFamily: prev.family}
+		if pg != g || prev.state != next.state || prev.tenant != next.tenant {
+			move(indexMove{key: bucketKey(prev.tenant, pg, prev.state), id: prev.id})
+			move(indexMove{add: true, key: bucketKey(next.tenant, g, next.state), id: next.id})
 		}
 		if pg != g {
-			move(indexMove{add: true, key: groupsPrefix + next.Tenant, id: groupMember(g)})
+			move(indexMove{add: true, key: groupsPrefix + next.tenant, id: groupMember(g)})
 		}
-		if prev.Family() != next.Family() {
-			move(indexMove{key: familyKey(prev.Tenant, prev.Family()), id: prev.ID})
-			move(indexMove{add: true, key: familyKey(next.Tenant, next.Family()), id: next.ID})
+		if prev.family != next.family {
+			move(indexMove{key: familyKey(prev.tenant, prev.family), id: prev.id})
+			move(indexMove{add: true, key: familyKey(next.tenant, next.family), id: next.id})
 		}
-		prevMissing = prev.Missing
-		prevFailed = hasFailed(prev)
+		prevMissing = prev.missing
+		prevFailed = prev.failed
 	} else {
-		move(indexMove{add: true, key: bucketKey(next.Tenant, g, next.State), id: next.ID})
-		move(indexMove{add: true, key: groupsPrefix + next.Tenant, id: groupMember(g)})
-		move(indexMove{add: true, key: familyKey(next.Tenant, next.Family()), id: next.ID})
+		move(indexMove{add: true, key: bucketKey(next.tenant, g, next.state), id: next.id})
+		move(indexMove{add: true, key: groupsPrefix + next.tenant, id: groupMember(g)})
+		move(indexMove{add: true, key: familyKey(next.tenant, next.family), id: next.id})
 	}
 	for _, p := range prevMissing {
-		if !slices.Contains(next.Missing, p) {
-			move(indexMove{key: missingKey(next.Tenant, p), id: next.ID})
+		if !slices.Contains(next.missing, p) {
+			move(indexMove{key: missingKey(next.tenant, p), id: next.id})
 		}
 	}
-	for _, p := range next.Missing {
+	for _, p := range next.missing {
 		if !slices.Contains(prevMissing, p) {
-			move(indexMove{add: true, key: missingKey(next.Tenant, p), id: next.ID})
+			move(indexMove{add: true, key: missingKey(next.tenant, p), id: next.id})
 		}
 	}
-	switch failed := hasFailed(next); {
-	case failed && !prevFailed:
-		move(indexMove{add: true, key: failedIndex(next.Tenant), id: next.ID})
-	case !failed && prevFailed:
-		move(indexMove{key: failedIndex(next.Tenant), id: next.ID})
+	switch {
+	case next.failed && !prevFailed:
+		move(indexMove{add: true, key: failedIndex(next.tenant), id: next.id})
+	case !next.failed && prevFailed:
+		move(indexMove{key: failedIndex(next.tenant), id: next.id})
 	}
 }
 
 // saveIndexes moves the instance between the coverage buckets and indexes.
-func (s *Store) saveIndexes(ctx context.Context, prev domain.Instance, prevFound bool, next domain.Instance) error {
+func (s *Store) saveIndexes(ctx context.Context, prev indexed, prevFound bool, next indexed) error {
 	var err error
 	indexMoves(prev, prevFound, next, func(m indexMove) {
 		if err != nil {
@@ -236,7 +251,7 @@ func (s *Store) saveIndexes(ctx context.Context, prev domain.Instance, prevFound
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("index instance %s: %w", next.ID, err)
+		return fmt.Errorf("index instance %s: %w", next.id, err)
 	}
 	return nil
 }
@@ -497,18 +512,21 @@ func (s *Store) SetJobStates(ctx context.Context, tenant, runID string, states m
 	return s.st.HSet(ctx, jobsKey(tenant, runID), fields)
 }
 
-// jobStateValues are the stored values of the job states (a number each).
-var jobStateValues = func() map[typesv1.JobState][]byte {
-	out := map[typesv1.JobState][]byte{}
+// jobStateValues are the stored values of the job states (a number each), by state.
+var jobStateValues = func() [][]byte {
+	var out [][]byte
 	for n := range typesv1.JobState_name {
-		out[typesv1.JobState(n)] = []byte(strconv.Itoa(int(n)))
+		if int(n) >= len(out) {
+			out = append(out, make([][]byte, int(n)+1-len(out))...)
+		}
+		out[n] = []byte(strconv.Itoa(int(n)))
 	}
 	return out
 }()
 
 func jobStateValue(st typesv1.JobState) []byte {
-	if v, ok := jobStateValues[st]; ok {
-		return v
+	if st >= 0 && int(st) < len(jobStateValues) && jobStateValues[st] != nil {
+		return jobStateValues[st]
 	}
 	return []byte(strconv.Itoa(int(st)))
 }
@@ -540,6 +558,13 @@ type unit struct {
 	*Store
 	b     *store.Batch
 	insts map[instRef]*cached
+	// touched are the instances the unit read or saved (used), in the order it first did:
+	// what writes encodes and hands on, without walking the instances handed to it and left
+	// alone.
+	touched []*cached
+	// batch is how many instances the batch names (Prefetch): the size of the maps that
+	// grow with it.
+	batch int
 	// unindexed counts the saved instances whose indexes are not moved yet, dirty those whose
 	// record is not written yet.
 	unindexed, dirty int
@@ -547,6 +572,10 @@ type unit struct {
 	// read of them) as one HSET per run.
 	jobs     map[string]map[string][]byte
 	jobCount int
+	// lastJobs are the job states of the run SetJobState set one of last (a batch's events
+	// mostly follow one run): the next one of that run builds no key and looks up no run.
+	lastJobs                    map[string][]byte
+	lastJobsTenant, lastJobsRun string
 }
 
 // recordRoom is the room writes leaves for a record in its buffer before it starts a new one
@@ -557,12 +586,13 @@ const recordRoom = 1024
 type instRef struct{ tenant, id string }
 
 type cached struct {
+	ref instRef
 	// in is the instance as of the batch; found: it exists.
 	in    domain.Instance
 	found bool
 	// indexed is the instance as the batch's indexes have it (as read, or as last moved);
 	// indexedFound: it was in them.
-	indexed      domain.Instance
+	indexed      indexed
 	indexedFound bool
 	// dirty: in is not written yet; pending: its indexes lag behind (indexed is not in).
 	dirty, pending bool
@@ -574,15 +604,28 @@ type cached struct {
 func (u *unit) Instance(ctx context.Context, tenant, id string) (domain.Instance, bool, error) {
 	k := instRef{tenant, id}
 	if c, ok := u.insts[k]; ok {
-		c.used = true
+		u.use(c)
 		return c.in, c.found, nil
 	}
 	in, found, err := u.Store.Instance(ctx, tenant, id)
 	if err != nil {
 		return in, found, err
 	}
-	u.insts[k] = &cached{in: in, found: found, indexed: in, indexedFound: found, used: true}
+	c := &cached{ref: k, in: in, found: found, indexedFound: found}
+	if found {
+		c.indexed = indexedOf(in)
+	}
+	u.insts[k] = c
+	u.use(c)
 	return in, found, nil
+}
+
+// use marks c as read or saved by the unit.
+func (u *unit) use(c *cached) {
+	if !c.used {
+		c.used = true
+		u.touched = append(u.touched, c)
+	}
 }
 
 // SaveInstance implements domain.Repository: the record and its indexes at the commit (or at
@@ -591,10 +634,13 @@ func (u *unit) SaveInstance(_ context.Context, prev domain.Instance, prevFound b
 	k := instRef{next.Tenant, next.ID}
 	c, ok := u.insts[k]
 	if !ok {
-		c = &cached{indexed: prev, indexedFound: prevFound}
+		c = &cached{ref: k, indexedFound: prevFound}
+		if prevFound {
+			c.indexed = indexedOf(prev)
+		}
 		u.insts[k] = c
 	}
-	c.used = true
+	u.use(c)
 	if !c.dirty {
 		c.dirty = true
 		u.dirty++
@@ -612,14 +658,15 @@ func (u *unit) moveIndexes(ctx context.Context) error {
 	if u.unindexed == 0 {
 		return nil
 	}
-	for _, c := range u.insts {
+	for _, c := range u.touched {
 		if !c.pending {
 			continue
 		}
-		if err := u.saveIndexes(ctx, c.indexed, c.indexedFound, c.in); err != nil {
+		next := indexedOf(c.in)
+		if err := u.saveIndexes(ctx, c.indexed, c.indexedFound, next); err != nil {
 			return err
 		}
-		c.indexed, c.indexedFound, c.pending = c.in, true, false
+		c.indexed, c.indexedFound, c.pending = next, true, false
 	}
 	u.unindexed = 0
 	return nil
@@ -629,7 +676,9 @@ func (u *unit) moveIndexes(ctx context.Context) error {
 // record per instance (one MSET on Redis) and, per set, one SREM and one SADD of every
 // instance moving out of and into it. One instance's moves touch a set once and two instances'
 // moves never name the same member, so a set's removals and additions do not depend on their
-// order. What the unit does with its decoded instances afterwards is after's.
+// order. Only the instances the unit read or saved can have anything to write (those handed
+// to it and left alone were written by the unit before). What the unit does with its decoded
+// instances afterwards is after's.
 func (u *unit) writes(after afterWrites) []store.Write {
 	type setMoves struct{ add, rem []string }
 	sets := make(map[string]*setMoves, 64)
@@ -654,9 +703,11 @@ func (u *unit) writes(after afterWrites) []store.Write {
 	// The records are encoded one after the other into shared buffers (each record its own
 	// piece, capped): a few allocations per batch rather than several per record.
 	var buf []byte
-	for _, c := range u.insts {
+	for _, c := range u.touched {
 		if c.pending {
-			indexMoves(c.indexed, c.indexedFound, c.in, move)
+			next := indexedOf(c.in)
+			indexMoves(c.indexed, c.indexedFound, next, move)
+			c.indexed, c.indexedFound = next, true
 		}
 		if c.dirty {
 			if cap(buf)-len(buf) < recordRoom {
@@ -670,7 +721,7 @@ func (u *unit) writes(after afterWrites) []store.Write {
 	for k, fields := range u.jobs {
 		ws = append(ws, store.HSetW(k, fields))
 	}
-	u.jobs, u.jobCount = nil, 0
+	u.jobs, u.jobCount, u.lastJobs = nil, 0, nil
 	for _, k := range order {
 		sm := sets[k]
 		if len(sm.rem) > 0 {
@@ -688,21 +739,22 @@ func (u *unit) writes(after afterWrites) []store.Write {
 	}
 	switch after {
 	case keepInstances, handInstances:
-		for k, c := range u.insts {
-			if after == handInstances && !c.used {
-				delete(u.insts, k) // handed on from the unit before and not used since
-				continue
-			}
-			if c.found {
-				c.indexed, c.indexedFound = c.in, true
-			}
+		for _, c := range u.touched {
 			c.dirty, c.pending = false, false
-			if after == handInstances {
+		}
+		if after == handInstances {
+			// Only what the unit used goes on (what was handed to it and left alone is
+			// dropped, so the map never outgrows two batches).
+			next := make(map[instRef]*cached, len(u.touched))
+			for _, c := range u.touched {
 				c.used = false
+				next[c.ref] = c
 			}
+			u.insts, u.touched = next, nil
 		}
 	default:
 		clear(u.insts)
+		u.touched = nil
 	}
 	u.unindexed, u.dirty = 0, 0
 	return ws
@@ -726,19 +778,22 @@ const (
 // SetJobState sets one job's state, as SetJobStates does (an event moves one job: no map to
 // build).
 func (u *unit) SetJobState(tenant, runID, instanceID string, st typesv1.JobState) {
-	k := jobsKey(tenant, runID)
-	fields := u.jobs[k]
-	if fields == nil {
-		fields = map[string][]byte{}
-		if u.jobs == nil {
-			u.jobs = map[string]map[string][]byte{}
+	fields := u.lastJobs
+	if fields == nil || u.lastJobsTenant != tenant || u.lastJobsRun != runID {
+		k := jobsKey(tenant, runID)
+		fields = u.jobs[k]
+		if fields == nil {
+			fields = make(map[string][]byte, u.batch) // a run's jobs in the batch: at most one per instance it names
+			if u.jobs == nil {
+				u.jobs = map[string]map[string][]byte{}
+			}
+			u.jobs[k] = fields
 		}
-		u.jobs[k] = fields
+		u.lastJobs, u.lastJobsTenant, u.lastJobsRun = fields, tenant, runID
 	}
-	if _, ok := fields[instanceID]; !ok {
-		u.jobCount++
-	}
+	n := len(fields)
 	fields[instanceID] = jobStateValue(st)
+	u.jobCount += len(fields) - n
 }
 
 // SetJobStates implements domain.Repository: the states wait in the unit.
@@ -773,6 +828,7 @@ func (u *unit) JobStates(ctx context.Context, tenant, runID string) (map[string]
 		}
 		u.jobCount -= len(fields)
 		delete(u.jobs, k)
+		u.lastJobs = nil
 	}
 	return u.Store.JobStates(ctx, tenant, runID)
 }
@@ -856,6 +912,7 @@ func (s *Store) BeginAfter(c domain.Commit) (domain.UnitOfWork, error) {
 
 // Prefetch implements domain.UnitOfWork.
 func (u *unit) Prefetch(ctx context.Context, refs []domain.InstanceRef) error {
+	u.batch = len(refs)
 	if len(u.insts) == 0 {
 		u.insts = make(map[instRef]*cached, len(refs)) // the batch's instances, without regrowing
 	}

@@ -201,11 +201,26 @@ type txn struct {
 	// cycles caches the tenants' current cycles read or written through repo (every instance
 	// saved reads its tenant's), lastDays their last days (every event reads its tenant's).
 	cycles   map[string]domain.Cycle
-	lastDays map[string]string
+	lastDays map[string]lastDay
+}
+
+// lastDay is a tenant's last day (UTC date, empty when none) and the first instant after it:
+// an event before that instant is of that day or earlier, which is what most are.
+type lastDay struct {
+	day   string
+	after time.Time
+}
+
+func newLastDay(day string) lastDay {
+	d := lastDay{day: day}
+	if t, err := time.Parse(time.DateOnly, day); err == nil {
+		d.after = t.AddDate(0, 0, 1)
+	}
+	return d
 }
 
 func (a *Application) tx(repo domain.Repository) txn {
-	return txn{Application: a, repo: repo, cycles: map[string]domain.Cycle{}, lastDays: map[string]string{}}
+	return txn{Application: a, repo: repo, cycles: map[string]domain.Cycle{}, lastDays: map[string]lastDay{}}
 }
 
 // cycle returns the tenant's current cycle (zero and false before its first event).
@@ -581,7 +596,21 @@ func (a *Application) applyNow(ctx context.Context, evs []*events.Event) error {
 
 // instanceKeys names the instances the events touch, to read them in one round trip.
 func instanceKeys(evs []*events.Event) []domain.InstanceRef {
-	var out []domain.InstanceRef
+	n := 0
+	for _, ev := range evs {
+		switch m := ev.Data.(type) {
+		case *eventsv1.RunStarted:
+			n += len(m.GetInstanceIds())
+			for _, g := range m.GetGroups() {
+				n += len(g.GetInstanceIds())
+			}
+		case *eventsv1.RunMembership:
+			n += len(m.GetMembers())
+		default:
+			n++
+		}
+	}
+	out := make([]domain.InstanceRef, 0, n)
 	for _, ev := range evs {
 		switch m := ev.Data.(type) {
 		case *eventsv1.RunStarted:
@@ -628,15 +657,19 @@ func (a txn) rollDay(ctx context.Context, ev *events.Event) error {
 	if ev.Tenant == "" || ev.Time.IsZero() {
 		return nil
 	}
-	day := ev.Time.UTC().Format(time.DateOnly)
-	last, ok := a.lastDays[ev.Tenant]
+	ld, ok := a.lastDays[ev.Tenant]
 	if !ok {
-		var err error
-		if last, err = a.repo.LastDay(ctx, ev.Tenant); err != nil {
+		last, err := a.repo.LastDay(ctx, ev.Tenant)
+		if err != nil {
 			return err
 		}
-		a.lastDays[ev.Tenant] = last
+		ld = newLastDay(last)
+		a.lastDays[ev.Tenant] = ld
 	}
+	if ev.Time.Before(ld.after) {
+		return nil // of the last day or earlier, without formatting its date
+	}
+	day, last := ev.Time.UTC().Format(time.DateOnly), ld.day
 	if last >= day {
 		return nil
 	}
@@ -649,7 +682,7 @@ func (a txn) rollDay(ctx context.Context, ev *events.Event) error {
 		delete(a.lastDays, ev.Tenant)
 		return err
 	}
-	a.lastDays[ev.Tenant] = day
+	a.lastDays[ev.Tenant] = newLastDay(day)
 	return a.rollCycle(ctx, ev.Tenant, ev.Time)
 }
 
@@ -883,7 +916,11 @@ func (a txn) runStarted(ctx context.Context, ev *events.Event, msg *eventsv1.Run
 	if rb != nil {
 		family = rb.OSFamily
 	}
-	where := map[string]*typesv1.Location{}
+	n := 0
+	for _, g := range msg.GetGroups() {
+		n += len(g.GetInstanceIds())
+	}
+	where := make(map[string]*typesv1.Location, n)
 	for _, g := range msg.GetGroups() {
 		for _, id := range g.GetInstanceIds() {
 			where[id] = g.GetLocation()
