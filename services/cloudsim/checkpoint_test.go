@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/stretchr/testify/require"
 
@@ -19,7 +20,8 @@ import (
 )
 
 // fullView is everything a client sees of the tenant's world: every instance (state and tags),
-// every snapshot (state, progress and tags) and every command invocation (status).
+// every snapshot (state, progress and tags), every command invocation (status) and the objects
+// of the bucket acme-lists (ETag), if there is one.
 func fullView(t *testing.T, c clients) map[string]string {
 	t.Helper()
 	v := map[string]string{}
@@ -47,6 +49,13 @@ func fullView(t *testing.T, c clients) map[string]string {
 		require.NoError(t, err)
 		for _, x := range out.CommandInvocations {
 			v["invocation "+*x.CommandId+"/"+*x.InstanceId] = string(x.Status)
+		}
+	}
+	objs, err := c.s3.ListObjectsV2(t.Context(), &s3.ListObjectsV2Input{Bucket: aws.String("acme-lists")})
+	if !isCode(err, "NoSuchBucket") {
+		require.NoError(t, err)
+		for _, o := range objs.Contents {
+			v["object "+*o.Key] = *o.ETag
 		}
 	}
 	return v
@@ -137,6 +146,9 @@ func TestCallsAreServedWhileACheckpointIsWritten(t *testing.T) {
 			snaps = append(snaps, *s.SnapshotId)
 		}
 	}
+	for _, key := range []string{"keep.yaml", "change.yaml", "drop.yaml"} {
+		putOverrideList(t, c, "acme-lists", key, "KB1")
+	}
 	require.Equal(t, []string{"checkpoint-00000001.jsonl", "log-00000001.jsonl"}, stateFiles(t, dir))
 
 	entered, release := holdCheckpoint(srv)
@@ -146,7 +158,8 @@ func TestCallsAreServedWhileACheckpointIsWritten(t *testing.T) {
 		stateFiles(t, dir), "the checkpoint is under way, appends go to the new log")
 
 	// The checkpoint writer is stopped between two chunks: these calls change entities it has
-	// written and entities it has not reached, delete some, and make new ones.
+	// written and entities it has not reached, delete some, and make new ones (S3 objects
+	// included).
 	tagAll(t, c, ids[:n/2], "phase", "during")
 	_, err = c.ec2.DeleteTags(t.Context(), &ec2.DeleteTagsInput{Resources: ids[n/2 : n/2+100], Tags: []ec2types.Tag{{Key: aws.String("phase")}}})
 	require.NoError(t, err)
@@ -162,6 +175,10 @@ func TestCallsAreServedWhileACheckpointIsWritten(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, added, 3)
 	require.NoError(t, srv.InjectFault(cloudsim.Fault{Kind: cloudsim.FaultStopInstance, InstanceID: ids[n-2]}))
+	putOverrideList(t, c, "acme-lists", "change.yaml", "KB2")
+	putOverrideList(t, c, "acme-lists", "new.yaml", "KB3")
+	_, err = c.s3.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: aws.String("acme-lists"), Key: aws.String("drop.yaml")})
+	require.NoError(t, err)
 
 	atCrash := fullView(t, c)
 	kinds := map[string]int{}
@@ -171,6 +188,7 @@ func TestCallsAreServedWhileACheckpointIsWritten(t *testing.T) {
 	require.Equal(t, n+3, kinds["instance"])
 	require.Equal(t, 5, kinds["invocation"])
 	require.Greater(t, kinds["snapshot"], len(snaps)-len(snaps)/2)
+	require.Equal(t, 3, kinds["object"])
 	crashDir := copyState(t, dir)
 
 	close(release)
