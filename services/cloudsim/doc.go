@@ -10,7 +10,8 @@
 //
 // # Time
 //
-// Nothing runs in the background. Every asynchronous operation (snapshot, command invocation,
+// Nothing in the world runs in the background (only the state directory's checkpoint writer,
+// which changes nothing). Every asynchronous operation (snapshot, command invocation,
 // reboot, replace-root-volume task, state change) has its whole course decided when it starts,
 // and its state is computed from Config.Clock when it is read; effects on an instance (install
 // results, a restored root volume, the end of a reboot) are applied, in time order, whenever the

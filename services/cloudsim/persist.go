@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,26 +15,60 @@ import (
 	"sync"
 )
 
-// store keeps the world in a state directory: checkpoint-<gen>.jsonl holds every entity as of
-// the start of generation gen, and log-<gen>.jsonl every change since, one JSON line per changed
-// entity (the entity's whole new value, or a deletion). Loading reads the newest complete
-// checkpoint and replays its log; a torn last line (a crash mid-write) is ignored. When a log
-// has CheckpointEvery records, the next generation's checkpoint is written (to a temporary file,
-// synced, then renamed), a fresh log is started, and the older generation is removed. A call
-// costs one appended line per entity it changed; only compaction writes everything.
+// store keeps the world in a state directory as generations of two files: checkpoint-<gen>.jsonl
+// holds every entity as of the start of generation gen, and log-<gen>.jsonl every change since,
+// one JSON line per changed entity (the entity's whole new value, or a deletion). A call costs
+// one appended line per entity it changed; only a checkpoint writes everything.
 //
 // A call encodes its records under the server's exclusive lock (the entities cannot change while
 // they are encoded, and the records queue in the order of the changes) and writes them after
 // releasing it (write): whichever call writes first takes every record queued so far, so calls
 // that changed the world at once share one write, and no call holds the world's lock across a
 // system call. A call returns only when its records were written.
+//
+// The checkpoint is fuzzy, so that writing one does not stop the world. When the logs hold
+// CheckpointEvery records, the call that crossed the threshold, still under the exclusive lock,
+// writes what is queued to the current log gen and starts appending to a new log-<gen+1>
+// (startCheckpoint); that is all it does. A background writer (one at a time) then encodes the
+// entities into checkpoint-<gen+1>.jsonl.tmp, checkpointChunk entities at a time under the
+// server's shared lock, which it gives up between chunks so that changes go on; reads share the
+// lock with it and never wait for it. It walks the world's entity maps themselves, keeping each
+// map's iterator across the chunks: Go's range over a map yields every entry that is in the map
+// from the start to the end of the walk, skips one deleted before it is reached and may or may
+// not yield one added meanwhile, whatever is changed between two steps of the walk. So the
+// checkpoint holds every entity that existed when log gen+1 started and was not deleted since,
+// each with its value at some moment after that start, and perhaps some entities created since.
+// Every change after that start, deletions included, is in log gen+1, as whole values, and the
+// last record of an entity wins: checkpoint gen+1 and then log gen+1 give exactly the world.
+// Before the checkpoint is renamed into place, the writer makes sure that log gen+1 holds (and
+// has synced) every change queued up to its last chunk, so that the checkpoint never shows a
+// change its log could lose; then it syncs the checkpoint, renames it, and only then removes
+// generation gen's files.
+//
+// Loading reads the newest checkpoint C (a checkpoint exists only once it is complete: it is
+// renamed into place) and replays log-C, log-C+1, ... in order: a crash before the rename leaves
+// log-<gen+1> beside checkpoint-gen, and both logs are needed. Appends go on in the highest log.
+// Only the highest log can end in a torn line (a crash mid-write; every log before it was
+// written to the end before the next was created), and that line is dropped.
 type store struct {
-	dir     string
-	every   int
-	gen     int
+	dir   string
+	every int
+	gen   int // the generation of the log that appends go to
+	// records counts the log records since the newest checkpoint that was started.
 	records int
 	// scratch is encode's buffer, kept between calls (encode runs under the server's lock).
 	scratch bytes.Buffer
+
+	// mu is the server's lock, which guards w; the checkpoint writer reads w under its shared
+	// side.
+	mu     *sync.RWMutex
+	w      *world
+	logger *slog.Logger
+	// ckptDone is closed when the checkpoint writer last started ends (nil: none started);
+	// afterChunk, if set, is called by the writer after each chunk, without the lock (a test
+	// hook). Both are guarded by mu.
+	ckptDone   chan struct{}
+	afterChunk func()
 
 	qmu     sync.Mutex // guards pending and queued; taken under the server's lock or by a writer
 	pending []byte     // records encoded and not yet written, in the order of the changes
@@ -45,6 +80,10 @@ type store struct {
 	spare   []byte // the buffer of the last write, reused as the next pending
 }
 
+// checkpointChunk is how many entities the checkpoint writer encodes per taking of the lock: a
+// change waits for at most one chunk (a few milliseconds for 1,000 instances).
+const checkpointChunk = 1000
+
 // record is one line of a checkpoint or log.
 type record struct {
 	Kind    string          `json:"k"`
@@ -53,9 +92,10 @@ type record struct {
 	Deleted bool            `json:"d,omitempty"`
 }
 
-var checkpointName = regexp.MustCompile(`^checkpoint-([0-9]{8})\.jsonl$`)
+var stateFileName = regexp.MustCompile(`^(checkpoint|log)-([0-9]{8})\.jsonl$`)
 
-func openStore(dir string, every int, w *world) (*store, error) {
+// openStore loads the state directory into w; mu is the lock that guards w from then on.
+func openStore(dir string, every int, w *world, mu *sync.RWMutex, logger *slog.Logger) (*store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("cloudsim state dir: %w", err)
 	}
@@ -63,38 +103,55 @@ func openStore(dir string, every int, w *world) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cloudsim state dir: %w", err)
 	}
-	st := &store{dir: dir, every: every}
+	st := &store{dir: dir, every: every, mu: mu, w: w, logger: logger}
+	checkpoint := 0
+	logs := map[int]bool{}
 	for _, e := range entries {
-		if m := checkpointName.FindStringSubmatch(e.Name()); m != nil {
-			if n, _ := strconv.Atoi(m[1]); n > st.gen {
-				st.gen = n
+		if m := stateFileName.FindStringSubmatch(e.Name()); m != nil {
+			n, _ := strconv.Atoi(m[2])
+			if m[1] == "checkpoint" {
+				checkpoint = max(checkpoint, n)
+			} else {
+				logs[n] = true
 			}
 		}
 	}
-	if st.gen > 0 {
-		if _, _, err := st.replay(st.path("checkpoint"), w, false); err != nil {
+	if checkpoint > 0 {
+		if _, _, err := st.replay(st.path("checkpoint", checkpoint), w, false); err != nil {
 			return nil, err
 		}
-		n, valid, err := st.replay(st.path("log"), w, true)
-		if err != nil {
-			return nil, err
+		last := checkpoint
+		for n := range logs {
+			last = max(last, n)
 		}
-		st.records = n
-		// Drop a torn last line so that the next append starts on a line of its own.
-		if fi, err := os.Stat(st.path("log")); err == nil && fi.Size() > valid {
-			if err := os.Truncate(st.path("log"), valid); err != nil {
-				return nil, fmt.Errorf("cloudsim state log: %w", err)
+		st.gen = last
+		// A checkpoint of an older version may have no log yet (a crash before it was made).
+		for g := checkpoint; g <= last && logs[last]; g++ {
+			if !logs[g] {
+				return nil, fmt.Errorf("cloudsim state: %s is missing (checkpoint-%08d needs every log from its own up to log-%08d)",
+					filepath.Base(st.path("log", g)), checkpoint, last)
+			}
+			n, valid, err := st.replay(st.path("log", g), w, g == last)
+			if err != nil {
+				return nil, err
+			}
+			st.records += n
+			// Drop a torn last line so that the next append starts on a line of its own.
+			if fi, err := os.Stat(st.path("log", g)); g == last && err == nil && fi.Size() > valid {
+				if err := os.Truncate(st.path("log", g), valid); err != nil {
+					return nil, fmt.Errorf("cloudsim state log: %w", err)
+				}
 			}
 		}
 	} else {
-		st.gen = 1
+		checkpoint, st.gen = 1, 1
 		// An empty checkpoint marks generation 1 as started.
-		if err := writeFileSync(st.path("checkpoint"), nil); err != nil {
+		if err := writeFileSync(st.path("checkpoint", 1), nil); err != nil {
 			return nil, err
 		}
 	}
-	st.removeOlder()
-	f, err := os.OpenFile(st.path("log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	st.removeOlder(checkpoint)
+	f, err := os.OpenFile(st.path("log", st.gen), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("cloudsim state log: %w", err)
 	}
@@ -102,17 +159,14 @@ func openStore(dir string, every int, w *world) (*store, error) {
 	return st, nil
 }
 
-func (st *store) path(kind string) string {
-	return filepath.Join(st.dir, fmt.Sprintf("%s-%08d.jsonl", kind, st.gen))
+func (st *store) path(kind string, gen int) string {
+	return filepath.Join(st.dir, fmt.Sprintf("%s-%08d.jsonl", kind, gen))
 }
 
 // replay applies the records of one file and returns how many there were and the length of
-// the complete lines; a log may end in a torn line.
-func (st *store) replay(path string, w *world, isLog bool) (n int, valid int64, err error) {
+// the complete lines; only the newest log may end in a torn line (mayTear).
+func (st *store) replay(path string, w *world, mayTear bool) (n int, valid int64, err error) {
 	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && isLog {
-		return 0, 0, nil
-	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("cloudsim state: %w", err)
 	}
@@ -120,7 +174,7 @@ func (st *store) replay(path string, w *world, isLog bool) (n int, valid int64, 
 		var line []byte
 		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
-			if isLog {
+			if mayTear {
 				break // torn last line: the write it belongs to never completed
 			}
 			return 0, 0, fmt.Errorf("cloudsim state %s: truncated", path)
@@ -259,8 +313,8 @@ func (st *store) flush(w *world) error {
 }
 
 // encode queues the records of the world's changed entities (run under the server's exclusive
-// lock) and compacts when the log is long enough; end is the position write must reach for
-// these records to be in the log.
+// lock) and starts a checkpoint when the logs are long enough; end is the position write must
+// reach for these records to be in the log.
 func (st *store) encode(w *world) (end uint64, err error) {
 	if len(w.dirty) == 0 {
 		return st.queuedEnd(), nil
@@ -283,8 +337,8 @@ func (st *store) encode(w *world) (end uint64, err error) {
 		st.scratch = bytes.Buffer{} // one large flush does not keep its buffer for good
 	}
 	st.records += n
-	if st.records >= st.every {
-		return end, st.checkpoint(w)
+	if st.records >= st.every && !st.checkpointing() {
+		return end, st.startCheckpoint()
 	}
 	return end, nil
 }
@@ -332,59 +386,192 @@ func (st *store) writePending() error {
 	return nil
 }
 
-// checkpoint writes the next generation's checkpoint of the whole world and starts its log.
-func (st *store) checkpoint(w *world) error {
-	next := &store{dir: st.dir, every: st.every, gen: st.gen + 1}
-	var b bytes.Buffer
-	write := func(kind, id string, v any) error { return encodeRecord(&b, entityKey{kind, id}, v) }
-	errs := []error{write("meta", "", &w.meta)}
-	for _, id := range sortedKeys(w.accounts) {
-		errs = append(errs, write("account", id, w.accounts[id]))
+// checkpointing tells whether the checkpoint writer is running; the server's lock is held.
+func (st *store) checkpointing() bool {
+	if st.ckptDone == nil {
+		return false
 	}
-	for id, v := range w.sessions {
-		errs = append(errs, write("session", id, v))
+	select {
+	case <-st.ckptDone:
+		return false
+	default:
+		return true
 	}
-	for id, v := range w.instances {
-		errs = append(errs, write("instance", id, v))
-	}
-	for id, v := range w.snapshots {
-		errs = append(errs, write("snapshot", id, v))
-	}
-	for id, v := range w.commands {
-		errs = append(errs, write("command", id, v))
-	}
-	for k, v := range w.invs {
-		errs = append(errs, write("invocation", k.CommandID+"/"+k.InstanceID, v))
-	}
-	for id, v := range w.tasks {
-		errs = append(errs, write("task", id, v))
-	}
-	for id, v := range w.buckets {
-		errs = append(errs, write("bucket", id, v))
-	}
-	for bname, objs := range w.objects {
-		for key, o := range objs {
-			errs = append(errs, write("object", bname+"/"+key, o))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+}
+
+// startCheckpoint ends the current log and starts the writer of the next generation's
+// checkpoint in the background. It runs under the server's exclusive lock and does no more than
+// one write of what is queued and the creation of the new log.
+func (st *store) startCheckpoint() error {
+	next := st.gen + 1
+	st.wmu.Lock()
+	// The records queued so far are changes from before the checkpoint's start: they belong to
+	// the old log. They are written before the new log exists, so that only the newest log can
+	// end in a torn line.
+	if err := st.writePending(); err != nil {
+		st.wmu.Unlock()
 		return err
 	}
-	if err := writeFileSync(next.path("checkpoint"), b.Bytes()); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(next.path("log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(st.path("log", next), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
+		st.wmu.Unlock()
 		return fmt.Errorf("cloudsim state log: %w", err)
 	}
-	// The records queued before the checkpoint belong to the old log (the checkpoint already
-	// holds their changes): write them there before the new log starts.
-	st.wmu.Lock()
-	_ = st.writePending()
-	_ = st.log.Close()
-	st.gen, st.log, st.records = next.gen, f, 0
+	old := st.log
+	st.log, st.gen = f, next
 	st.wmu.Unlock()
-	st.removeOlder()
+	_ = old.Close() // its records reached the OS with the writes
+	st.records = 0
+	done, afterChunk := make(chan struct{}), st.afterChunk
+	st.ckptDone = done
+	go func() {
+		defer close(done)
+		if err := st.checkpoint(next, afterChunk); err != nil {
+			// The state is still whole on disk (the older checkpoint and the logs since); the
+			// next checkpoint is tried after another CheckpointEvery records.
+			st.logger.Error("cloudsim: writing the checkpoint failed", "generation", next, "err", err)
+		}
+	}()
+	return nil
+}
+
+// checkpoint writes checkpoint-<gen> (see store) and then removes the older generations. It runs
+// in its own goroutine, taking the server's shared lock for each chunk of entities.
+func (st *store) checkpoint(gen int, afterChunk func()) error {
+	path := st.path("checkpoint", gen)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("cloudsim checkpoint: %w", err)
+	}
+	cw := &checkpointWriter{mu: st.mu, f: f, afterChunk: afterChunk}
+	st.mu.RLock()
+	err = cw.world(st.w)
+	// Every change the checkpoint saw was queued before end (still under the lock).
+	end := st.queuedEnd()
+	st.mu.RUnlock()
+	if err == nil {
+		err = cw.flush()
+	}
+	if err == nil {
+		err = st.syncLog(end)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("cloudsim checkpoint: %w", cerr)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := syncDir(st.dir); err != nil {
+		return err
+	}
+	st.removeOlder(gen)
+	return nil
+}
+
+// syncLog writes the records queued up to end to the log if no call did yet and syncs the log.
+func (st *store) syncLog(end uint64) error {
+	st.wmu.Lock()
+	var err error
+	if st.written < end {
+		err = st.writePending()
+	}
+	// The log is replaced only by startCheckpoint (which waits for this checkpoint to end) and
+	// closed only by close (which waits too): it can be synced without wmu, so that writes go on.
+	f := st.log
+	st.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+	if f == nil {
+		return errors.New("cloudsim state log: closed")
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("cloudsim state log: %w", err)
+	}
+	return nil
+}
+
+// checkpointWriter encodes the world into a checkpoint file, chunk by chunk; mu's shared side is
+// held while it encodes, and given up between chunks. The first error stops it (err).
+type checkpointWriter struct {
+	mu         *sync.RWMutex
+	f          *os.File
+	buf        bytes.Buffer
+	n          int
+	afterChunk func()
+	err        error
+}
+
+// world encodes every entity. The world's entity maps are changed but never replaced, so each
+// range below goes on over the live map after the lock was given up and taken again.
+func (cw *checkpointWriter) world(w *world) error {
+	cw.add("meta", "", &w.meta)
+	str := func(id string) string { return id }
+	checkpointMap(cw, "account", w.accounts, str)
+	checkpointMap(cw, "session", w.sessions, str)
+	checkpointMap(cw, "instance", w.instances, str)
+	checkpointMap(cw, "snapshot", w.snapshots, str)
+	checkpointMap(cw, "command", w.commands, str)
+	checkpointMap(cw, "invocation", w.invs, func(k invKey) string { return k.CommandID + "/" + k.InstanceID })
+	checkpointMap(cw, "task", w.tasks, str)
+	checkpointMap(cw, "bucket", w.buckets, str)
+	for bname, objs := range w.objects {
+		for key, o := range objs {
+			// A bucket's object map is replaced when the bucket is deleted and made again; an
+			// object of the old map is then not the world's (and its deletion is in the log).
+			if cw.err == nil && w.objects[bname][key] == o {
+				cw.add("object", bname+"/"+key, o)
+			}
+		}
+	}
+	return cw.err
+}
+
+func checkpointMap[K comparable, V any](cw *checkpointWriter, kind string, m map[K]*V, id func(K) string) {
+	for k, v := range m {
+		if cw.err != nil {
+			return
+		}
+		cw.add(kind, id(k), v)
+	}
+}
+
+// add encodes one entity, and after every checkpointChunk entities writes them and lets the
+// calls waiting for the lock in.
+func (cw *checkpointWriter) add(kind, id string, v any) {
+	if cw.err != nil {
+		return
+	}
+	if cw.err = encodeRecord(&cw.buf, entityKey{kind, id}, v); cw.err != nil {
+		return
+	}
+	cw.n++
+	if cw.n%checkpointChunk != 0 {
+		return
+	}
+	cw.mu.RUnlock()
+	cw.err = cw.flush()
+	if cw.afterChunk != nil {
+		cw.afterChunk()
+	}
+	cw.mu.RLock()
+}
+
+// flush writes the encoded chunk to the file (without the lock).
+func (cw *checkpointWriter) flush() error {
+	_, err := cw.f.Write(cw.buf.Bytes())
+	cw.buf.Reset()
+	if err != nil {
+		return fmt.Errorf("cloudsim checkpoint: %w", err)
+	}
 	return nil
 }
 
@@ -404,11 +591,27 @@ func writeFileSync(path string, data []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("cloudsim checkpoint: %w", err)
 	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir syncs a directory, so that a rename in it is on disk before the files it replaces
+// are removed.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("cloudsim state dir: %w", err)
+	}
+	serr := d.Sync()
+	cerr := d.Close()
+	if err := errors.Join(serr, cerr); err != nil {
+		return fmt.Errorf("cloudsim state dir: %w", err)
+	}
 	return nil
 }
 
-// removeOlder deletes the files of generations before the current one, and stray temporaries.
-func (st *store) removeOlder() {
+// removeOlder deletes the files of the generations before gen (the newest checkpoint), and
+// stray temporaries; it runs when no checkpoint is being written.
+func (st *store) removeOlder(gen int) {
 	entries, err := os.ReadDir(st.dir)
 	if err != nil {
 		return
@@ -420,11 +623,9 @@ func (st *store) removeOlder() {
 			old = append(old, name)
 			continue
 		}
-		for _, kind := range []string{"checkpoint-", "log-"} {
-			if rest, ok := strings.CutPrefix(name, kind); ok {
-				if n, err := strconv.Atoi(strings.TrimSuffix(rest, ".jsonl")); err == nil && n < st.gen {
-					old = append(old, name)
-				}
+		if m := stateFileName.FindStringSubmatch(name); m != nil {
+			if n, _ := strconv.Atoi(m[2]); n < gen {
+				old = append(old, name)
 			}
 		}
 	}
@@ -434,7 +635,13 @@ func (st *store) removeOlder() {
 	}
 }
 
+// close waits for the checkpoint writer, then writes what is queued and closes the log. The
+// server's lock must not be held: the writer takes it between chunks. The store must no longer
+// be reachable by calls (no new checkpoint starts).
 func (st *store) close() error {
+	if st.ckptDone != nil {
+		<-st.ckptDone
+	}
 	st.wmu.Lock()
 	defer st.wmu.Unlock()
 	if st.log == nil {

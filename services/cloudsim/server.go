@@ -154,7 +154,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, stats: newStatsRecorder(), faults: newFaultSet(cfg.Faults.Operations, cfg.Seed),
 		serveErr: make(chan error, 1)}
-	w, st, err := loadOrCreate(cfg)
+	w, st, err := loadOrCreate(cfg, &s.mu)
 	if err != nil {
 		return nil, err
 	}
@@ -173,14 +173,15 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// loadOrCreate loads the state directory, or builds a fresh world from the configuration.
-func loadOrCreate(cfg Config) (*world, *store, error) {
+// loadOrCreate loads the state directory, or builds a fresh world from the configuration; mu
+// is the lock that will guard the world (the store's checkpoint writer takes it).
+func loadOrCreate(cfg Config, mu *sync.RWMutex) (*world, *store, error) {
 	w := newWorld(cfg.Seed, cfg.Timing)
 	w.rates = rates{SnapshotError: cfg.Faults.SnapshotErrorRate, PatchFailure: cfg.Faults.PatchFailureRate, RebootRequired: cfg.RebootRequiredRate}
 	var st *store
 	if cfg.StateDir != "" {
 		var err error
-		st, err = openStore(cfg.StateDir, cfg.CheckpointEvery, w)
+		st, err = openStore(cfg.StateDir, cfg.CheckpointEvery, w, mu, cfg.Logger)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -258,11 +259,16 @@ func (s *Server) Close() error {
 		}
 		_ = s.ln.Close()
 		s.mu.Lock()
-		if s.store != nil {
-			err = errors.Join(err, s.store.flush(s.w), s.store.close())
-			s.store = nil
+		st := s.store
+		s.store = nil
+		if st != nil {
+			err = errors.Join(err, st.flush(s.w))
 		}
 		s.mu.Unlock()
+		if st != nil {
+			// Without the lock: close waits for a checkpoint being written, which takes it.
+			err = errors.Join(err, st.close())
+		}
 		s.closeErr = err
 	})
 	return s.closeErr
