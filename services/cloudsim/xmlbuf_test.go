@@ -1,6 +1,7 @@
 package cloudsim
 
 import (
+	"bytes"
 	"encoding/xml"
 	"strconv"
 	"testing"
@@ -133,4 +134,20 @@ func manyTags(n int) map[string]string {
 		m["k"+strconv.Itoa(i)] = strconv.Itoa(i * i)
 	}
 	return m
+}
+
+// TestXMLTextIsEncodingXMLEscapeText: an element written by xmlBuf.text holds its value as
+// xml.EscapeText writes it, for plain text (the fast path) and for everything that needs
+// escaping: the five XML characters, control characters, non-ASCII and invalid UTF-8.
+func TestXMLTextIsEncodingXMLEscapeText(t *testing.T) {
+	for _, s := range jsonStringCases() {
+		t.Run(strconv.Quote(s), func(t *testing.T) {
+			var b xmlBuf
+			b.WriteString("<r>")
+			b.text("name", s)
+			var want bytes.Buffer
+			require.NoError(t, xml.EscapeText(&want, []byte(s)))
+			require.Equal(t, "<r><name>"+want.String()+"</name>", b.String())
+		})
+	}
 }
