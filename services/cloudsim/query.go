@@ -211,14 +211,18 @@ func checkTagKey(k string) error {
 		return errf("InvalidParameterValue", "Tag key must not be empty")
 	case len(k) > 128:
 		return errf("InvalidParameterValue", "Tag key %q: must be at most 128 characters", k)
-	case strings.HasPrefix(strings.ToLower(k), "aws:"):
+	case len(k) >= 4 && strings.EqualFold(k[:4], "aws:"): // no lower-cased copy of every key
 		return errf("InvalidParameterValue", "Tag key %q: keys starting with aws: are reserved", k)
 	}
 	return nil
 }
 
 func formBool(form url.Values, key string) bool {
-	b, _ := strconv.ParseBool(form.Get(key))
+	v := form.Get(key)
+	if v == "" {
+		return false // absent: no parse, whose error would be allocated on every call
+	}
+	b, _ := strconv.ParseBool(v)
 	return b
 }
 
