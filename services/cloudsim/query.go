@@ -125,36 +125,55 @@ func list(form url.Values, prefix string) []string {
 type filter struct {
 	Name   string
 	Values []string
+	// wild are the values with a wildcard (* or ?), matched as patterns; set holds the values
+	// when there are many (a tracker's DescribeSnapshots names up to 200 sets), so that a
+	// candidate is matched in one look-up rather than one comparison per value.
+	wild []string
+	set  map[string]struct{}
+}
+
+// manyValues is how many values a filter has before its values are matched through a set.
+const manyValues = 8
+
+func newFilter(name string, values []string) filter {
+	f := filter{Name: name, Values: values}
+	for _, v := range values {
+		if strings.ContainsAny(v, "*?") {
+			f.wild = append(f.wild, v)
+		}
+	}
+	if len(values) > manyValues {
+		f.set = make(map[string]struct{}, len(values))
+		for _, v := range values {
+			f.set[v] = struct{}{}
+		}
+	}
+	return f
 }
 
 func filters(form url.Values) []filter {
 	var out []filter
 	for _, n := range indices(form, "Filter") {
 		p := "Filter." + strconv.Itoa(n)
-		out = append(out, filter{Name: form.Get(p + ".Name"), Values: list(form, p+".Value")})
+		out = append(out, newFilter(form.Get(p+".Name"), list(form, p+".Value")))
 	}
 	return out
 }
 
 // exact tells whether no value has a wildcard (so an index can answer the filter).
-func (f filter) exact() bool {
-	for _, v := range f.Values {
-		if strings.ContainsAny(v, "*?") {
-			return false
-		}
-	}
-	return true
-}
+func (f filter) exact() bool { return len(f.wild) == 0 }
 
 func (f filter) match(s string) bool {
-	for _, v := range f.Values {
-		if v == s {
+	if f.set != nil {
+		if _, ok := f.set[s]; ok {
 			return true
 		}
-		if strings.ContainsAny(v, "*?") {
-			if ok, _ := path.Match(strings.ReplaceAll(v, "/", "\x00"), strings.ReplaceAll(s, "/", "\x00")); ok {
-				return true
-			}
+	} else if slices.Contains(f.Values, s) {
+		return true
+	}
+	for _, v := range f.wild {
+		if ok, _ := path.Match(strings.ReplaceAll(v, "/", "\x00"), strings.ReplaceAll(s, "/", "\x00")); ok {
+			return true
 		}
 	}
 	return false
