@@ -191,7 +191,7 @@ func (c *call) lookupInstances(w *world, ids []string, now time.Time) ([]*instan
 	out := make([]*instance, 0, len(ids))
 	var missing []string
 	for _, id := range ids {
-		if !instanceIDPattern.MatchString(id) {
+		if !validEC2ID(id, "i") {
 			return nil, errf("InvalidInstanceID.Malformed", "Invalid id: %q", id)
 		}
 		in := w.instances[id]
@@ -787,7 +787,7 @@ func ec2DescribeSnapshots(c *call) (any, error) {
 		more := false
 		if len(ids) > 0 {
 			for _, id := range ids {
-				if !snapshotIDPattern.MatchString(id) {
+				if !validEC2ID(id, "snap") {
 					return errf("InvalidSnapshotID.Malformed", "Invalid id: %q (expecting \"snap-...\")", id)
 				}
 				s := w.snapshots[id]
@@ -826,7 +826,7 @@ func (c *call) lookupSnapshot(w *world, id string) (*snapshot, error) {
 	if id == "" {
 		return nil, errf("MissingParameter", "The request must contain the parameter SnapshotId")
 	}
-	if !snapshotIDPattern.MatchString(id) {
+	if !validEC2ID(id, "snap") {
 		return nil, errf("InvalidSnapshotID.Malformed", "Invalid id: %q (expecting \"snap-...\")", id)
 	}
 	s := w.snapshots[id]

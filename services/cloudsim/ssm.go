@@ -93,9 +93,7 @@ func epochPtr(t time.Time) *epoch {
 }
 
 var (
-	ssmInstanceIDPattern = regexp.MustCompile(`^(i|mi)-[0-9a-f]{8,17}$`)
-	commandIDPattern     = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-	concurrencyPattern   = regexp.MustCompile(`^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%|0)$`)
+	concurrencyPattern = regexp.MustCompile(`^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%|0)$`)
 )
 
 func validationErr(format string, args ...any) *apiError {
@@ -195,7 +193,7 @@ func ssmSendCommand(c *call) (any, error) {
 		return nil, err
 	}
 	for _, id := range ids {
-		if !ssmInstanceIDPattern.MatchString(id) {
+		if !validSSMInstanceID(id) {
 			return nil, errf("InvalidInstanceId", "Instance Id %s is not valid", id)
 		}
 	}
@@ -636,7 +634,7 @@ func matchAll(fs []commandFilter, requested time.Time, status, document string) 
 }
 
 func (c *call) lookupCommand(w *world, id string) (*command, error) {
-	if !commandIDPattern.MatchString(id) {
+	if !validCommandID(id) {
 		return nil, errf("InvalidCommandId", "Command ID %q is not valid", id)
 	}
 	cmd := w.commands[id]
