@@ -653,14 +653,14 @@ func ec2CreateSnapshots(c *call) (any, error) {
 		// Without tags copied from the volumes, the snapshots of one call share one tag map:
 		// tags are changed copy-on-write (ec2ChangeTags), so 100,000 sets of several volumes
 		// keep one map per set.
-		shared := cloneTags(specTags) // nil when empty
+		shared := specTags // this call's own map (tagSpecs), nil when empty
 		for i, v := range in.Volumes {
 			if (i == 0 && excludeBoot) || (i > 0 && slices.Contains(excludeData, v.ID)) {
 				continue
 			}
-			tags := shared
+			tags, sharesTags := shared, true
 			if copyFrom == "volume" && len(v.Tags) > 0 {
-				tags = maps.Clone(v.Tags)
+				tags, sharesTags = maps.Clone(v.Tags), false
 				maps.Copy(tags, specTags)
 			}
 			s := &snapshot{ID: w.newID("snap"), Account: in.Account, Region: in.Region, VolumeID: v.ID, VolumeSize: v.SizeGiB,
@@ -681,7 +681,7 @@ func ec2CreateSnapshots(c *call) (any, error) {
 			w.indexSnapshot(s)
 			w.markSnapshot(s)
 			state, progress := s.stateAt(now)
-			made = append(made, madeSnapshot{s: s, tags: s.Tags, state: state, progress: progress})
+			made = append(made, madeSnapshot{s: s, tags: s.Tags, shared: sharesTags, state: state, progress: progress})
 		}
 		return nil
 	})
@@ -691,12 +691,21 @@ func ec2CreateSnapshots(c *call) (any, error) {
 	// The answer is built after the lock is released: a snapshot's fields other than its tags
 	// never change, and its tag map, taken under the lock, is replaced (copy on write), never
 	// changed in place.
+	// The snapshots that share the call's tag map share its sorted list in the answer too.
+	var sharedList []ec2Tag
 	for _, m := range made {
 		s := m.s
 		c.s.stats.operation(s.InstanceID, s.Start, s.EndAt)
+		list := sharedList
+		if !m.shared {
+			list = ec2Tags(m.tags)
+		} else if list == nil {
+			list = ec2Tags(m.tags)
+			sharedList = list
+		}
 		resp.Snapshots = append(resp.Snapshots, ec2SnapshotInfo{SnapshotID: s.ID, VolumeID: s.VolumeID, State: m.state,
 			StartTime: xmlTime(s.Start), Progress: m.progress, OwnerID: s.Account, VolumeSize: s.VolumeSize,
-			Description: s.Description, Tags: ec2Tags(m.tags)})
+			Description: s.Description, Tags: list})
 	}
 	return resp, nil
 }
@@ -705,6 +714,7 @@ func ec2CreateSnapshots(c *call) (any, error) {
 type madeSnapshot struct {
 	s               *snapshot
 	tags            map[string]string
+	shared          bool // tags is the call's map, shared by its snapshots
 	state, progress string
 }
 

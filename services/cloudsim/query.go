@@ -90,9 +90,11 @@ func unescapeForm(s string) (string, error) {
 	return url.QueryUnescape(s)
 }
 
-// indices are the positions N present under prefix.N in the form, in order.
-func indices(form url.Values, prefix string) []int {
-	var out []int
+// appendIndices appends to dst the positions N present under prefix.N in the form, in
+// order. A caller that passes a stack array's slice allocates nothing for the common few
+// positions.
+func appendIndices(dst []int, form url.Values, prefix string) []int {
+	out := dst
 	for k := range form {
 		rest, ok := strings.CutPrefix(k, prefix)
 		if !ok || len(rest) < 2 || rest[0] != '.' {
@@ -113,7 +115,8 @@ func indices(form url.Values, prefix string) []int {
 // list reads prefix.1, prefix.2, ... (EC2's flattened lists).
 func list(form url.Values, prefix string) []string {
 	var out []string
-	for _, n := range indices(form, prefix) {
+	var at [16]int
+	for _, n := range appendIndices(at[:0], form, prefix) {
 		if v, ok := form[prefix+"."+strconv.Itoa(n)]; ok && len(v) > 0 {
 			out = append(out, v[0])
 		}
@@ -153,7 +156,8 @@ func newFilter(name string, values []string) filter {
 
 func filters(form url.Values) []filter {
 	var out []filter
-	for _, n := range indices(form, "Filter") {
+	var at [16]int
+	for _, n := range appendIndices(at[:0], form, "Filter") {
 		p := "Filter." + strconv.Itoa(n)
 		out = append(out, newFilter(form.Get(p+".Name"), list(form, p+".Value")))
 	}
@@ -186,7 +190,8 @@ type tagPair struct {
 
 func tags(form url.Values, prefix string) []tagPair {
 	var out []tagPair
-	for _, n := range indices(form, prefix) {
+	var at [16]int
+	for _, n := range appendIndices(at[:0], form, prefix) {
 		p := prefix + "." + strconv.Itoa(n)
 		// Tags are kept for the life of the resource: their strings must not be substrings of
 		// the request's body (url.ParseQuery returns substrings where nothing is escaped),
@@ -201,24 +206,33 @@ func tags(form url.Values, prefix string) []tagPair {
 	return out
 }
 
-// tagSpecs reads TagSpecification.N for one resource type.
+// tagSpecs reads TagSpecification.N for one resource type: a new map the caller owns, nil
+// when the request has no tags. Values are copied out of the request, keys interned, as tags
+// does, without its list of pairs.
 func tagSpecs(form url.Values, resourceType string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, n := range indices(form, "TagSpecification") {
+	var out map[string]string
+	var specs, positions [16]int
+	for _, n := range appendIndices(specs[:0], form, "TagSpecification") {
 		p := "TagSpecification." + strconv.Itoa(n)
 		rt := form.Get(p + ".ResourceType")
 		if rt != resourceType {
 			return nil, errf("InvalidParameterValue", "TagSpecification.%d.ResourceType %q: must be %s for this operation", n, rt, resourceType)
 		}
-		for _, t := range tags(form, p+".Tag") {
-			if err := checkTagKey(t.Key); err != nil {
+		prefix := p + ".Tag"
+		for _, m := range appendIndices(positions[:0], form, prefix) {
+			q := prefix + "." + strconv.Itoa(m)
+			key := unique.Make(form.Get(q + ".Key")).Value()
+			if err := checkTagKey(key); err != nil {
 				return nil, err
 			}
 			v := ""
-			if t.Value != nil {
-				v = *t.Value
+			if vs, ok := form[q+".Value"]; ok && len(vs) > 0 {
+				v = strings.Clone(vs[0])
 			}
-			out[t.Key] = v
+			if out == nil {
+				out = make(map[string]string, 8)
+			}
+			out[key] = v
 		}
 	}
 	return out, nil
