@@ -528,6 +528,7 @@ func ec2DescribeInstanceStatus(c *call) (any, error) {
 		if err != nil {
 			return err
 		}
+		resp.Statuses = slices.Grow(resp.Statuses, len(found))
 		for _, in := range found {
 			sys, inst := w.statusChecks(in, now)
 			resp.Statuses = append(resp.Statuses, ec2InstanceStatus{InstanceID: in.ID, AvailabilityZone: in.AZ,
@@ -813,6 +814,7 @@ func ec2DescribeSnapshots(c *call) (any, error) {
 				return snapshotMatches(s, fs, now)
 			})
 		}
+		resp.Snapshots = slices.Grow(resp.Snapshots, len(found)) // one array for the page, not doublings
 		for _, s := range found {
 			resp.Snapshots = append(resp.Snapshots, snapshotXML(s, now))
 		}

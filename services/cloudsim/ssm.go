@@ -816,6 +816,7 @@ func ssmListCommandInvocations(c *call) (any, error) {
 			st, _ := v.statusAt(now)
 			return matchAll(fs, v.Requested, st, patchDocument)
 		})
+		resp.CommandInvocations = slices.Grow(resp.CommandInvocations, len(found))
 		for _, v := range found {
 			resp.CommandInvocations = append(resp.CommandInvocations, invocationJSON(v, w.commands[v.CommandID], in.Details, now))
 		}
@@ -1049,6 +1050,7 @@ func ssmDescribeInstanceInformation(c *call) (any, error) {
 			}
 			return true
 		})
+		resp.InstanceInformationList = slices.Grow(resp.InstanceInformationList, len(found))
 		for _, x := range found {
 			resp.InstanceInformationList = append(resp.InstanceInformationList, instanceInfoJSON(x, now))
 		}
