@@ -73,22 +73,24 @@ func decode(c *call, v any) error {
 	return nil
 }
 
-// epoch is a JSON 1.1 timestamp: seconds since the epoch, with milliseconds.
-type epoch time.Time
+// epoch is a JSON 1.1 timestamp: seconds since the epoch, with milliseconds, 0 for the zero
+// time. It is a json.Number, which encoding/json writes as it is: a MarshalJSON method was
+// called through an interface and its output compacted again, for every time of a page.
+type epoch = json.Number
 
-func (e epoch) MarshalJSON() ([]byte, error) {
-	t := time.Time(e)
+// epochOf is t as an epoch.
+func epochOf(t time.Time) epoch {
 	if t.IsZero() {
-		return []byte("0"), nil
+		return "0"
 	}
-	return []byte(strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64)), nil
+	return json.Number(strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64))
 }
 
 func epochPtr(t time.Time) *epoch {
 	if t.IsZero() {
 		return nil
 	}
-	e := epoch(t)
+	e := epochOf(t)
 	return &e
 }
 
@@ -1154,7 +1156,7 @@ func ssmDescribeInstancePatches(c *call) (any, error) {
 				kb = p.ID
 			}
 			resp.Patches = append(resp.Patches, ssmPatch{Title: p.Title, KBID: kb, Classification: p.Classification,
-				Severity: p.Severity, State: p.State, InstalledTime: epoch(p.InstalledTime)})
+				Severity: p.Severity, State: p.State, InstalledTime: epochOf(p.InstalledTime)})
 		}
 		if i < len(ids) {
 			resp.NextToken = pageToken("dip", uint64(i))
@@ -1267,7 +1269,7 @@ func ssmDescribeInstancePatchStates(c *call) (any, error) {
 func (w *world) patchState(x *instance) ssmPatchState {
 	s := ssmPatchState{InstanceID: x.ID, BaselineID: "pb-" + hashHex(w.seed, 17, "baseline", x.OS),
 		SnapshotID: x.LastOp.SnapshotID, InstallOverrideList: x.LastOp.InstallOverrideList,
-		OperationStartTime: epoch(x.LastOp.Start), OperationEndTime: epoch(x.LastOp.End), Operation: x.LastOp.Operation,
+		OperationStartTime: epochOf(x.LastOp.Start), OperationEndTime: epochOf(x.LastOp.End), Operation: x.LastOp.Operation,
 		RebootOption: x.LastOp.RebootOption}
 	for _, p := range x.Patches { // counts: the order does not matter
 		switch p.State {
