@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"maps"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -719,6 +720,12 @@ type madeSnapshot struct {
 	state, progress string
 }
 
+// sameTags tells whether a and b are one map (the same map, not equal contents): tag maps
+// are shared by the snapshots of a call and replaced, never changed, when tags change.
+func sameTags(a, b map[string]string) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
 func snapshotFilterValue(s *snapshot, name string, now time.Time) (string, bool) {
 	state, progress := s.stateAt(now)
 	switch name {
@@ -762,10 +769,15 @@ func snapshotMatches(s *snapshot, fs []filter, now time.Time) bool {
 	return true
 }
 
-func snapshotXML(s *snapshot, now time.Time) ec2Snapshot {
+// snapshotXML is the snapshot as DescribeSnapshots answers it, with tags (nil: the snapshot's
+// own, sorted).
+func snapshotXML(s *snapshot, now time.Time, tags []ec2Tag) ec2Snapshot {
+	if tags == nil {
+		tags = ec2Tags(s.Tags)
+	}
 	state, progress := s.stateAt(now)
 	x := ec2Snapshot{SnapshotID: s.ID, VolumeID: s.VolumeID, Status: state, StartTime: xmlTime(s.Start), Progress: progress,
-		OwnerID: s.Account, VolumeSize: s.VolumeSize, Description: s.Description, StorageTier: "standard", Tags: ec2Tags(s.Tags)}
+		OwnerID: s.Account, VolumeSize: s.VolumeSize, Description: s.Description, StorageTier: "standard", Tags: tags}
 	if state == "error" {
 		x.StatusMessage = "Snapshot failed (injected by cloudsim)"
 	}
@@ -815,8 +827,15 @@ func ec2DescribeSnapshots(c *call) (any, error) {
 			})
 		}
 		resp.Snapshots = slices.Grow(resp.Snapshots, len(found)) // one array for the page, not doublings
+		// The snapshots of one CreateSnapshots call share their tag map (a set is found
+		// together): its sorted list is made once for them.
+		var listed map[string]string
+		var list []ec2Tag
 		for _, s := range found {
-			resp.Snapshots = append(resp.Snapshots, snapshotXML(s, now))
+			if list == nil || !sameTags(s.Tags, listed) {
+				listed, list = s.Tags, ec2Tags(s.Tags)
+			}
+			resp.Snapshots = append(resp.Snapshots, snapshotXML(s, now, list))
 		}
 		if more && len(found) > 0 {
 			resp.NextToken = pageToken("dsn", found[len(found)-1].Ord)
