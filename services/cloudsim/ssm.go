@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -50,7 +51,21 @@ func ssmService() *service {
 	}
 }
 
+// jsonBufs are the hand-written answers' buffers, reused between calls as xmlBufs are.
+var jsonBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 func writeJSON(rw http.ResponseWriter, c *call, status int, v any) {
+	if a, ok := v.(jsonAppender); ok {
+		buf := jsonBufs.Get().(*[]byte)
+		body := a.appendJSON((*buf)[:0])
+		rw.Header()["X-Amzn-Requestid"] = []string{c.requestID}
+		writeBody(rw, status, jsonContentType, body)
+		if cap(body) <= 1<<20 { // a very large page's array is dropped, as putXMLBuf does
+			*buf = body
+			jsonBufs.Put(buf)
+		}
+		return
+	}
 	b := getXMLBuf() // any bytes.Buffer: the JSON is encoded into a reused buffer
 	defer putXMLBuf(b)
 	if err := json.NewEncoder(b).Encode(v); err != nil {
@@ -789,10 +804,7 @@ func ssmListCommandInvocations(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp := struct {
-		CommandInvocations []ssmInvocation `json:"CommandInvocations"`
-		NextToken          string          `json:"NextToken,omitempty"`
-	}{CommandInvocations: []ssmInvocation{}}
+	resp := &ssmInvocationsPage{CommandInvocations: []ssmInvocation{}}
 	err = c.view(func(w *world, now time.Time) error {
 		resp.CommandInvocations, resp.NextToken = resp.CommandInvocations[:0], "" // view may run this twice
 		var sources []*ordSet[*invocation]
@@ -1006,10 +1018,7 @@ func ssmDescribeInstanceInformation(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp := struct {
-		InstanceInformationList []ssmInstanceInfo `json:"InstanceInformationList"`
-		NextToken               string            `json:"NextToken,omitempty"`
-	}{InstanceInformationList: []ssmInstanceInfo{}}
+	resp := &ssmInstanceInfoPage{InstanceInformationList: []ssmInstanceInfo{}}
 	err = c.view(func(w *world, now time.Time) error {
 		resp.InstanceInformationList, resp.NextToken = resp.InstanceInformationList[:0], "" // view may run this twice
 		sources := []*ordSet[*instance]{w.instByRegion[regionKey{c.id.Account, c.region}]}
@@ -1237,10 +1246,7 @@ func ssmDescribeInstancePatchStates(c *call) (any, error) {
 		return nil, err
 	}
 	c.instances = append(c.instances, in.InstanceIDs...)
-	resp := struct {
-		InstancePatchStates []ssmPatchState `json:"InstancePatchStates"`
-		NextToken           string          `json:"NextToken,omitempty"`
-	}{InstancePatchStates: []ssmPatchState{}}
+	resp := &ssmPatchStatesPage{InstancePatchStates: []ssmPatchState{}}
 	err = c.view(func(w *world, now time.Time) error {
 		resp.InstancePatchStates, resp.NextToken = resp.InstancePatchStates[:0], "" // view may run this twice
 		i := int(after)
