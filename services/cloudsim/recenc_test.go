@@ -121,12 +121,12 @@ func TestJSONStringDecodesAsEncodingJSON(t *testing.T) {
 			require.True(t, bytes.HasPrefix(got, []byte("prefix")))
 			want, err := json.Marshal(s)
 			require.NoError(t, err)
-			var fromOurs, fromJSON string
-			require.NoError(t, json.Unmarshal(got[len("prefix"):], &fromOurs), "%s", got)
-			require.NoError(t, json.Unmarshal(want, &fromJSON))
-			require.Equal(t, fromJSON, fromOurs)
+			var ours, theirs string
+			require.NoError(t, json.Unmarshal(got[len("prefix"):], &ours), "%s", got)
+			require.NoError(t, json.Unmarshal(want, &theirs))
+			require.Equal(t, theirs, ours, "the decoded strings")
 			if utf8.ValidString(s) {
-				require.Equal(t, s, fromOurs)
+				require.Equal(t, s, ours)
 			}
 		})
 	}
