@@ -196,12 +196,18 @@ func signedRequest(b *testing.B, f *benchFleet, service string, header http.Head
 
 func signWith(b *testing.B, f *benchFleet, creds aws.Credentials, service string, header http.Header, body string) *signed {
 	b.Helper()
-	req, err := http.NewRequestWithContext(b.Context(), http.MethodPost, f.srv.URL()+"/", strings.NewReader(body))
+	return signAt(b, f.srv.URL(), creds, service, header, body)
+}
+
+// signAt signs a request to the emulator at endpoint.
+func signAt(b *testing.B, endpoint string, creds aws.Credentials, service string, header http.Header, body string) *signed {
+	b.Helper()
+	req, err := http.NewRequestWithContext(b.Context(), http.MethodPost, endpoint+"/", strings.NewReader(body))
 	require.NoError(b, err)
 	maps.Copy(req.Header, header)
 	sum := sha256.Sum256([]byte(body))
 	require.NoError(b, v4.NewSigner().SignHTTP(b.Context(), creds, req, hex.EncodeToString(sum[:]), service, region, time.Now()))
-	return &signed{url: f.srv.URL() + "/", header: req.Header, body: []byte(body), client: benchHTTP}
+	return &signed{url: endpoint + "/", header: req.Header, body: []byte(body), client: benchHTTP}
 }
 
 func (s *signed) send(b *testing.B) error {

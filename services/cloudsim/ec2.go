@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"maps"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -191,7 +192,7 @@ func (c *call) lookupInstances(w *world, ids []string, now time.Time) ([]*instan
 	out := make([]*instance, 0, len(ids))
 	var missing []string
 	for _, id := range ids {
-		if !instanceIDPattern.MatchString(id) {
+		if !validEC2ID(id, "i") {
 			return nil, errf("InvalidInstanceID.Malformed", "Invalid id: %q", id)
 		}
 		in := w.instances[id]
@@ -528,6 +529,7 @@ func ec2DescribeInstanceStatus(c *call) (any, error) {
 		if err != nil {
 			return err
 		}
+		resp.Statuses = slices.Grow(resp.Statuses, len(found))
 		for _, in := range found {
 			sys, inst := w.statusChecks(in, now)
 			resp.Statuses = append(resp.Statuses, ec2InstanceStatus{InstanceID: in.ID, AvailabilityZone: in.AZ,
@@ -653,14 +655,14 @@ func ec2CreateSnapshots(c *call) (any, error) {
 		// Without tags copied from the volumes, the snapshots of one call share one tag map:
 		// tags are changed copy-on-write (ec2ChangeTags), so 100,000 sets of several volumes
 		// keep one map per set.
-		shared := cloneTags(specTags) // nil when empty
+		shared := specTags // this call's own map (tagSpecs), nil when empty
 		for i, v := range in.Volumes {
 			if (i == 0 && excludeBoot) || (i > 0 && slices.Contains(excludeData, v.ID)) {
 				continue
 			}
-			tags := shared
+			tags, sharesTags := shared, true
 			if copyFrom == "volume" && len(v.Tags) > 0 {
-				tags = maps.Clone(v.Tags)
+				tags, sharesTags = maps.Clone(v.Tags), false
 				maps.Copy(tags, specTags)
 			}
 			s := &snapshot{ID: w.newID("snap"), Account: in.Account, Region: in.Region, VolumeID: v.ID, VolumeSize: v.SizeGiB,
@@ -681,7 +683,7 @@ func ec2CreateSnapshots(c *call) (any, error) {
 			w.indexSnapshot(s)
 			w.markSnapshot(s)
 			state, progress := s.stateAt(now)
-			made = append(made, madeSnapshot{s: s, tags: s.Tags, state: state, progress: progress})
+			made = append(made, madeSnapshot{s: s, tags: s.Tags, shared: sharesTags, state: state, progress: progress})
 		}
 		return nil
 	})
@@ -691,12 +693,21 @@ func ec2CreateSnapshots(c *call) (any, error) {
 	// The answer is built after the lock is released: a snapshot's fields other than its tags
 	// never change, and its tag map, taken under the lock, is replaced (copy on write), never
 	// changed in place.
+	// The snapshots that share the call's tag map share its sorted list in the answer too.
+	var sharedList []ec2Tag
 	for _, m := range made {
 		s := m.s
 		c.s.stats.operation(s.InstanceID, s.Start, s.EndAt)
+		list := sharedList
+		if !m.shared {
+			list = ec2Tags(m.tags)
+		} else if list == nil {
+			list = ec2Tags(m.tags)
+			sharedList = list
+		}
 		resp.Snapshots = append(resp.Snapshots, ec2SnapshotInfo{SnapshotID: s.ID, VolumeID: s.VolumeID, State: m.state,
 			StartTime: xmlTime(s.Start), Progress: m.progress, OwnerID: s.Account, VolumeSize: s.VolumeSize,
-			Description: s.Description, Tags: ec2Tags(m.tags)})
+			Description: s.Description, Tags: list})
 	}
 	return resp, nil
 }
@@ -705,7 +716,14 @@ func ec2CreateSnapshots(c *call) (any, error) {
 type madeSnapshot struct {
 	s               *snapshot
 	tags            map[string]string
+	shared          bool // tags is the call's map, shared by its snapshots
 	state, progress string
+}
+
+// sameTags tells whether a and b are one map (the same map, not equal contents): tag maps
+// are shared by the snapshots of a call and replaced, never changed, when tags change.
+func sameTags(a, b map[string]string) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 func snapshotFilterValue(s *snapshot, name string, now time.Time) (string, bool) {
@@ -751,10 +769,15 @@ func snapshotMatches(s *snapshot, fs []filter, now time.Time) bool {
 	return true
 }
 
-func snapshotXML(s *snapshot, now time.Time) ec2Snapshot {
+// snapshotXML is the snapshot as DescribeSnapshots answers it, with tags (nil: the snapshot's
+// own, sorted).
+func snapshotXML(s *snapshot, now time.Time, tags []ec2Tag) ec2Snapshot {
+	if tags == nil {
+		tags = ec2Tags(s.Tags)
+	}
 	state, progress := s.stateAt(now)
 	x := ec2Snapshot{SnapshotID: s.ID, VolumeID: s.VolumeID, Status: state, StartTime: xmlTime(s.Start), Progress: progress,
-		OwnerID: s.Account, VolumeSize: s.VolumeSize, Description: s.Description, StorageTier: "standard", Tags: ec2Tags(s.Tags)}
+		OwnerID: s.Account, VolumeSize: s.VolumeSize, Description: s.Description, StorageTier: "standard", Tags: tags}
 	if state == "error" {
 		x.StatusMessage = "Snapshot failed (injected by cloudsim)"
 	}
@@ -787,7 +810,7 @@ func ec2DescribeSnapshots(c *call) (any, error) {
 		more := false
 		if len(ids) > 0 {
 			for _, id := range ids {
-				if !snapshotIDPattern.MatchString(id) {
+				if !validEC2ID(id, "snap") {
 					return errf("InvalidSnapshotID.Malformed", "Invalid id: %q (expecting \"snap-...\")", id)
 				}
 				s := w.snapshots[id]
@@ -803,8 +826,16 @@ func ec2DescribeSnapshots(c *call) (any, error) {
 				return snapshotMatches(s, fs, now)
 			})
 		}
+		resp.Snapshots = slices.Grow(resp.Snapshots, len(found)) // one array for the page, not doublings
+		// The snapshots of one CreateSnapshots call share their tag map (a set is found
+		// together): its sorted list is made once for them.
+		var listed map[string]string
+		var list []ec2Tag
 		for _, s := range found {
-			resp.Snapshots = append(resp.Snapshots, snapshotXML(s, now))
+			if list == nil || !sameTags(s.Tags, listed) {
+				listed, list = s.Tags, ec2Tags(s.Tags)
+			}
+			resp.Snapshots = append(resp.Snapshots, snapshotXML(s, now, list))
 		}
 		if more && len(found) > 0 {
 			resp.NextToken = pageToken("dsn", found[len(found)-1].Ord)
@@ -826,7 +857,7 @@ func (c *call) lookupSnapshot(w *world, id string) (*snapshot, error) {
 	if id == "" {
 		return nil, errf("MissingParameter", "The request must contain the parameter SnapshotId")
 	}
-	if !snapshotIDPattern.MatchString(id) {
+	if !validEC2ID(id, "snap") {
 		return nil, errf("InvalidSnapshotID.Malformed", "Invalid id: %q (expecting \"snap-...\")", id)
 	}
 	s := w.snapshots[id]

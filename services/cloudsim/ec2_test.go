@@ -322,3 +322,55 @@ func TestInstanceStatusAndReboot(t *testing.T) {
 	_, err = c.ec2.RebootInstances(t.Context(), &ec2.RebootInstancesInput{InstanceIds: ids[3:4]})
 	requireAPIError(t, err, "IncorrectInstanceState", 400)
 }
+
+// TestSnapshotsOfASetAnswerTheirOwnTags: the snapshots of one CreateSnapshots call share their
+// tags until one of them is retagged; DescribeSnapshots, which lists a set's shared tags once,
+// answers each snapshot with its own tags, in both the CreateSnapshots and DescribeSnapshots
+// answers.
+func TestSnapshotsOfASetAnswerTheirOwnTags(t *testing.T) {
+	srv := startServer(t, cloudsim.Config{Accounts: []cloudsim.AccountConfig{acmeConfig(12)}})
+	c := newClients(tenantConfig(t, srv, acmeID))
+	var id string
+	for _, x := range srv.InstanceIDs(acmeID, region) {
+		if info, _ := srv.Instance(x); len(info.Volumes) > 1 {
+			id = x
+			break
+		}
+	}
+	require.NotEmpty(t, id, "an instance with a data volume")
+	spec := []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSnapshot,
+		Tags: []ec2types.Tag{{Key: aws.String("set"), Value: aws.String("s1")}, {Key: aws.String("b"), Value: aws.String("2")}, {Key: aws.String("a"), Value: aws.String("1")}}}}
+	made, err := c.ec2.CreateSnapshots(t.Context(), &ec2.CreateSnapshotsInput{
+		InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String(id)}, TagSpecifications: spec})
+	require.NoError(t, err)
+	require.Greater(t, len(made.Snapshots), 1)
+	want := map[string]string{"set": "s1", "a": "1", "b": "2"}
+	for _, s := range made.Snapshots {
+		require.Equal(t, want, tagsOf(s.Tags))
+	}
+	retagged := *made.Snapshots[1].SnapshotId
+	_, err = c.ec2.CreateTags(t.Context(), &ec2.CreateTagsInput{Resources: []string{retagged},
+		Tags: []ec2types.Tag{{Key: aws.String("b"), Value: aws.String("changed")}}})
+	require.NoError(t, err)
+
+	d, err := c.ec2.DescribeSnapshots(t.Context(), &ec2.DescribeSnapshotsInput{Filters: []ec2types.Filter{tagFilter("set", "s1")}})
+	require.NoError(t, err)
+	require.Len(t, d.Snapshots, len(made.Snapshots))
+	for _, s := range d.Snapshots {
+		tags := tagsOf(s.Tags)
+		if *s.SnapshotId == retagged {
+			require.Equal(t, map[string]string{"set": "s1", "a": "1", "b": "changed"}, tags)
+		} else {
+			require.Equal(t, want, tags, *s.SnapshotId)
+		}
+		require.Equal(t, []string{"a", "b", "set"}, []string{*s.Tags[0].Key, *s.Tags[1].Key, *s.Tags[2].Key}, "sorted by key")
+	}
+}
+
+func tagsOf(tags []ec2types.Tag) map[string]string {
+	out := map[string]string{}
+	for _, t := range tags {
+		out[*t.Key] = *t.Value
+	}
+	return out
+}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -148,11 +149,21 @@ type faultSet struct {
 	delays map[string]OperationFaults // latency set at run time, by operation pattern
 	rules  []*callFault
 	rng    *rand.Rand
+	// none is true while there is nothing to apply: no configured faults, no latency and no
+	// rule set at run time. A call then skips the lock and the lookups (changed under mu).
+	none atomic.Bool
 }
 
 func newFaultSet(static map[string]OperationFaults, seed int64) *faultSet {
 	// Sampling which calls a fault hits needs no cryptographic randomness.
-	return &faultSet{static: static, rng: rand.New(rand.NewPCG(uint64(seed), 0x636c6f756473696d))} //nolint:gosec // G404: fault sampling, not security
+	f := &faultSet{static: static, rng: rand.New(rand.NewPCG(uint64(seed), 0x636c6f756473696d))} //nolint:gosec // G404: fault sampling, not security
+	f.none.Store(len(static) == 0)
+	return f
+}
+
+// changed updates none after the run-time faults changed; the caller holds mu.
+func (f *faultSet) changed() {
+	f.none.Store(len(f.static) == 0 && len(f.delays) == 0 && len(f.rules) == 0)
 }
 
 // operationFaults is the most specific static entry for the operation.
@@ -168,6 +179,9 @@ func (f *faultSet) operationFaults(service, op string) OperationFaults {
 
 // latency is the latency of one call: set at run time, or configured.
 func (f *faultSet) latency(service, op string) time.Duration {
+	if f.none.Load() {
+		return 0
+	}
 	o := f.operationFaults(service, op)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -192,11 +206,15 @@ func (f *faultSet) setLatency(op string, latency, jitter time.Duration) {
 		f.delays = map[string]OperationFaults{}
 	}
 	f.delays[op] = OperationFaults{Latency: latency, Jitter: jitter}
+	f.changed()
 }
 
 // decide returns the fault kind (FaultThrottle or FaultError) that fires for this call, with
 // its code, message and status, or "".
 func (f *faultSet) decide(service, op, account string) (kind string, fault Fault) {
+	if f.none.Load() {
+		return "", Fault{}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, r := range f.rules {
@@ -210,6 +228,7 @@ func (f *faultSet) decide(service, op, account string) (kind string, fault Fault
 			r.left--
 			if r.left <= 0 {
 				f.rules = append(f.rules[:i:i], f.rules[i+1:]...)
+				f.changed()
 			}
 		}
 		return r.Kind, r.Fault
@@ -228,6 +247,7 @@ func (f *faultSet) add(r Fault) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.rules = append(f.rules, &callFault{Fault: r, left: r.Count})
+	f.changed()
 }
 
 func (f *faultSet) list() []Fault {
@@ -249,6 +269,7 @@ func (f *faultSet) clear() {
 	defer f.mu.Unlock()
 	f.rules = nil
 	f.delays = nil
+	f.changed()
 }
 
 func matchOperation(pattern, service, op string) bool {

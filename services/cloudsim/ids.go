@@ -6,8 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
-	"regexp"
 	"strconv"
+	"strings"
 )
 
 // hashBytes is the one source of determinism: every id, credential and per-instance outcome is
@@ -70,14 +70,73 @@ func (w *world) nextOrd() uint64 {
 	return w.meta.Ord
 }
 
-var (
-	instanceIDPattern = regexp.MustCompile(`^i-([0-9a-f]{8}|[0-9a-f]{17})$`)
-	snapshotIDPattern = regexp.MustCompile(`^snap-([0-9a-f]{8}|[0-9a-f]{17})$`)
-)
+// The id checks are written out rather than matched with regexps: a call checks every id it
+// names (50 per batch), and a regexp match cost more than the look-up it guards. Each is tested
+// against its regexp (TestIDChecksAreTheirPatterns).
+
+// validEC2ID tells whether id is prefix, a dash and 8 or 17 lowercase hex digits
+// (^prefix-([0-9a-f]{8}|[0-9a-f]{17})$): an instance id ("i") or a snapshot id ("snap").
+func validEC2ID(id, prefix string) bool {
+	rest, ok := strings.CutPrefix(id, prefix)
+	if !ok || len(rest) == 0 || rest[0] != '-' {
+		return false
+	}
+	rest = rest[1:]
+	return (len(rest) == 8 || len(rest) == 17) && lowerHex(rest)
+}
+
+// validSSMInstanceID tells whether id is an SSM target: ^(i|mi)-[0-9a-f]{8,17}$.
+func validSSMInstanceID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "i-")
+	if !ok {
+		if rest, ok = strings.CutPrefix(id, "mi-"); !ok {
+			return false
+		}
+	}
+	return len(rest) >= 8 && len(rest) <= 17 && lowerHex(rest)
+}
+
+// validCommandID tells whether id is a command id, a UUID in lowercase hex:
+// ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$.
+func validCommandID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch i {
+		case 8, 13, 18, 23:
+			if id[i] != '-' {
+				return false
+			}
+		default:
+			if !lowerHex(id[i : i+1]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// percents are "0%" to "100%", made once: a snapshot's progress is written in every answer.
+var percents = func() (p [101]string) {
+	for i := range p {
+		p[i] = strconv.Itoa(i) + "%"
+	}
+	return p
+}()
 
 // pct formats a progress fraction the way EC2 does ("42%").
 func pct(f float64) string {
-	return strconv.Itoa(int(math.Floor(math.Max(0, math.Min(1, f))*100))) + "%"
+	return percents[int(math.Floor(math.Max(0, math.Min(1, f))*100))]
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -90,9 +90,11 @@ func unescapeForm(s string) (string, error) {
 	return url.QueryUnescape(s)
 }
 
-// indices are the positions N present under prefix.N in the form, in order.
-func indices(form url.Values, prefix string) []int {
-	var out []int
+// appendIndices appends to dst the positions N present under prefix.N in the form, in
+// order. A caller that passes a stack array's slice allocates nothing for the common few
+// positions.
+func appendIndices(dst []int, form url.Values, prefix string) []int {
+	out := dst
 	for k := range form {
 		rest, ok := strings.CutPrefix(k, prefix)
 		if !ok || len(rest) < 2 || rest[0] != '.' {
@@ -113,7 +115,8 @@ func indices(form url.Values, prefix string) []int {
 // list reads prefix.1, prefix.2, ... (EC2's flattened lists).
 func list(form url.Values, prefix string) []string {
 	var out []string
-	for _, n := range indices(form, prefix) {
+	var at [16]int
+	for _, n := range appendIndices(at[:0], form, prefix) {
 		if v, ok := form[prefix+"."+strconv.Itoa(n)]; ok && len(v) > 0 {
 			out = append(out, v[0])
 		}
@@ -125,36 +128,56 @@ func list(form url.Values, prefix string) []string {
 type filter struct {
 	Name   string
 	Values []string
+	// wild are the values with a wildcard (* or ?), matched as patterns; set holds the values
+	// when there are many (a tracker's DescribeSnapshots names up to 200 sets), so that a
+	// candidate is matched in one look-up rather than one comparison per value.
+	wild []string
+	set  map[string]struct{}
+}
+
+// manyValues is how many values a filter has before its values are matched through a set.
+const manyValues = 8
+
+func newFilter(name string, values []string) filter {
+	f := filter{Name: name, Values: values}
+	for _, v := range values {
+		if strings.ContainsAny(v, "*?") {
+			f.wild = append(f.wild, v)
+		}
+	}
+	if len(values) > manyValues {
+		f.set = make(map[string]struct{}, len(values))
+		for _, v := range values {
+			f.set[v] = struct{}{}
+		}
+	}
+	return f
 }
 
 func filters(form url.Values) []filter {
 	var out []filter
-	for _, n := range indices(form, "Filter") {
+	var at [16]int
+	for _, n := range appendIndices(at[:0], form, "Filter") {
 		p := "Filter." + strconv.Itoa(n)
-		out = append(out, filter{Name: form.Get(p + ".Name"), Values: list(form, p+".Value")})
+		out = append(out, newFilter(form.Get(p+".Name"), list(form, p+".Value")))
 	}
 	return out
 }
 
 // exact tells whether no value has a wildcard (so an index can answer the filter).
-func (f filter) exact() bool {
-	for _, v := range f.Values {
-		if strings.ContainsAny(v, "*?") {
-			return false
-		}
-	}
-	return true
-}
+func (f filter) exact() bool { return len(f.wild) == 0 }
 
 func (f filter) match(s string) bool {
-	for _, v := range f.Values {
-		if v == s {
+	if f.set != nil {
+		if _, ok := f.set[s]; ok {
 			return true
 		}
-		if strings.ContainsAny(v, "*?") {
-			if ok, _ := path.Match(strings.ReplaceAll(v, "/", "\x00"), strings.ReplaceAll(s, "/", "\x00")); ok {
-				return true
-			}
+	} else if slices.Contains(f.Values, s) {
+		return true
+	}
+	for _, v := range f.wild {
+		if ok, _ := path.Match(strings.ReplaceAll(v, "/", "\x00"), strings.ReplaceAll(s, "/", "\x00")); ok {
+			return true
 		}
 	}
 	return false
@@ -167,7 +190,8 @@ type tagPair struct {
 
 func tags(form url.Values, prefix string) []tagPair {
 	var out []tagPair
-	for _, n := range indices(form, prefix) {
+	var at [16]int
+	for _, n := range appendIndices(at[:0], form, prefix) {
 		p := prefix + "." + strconv.Itoa(n)
 		// Tags are kept for the life of the resource: their strings must not be substrings of
 		// the request's body (url.ParseQuery returns substrings where nothing is escaped),
@@ -182,24 +206,33 @@ func tags(form url.Values, prefix string) []tagPair {
 	return out
 }
 
-// tagSpecs reads TagSpecification.N for one resource type.
+// tagSpecs reads TagSpecification.N for one resource type: a new map the caller owns, nil
+// when the request has no tags. Values are copied out of the request, keys interned, as tags
+// does, without its list of pairs.
 func tagSpecs(form url.Values, resourceType string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, n := range indices(form, "TagSpecification") {
+	var out map[string]string
+	var specs, positions [16]int
+	for _, n := range appendIndices(specs[:0], form, "TagSpecification") {
 		p := "TagSpecification." + strconv.Itoa(n)
 		rt := form.Get(p + ".ResourceType")
 		if rt != resourceType {
 			return nil, errf("InvalidParameterValue", "TagSpecification.%d.ResourceType %q: must be %s for this operation", n, rt, resourceType)
 		}
-		for _, t := range tags(form, p+".Tag") {
-			if err := checkTagKey(t.Key); err != nil {
+		prefix := p + ".Tag"
+		for _, m := range appendIndices(positions[:0], form, prefix) {
+			q := prefix + "." + strconv.Itoa(m)
+			key := unique.Make(form.Get(q + ".Key")).Value()
+			if err := checkTagKey(key); err != nil {
 				return nil, err
 			}
 			v := ""
-			if t.Value != nil {
-				v = *t.Value
+			if vs, ok := form[q+".Value"]; ok && len(vs) > 0 {
+				v = strings.Clone(vs[0])
 			}
-			out[t.Key] = v
+			if out == nil {
+				out = make(map[string]string, 8)
+			}
+			out[key] = v
 		}
 	}
 	return out, nil
@@ -211,14 +244,18 @@ func checkTagKey(k string) error {
 		return errf("InvalidParameterValue", "Tag key must not be empty")
 	case len(k) > 128:
 		return errf("InvalidParameterValue", "Tag key %q: must be at most 128 characters", k)
-	case strings.HasPrefix(strings.ToLower(k), "aws:"):
+	case len(k) >= 4 && strings.EqualFold(k[:4], "aws:"): // no lower-cased copy of every key
 		return errf("InvalidParameterValue", "Tag key %q: keys starting with aws: are reserved", k)
 	}
 	return nil
 }
 
 func formBool(form url.Values, key string) bool {
-	b, _ := strconv.ParseBool(form.Get(key))
+	v := form.Get(key)
+	if v == "" {
+		return false // absent: no parse, whose error would be allocated on every call
+	}
+	b, _ := strconv.ParseBool(v)
 	return b
 }
 

@@ -301,23 +301,19 @@ func appendStrings(b []byte, vs []string) []byte {
 
 // appendJSONString appends s as a JSON string: quotes, backslashes and control characters
 // escaped, valid UTF-8 as it is; a string that is not valid UTF-8 goes through encoding/json
-// (which writes U+FFFD for the bad bytes).
+// (which writes U+FFFD for the bad bytes). The runs of bytes that need nothing are copied
+// whole, not byte by byte: most strings of a record (ids, states, titles) are one such run.
 func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	start, checked := len(b), false
 	b = append(b, '"')
+	run := 0 // start of the bytes not yet copied
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c == '\n':
-			b = append(b, '\\', 'n')
-		case c == '\t':
-			b = append(b, '\\', 't')
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		case c >= utf8.RuneSelf:
+		switch jsonByte[c] {
+		case jsonPlain:
+			continue
+		case jsonNonASCII:
 			if !checked && !utf8.ValidString(s) {
 				q, err := json.Marshal(s)
 				if err != nil { // a string always encodes
@@ -326,13 +322,44 @@ func appendJSONString(b []byte, s string) []byte {
 				return append(b[:start], q...)
 			}
 			checked = true
-			b = append(b, c)
+			continue
+		}
+		b = append(b, s[run:i]...)
+		run = i + 1
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\t':
+			b = append(b, '\\', 't')
 		default:
-			b = append(b, c)
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 		}
 	}
+	b = append(b, s[run:]...)
 	return append(b, '"')
 }
+
+// The classes of a byte in a JSON string (jsonByte).
+const (
+	jsonPlain    = iota // written as it is
+	jsonEscaped         // a quote, a backslash or a control character: escaped
+	jsonNonASCII        // part of a multi-byte character: as it is once the string is valid UTF-8
+)
+
+// jsonByte is the class of each byte value.
+var jsonByte = func() (t [256]uint8) {
+	for c := range t {
+		switch {
+		case c < 0x20, c == '"', c == '\\':
+			t[c] = jsonEscaped
+		case c >= utf8.RuneSelf:
+			t[c] = jsonNonASCII
+		}
+	}
+	return t
+}()
 
 // appendJSONTime appends t as encoding/json does (time.Time.MarshalJSON: RFC 3339 with
 // nanoseconds, quoted).

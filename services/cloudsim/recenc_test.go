@@ -3,9 +3,11 @@ package cloudsim
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -89,6 +91,42 @@ func BenchmarkEncodeRecord(b *testing.B) {
 				if err := encodeRecord(&buf, entityKey{"instance", "i-0123"}, v); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// jsonStringCases are strings that exercise every branch of appendJSONString and plainText:
+// plain runs, escapes at the start, middle and end, every control character, non-ASCII and
+// invalid UTF-8.
+func jsonStringCases() []string {
+	cases := []string{"", "i-0123456789abcdef0", `"`, `\`, `a"b\c`, `"quoted" at both ends"`, "tab\there", "new\nline\n",
+		"\r\n", "\x00nul", "del\x7f", "ünïcode", "日本語 and ascii", "\u2028\u2029", "emoji 😀", "bad \xff byte", "\xc3",
+		"mixed \"\xff\" \\ ü", "<html> & 'apos'", "\xef\xbf\xbd replacement", strings.Repeat("long plain run ", 40)}
+	var ctl strings.Builder
+	for c := range 0x20 {
+		ctl.WriteByte(byte(c))
+		ctl.WriteByte('x')
+	}
+	return append(cases, ctl.String())
+}
+
+// TestJSONStringDecodesAsEncodingJSON: whatever the string, appendJSONString writes a JSON
+// string that decodes to what encoding/json's own encoding decodes to (the same string for
+// valid UTF-8, U+FFFD for bad bytes), appended after what the buffer held.
+func TestJSONStringDecodesAsEncodingJSON(t *testing.T) {
+	for _, s := range jsonStringCases() {
+		t.Run(strconv.Quote(s), func(t *testing.T) {
+			got := appendJSONString([]byte("prefix"), s)
+			require.True(t, bytes.HasPrefix(got, []byte("prefix")))
+			want, err := json.Marshal(s)
+			require.NoError(t, err)
+			var ours, theirs string
+			require.NoError(t, json.Unmarshal(got[len("prefix"):], &ours), "%s", got)
+			require.NoError(t, json.Unmarshal(want, &theirs))
+			require.Equal(t, theirs, ours, "the decoded strings")
+			if utf8.ValidString(s) {
+				require.Equal(t, s, ours)
 			}
 		})
 	}

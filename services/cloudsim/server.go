@@ -2,7 +2,6 @@ package cloudsim
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -65,12 +64,29 @@ func errf(code, format string, args ...any) *apiError {
 	return &apiError{Code: code, Message: fmt.Sprintf(format, args...), Status: statusForCode(code)}
 }
 
-// identity is who signed a request.
+// identity is who signed a request. Its ARN and user id are built when asked for (error
+// messages, AssumeRole's trust check, GetCallerIdentity), not on every call.
 type identity struct {
 	Account  string
-	ARN      string
-	UserID   string
 	Provider bool
+	seed     int64
+	sess     *session // the assumed role's session; nil for the provider's user
+}
+
+// ARN is the caller's ARN: the provider's IAM user or the assumed role's session.
+func (id identity) ARN() string {
+	if id.sess == nil {
+		return "arn:aws:iam::" + id.Account + ":user/patchwave"
+	}
+	return "arn:aws:sts::" + id.sess.Account + ":assumed-role/" + id.sess.RoleName + "/" + id.sess.SessionName
+}
+
+// UserID is the caller's user id, as GetCallerIdentity returns it.
+func (id identity) UserID() string {
+	if id.sess == nil {
+		return "AIDA" + hashAlnum(id.seed, 17, "provider-user")
+	}
+	return id.sess.RoleID + ":" + id.sess.SessionName
 }
 
 // call is one API request being handled.
@@ -535,9 +551,9 @@ func (s *Server) handle(c *call, auth sigAuth, authErr error) (any, error) {
 	// or SSM with it is refused, as IAM would, so an adapter that forgets AssumeRole fails loudly.
 	switch {
 	case c.id.Provider && c.svc.name == "ec2":
-		return nil, errf("UnauthorizedOperation", "You are not authorized to perform this operation. User: %s is not authorized to perform: ec2:%s", c.id.ARN, c.op)
+		return nil, errf("UnauthorizedOperation", "You are not authorized to perform this operation. User: %s is not authorized to perform: ec2:%s", c.id.ARN(), c.op)
 	case c.id.Provider && c.svc.name == "ssm":
-		return nil, &apiError{"AccessDeniedException", fmt.Sprintf("User: %s is not authorized to perform: ssm:%s", c.id.ARN, c.op), 400}
+		return nil, &apiError{"AccessDeniedException", fmt.Sprintf("User: %s is not authorized to perform: ssm:%s", c.id.ARN(), c.op), 400}
 	}
 	if kind, f := s.faults.decide(c.svc.name, c.op, c.id.Account); kind != "" {
 		if kind == FaultThrottle {
@@ -566,30 +582,25 @@ func (s *Server) handle(c *call, auth sigAuth, authErr error) (any, error) {
 
 // authenticate finds the secret of the access key, verifies the signature and sets the caller.
 func (s *Server) authenticate(c *call, a sigAuth) error {
-	payloadHash := c.r.Header.Get("X-Amz-Content-Sha256")
-	if payloadHash == "" {
-		sum := sha256.Sum256(c.body)
-		payloadHash = hex.EncodeToString(sum[:])
-	}
 	s.mu.RLock()
 	var secret, token string
 	var expiration time.Time
 	var ident identity
 	if a.AccessKey == s.w.meta.ProviderKey {
 		secret = s.w.meta.ProviderSecret
-		ident = identity{Account: s.cfg.ProviderAccountID, ARN: "arn:aws:iam::" + s.cfg.ProviderAccountID + ":user/patchwave",
-			UserID: "AIDA" + hashAlnum(s.cfg.Seed, 17, "provider-user"), Provider: true}
+		ident = identity{Account: s.cfg.ProviderAccountID, Provider: true, seed: s.cfg.Seed}
 	} else if sess := s.w.sessions[a.AccessKey]; sess != nil {
+		// A session is never changed once made (a new AssumeRole makes a new one), so the
+		// identity can point at it after the lock is released.
 		secret, token, expiration = sess.Secret, sess.Token, sess.Expiration
-		ident = identity{Account: sess.Account, ARN: "arn:aws:sts::" + sess.Account + ":assumed-role/" + sess.RoleName + "/" + sess.SessionName,
-			UserID: sess.RoleID + ":" + sess.SessionName}
+		ident = identity{Account: sess.Account, seed: s.cfg.Seed, sess: sess}
 	}
 	s.mu.RUnlock()
 	if secret == "" {
 		e := c.svc.unknownKey
 		return &e
 	}
-	if !verifySignature(c.r, a, secret, payloadHash, &s.keys) {
+	if !verifySignature(c.r, a, secret, c.r.Header.Get("X-Amz-Content-Sha256"), c.body, &s.keys) {
 		e := c.svc.badSignature
 		return &e
 	}

@@ -121,10 +121,10 @@ func hmacSHA256(key, data []byte) [sha256.Size]byte {
 }
 
 // verifySignature recomputes the request's SigV4 signature with the secret and compares it.
-// payloadHash is the hex SHA-256 of the body, or the value the client put in
-// X-Amz-Content-Sha256 (S3 signs that value, which may be UNSIGNED-PAYLOAD). The canonical
+// payloadHash is the value the client put in X-Amz-Content-Sha256 (S3 signs that value, which
+// may be UNSIGNED-PAYLOAD); when it is empty the body's hex SHA-256 is signed. The canonical
 // request and the string to sign are built in one stack buffer.
-func verifySignature(r *http.Request, a sigAuth, secret, payloadHash string, keys *signingKeys) bool {
+func verifySignature(r *http.Request, a sigAuth, secret, payloadHash string, body []byte, keys *signingKeys) bool {
 	amzDate := r.Header.Get("X-Amz-Date")
 	if len(amzDate) < 8 || amzDate[:8] != a.Date {
 		return false
@@ -147,7 +147,12 @@ func verifySignature(r *http.Request, a sigAuth, secret, payloadHash string, key
 	cr = append(cr, '\n')
 	cr = append(cr, a.SignedHeaders...)
 	cr = append(cr, '\n')
-	cr = append(cr, payloadHash...)
+	if payloadHash != "" {
+		cr = append(cr, payloadHash...)
+	} else { // the header is optional outside S3: the body's hash, hex-encoded in place
+		sum := sha256.Sum256(body)
+		cr = hex.AppendEncode(cr, sum[:])
+	}
 	crHash := sha256.Sum256(cr)
 
 	sts := cr[:0] // the canonical request is hashed: its bytes are reused for the string to sign

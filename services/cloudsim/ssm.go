@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -50,7 +51,21 @@ func ssmService() *service {
 	}
 }
 
+// jsonBufs are the hand-written answers' buffers, reused between calls as xmlBufs are.
+var jsonBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 func writeJSON(rw http.ResponseWriter, c *call, status int, v any) {
+	if a, ok := v.(jsonAppender); ok {
+		buf := jsonBufs.Get().(*[]byte)
+		body := a.appendJSON((*buf)[:0])
+		rw.Header()["X-Amzn-Requestid"] = []string{c.requestID}
+		writeBody(rw, status, jsonContentType, body)
+		if cap(body) <= 1<<20 { // a very large page's array is dropped, as putXMLBuf does
+			*buf = body
+			jsonBufs.Put(buf)
+		}
+		return
+	}
 	b := getXMLBuf() // any bytes.Buffer: the JSON is encoded into a reused buffer
 	defer putXMLBuf(b)
 	if err := json.NewEncoder(b).Encode(v); err != nil {
@@ -73,29 +88,29 @@ func decode(c *call, v any) error {
 	return nil
 }
 
-// epoch is a JSON 1.1 timestamp: seconds since the epoch, with milliseconds.
-type epoch time.Time
+// epoch is a JSON 1.1 timestamp: seconds since the epoch, with milliseconds, 0 for the zero
+// time. It is a json.Number, which encoding/json writes as it is: a MarshalJSON method was
+// called through an interface and its output compacted again, for every time of a page.
+type epoch = json.Number
 
-func (e epoch) MarshalJSON() ([]byte, error) {
-	t := time.Time(e)
+// epochOf is t as an epoch.
+func epochOf(t time.Time) epoch {
 	if t.IsZero() {
-		return []byte("0"), nil
+		return "0"
 	}
-	return []byte(strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64)), nil
+	return json.Number(strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64))
 }
 
 func epochPtr(t time.Time) *epoch {
 	if t.IsZero() {
 		return nil
 	}
-	e := epoch(t)
+	e := epochOf(t)
 	return &e
 }
 
 var (
-	ssmInstanceIDPattern = regexp.MustCompile(`^(i|mi)-[0-9a-f]{8,17}$`)
-	commandIDPattern     = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-	concurrencyPattern   = regexp.MustCompile(`^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%|0)$`)
+	concurrencyPattern = regexp.MustCompile(`^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%|0)$`)
 )
 
 func validationErr(format string, args ...any) *apiError {
@@ -195,7 +210,7 @@ func ssmSendCommand(c *call) (any, error) {
 		return nil, err
 	}
 	for _, id := range ids {
-		if !ssmInstanceIDPattern.MatchString(id) {
+		if !validSSMInstanceID(id) {
 			return nil, errf("InvalidInstanceId", "Instance Id %s is not valid", id)
 		}
 	}
@@ -636,7 +651,7 @@ func matchAll(fs []commandFilter, requested time.Time, status, document string) 
 }
 
 func (c *call) lookupCommand(w *world, id string) (*command, error) {
-	if !commandIDPattern.MatchString(id) {
+	if !validCommandID(id) {
 		return nil, errf("InvalidCommandId", "Command ID %q is not valid", id)
 	}
 	cmd := w.commands[id]
@@ -789,10 +804,7 @@ func ssmListCommandInvocations(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp := struct {
-		CommandInvocations []ssmInvocation `json:"CommandInvocations"`
-		NextToken          string          `json:"NextToken,omitempty"`
-	}{CommandInvocations: []ssmInvocation{}}
+	resp := &ssmInvocationsPage{CommandInvocations: []ssmInvocation{}}
 	err = c.view(func(w *world, now time.Time) error {
 		resp.CommandInvocations, resp.NextToken = resp.CommandInvocations[:0], "" // view may run this twice
 		var sources []*ordSet[*invocation]
@@ -818,6 +830,7 @@ func ssmListCommandInvocations(c *call) (any, error) {
 			st, _ := v.statusAt(now)
 			return matchAll(fs, v.Requested, st, patchDocument)
 		})
+		resp.CommandInvocations = slices.Grow(resp.CommandInvocations, len(found))
 		for _, v := range found {
 			resp.CommandInvocations = append(resp.CommandInvocations, invocationJSON(v, w.commands[v.CommandID], in.Details, now))
 		}
@@ -1005,10 +1018,7 @@ func ssmDescribeInstanceInformation(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp := struct {
-		InstanceInformationList []ssmInstanceInfo `json:"InstanceInformationList"`
-		NextToken               string            `json:"NextToken,omitempty"`
-	}{InstanceInformationList: []ssmInstanceInfo{}}
+	resp := &ssmInstanceInfoPage{InstanceInformationList: []ssmInstanceInfo{}}
 	err = c.view(func(w *world, now time.Time) error {
 		resp.InstanceInformationList, resp.NextToken = resp.InstanceInformationList[:0], "" // view may run this twice
 		sources := []*ordSet[*instance]{w.instByRegion[regionKey{c.id.Account, c.region}]}
@@ -1051,6 +1061,7 @@ func ssmDescribeInstanceInformation(c *call) (any, error) {
 			}
 			return true
 		})
+		resp.InstanceInformationList = slices.Grow(resp.InstanceInformationList, len(found))
 		for _, x := range found {
 			resp.InstanceInformationList = append(resp.InstanceInformationList, instanceInfoJSON(x, now))
 		}
@@ -1154,7 +1165,7 @@ func ssmDescribeInstancePatches(c *call) (any, error) {
 				kb = p.ID
 			}
 			resp.Patches = append(resp.Patches, ssmPatch{Title: p.Title, KBID: kb, Classification: p.Classification,
-				Severity: p.Severity, State: p.State, InstalledTime: epoch(p.InstalledTime)})
+				Severity: p.Severity, State: p.State, InstalledTime: epochOf(p.InstalledTime)})
 		}
 		if i < len(ids) {
 			resp.NextToken = pageToken("dip", uint64(i))
@@ -1235,10 +1246,7 @@ func ssmDescribeInstancePatchStates(c *call) (any, error) {
 		return nil, err
 	}
 	c.instances = append(c.instances, in.InstanceIDs...)
-	resp := struct {
-		InstancePatchStates []ssmPatchState `json:"InstancePatchStates"`
-		NextToken           string          `json:"NextToken,omitempty"`
-	}{InstancePatchStates: []ssmPatchState{}}
+	resp := &ssmPatchStatesPage{InstancePatchStates: []ssmPatchState{}}
 	err = c.view(func(w *world, now time.Time) error {
 		resp.InstancePatchStates, resp.NextToken = resp.InstancePatchStates[:0], "" // view may run this twice
 		i := int(after)
@@ -1267,7 +1275,7 @@ func ssmDescribeInstancePatchStates(c *call) (any, error) {
 func (w *world) patchState(x *instance) ssmPatchState {
 	s := ssmPatchState{InstanceID: x.ID, BaselineID: "pb-" + hashHex(w.seed, 17, "baseline", x.OS),
 		SnapshotID: x.LastOp.SnapshotID, InstallOverrideList: x.LastOp.InstallOverrideList,
-		OperationStartTime: epoch(x.LastOp.Start), OperationEndTime: epoch(x.LastOp.End), Operation: x.LastOp.Operation,
+		OperationStartTime: epochOf(x.LastOp.Start), OperationEndTime: epochOf(x.LastOp.End), Operation: x.LastOp.Operation,
 		RebootOption: x.LastOp.RebootOption}
 	for _, p := range x.Patches { // counts: the order does not matter
 		switch p.State {

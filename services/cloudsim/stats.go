@@ -3,6 +3,7 @@ package cloudsim
 import (
 	"container/heap"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,7 +56,8 @@ type statsRecorder struct {
 	ops map[string]*opCounter
 
 	instMu sync.Mutex
-	inst   map[instOp]int64 // (instance, operation) -> calls; one flat map, not one per instance
+	inst   map[instOp]int64  // (instance, operation) -> calls; one flat map, not one per instance
+	ids    map[string]string // instance id -> the one copy of it the keys of inst share
 
 	busyMu  sync.Mutex
 	busy    map[string]time.Time // instance -> end of its operations in progress
@@ -63,9 +65,11 @@ type statsRecorder struct {
 	busyMax int64
 }
 
-// instOp is a key of the per-instance counts; both strings are interned (unique), so the
-// counts of 100,000 instances neither copy the operation's name per instance nor keep the
-// request that named the instance alive.
+// instOp is a key of the per-instance counts; both strings are shared, so the counts of
+// 100,000 instances neither copy the operation's name or an instance's id per operation nor
+// keep the request that named the instance alive: the operation's name is interned once per
+// operation (opCounter.name), the instance's id once per instance (statsRecorder.ids, a plain
+// map under instMu, cheaper per call than unique.Make's concurrent one).
 type instOp struct{ instance, op string }
 
 // busyEnd is one instance's busy end in the heap; stale when the instance's end moved.
@@ -122,7 +126,8 @@ func (s *statsRecorder) busyStats(now time.Time) BusyStats {
 }
 
 func newStatsRecorder() *statsRecorder {
-	return &statsRecorder{ops: map[string]*opCounter{}, inst: map[instOp]int64{}, busy: map[string]time.Time{}}
+	return &statsRecorder{ops: map[string]*opCounter{}, inst: map[instOp]int64{}, ids: map[string]string{},
+		busy: map[string]time.Time{}}
 }
 
 func (s *statsRecorder) counter(op string) *opCounter {
@@ -174,7 +179,12 @@ func (s *statsRecorder) end(c *opCounter, code string, instances []string) {
 	for _, id := range instances {
 		k := instOp{instance: id, op: op}
 		if _, ok := s.inst[k]; !ok {
-			k.instance = unique.Make(id).Value()
+			own, ok := s.ids[id]
+			if !ok {
+				own = strings.Clone(id)
+				s.ids[own] = own
+			}
+			k.instance = own
 		}
 		s.inst[k]++
 	}
@@ -230,6 +240,7 @@ func (s *statsRecorder) reset() {
 	s.mu.Unlock()
 	s.instMu.Lock()
 	s.inst = map[instOp]int64{}
+	s.ids = map[string]string{}
 	s.instMu.Unlock()
 	s.busyMu.Lock()
 	s.busyMax = int64(len(s.busy))

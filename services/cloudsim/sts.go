@@ -93,7 +93,7 @@ func stsAssumeRole(c *call) (any, error) {
 		duration = n
 	}
 	externalID := c.form.Get("ExternalId")
-	denied := errf("AccessDenied", "User: %s is not authorized to perform: sts:AssumeRole on resource: %s", c.id.ARN, roleARN)
+	denied := errf("AccessDenied", "User: %s is not authorized to perform: sts:AssumeRole on resource: %s", c.id.ARN(), roleARN)
 	resp := &assumeRoleResponse{}
 	err := c.s.update(func(w *world, now time.Time) error {
 		m := roleARNPattern.FindStringSubmatch(roleARN)
@@ -104,7 +104,7 @@ func stsAssumeRole(c *call) (any, error) {
 		if a == nil || a.Provider || a.RoleName != m[2] {
 			return denied
 		}
-		trusted := a.TrustedPrincipal == c.id.ARN || a.TrustedPrincipal == "arn:aws:iam::"+c.id.Account+":root"
+		trusted := a.TrustedPrincipal == c.id.ARN() || a.TrustedPrincipal == "arn:aws:iam::"+c.id.Account+":root"
 		if !trusted || externalID != a.ExternalID {
 			return denied
 		}
@@ -150,5 +150,5 @@ func (w *world) pruneSessions(now time.Time) {
 }
 
 func stsGetCallerIdentity(c *call) (any, error) {
-	return &getCallerIdentityResponse{UserID: c.id.UserID, Account: c.id.Account, ARN: c.id.ARN}, nil
+	return &getCallerIdentityResponse{UserID: c.id.UserID(), Account: c.id.Account, ARN: c.id.ARN()}, nil
 }

@@ -56,12 +56,23 @@ func (b *xmlBuf) close(name string) {
 }
 
 func (b *xmlBuf) text(name, value string) {
-	b.open(name)
 	if plainText(value) {
-		b.WriteString(value) // nothing to escape: no copy of the value
-	} else {
-		_ = xml.EscapeText(b, []byte(value))
+		// Nothing to escape: the element is appended in one piece to the buffer's free
+		// space, with no copy of the value beforehand.
+		b.Grow(2*len(name) + len(value) + 5)
+		e := b.AvailableBuffer()
+		e = append(e, '<')
+		e = append(e, name...)
+		e = append(e, '>')
+		e = append(e, value...)
+		e = append(e, '<', '/')
+		e = append(e, name...)
+		e = append(e, '>')
+		_, _ = b.Write(e)
+		return
 	}
+	b.open(name)
+	_ = xml.EscapeText(b, []byte(value))
 	b.close(name)
 }
 
@@ -69,13 +80,24 @@ func (b *xmlBuf) text(name, value string) {
 // five characters XML escapes.
 func plainText(s string) bool {
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20 || c > 0x7e, c == '"', c == '\'', c == '&', c == '<', c == '>':
+		if !xmlPlain[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// xmlPlain tells, for each byte value, whether it is printable ASCII other than the five
+// characters XML escapes.
+var xmlPlain = func() (t [256]bool) {
+	for c := 0x20; c <= 0x7e; c++ {
+		t[c] = true
+	}
+	for _, c := range `"'&<>` {
+		t[c] = false
+	}
+	return t
+}()
 
 func (b *xmlBuf) optText(name, value string) {
 	if value != "" {

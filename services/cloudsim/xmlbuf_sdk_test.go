@@ -38,7 +38,7 @@ func TestHandWrittenXMLDecodesWithTheSDK(t *testing.T) {
 	}
 
 	old, hand := both(&describeSnapshotsResponse{NextToken: "tok",
-		Snapshots: []ec2Snapshot{snapshotXML(snap, now.Add(2*time.Minute)), snapshotXML(snap, now)}})
+		Snapshots: []ec2Snapshot{snapshotXML(snap, now.Add(2*time.Minute), nil), snapshotXML(snap, now, nil)}})
 	body = old
 	want, err := client.DescribeSnapshots(t.Context(), &ec2.DescribeSnapshotsInput{})
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package cloudsim
 
 import (
+	"bytes"
 	"encoding/xml"
 	"strconv"
 	"testing"
@@ -36,7 +37,7 @@ func TestHandWrittenResponsesEqualEncodingXML(t *testing.T) {
 	bare := &snapshot{ID: "snap-1", Account: "111111111111", VolumeID: "vol-2", Start: now, EndAt: now, Final: "completed"}
 	cases := map[string]rawXMLer{
 		"describe-snapshots": &describeSnapshotsResponse{NextToken: "tok",
-			Snapshots: []ec2Snapshot{snapshotXML(snap, now.Add(2*time.Minute)), snapshotXML(snap, now), snapshotXML(bare, now)}},
+			Snapshots: []ec2Snapshot{snapshotXML(snap, now.Add(2*time.Minute), nil), snapshotXML(snap, now, nil), snapshotXML(bare, now, nil)}},
 		"describe-snapshots-empty": &describeSnapshotsResponse{Snapshots: []ec2Snapshot{}},
 		"create-snapshots": &createSnapshotsResponse{Snapshots: []ec2SnapshotInfo{
 			{SnapshotID: "snap-1", VolumeID: "vol-1", State: "pending", StartTime: xmlTime(now), Progress: "0%", OwnerID: "1",
@@ -70,7 +71,7 @@ func BenchmarkSnapshotsXML(b *testing.B) {
 		s := &snapshot{ID: "snap-0123456789abcdef" + strconv.Itoa(i%10), Account: "111111111111", VolumeID: "vol-1", VolumeSize: 30,
 			Description: "pre-patch snapshot", Tags: map[string]string{"patchwave:run": "run-1", "patchwave:tenant": "acme",
 				"patchwave:instance": "i-0123456789abcdef0"}, Start: now, EndAt: now.Add(time.Minute), Final: "completed"}
-		resp.Snapshots = append(resp.Snapshots, snapshotXML(s, now.Add(2*time.Minute)))
+		resp.Snapshots = append(resp.Snapshots, snapshotXML(s, now.Add(2*time.Minute), nil))
 	}
 	b.Run("encoding-xml", func(b *testing.B) {
 		b.ReportAllocs()
@@ -133,4 +134,20 @@ func manyTags(n int) map[string]string {
 		m["k"+strconv.Itoa(i)] = strconv.Itoa(i * i)
 	}
 	return m
+}
+
+// TestXMLTextIsEncodingXMLEscapeText: an element written by xmlBuf.text holds its value as
+// xml.EscapeText writes it, for plain text (the fast path) and for everything that needs
+// escaping: the five XML characters, control characters, non-ASCII and invalid UTF-8.
+func TestXMLTextIsEncodingXMLEscapeText(t *testing.T) {
+	for _, s := range jsonStringCases() {
+		t.Run(strconv.Quote(s), func(t *testing.T) {
+			var b xmlBuf
+			b.WriteString("<r>")
+			b.text("name", s)
+			var want bytes.Buffer
+			require.NoError(t, xml.EscapeText(&want, []byte(s)))
+			require.Equal(t, "<r><name>"+want.String()+"</name>", b.String())
+		})
+	}
 }

@@ -91,6 +91,8 @@ func TestBenchWithCloudsimInItsOwnProcess(t *testing.T) {
 	require.EqualValues(t, 100, res.Runs[0].GetSucceeded())
 	require.GreaterOrEqual(t, res.CloudCalls["ec2:CreateSnapshots"], int64(100), "the child's counters, through its admin API")
 	require.Positive(t, res.CloudRSSMiB)
+	require.Positive(t, res.CloudCPU, "the child's CPU during the wave, from /proc")
+	require.Regexp(t, `cloudsim.s process [0-9.]+s during the waves`, out.String(), "the cpu line names the child's CPU")
 	require.Positive(t, res.PeakRSSMiB)
 	require.Positive(t, res.PeakLiveMiB)
 	require.Contains(t, out.String(), "cloudsim's process")
