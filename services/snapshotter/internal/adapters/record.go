@@ -40,36 +40,49 @@ var errShortRecord = errors.New("snapshot record: truncated")
 
 // decodeSnapshot reads a record written by encodeSnapshot, or a JSON record written before.
 func decodeSnapshot(b []byte) (domain.Snapshot, error) {
-	var s domain.Snapshot
 	if len(b) > 0 && b[0] == '{' {
-		err := json.Unmarshal(b, &s)
-		return s, err
+		return decodeSnapshotJSON(b)
 	}
+	var s domain.Snapshot
 	if len(b) == 0 || b[0] != recordV1 {
 		return s, fmt.Errorf("snapshot record: unknown form %q", b[:min(len(b), 1)])
 	}
 	b = b[1:]
-	var state, outcome string
-	for _, f := range [...]*string{&s.Tenant, &s.RunID, &s.InstanceID, &s.SetID, &s.Account, &s.Region, &state, &outcome, &s.Error} {
+	// The strings are cut from one copy of the record: one allocation instead of nine.
+	str := string(b)
+	var f [9]string
+	for i := range f {
 		n, w := binary.Uvarint(b)
 		if w <= 0 || n > uint64(len(b)-w) {
 			return s, errShortRecord
 		}
-		*f, b = string(b[w:w+int(n)]), b[w+int(n):]
+		at := len(str) - len(b) + w
+		f[i], b = str[at:at+int(n)], b[w+int(n):]
 	}
-	s.State, s.Outcome = domain.SnapshotState(state), domain.JobOutcome(outcome)
-	for _, t := range [...]*time.Time{&s.StartedAt, &s.DueAt} {
+	s.Tenant, s.RunID, s.InstanceID, s.SetID, s.Account, s.Region = f[0], f[1], f[2], f[3], f[4], f[5]
+	s.State, s.Outcome, s.Error = domain.SnapshotState(f[6]), domain.JobOutcome(f[7]), f[8]
+	var ts [2]time.Time
+	for i := range ts {
 		if len(b) == 0 || int(b[0]) > len(b)-1 {
 			return s, errShortRecord
 		}
 		n := int(b[0])
-		if err := t.UnmarshalBinary(b[1 : 1+n]); err != nil {
+		if err := ts[i].UnmarshalBinary(b[1 : 1+n]); err != nil {
 			return s, fmt.Errorf("snapshot record: %w", err)
 		}
 		b = b[1+n:]
 	}
+	s.StartedAt, s.DueAt = ts[0], ts[1]
 	if len(b) != 0 {
 		return s, fmt.Errorf("snapshot record: %d bytes after the last field", len(b))
 	}
 	return s, nil
+}
+
+// decodeSnapshotJSON reads a record written as JSON, as records were before recordV1 (apart,
+// so that decodeSnapshot's record stays on the stack).
+func decodeSnapshotJSON(b []byte) (domain.Snapshot, error) {
+	var s domain.Snapshot
+	err := json.Unmarshal(b, &s)
+	return s, err
 }

@@ -74,7 +74,9 @@ func (r *Repo) PutSnapshot(ctx context.Context, s domain.Snapshot) error {
 	if err := r.st.Set(ctx, keySnapshot+key, rec); err != nil {
 		return fmt.Errorf("write snapshot %s: %w", key, err)
 	}
-	if _, err := r.st.SAdd(ctx, keyInstance+s.Tenant+"/"+s.InstanceID, s.RunID); err != nil {
+	// A decoded record's strings share one allocation (decodeSnapshot): the index keeps a copy
+	// of the run id, not the whole record.
+	if _, err := r.st.SAdd(ctx, keyInstance+s.Tenant+"/"+s.InstanceID, strings.Clone(s.RunID)); err != nil {
 		return fmt.Errorf("index snapshot %s: %w", key, err)
 	}
 	if s.DueAt.IsZero() || s.State == domain.SnapshotDeleted {
