@@ -106,7 +106,7 @@ func (m *Memory) SCardMany(_ context.Context, keys []string) ([]int, error) {
 			if err := m.check(k, kindSet); err != nil {
 				return err
 			}
-			out[i] = len(m.sets[k])
+			out[i] = m.sets[k].len()
 		}
 		return nil
 	})

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"iter"
-	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -16,11 +15,12 @@ import (
 //
 // It holds a key in one map per kind, values as Go strings: a key costs its map
 // slot and its bytes, with no per-key header, so patchd's read models and marks
-// (millions of keys at 100,000 instances) stay compact.
+// (millions of keys at 100,000 instances) stay compact. A set of up to eight members is a
+// sorted slice, a larger one a map (memSet).
 type Memory struct {
 	mu     sync.RWMutex
 	strs   map[string]string
-	sets   map[string]map[string]struct{}
+	sets   map[string]*memSet
 	hashes map[string]map[string]string
 	closed bool
 }
@@ -47,7 +47,7 @@ type memValue struct {
 // NewMemory returns an empty in-memory store. Every Memory is its own
 // namespace; to share one between several users, wrap it with Prefixed.
 func NewMemory() *Memory {
-	return &Memory{strs: map[string]string{}, sets: map[string]map[string]struct{}{}, hashes: map[string]map[string]string{}}
+	return &Memory{strs: map[string]string{}, sets: map[string]*memSet{}, hashes: map[string]map[string]string{}}
 }
 
 // read runs f under the read lock, failing when the store is closed.
@@ -161,12 +161,11 @@ func (m *Memory) SAdd(_ context.Context, key string, members ...string) (added i
 		}
 		set := m.sets[key]
 		if set == nil {
-			set = make(map[string]struct{}, len(members))
+			set = newMemSet(len(members))
 			m.sets[key] = set
 		}
 		for _, mem := range members {
-			if _, ok := set[mem]; !ok {
-				set[mem] = struct{}{}
+			if set.add(mem) {
 				added++
 			}
 		}
@@ -182,13 +181,15 @@ func (m *Memory) SRem(_ context.Context, key string, members ...string) (removed
 			return err
 		}
 		set := m.sets[key]
+		if set == nil {
+			return nil
+		}
 		for _, mem := range members {
-			if _, ok := set[mem]; ok {
-				delete(set, mem)
+			if set.remove(mem) {
 				removed++
 			}
 		}
-		if set != nil && len(set) == 0 {
+		if set.len() == 0 {
 			delete(m.sets, key)
 		}
 		return nil
@@ -202,10 +203,7 @@ func (m *Memory) SMembers(_ context.Context, key string) (members []string, err 
 		if err := m.check(key, kindSet); err != nil {
 			return err
 		}
-		members = slices.Sorted(maps.Keys(m.sets[key]))
-		if members == nil {
-			members = []string{}
-		}
+		members = m.sets[key].sorted()
 		return nil
 	})
 	return members, err
@@ -217,7 +215,9 @@ func (m *Memory) SIsMember(_ context.Context, key, member string) (is bool, err 
 		if err := m.check(key, kindSet); err != nil {
 			return err
 		}
-		_, is = m.sets[key][member]
+		if set := m.sets[key]; set != nil {
+			is = set.has(member)
+		}
 		return nil
 	})
 	return is, err
@@ -229,7 +229,7 @@ func (m *Memory) SCard(_ context.Context, key string) (n int, err error) {
 		if err := m.check(key, kindSet); err != nil {
 			return err
 		}
-		n = len(m.sets[key])
+		n = m.sets[key].len()
 		return nil
 	})
 	return n, err

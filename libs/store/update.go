@@ -90,8 +90,13 @@ func (m *Memory) Update(_ context.Context, guard string, want []byte, writes ...
 			if err := validWrite(w); err != nil {
 				return err
 			}
-			want := map[WriteOp]kind{OpSAdd: kindSet, OpSRem: kindSet, OpHSet: kindHash}[w.Op]
-			if want == 0 {
+			var want kind
+			switch w.Op {
+			case OpSAdd, OpSRem:
+				want = kindSet
+			case OpHSet:
+				want = kindHash
+			default:
 				continue
 			}
 			if err := m.check(w.Key, want); err != nil {
@@ -121,11 +126,11 @@ func (m *Memory) apply(w Write) {
 		}
 		set := m.sets[w.Key]
 		if set == nil {
-			set = make(map[string]struct{}, len(w.Members))
+			set = newMemSet(len(w.Members))
 			m.sets[w.Key] = set
 		}
 		for _, s := range w.Members {
-			set[s] = struct{}{}
+			set.add(s)
 		}
 	case OpSRem:
 		set := m.sets[w.Key]
@@ -133,9 +138,9 @@ func (m *Memory) apply(w Write) {
 			return
 		}
 		for _, s := range w.Members {
-			delete(set, s)
+			set.remove(s)
 		}
-		if len(set) == 0 {
+		if set.len() == 0 {
 			delete(m.sets, w.Key)
 		}
 	case OpHSet:

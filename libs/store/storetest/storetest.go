@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -467,6 +468,70 @@ var contract = []contractCase{
 		require.NoError(t, err)
 		require.False(t, applied, "a stale guard writes nothing")
 		requireString(t, ctx, s, "seq", "2")
+	}},
+	{"sets keep their members exactly as they grow past a handful and shrink to none", func(t *testing.T, ctx context.Context, s store.Store) {
+		// The in-memory store keeps small sets in another form than large ones; members are
+		// added one at a time (and again), then removed, checking the whole set at each step.
+		want := map[string]bool{}
+		check := func(step string) {
+			t.Helper()
+			members := make([]string, 0, len(want))
+			for m := range want {
+				members = append(members, m)
+			}
+			slices.Sort(members)
+			requireMembers(t, ctx, s, "grow", members...)
+			n, err := s.SCard(ctx, "grow")
+			require.NoError(t, err)
+			require.Equal(t, len(want), n, step)
+			for _, m := range []string{"m03", "m11", "m19", "absent"} {
+				is, err := s.SIsMember(ctx, "grow", m)
+				require.NoError(t, err)
+				require.Equal(t, want[m], is, "%s: is %s a member", step, m)
+			}
+		}
+		order := []int{7, 3, 19, 0, 11, 5, 14, 2, 9, 17, 1, 13, 6, 18, 4, 10, 16, 8, 15, 12}
+		for i, k := range order {
+			m := fmt.Sprintf("m%02d", k)
+			added, err := s.SAdd(ctx, "grow", m)
+			require.NoError(t, err)
+			require.Equal(t, 1, added, "add %s", m)
+			want[m] = true
+			again, err := s.SAdd(ctx, "grow", m, fmt.Sprintf("m%02d", order[i/2]))
+			require.NoError(t, err)
+			require.Zero(t, again, "%s and an earlier member again", m)
+			check(fmt.Sprintf("after adding %d members", i+1))
+		}
+		for i := len(order) - 1; i >= 0; i-- {
+			m := fmt.Sprintf("m%02d", order[(i*7)%len(order)]) // 7 and 20 are coprime: each once
+			removed, err := s.SRem(ctx, "grow", m, "absent")
+			require.NoError(t, err)
+			require.Equal(t, 1, removed, "remove %s", m)
+			delete(want, m)
+			check(fmt.Sprintf("with %d members left", len(want)))
+		}
+		requireKeys(t, ctx, s, "grow")
+
+		u, ok := s.(store.Updater)
+		if !ok {
+			return
+		}
+		many := make([]string, 12)
+		for i := range many {
+			many[i] = fmt.Sprintf("u%02d", 11-i)
+		}
+		applied, err := u.Update(ctx, "guard", nil, store.SAddW("bulk", many[:3]...), store.SAddW("bulk", many...))
+		require.NoError(t, err)
+		require.True(t, applied)
+		slices.Sort(many)
+		requireMembers(t, ctx, s, "bulk", many...)
+		applied, err = u.Update(ctx, "guard", nil, store.SRemW("bulk", many[2:]...))
+		require.NoError(t, err)
+		require.True(t, applied)
+		requireMembers(t, ctx, s, "bulk", many[:2]...)
+		n, err := s.SCard(ctx, "bulk")
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
 	}},
 }
 

@@ -155,7 +155,8 @@ func (a *Installer) installFailed(ctx context.Context, t provider.Target, h trac
 // installations.
 func (a *Installer) afterSuccess(ctx context.Context, t provider.Target, items []tracked, got map[string]provider.Installation, outs *stage.Outcomes) {
 	now := a.now()
-	var reboot, check []tracked
+	var reboot []tracked
+	check := make([]tracked, 0, len(items))
 	for _, h := range items {
 		st := a.postState(h)
 		if stage.RebootPolicy(h.Msg.GetPolicy().GetRebootPolicy()) == provider.RebootAlways && st.rebootAskedAt.IsZero() {
@@ -193,7 +194,7 @@ func (a *Installer) afterSuccess(ctx context.Context, t provider.Target, items [
 		found bool
 		st    *postInstall
 	}
-	var todo []ready
+	todo := make([]ready, 0, len(check))
 	for _, h := range check {
 		in := got[h.Msg.GetInstallationId()]
 		st := a.postState(h)

@@ -66,6 +66,9 @@ type Config struct {
 	// HeapProfile, if set, receives a heap profile taken when the live heap was at its largest
 	// during the waves (sampled every second).
 	HeapProfile io.Writer
+	// AllocProfile, if set, receives the allocation profile when the waves end, before the
+	// floor: every allocation since the process started, so setup's too, the floor's not.
+	AllocProfile io.Writer
 	// Out receives the report; its last line is Result.Line. Required.
 	Out io.Writer
 	// Logger for patchd. Optional, default discards.
@@ -198,6 +201,10 @@ type Result struct {
 	// second) and EndLiveMiB the live heap after a GC when they ended: what patchd (and an
 	// in-process emulator) keeps.
 	PeakLiveMiB, EndLiveMiB float64
+	// AllocBytes and AllocObjects are what the process allocated on the heap during the waves
+	// (the runtime's cumulative counters): with the emulator in its own process, patchd's
+	// garbage, what its GC has to collect.
+	AllocBytes, AllocObjects uint64
 }
 
 // Scans counts the scan events the waves stored: assessments ordered (one per tenant and
@@ -394,6 +401,7 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 	if err != nil {
 		return nil, err
 	}
+	alloc0 := readAllocs()
 	cpu0 := cpuTime()
 	for wave := 1; wave <= cfg.Waves; wave++ {
 		r, stages, events, wall, err := runWave(ctx, cfg, sess, stream, w, wave)
@@ -414,6 +422,8 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 		return nil, err
 	}
 	res.CloudCPU = cloudCPU1 - cloudCPU0
+	alloc := readAllocs()
+	res.AllocBytes, res.AllocObjects = alloc.bytes-alloc0.bytes, alloc.objects-alloc0.objects
 	res.Scans = scansOf(res.Stages)
 	delivered, err := consumerDeliveries(ctx, stream)
 	if err != nil {
@@ -451,6 +461,11 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 	if cfg.HeapProfile != nil {
 		if _, err := cfg.HeapProfile.Write(heap.profile()); err != nil {
 			return nil, fmt.Errorf("heap profile: %w", err)
+		}
+	}
+	if cfg.AllocProfile != nil {
+		if err := pprof.Lookup("allocs").WriteTo(cfg.AllocProfile, 0); err != nil {
+			return nil, fmt.Errorf("allocation profile: %w", err)
 		}
 	}
 
@@ -769,6 +784,8 @@ func report(out io.Writer, res *Result, perInstance float64, stages int, dailySc
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "ratio      %.2f\n", res.Ratio())
+	fmt.Fprintf(out, "allocated  %.0f MiB during the waves, %.1f KiB and %.0f objects per instance\n",
+		float64(res.AllocBytes)/(1<<20), float64(res.AllocBytes)/1024/float64(res.Instances), float64(res.AllocObjects)/float64(res.Instances))
 	fmt.Fprintf(out, "live heap  %.0f MiB at most during the waves, %.0f MiB when they ended (after a GC)\n", res.PeakLiveMiB, res.EndLiveMiB)
 	fmt.Fprintf(out, "peak rss   %.0f MiB patchd during the waves (%.0f MiB with the floor after them)", res.PeakRSSMiB, res.PeakRSSFloorMiB)
 	if res.CloudRSSMiB > 0 {

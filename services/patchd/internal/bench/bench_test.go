@@ -1,6 +1,7 @@
 package bench_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -83,7 +84,8 @@ func TestBenchResult(t *testing.T) {
 // peak RSS are reported.
 func TestBenchWithCloudsimInItsOwnProcess(t *testing.T) {
 	var out strings.Builder
-	res, err := bench.Run(t.Context(), bench.Config{Instances: 100, DataDir: t.TempDir(), Out: &out, CloudProcess: true, FloorRuns: 1})
+	var allocProfile bytes.Buffer
+	res, err := bench.Run(t.Context(), bench.Config{Instances: 100, DataDir: t.TempDir(), Out: &out, CloudProcess: true, FloorRuns: 1, AllocProfile: &allocProfile})
 	require.NoError(t, err, out.String())
 	t.Log(out.String())
 	require.Len(t, res.Runs, 1)
@@ -95,6 +97,10 @@ func TestBenchWithCloudsimInItsOwnProcess(t *testing.T) {
 	require.Regexp(t, `cloudsim.s process [0-9.]+s during the waves`, out.String(), "the cpu line names the child's CPU")
 	require.Positive(t, res.PeakRSSMiB)
 	require.Positive(t, res.PeakLiveMiB)
+	require.Positive(t, res.AllocBytes, "the waves allocate")
+	require.Greater(t, res.AllocBytes, res.AllocObjects, "bytes and objects are both counted")
+	require.Contains(t, out.String(), "allocated  ")
+	require.True(t, bytes.HasPrefix(allocProfile.Bytes(), []byte{0x1f, 0x8b}), "the allocation profile is written, gzipped as pprof writes it")
 	require.Contains(t, out.String(), "cloudsim's process")
 	m := lastLine.FindStringSubmatch(res.Line())
 	require.NotNil(t, m, res.Line())

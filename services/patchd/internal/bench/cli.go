@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/pprof"
 	"time"
 
 	"github.com/patchwave/patchwave/libs/obs"
@@ -29,8 +28,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		poll        = fs.Duration("poll", 0, "poll interval of the snapshotter's and installer's trackers (0: patchd's default)")
 		dataDir     = fs.String("data-dir", "", "patchd's data directory, empty or absent (default: a temporary directory, removed afterwards)")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the waves to this file (go tool pprof -top <file>)")
-		memProfile  = fs.String("memprofile", "", "write an allocation profile (all allocations since start) to this file at the end (go tool pprof -sample_index=alloc_space -top <file>)")
-		heapProfile = fs.String("heapprofile", "", "write a heap profile taken when the waves ended, before the floor, to this file (go tool pprof -sample_index=inuse_space -top <file>)")
+		memProfile  = fs.String("memprofile", "", "write an allocation profile to this file when the waves end, before the floor (every allocation since start, setup's too; go tool pprof -sample_index=alloc_space -top <file>)")
+		heapProfile = fs.String("heapprofile", "", "write a heap profile taken at the largest live heap during the waves to this file (go tool pprof -sample_index=inuse_space -top <file>)")
 		cloudProc   = fs.Bool("cloudsim-process", false, "run cloudsim in a process of its own, so patchd's peak RSS is measured without the emulator (whose own peak RSS is printed beside); default in-process, as patchd runs it")
 		floorRuns   = fs.Int("floor-runs", 3, "how many times the raw JetStream floor runs (the fastest counts)")
 		timeout     = fs.Duration("timeout", 30*time.Minute, "give up on a wave after this long")
@@ -83,16 +82,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer func() { _ = f.Close() }()
 		cfg.HeapProfile = f
 	}
-	_, err = Run(ctx, cfg)
-	if err == nil && *memProfile != "" {
-		f, ferr := os.Create(*memProfile)
-		if ferr != nil {
-			return fmt.Errorf("-memprofile: %w", ferr)
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			return fmt.Errorf("-memprofile: %w", err)
 		}
 		defer func() { _ = f.Close() }()
-		if werr := pprof.Lookup("allocs").WriteTo(f, 0); werr != nil {
-			return fmt.Errorf("-memprofile: %w", werr)
-		}
+		cfg.AllocProfile = f
 	}
+	_, err = Run(ctx, cfg)
 	return err
 }

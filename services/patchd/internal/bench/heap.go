@@ -64,6 +64,22 @@ func liveHeap() uint64 {
 	return s[0].Value.Uint64()
 }
 
+// allocs are the runtime's cumulative heap allocation counters.
+type allocs struct{ bytes, objects uint64 }
+
+func readAllocs() allocs {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/allocs:objects"}}
+	metrics.Read(s)
+	var a allocs
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		a.bytes = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		a.objects = s[1].Value.Uint64()
+	}
+	return a
+}
+
 // stop ends the sampling and returns the peak and, after a GC, the current live heap in MiB.
 func (h *heapWatch) stop() (peak, end float64) {
 	h.cancel()

@@ -28,7 +28,7 @@ func New(st store.Store) *Repo { return &Repo{st: st} }
 
 // Store keys. Record keys are "<tenant>/<run>/<instance>".
 const (
-	keySnapshot   = "snap:"     // + record key -> JSON Snapshot
+	keySnapshot   = "snap:"     // + record key -> Snapshot (encodeSnapshot)
 	keyInstance   = "snapinst:" // + tenant/instance -> set of run ids
 	keyDue        = "ret:due:"  // + unix hour -> set of record keys due in that hour
 	keyCursor     = "ret:cursor"
@@ -49,19 +49,34 @@ func (r *Repo) Snapshot(ctx context.Context, tenant, runID, instanceID string) (
 }
 
 func (r *Repo) snapshotByKey(ctx context.Context, key string) (domain.Snapshot, bool, error) {
-	var s domain.Snapshot
-	ok, err := r.getJSON(ctx, keySnapshot+key, &s)
-	return s, ok, err
+	b, ok, err := r.st.Get(ctx, keySnapshot+key)
+	if err != nil {
+		return domain.Snapshot{}, false, fmt.Errorf("read snapshot %s: %w", key, err)
+	}
+	if !ok {
+		return domain.Snapshot{}, false, nil
+	}
+	s, err := decodeSnapshot(b)
+	if err != nil {
+		return domain.Snapshot{}, false, fmt.Errorf("decode snapshot %s: %w", key, err)
+	}
+	return s, true, nil
 }
 
 // PutSnapshot stores the record, indexes it by instance, and, when it is due, in the retention
 // bucket of its due hour.
 func (r *Repo) PutSnapshot(ctx context.Context, s domain.Snapshot) error {
 	key := RecordKey(s.Tenant, s.RunID, s.InstanceID)
-	if err := r.putJSON(ctx, keySnapshot+key, s); err != nil {
-		return err
+	rec, err := encodeSnapshot(make([]byte, 0, 160), s)
+	if err != nil {
+		return fmt.Errorf("encode snapshot %s: %w", key, err)
 	}
-	if _, err := r.st.SAdd(ctx, keyInstance+s.Tenant+"/"+s.InstanceID, s.RunID); err != nil {
+	if err := r.st.Set(ctx, keySnapshot+key, rec); err != nil {
+		return fmt.Errorf("write snapshot %s: %w", key, err)
+	}
+	// A decoded record's strings share one allocation (decodeSnapshot): the index keeps a copy
+	// of the run id, not the whole record.
+	if _, err := r.st.SAdd(ctx, keyInstance+s.Tenant+"/"+s.InstanceID, strings.Clone(s.RunID)); err != nil {
 		return fmt.Errorf("index snapshot %s: %w", key, err)
 	}
 	if s.DueAt.IsZero() || s.State == domain.SnapshotDeleted {
