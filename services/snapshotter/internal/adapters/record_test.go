@@ -2,6 +2,7 @@ package adapters
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -127,4 +128,32 @@ func TestRepoReadsTheRecordsItWritesAndOlderJSONOnes(t *testing.T) {
 	require.NoError(t, st.Set(ctx, keySnapshot+RecordKey("acme", "run-bad", "i-1"), []byte{recordV1, 5, 'a'}))
 	_, _, err = r.Snapshot(ctx, "acme", "run-bad", "i-1")
 	require.ErrorContains(t, err, "decode snapshot acme/run-bad/i-1")
+}
+
+// The binary form lists domain.Snapshot's fields by hand (JSON took every field by itself): a
+// field added to the record and not to encodeSnapshot would be dropped without a word. This
+// test sets every field through reflection and fails for one the form does not carry.
+func TestSnapshotRecordsCarryEveryField(t *testing.T) {
+	var s domain.Snapshot
+	v := reflect.ValueOf(&s).Elem()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("value of " + v.Type().Field(i).Name)
+		case reflect.Struct:
+			require.IsType(t, time.Time{}, f.Interface(), "field %s: teach this test and encodeSnapshot its type", v.Type().Field(i).Name)
+			f.Set(reflect.ValueOf(time.Date(2026, 12, 4, 10, 0, i, 0, time.UTC)))
+		default:
+			require.Failf(t, "a field of a kind the record form does not carry", "field %s is a %s: add it to encodeSnapshot and decodeSnapshot", v.Type().Field(i).Name, f.Kind())
+		}
+	}
+	b, err := encodeSnapshot(nil, s)
+	require.NoError(t, err)
+	got, err := decodeSnapshot(b)
+	require.NoError(t, err)
+	gv := reflect.ValueOf(got)
+	for i := range v.NumField() {
+		require.Equal(t, v.Field(i).Interface(), gv.Field(i).Interface(), "field %s does not survive the record form", v.Type().Field(i).Name)
+	}
 }
