@@ -77,7 +77,7 @@ func appendJSONList[T any](b []byte, items []T, each func(b []byte, x *T) []byte
 	return append(b, ']')
 }
 
-// appendJSONStringHTML appends s as json.Marshal does: quotes, backslashes and control
+// appendJSONStringHTML appends s as json.Marshal does (the SSM answers and the state log use it): quotes, backslashes and control
 // characters escaped (\b \f \n \r \t by name), <, > and & as \u003c, \u003e and \u0026, U+2028
 // and U+2029 escaped, and each byte of invalid UTF-8 as \ufffd. Runs that need nothing are
 // copied whole.
@@ -233,10 +233,15 @@ type ssmInvocationsPage struct {
 }
 
 func (p *ssmInvocationsPage) appendJSON(b []byte) []byte {
+	return appendJSONPage(b, "CommandInvocations", p.CommandInvocations, (*ssmInvocation).appendJSON, p.NextToken)
+}
+
+// appendJSONPage appends an SSM page: its list under key, then NextToken unless it is empty.
+func appendJSONPage[T any](b []byte, key string, items []T, each func(x *T, b []byte) []byte, next string) []byte {
 	o := beginJSON(b)
-	o.key("CommandInvocations")
-	o.b = appendJSONList(o.b, p.CommandInvocations, func(b []byte, v *ssmInvocation) []byte { return v.appendJSON(b) })
-	o.strOmit("NextToken", p.NextToken)
+	o.key(key)
+	o.b = appendJSONList(o.b, items, func(b []byte, x *T) []byte { return each(x, b) })
+	o.strOmit("NextToken", next)
 	return o.end()
 }
 
@@ -247,11 +252,7 @@ type ssmInstanceInfoPage struct {
 }
 
 func (p *ssmInstanceInfoPage) appendJSON(b []byte) []byte {
-	o := beginJSON(b)
-	o.key("InstanceInformationList")
-	o.b = appendJSONList(o.b, p.InstanceInformationList, func(b []byte, x *ssmInstanceInfo) []byte { return x.appendJSON(b) })
-	o.strOmit("NextToken", p.NextToken)
-	return o.end()
+	return appendJSONPage(b, "InstanceInformationList", p.InstanceInformationList, (*ssmInstanceInfo).appendJSON, p.NextToken)
 }
 
 // ssmPatchStatesPage is DescribeInstancePatchStates' answer.
@@ -261,9 +262,5 @@ type ssmPatchStatesPage struct {
 }
 
 func (p *ssmPatchStatesPage) appendJSON(b []byte) []byte {
-	o := beginJSON(b)
-	o.key("InstancePatchStates")
-	o.b = appendJSONList(o.b, p.InstancePatchStates, func(b []byte, s *ssmPatchState) []byte { return s.appendJSON(b) })
-	o.strOmit("NextToken", p.NextToken)
-	return o.end()
+	return appendJSONPage(b, "InstancePatchStates", p.InstancePatchStates, (*ssmPatchState).appendJSON, p.NextToken)
 }

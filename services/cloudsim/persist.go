@@ -274,9 +274,9 @@ func encodeRecord(b *bytes.Buffer, k entityKey, v any) error {
 	// entities changed on most calls are appended without reflection (appendValue).
 	line := b.AvailableBuffer()
 	line = append(line, `{"k":`...)
-	line = appendJSONString(line, k.Kind)
+	line = appendJSONStringHTML(line, k.Kind)
 	line = append(line, `,"id":`...)
-	line = appendJSONString(line, k.ID)
+	line = appendJSONStringHTML(line, k.ID)
 	if v == nil {
 		line = append(line, `,"d":true}`+"\n"...)
 		b.Write(line)

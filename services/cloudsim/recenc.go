@@ -1,10 +1,8 @@
 package cloudsim
 
 import (
-	"encoding/json"
 	"strconv"
 	"time"
-	"unicode/utf8"
 )
 
 // The entities a wave changes on nearly every call (instances, snapshots, commands and
@@ -56,11 +54,11 @@ func (w *jw) mapKey(k string) {
 		w.b = append(w.b, ',')
 	}
 	w.first = false
-	w.b = appendJSONString(w.b, k)
+	w.b = appendJSONStringHTML(w.b, k)
 	w.b = append(w.b, ':')
 }
 
-func (w *jw) str(k, v string) { w.key(k); w.b = appendJSONString(w.b, v) }
+func (w *jw) str(k, v string) { w.key(k); w.b = appendJSONStringHTML(w.b, v) }
 
 func (w *jw) strOmit(k, v string) {
 	if v != "" {
@@ -106,7 +104,7 @@ func appendStringMap(b []byte, m map[string]string) []byte {
 	o := obj(b)
 	for k, v := range m {
 		o.mapKey(k)
-		o.b = appendJSONString(o.b, v)
+		o.b = appendJSONStringHTML(o.b, v)
 	}
 	return o.end()
 }
@@ -294,72 +292,10 @@ func appendStrings(b []byte, vs []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, v)
+		b = appendJSONStringHTML(b, v)
 	}
 	return append(b, ']')
 }
-
-// appendJSONString appends s as a JSON string: quotes, backslashes and control characters
-// escaped, valid UTF-8 as it is; a string that is not valid UTF-8 goes through encoding/json
-// (which writes U+FFFD for the bad bytes). The runs of bytes that need nothing are copied
-// whole, not byte by byte: most strings of a record (ids, states, titles) are one such run.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	start, checked := len(b), false
-	b = append(b, '"')
-	run := 0 // start of the bytes not yet copied
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch jsonByte[c] {
-		case jsonPlain:
-			continue
-		case jsonNonASCII:
-			if !checked && !utf8.ValidString(s) {
-				q, err := json.Marshal(s)
-				if err != nil { // a string always encodes
-					panic(err)
-				}
-				return append(b[:start], q...)
-			}
-			checked = true
-			continue
-		}
-		b = append(b, s[run:i]...)
-		run = i + 1
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-	}
-	b = append(b, s[run:]...)
-	return append(b, '"')
-}
-
-// The classes of a byte in a JSON string (jsonByte).
-const (
-	jsonPlain    = iota // written as it is
-	jsonEscaped         // a quote, a backslash or a control character: escaped
-	jsonNonASCII        // part of a multi-byte character: as it is once the string is valid UTF-8
-)
-
-// jsonByte is the class of each byte value.
-var jsonByte = func() (t [256]uint8) {
-	for c := range t {
-		switch {
-		case c < 0x20, c == '"', c == '\\':
-			t[c] = jsonEscaped
-		case c >= utf8.RuneSelf:
-			t[c] = jsonNonASCII
-		}
-	}
-	return t
-}()
 
 // appendJSONTime appends t as encoding/json does (time.Time.MarshalJSON: RFC 3339 with
 // nanoseconds, quoted).

@@ -96,7 +96,7 @@ func BenchmarkEncodeRecord(b *testing.B) {
 	}
 }
 
-// jsonStringCases are strings that exercise every branch of appendJSONString and plainText:
+// jsonStringCases are strings that exercise every branch of appendJSONStringHTML and plainText:
 // plain runs, escapes at the start, middle and end, every control character, non-ASCII and
 // invalid UTF-8.
 func jsonStringCases() []string {
@@ -111,13 +111,14 @@ func jsonStringCases() []string {
 	return append(cases, ctl.String())
 }
 
-// TestJSONStringDecodesAsEncodingJSON: whatever the string, appendJSONString writes a JSON
-// string that decodes to what encoding/json's own encoding decodes to (the same string for
+// TestJSONStringDecodesAsEncodingJSON: whatever the string, appendJSONStringHTML (the state
+// log's strings and the SSM answers') writes a JSON string that decodes to what encoding/json's
+// own encoding decodes to (the same string for
 // valid UTF-8, U+FFFD for bad bytes), appended after what the buffer held.
 func TestJSONStringDecodesAsEncodingJSON(t *testing.T) {
 	for _, s := range jsonStringCases() {
 		t.Run(strconv.Quote(s), func(t *testing.T) {
-			got := appendJSONString([]byte("prefix"), s)
+			got := appendJSONStringHTML([]byte("prefix"), s)
 			require.True(t, bytes.HasPrefix(got, []byte("prefix")))
 			want, err := json.Marshal(s)
 			require.NoError(t, err)
