@@ -9,13 +9,32 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 )
 
 // Run creates the consumers, starts every projection, waits until they have caught up, then
-// runs the handlers until ctx is done. It returns nil after a clean shutdown.
+// runs the handlers and trackers until ctx is done. It returns nil after a clean shutdown.
+//
+// A temporary disconnect does not stop Run: while Config.Conn reconnects, the projections'
+// ordered consumers and the handlers' and trackers' pulls wait, and they go on once it is
+// back. When the connection is closed for good (closed by the process, or lost with no
+// reconnect left), Run stops every consumer at once and returns an error wrapping
+// ErrConnectionClosed, with the connection's last error, so that the process exits and its
+// supervisor restarts it. Any other error that stops a consumer (its durable consumer deleted,
+// a projection's checkpoint failing) stops Run with that error.
 func (b *Bus) Run(ctx context.Context) error {
+	err := b.run(ctx)
+	if err != nil && b.cfg.Conn.IsClosed() {
+		// What stopped is the consequence; the closed connection is the cause to report.
+		b.log.Debug("bus stopped on a closed connection", "error", err)
+		return closedError(b.cfg.Conn)
+	}
+	return err
+}
+
+func (b *Bus) run(ctx context.Context) error {
 	b.mu.Lock()
 	if b.started {
 		b.mu.Unlock()
@@ -51,6 +70,21 @@ func (b *Bus) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
+	// A connection closed for good stops every consumer at once, whatever each of them would
+	// notice of it (a tracker's pull, for one, sees only failing requests).
+	closed := b.cfg.Conn.StatusChanged(nats.CLOSED)
+	defer b.cfg.Conn.RemoveStatusListener(closed)
+	g.Go(func() error {
+		if b.cfg.Conn.IsClosed() {
+			return closedError(b.cfg.Conn)
+		}
+		select {
+		case <-closed:
+			return closedError(b.cfg.Conn)
+		case <-gctx.Done():
+			return nil
+		}
+	})
 	for _, pg := range groupProjections(projections) {
 		g.Go(func() error { return b.runGroup(gctx, pg) })
 	}

@@ -263,7 +263,7 @@ loop:
 }
 
 // fetchLoop pulls messages while there is room, and returns an error only when the consumer is
-// gone.
+// gone or the connection is closed.
 func (r *trackRun) fetchLoop(ctx context.Context) error {
 	batchMax := r.t.spec.FetchBatch
 	if batchMax <= 0 {
@@ -300,6 +300,10 @@ func (r *trackRun) fetchLoop(ctx context.Context) error {
 		if err == nil || errors.Is(err, context.DeadlineExceeded) {
 			failures = 0
 			continue
+		}
+		if connClosed(err) || r.b.cfg.Conn.IsClosed() {
+			// No pull can succeed again: retrying would keep the tracker, and Run, for ever.
+			return fmt.Errorf("tracker %s: consumer %s stopped: %w", r.t.spec.Name, r.t.consumer, err)
 		}
 		if gone := consumerGone(ctx, r.cons); gone != nil {
 			return fmt.Errorf("tracker %s: consumer %s stopped: %w", r.t.spec.Name, r.t.consumer, gone)
