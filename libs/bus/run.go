@@ -116,14 +116,18 @@ func (b *Bus) run(ctx context.Context) error {
 		err := router.Run(gctx)
 		_ = sub.Close()
 		if err == nil && gctx.Err() == nil {
-			err = errors.New("bus: router stopped")
+			// A failed subscription closes its output, and the router stops on that: the
+			// failure says why, whichever of this and the wait below returns first.
+			if err = sub.err(); err == nil {
+				err = errors.New("bus: router stopped")
+			}
 		}
 		return err
 	})
 	g.Go(func() error {
 		select {
-		case err := <-sub.fatal:
-			return err
+		case <-sub.failed:
+			return sub.err()
 		case <-gctx.Done():
 			return nil
 		}
