@@ -72,18 +72,20 @@ func (b *Bus) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(runCtx)
 	// A connection closed for good stops every consumer at once, whatever each of them would
 	// notice of it (a tracker's pull, for one, sees only failing requests).
+	// lost is closed with it, for the trackers' pulls in flight, which wait for nothing else.
 	closed := b.cfg.Conn.StatusChanged(nats.CLOSED)
 	defer b.cfg.Conn.RemoveStatusListener(closed)
+	lost := make(chan struct{})
 	g.Go(func() error {
-		if b.cfg.Conn.IsClosed() {
-			return closedError(b.cfg.Conn)
+		if !b.cfg.Conn.IsClosed() {
+			select {
+			case <-closed:
+			case <-gctx.Done():
+				return nil
+			}
 		}
-		select {
-		case <-closed:
-			return closedError(b.cfg.Conn)
-		case <-gctx.Done():
-			return nil
-		}
+		close(lost)
+		return closedError(b.cfg.Conn)
 	})
 	for _, pg := range groupProjections(projections) {
 		g.Go(func() error { return b.runGroup(gctx, pg) })
@@ -98,7 +100,7 @@ func (b *Bus) run(ctx context.Context) error {
 	b.log.Info("projections caught up", "count", len(projections))
 
 	for i, t := range trackers {
-		g.Go(func() error { return b.runTracker(gctx, t, trackerCons[i]) })
+		g.Go(func() error { return b.runTracker(gctx, t, trackerCons[i], lost) })
 	}
 	if len(handlers) == 0 {
 		close(b.running)
