@@ -6,7 +6,8 @@
 // itself; nothing is provisioned from topic names. The router is fed by the bus's own subscriber
 // over those consumers (not watermill-nats'), which keeps HandlerSpec.Concurrency messages in
 // flight per replica, acks asynchronously, and signals progress while a handler runs longer than
-// AckWait/2. A deleted consumer makes Run fail rather than stall.
+// AckWait/2. A deleted consumer makes Run fail rather than stall, and so does a connection closed
+// for good (ErrConnectionClosed); a connection that reconnects does not.
 //
 // A handler gets a decoded event. When it returns an error the message is redelivered by
 // JetStream after a backoff; after Config.MaxDeliver attempts, or at once for a Permanent error or

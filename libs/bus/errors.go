@@ -1,6 +1,34 @@
 package bus
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrConnectionClosed is wrapped by the error Run returns when the bus's NATS connection is
+// closed for good: closed by the process, or lost with no reconnect left (Config.Conn's
+// MaxReconnects run out, or reconnecting disabled). No consumer can go on without it, so Run
+// stops, and the process should exit non-zero for its supervisor to restart it. It wraps
+// nats.ErrConnectionClosed.
+var ErrConnectionClosed = fmt.Errorf("bus: %w", nats.ErrConnectionClosed)
+
+// closedError is the error Run returns for nc closed: ErrConnectionClosed with the connection's
+// last error, which says why it closed when the server went away.
+func closedError(nc *nats.Conn) error {
+	if err := nc.LastError(); err != nil {
+		return fmt.Errorf("%w (last error: %w)", ErrConnectionClosed, err)
+	}
+	return ErrConnectionClosed
+}
+
+// connClosed reports whether err comes from a closed connection, as nats.go or its jetstream
+// package says it.
+func connClosed(err error) bool {
+	return errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConnectionClosed)
+}
 
 // permanentError marks an error no retry can fix.
 type permanentError struct{ err error }

@@ -3,7 +3,6 @@ package bus
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -99,7 +98,7 @@ func (r *groupReader) open(cfg jetstream.OrderedConsumerConfig) (*consuming, err
 	report := func(_ jetstream.ConsumeContext, err error) {
 		// Only a closed connection ends an ordered consumer (it recreates itself after the
 		// rest); the reader stops with it.
-		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConnectionClosed) {
+		if connClosed(err) {
 			select {
 			case c.errs <- err:
 			default:

@@ -9,13 +9,32 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 )
 
 // Run creates the consumers, starts every projection, waits until they have caught up, then
-// runs the handlers until ctx is done. It returns nil after a clean shutdown.
+// runs the handlers and trackers until ctx is done. It returns nil after a clean shutdown.
+//
+// A temporary disconnect does not stop Run: while Config.Conn reconnects, the projections'
+// ordered consumers and the handlers' and trackers' pulls wait, and they go on once it is
+// back. When the connection is closed for good (closed by the process, or lost with no
+// reconnect left), Run stops every consumer at once and returns an error wrapping
+// ErrConnectionClosed, with the connection's last error, so that the process exits and its
+// supervisor restarts it. Any other error that stops a consumer (its durable consumer deleted,
+// a projection's checkpoint failing) stops Run with that error.
 func (b *Bus) Run(ctx context.Context) error {
+	err := b.run(ctx)
+	if err != nil && b.cfg.Conn.IsClosed() {
+		// What stopped is the consequence; the closed connection is the cause to report.
+		b.log.Debug("bus stopped on a closed connection", "error", err)
+		return closedError(b.cfg.Conn)
+	}
+	return err
+}
+
+func (b *Bus) run(ctx context.Context) error {
 	b.mu.Lock()
 	if b.started {
 		b.mu.Unlock()
@@ -51,6 +70,23 @@ func (b *Bus) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
+	// A connection closed for good stops every consumer at once, whatever each of them would
+	// notice of it (a tracker's pull, for one, sees only failing requests).
+	// lost is closed with it, for the trackers' pulls in flight, which wait for nothing else.
+	closed := b.cfg.Conn.StatusChanged(nats.CLOSED)
+	defer b.cfg.Conn.RemoveStatusListener(closed)
+	lost := make(chan struct{})
+	g.Go(func() error {
+		if !b.cfg.Conn.IsClosed() {
+			select {
+			case <-closed:
+			case <-gctx.Done():
+				return nil
+			}
+		}
+		close(lost)
+		return closedError(b.cfg.Conn)
+	})
 	for _, pg := range groupProjections(projections) {
 		g.Go(func() error { return b.runGroup(gctx, pg) })
 	}
@@ -64,7 +100,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	b.log.Info("projections caught up", "count", len(projections))
 
 	for i, t := range trackers {
-		g.Go(func() error { return b.runTracker(gctx, t, trackerCons[i]) })
+		g.Go(func() error { return b.runTracker(gctx, t, trackerCons[i], lost) })
 	}
 	if len(handlers) == 0 {
 		close(b.running)
@@ -82,14 +118,18 @@ func (b *Bus) Run(ctx context.Context) error {
 		err := router.Run(gctx)
 		_ = sub.Close()
 		if err == nil && gctx.Err() == nil {
-			err = errors.New("bus: router stopped")
+			// A failed subscription closes its output, and the router stops on that: the
+			// failure says why, whichever of this and the wait below returns first.
+			if err = sub.err(); err == nil {
+				err = errors.New("bus: router stopped")
+			}
 		}
 		return err
 	})
 	g.Go(func() error {
 		select {
-		case err := <-sub.fatal:
-			return err
+		case <-sub.failed:
+			return sub.err()
 		case <-gctx.Done():
 			return nil
 		}

@@ -33,8 +33,12 @@ type pullSubscriber struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
-	// fatal receives the first error that stops a subscription while its context is alive.
-	fatal chan error
+	// failed is closed when a subscription stops while its context is alive, after failure is
+	// set to the first such error. It is set before the subscription's output closes, so the
+	// router that stops on that sees it.
+	failed   chan struct{}
+	failOnce sync.Once
+	failure  error
 }
 
 var _ message.Subscriber = (*pullSubscriber)(nil)
@@ -44,7 +48,7 @@ func newPullSubscriber(b *Bus, handlers []*handler, cons map[string]jetstream.Co
 	for _, h := range handlers {
 		hs[h.consumer] = h
 	}
-	return &pullSubscriber{b: b, handlers: hs, cons: cons, closing: make(chan struct{}), fatal: make(chan error, 1)}
+	return &pullSubscriber{b: b, handlers: hs, cons: cons, closing: make(chan struct{}), failed: make(chan struct{})}
 }
 
 // Subscribe starts pulling from the consumer named topic. The output channel closes when ctx is
@@ -187,9 +191,19 @@ func (s *pullSubscriber) settle(h *handler, msg jetstream.Msg, wm *message.Messa
 }
 
 func (s *pullSubscriber) fail(err error) {
+	s.failOnce.Do(func() {
+		s.failure = err
+		close(s.failed)
+	})
+}
+
+// err returns the error that stopped a subscription, nil if none has failed.
+func (s *pullSubscriber) err() error {
 	select {
-	case s.fatal <- err:
+	case <-s.failed:
+		return s.failure
 	default:
+		return nil
 	}
 }
 

@@ -217,6 +217,8 @@ type trackRun struct {
 	b    *Bus
 	t    *tracker
 	cons jetstream.Consumer
+	// lost is closed when the connection is closed for good.
+	lost <-chan struct{}
 
 	mu   sync.Mutex
 	held map[uint64]*heldMsg
@@ -224,8 +226,8 @@ type trackRun struct {
 	room chan struct{}
 }
 
-func (b *Bus) runTracker(ctx context.Context, t *tracker, cons jetstream.Consumer) error {
-	r := &trackRun{b: b, t: t, cons: cons, held: map[uint64]*heldMsg{}, room: make(chan struct{}, 1)}
+func (b *Bus) runTracker(ctx context.Context, t *tracker, cons jetstream.Consumer, lost <-chan struct{}) error {
+	r := &trackRun{b: b, t: t, cons: cons, lost: lost, held: map[uint64]*heldMsg{}, room: make(chan struct{}, 1)}
 	log := b.log.With("tracker", t.spec.Name, "consumer", t.consumer)
 	log.Debug("tracker started", "max_held", t.maxHeld(), "poll_interval", t.pollInterval())
 
@@ -263,7 +265,7 @@ loop:
 }
 
 // fetchLoop pulls messages while there is room, and returns an error only when the consumer is
-// gone.
+// gone or the connection is closed.
 func (r *trackRun) fetchLoop(ctx context.Context) error {
 	batchMax := r.t.spec.FetchBatch
 	if batchMax <= 0 {
@@ -289,10 +291,7 @@ func (r *trackRun) fetchLoop(ctx context.Context) error {
 		// handed back by release.
 		batch, err := r.cons.Fetch(min(free, batchMax), jetstream.FetchMaxWait(min(r.b.pullExpiry, trackerPullWait)))
 		if err == nil {
-			for msg := range batch.Messages() {
-				r.add(ctx, msg)
-			}
-			err = batch.Error()
+			err = r.receive(ctx, batch)
 		}
 		if ctx.Err() != nil {
 			return nil //nolint:nilerr // stopping: a pull cut short by the shutdown is no failure
@@ -300,6 +299,10 @@ func (r *trackRun) fetchLoop(ctx context.Context) error {
 		if err == nil || errors.Is(err, context.DeadlineExceeded) {
 			failures = 0
 			continue
+		}
+		if connClosed(err) || r.b.cfg.Conn.IsClosed() {
+			// No pull can succeed again: retrying would keep the tracker, and Run, for ever.
+			return fmt.Errorf("tracker %s: consumer %s stopped: %w", r.t.spec.Name, r.t.consumer, err)
 		}
 		if gone := consumerGone(ctx, r.cons); gone != nil {
 			return fmt.Errorf("tracker %s: consumer %s stopped: %w", r.t.spec.Name, r.t.consumer, gone)
@@ -311,6 +314,24 @@ func (r *trackRun) fetchLoop(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// receive holds every message of a pull until it ends, and returns its error. It gives up on
+// the pull when the connection is closed for good: the pull would end only at its expiry
+// (plus a second), and its messages could be neither acknowledged nor handed back.
+func (r *trackRun) receive(ctx context.Context, batch jetstream.MessageBatch) error {
+	msgs := batch.Messages()
+	for {
+		select {
+		case msg, ok := <-msgs:
+			if !ok {
+				return batch.Error()
+			}
+			r.add(ctx, msg)
+		case <-r.lost:
+			return ErrConnectionClosed
+		}
+	}
 }
 
 // add holds a fetched message, or dead-letters it at once when it is not a valid event.

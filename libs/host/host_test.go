@@ -109,6 +109,29 @@ func TestHostRunsHandlersGRPCAndOpsThenStopsCleanly(t *testing.T) {
 	}
 }
 
+// A host whose NATS connection is closed for good stops with an error naming the component's
+// bus and the closed connection, so the command exits non-zero and the process is restarted.
+func TestHostStopsWithAnErrorWhenItsConnectionCloses(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	nc := ns.Connect(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h, err := host.New(ctx, host.Config{Name: "test", Conn: nc}, &echo{})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	require.NoError(t, h.Ready(ctx))
+
+	nc.Close()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, bus.ErrConnectionClosed)
+		require.ErrorContains(t, err, "echo bus")
+	case <-time.After(10 * time.Second):
+		t.Fatal("host did not stop within 10s of its connection closing")
+	}
+}
+
 func TestHostOfBuslessComponentsNeedsNoNATS(t *testing.T) {
 	a := &api{}
 	ctx, cancel := context.WithCancel(t.Context())
