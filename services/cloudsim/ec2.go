@@ -683,6 +683,8 @@ func ec2CreateSnapshots(c *call) (any, error) {
 		// tags are changed copy-on-write (ec2ChangeTags), so 100,000 sets of several volumes
 		// keep one map per set.
 		shared := specTags // this call's own map (tagSpecs), nil when empty
+		var setAt [3]*snapshot
+		set := setAt[:0] // the snapshots that share it
 		for i, v := range in.Volumes {
 			if (i == 0 && excludeBoot) || (i > 0 && slices.Contains(excludeData, v.ID)) {
 				continue
@@ -707,11 +709,16 @@ func ec2CreateSnapshots(c *call) (any, error) {
 				}
 			}
 			w.snapshots[s.ID] = s
-			w.indexSnapshot(s)
+			if sharesTags {
+				set = append(set, s) // indexed together below
+			} else {
+				w.indexSnapshot(s)
+			}
 			w.markSnapshot(s)
 			state, progress := s.stateAt(now)
 			made = append(made, madeSnapshot{s: s, tags: s.Tags, shared: sharesTags, state: state, progress: progress})
 		}
+		w.indexSnapshotSet(set)
 		return nil
 	})
 	if err != nil {

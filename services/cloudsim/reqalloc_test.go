@@ -108,3 +108,25 @@ func TestSignedHeaderValuesAreHeaderValues(t *testing.T) {
 		require.Equal(t, h.Values(name), headerValues(h, name), "%q", name)
 	}
 }
+
+func TestASnapshotSetIsIndexedAsItsSnapshotsOneByOne(t *testing.T) {
+	tags := map[string]string{"patchwave:run": "run-1", "patchwave:set": "set-1", "empty": ""}
+	one, together := newWorld(1, Timing{}), newWorld(1, Timing{})
+	one.buildIndexes()
+	together.buildIndexes()
+	old := &snapshot{ID: "snap-0", Account: "111111111111", Region: "us-east-1", Ord: 1, Tags: map[string]string{"patchwave:run": "run-1"}}
+	one.indexSnapshot(old)
+	together.indexSnapshot(old)
+	var set []*snapshot
+	for i := range 3 {
+		set = append(set, &snapshot{ID: "snap-" + strconv.Itoa(i+1), Account: "111111111111", Region: "us-east-1", Ord: uint64(i + 2), Tags: tags})
+	}
+	for _, s := range set {
+		one.indexSnapshot(s)
+	}
+	together.indexSnapshotSet(set)
+	together.indexSnapshotSet(nil)
+	require.Equal(t, one.snapByRegion, together.snapByRegion)
+	require.Equal(t, one.snapByTag, together.snapByTag)
+	require.Len(t, together.snapByTag[tagKey{"111111111111", "us-east-1", "patchwave:run", "run-1", false}].items, 4)
+}
