@@ -87,9 +87,8 @@ func parseForm(query string) (url.Values, error) {
 // semicolons and bad escapes, keeping the first error.
 func (qf *queryForm) parse(query string) error {
 	form := qf.values
-	var unescaped []byte // allocated at the first escape, for the whole query
+	var unescaped []byte // allocated at the first escape, for the rest of the query
 	var first error
-	total := len(query)
 	for query != "" {
 		var pair string
 		pair, query, _ = strings.Cut(query, "&")
@@ -103,14 +102,17 @@ func (qf *queryForm) parse(query string) error {
 			continue
 		}
 		k, v, _ := strings.Cut(pair, "=")
-		k, err := unescapeForm(&unescaped, total, k)
+		if unescaped == nil && strings.ContainsAny(pair, "%+") {
+			unescaped = make([]byte, 0, escapedLen(pair)+escapedLen(query))
+		}
+		k, err := unescapeForm(&unescaped, k)
 		if err != nil {
 			if first == nil {
 				first = err
 			}
 			continue
 		}
-		v, err = unescapeForm(&unescaped, total, v)
+		v, err = unescapeForm(&unescaped, v)
 		if err != nil {
 			if first == nil {
 				first = err
@@ -129,16 +131,16 @@ func (qf *queryForm) parse(query string) error {
 }
 
 // unescapeForm is url.QueryUnescape, without a call when there is nothing to unescape. The
-// unescaped bytes are appended to *buf, allocated once (size bytes, the query's length, which
-// no query's unescaped keys and values exceed) at the first escape: the string returned is a
-// view of bytes of buf that are never written again.
-func unescapeForm(buf *[]byte, size int, s string) (string, error) {
+// unescaped bytes are appended to *buf (parse sizes it for the escaped keys and values of the
+// rest of the query at the first escape): the string returned is a view of bytes of buf that
+// are never written again.
+func unescapeForm(buf *[]byte, s string) (string, error) {
 	if !strings.ContainsAny(s, "%+") {
 		return s, nil
 	}
 	b := *buf
 	if cap(b)-len(b) < len(s) {
-		b = make([]byte, 0, max(size, len(s)))
+		b = make([]byte, 0, len(s)) // not sized by parse: a new array, the old one's views stay
 	}
 	start := len(b)
 	for i := 0; i < len(s); i++ {
@@ -157,6 +159,27 @@ func unescapeForm(buf *[]byte, size int, s string) (string, error) {
 	}
 	*buf = b
 	return unsafe.String(&b[start], len(b)-start), nil
+}
+
+// escapedLen is the length of the query's keys and values that have an escape, split as parse
+// splits them: the most their unescaped bytes can take.
+func escapedLen(query string) int {
+	n := 0
+	for query != "" {
+		var pair string
+		pair, query, _ = strings.Cut(query, "&")
+		if !strings.ContainsAny(pair, "%+") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if strings.ContainsAny(k, "%+") {
+			n += len(k)
+		}
+		if strings.ContainsAny(v, "%+") {
+			n += len(v)
+		}
+	}
+	return n
 }
 
 func ishex(c byte) bool {

@@ -53,13 +53,29 @@ func TestUnescapeFormIsQueryUnescape(t *testing.T) {
 	for _, s := range []string{"", "plain", "a+b", "%41", "%e2%9C%93", "100%25", "+%2B+", "%", "%4", "%zz", "a%4g", "%%41"} {
 		want, wantErr := url.QueryUnescape(s)
 		var buf []byte
-		got, err := unescapeForm(&buf, len(s), s)
+		got, err := unescapeForm(&buf, s)
 		if wantErr != nil {
 			require.EqualError(t, err, wantErr.Error(), "%q", s)
 			continue
 		}
 		require.NoError(t, err, "%q", s)
 		require.Equal(t, want, got, "%q", s)
+	}
+}
+
+func TestEscapedLenBoundsTheUnescapedBytes(t *testing.T) {
+	for _, q := range []string{"", "a=1", "a=%41&b=c+d&e=f", "k%20=v&x=%2B%2B%2B", "a=b=c%20&d", "%41%42=%43;&z=+"} {
+		n := 0
+		for _, pair := range strings.Split(q, "&") {
+			k, v, _ := strings.Cut(pair, "=")
+			for _, s := range []string{k, v} {
+				if u, err := url.QueryUnescape(s); err == nil && u != s {
+					n += len(u)
+				}
+			}
+		}
+		require.GreaterOrEqual(t, escapedLen(q), n, "%q", q)
+		require.LessOrEqual(t, escapedLen(q), len(q), "%q", q)
 	}
 }
 
