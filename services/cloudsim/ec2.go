@@ -192,15 +192,14 @@ func (c *call) lookupInstances(w *world, ids []string, now time.Time) ([]*instan
 	out := make([]*instance, 0, len(ids))
 	var missing []string
 	for _, id := range ids {
-		if !validEC2ID(id, "i") {
-			return nil, errf("InvalidInstanceID.Malformed", "Invalid id: %q", id)
+		in, err := c.findInstance(w, id, now)
+		if err != nil {
+			return nil, err
 		}
-		in := w.instances[id]
-		if in == nil || in.Account != c.id.Account || in.Region != c.region {
+		if in == nil {
 			missing = append(missing, id)
 			continue
 		}
-		w.settle(in, now)
 		out = append(out, in)
 	}
 	c.instances = append(c.instances, ids...)
@@ -211,6 +210,33 @@ func (c *call) lookupInstances(w *world, ids []string, now time.Time) ([]*instan
 		return nil, errf("InvalidInstanceID.NotFound", "The instance IDs '%s' do not exist", strings.Join(missing, ", "))
 	}
 	return out, nil
+}
+
+// lookupInstance is lookupInstances of one id, without a slice for the answer (CreateSnapshots).
+func (c *call) lookupInstance(w *world, id string, now time.Time) (*instance, error) {
+	in, err := c.findInstance(w, id, now)
+	if err != nil {
+		return nil, err
+	}
+	c.instances = append(c.instances, id)
+	if in == nil {
+		return nil, errf("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", id)
+	}
+	return in, nil
+}
+
+// findInstance checks the id and finds the caller's instance, settled at now; nil when the
+// caller has no such instance in the call's region.
+func (c *call) findInstance(w *world, id string, now time.Time) (*instance, error) {
+	if !validEC2ID(id, "i") {
+		return nil, errf("InvalidInstanceID.Malformed", "Invalid id: %q", id)
+	}
+	in := w.instances[id]
+	if in == nil || in.Account != c.id.Account || in.Region != c.region {
+		return nil, nil
+	}
+	w.settle(in, now)
+	return in, nil
 }
 
 func instanceFilterValue(in *instance, name string) (string, bool) {
@@ -633,15 +659,16 @@ func ec2CreateSnapshots(c *call) (any, error) {
 		return nil, err
 	}
 	description := strings.Clone(c.form.Get("Description")) // kept: not a substring of the body
-	resp := &createSnapshotsResponse{Snapshots: []ec2SnapshotInfo{}}
 	var made []madeSnapshot
 	err = c.s.update(func(w *world, now time.Time) error {
-		made = made[:0]
-		all, err := c.lookupInstances(w, []string{id}, now)
+		in, err := c.lookupInstance(w, id, now)
 		if err != nil {
 			return err
 		}
-		in := all[0]
+		if made == nil {
+			made = make([]madeSnapshot, 0, len(in.Volumes))
+		}
+		made = made[:0]
 		if in.State == "terminated" || in.State == "shutting-down" {
 			return errf("IncorrectInstanceState", "The instance '%s' is not in a state from which it can be snapshotted (it is %s).", in.ID, in.State)
 		}
@@ -656,6 +683,8 @@ func ec2CreateSnapshots(c *call) (any, error) {
 		// tags are changed copy-on-write (ec2ChangeTags), so 100,000 sets of several volumes
 		// keep one map per set.
 		shared := specTags // this call's own map (tagSpecs), nil when empty
+		var setAt [3]*snapshot
+		set := setAt[:0] // the snapshots that share it
 		for i, v := range in.Volumes {
 			if (i == 0 && excludeBoot) || (i > 0 && slices.Contains(excludeData, v.ID)) {
 				continue
@@ -680,11 +709,16 @@ func ec2CreateSnapshots(c *call) (any, error) {
 				}
 			}
 			w.snapshots[s.ID] = s
-			w.indexSnapshot(s)
+			if sharesTags {
+				set = append(set, s) // indexed together below
+			} else {
+				w.indexSnapshot(s)
+			}
 			w.markSnapshot(s)
 			state, progress := s.stateAt(now)
 			made = append(made, madeSnapshot{s: s, tags: s.Tags, shared: sharesTags, state: state, progress: progress})
 		}
+		w.indexSnapshotSet(set)
 		return nil
 	})
 	if err != nil {
@@ -694,9 +728,14 @@ func ec2CreateSnapshots(c *call) (any, error) {
 	// never change, and its tag map, taken under the lock, is replaced (copy on write), never
 	// changed in place.
 	// The snapshots that share the call's tag map share its sorted list in the answer too.
+	resp := &createSnapshotsResponse{Snapshots: make([]ec2SnapshotInfo, 0, len(made))}
 	var sharedList []ec2Tag
-	for _, m := range made {
+	var startTime string // the snapshots of a call start at one time: written once
+	for i, m := range made {
 		s := m.s
+		if i == 0 || !s.Start.Equal(made[i-1].s.Start) {
+			startTime = xmlTime(s.Start)
+		}
 		c.s.stats.operation(s.InstanceID, s.Start, s.EndAt)
 		list := sharedList
 		if !m.shared {
@@ -706,7 +745,7 @@ func ec2CreateSnapshots(c *call) (any, error) {
 			sharedList = list
 		}
 		resp.Snapshots = append(resp.Snapshots, ec2SnapshotInfo{SnapshotID: s.ID, VolumeID: s.VolumeID, State: m.state,
-			StartTime: xmlTime(s.Start), Progress: m.progress, OwnerID: s.Account, VolumeSize: s.VolumeSize,
+			StartTime: startTime, Progress: m.progress, OwnerID: s.Account, VolumeSize: s.VolumeSize,
 			Description: s.Description, Tags: list})
 	}
 	return resp, nil

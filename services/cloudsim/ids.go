@@ -52,7 +52,16 @@ func hashAlnum(seed int64, n int, parts ...string) string {
 func (w *world) newID(prefix string) string {
 	w.meta.Seq++
 	w.markMeta()
-	return prefix + "-" + hashHex(w.seed, 17, prefix, strconv.FormatUint(w.meta.Seq, 10))
+	// prefix + "-" + hashHex(seed, 17, prefix, seq), built on the stack: one allocation, the id.
+	var seq [20]byte
+	sum := hashBytes(w.seed, prefix, string(strconv.AppendUint(seq[:0], w.meta.Seq, 10)))
+	var hexSum [64]byte
+	hex.Encode(hexSum[:], sum[:])
+	var out [48]byte
+	id := append(out[:0], prefix...)
+	id = append(id, '-')
+	id = append(id, hexSum[:17]...)
+	return string(id)
 }
 
 // newUUID allocates the next UUID-shaped id (SSM command ids).

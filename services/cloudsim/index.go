@@ -57,12 +57,17 @@ func (s *ordSet[T]) len() int {
 
 // indexAdd adds x to the set under key, creating the set.
 func indexAdd[K comparable, T ordered](m map[K]*ordSet[T], key K, x T) {
+	indexSet(m, key).add(x)
+}
+
+// indexSet is the set under key, created when there is none.
+func indexSet[K comparable, T ordered](m map[K]*ordSet[T], key K) *ordSet[T] {
 	s := m[key]
 	if s == nil {
 		s = &ordSet[T]{}
 		m[key] = s
 	}
-	s.add(x)
+	return s
 }
 
 // indexRemove removes x from the set under key, dropping an empty set.

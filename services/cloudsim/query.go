@@ -9,19 +9,29 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unique"
+	"unsafe"
 )
 
 // This file has what EC2 and STS share: the AWS Query protocol (form-encoded requests, XML
 // responses).
 
 // parseQueryForm reads the form of a Query-protocol request: the POST body and the URL query.
+// The form's map and the array its value slices share come from a pool and go back when the
+// call ends (call.release); the body is parsed in place, its keys and values substrings of it.
 func parseQueryForm(c *call) error {
-	form, err := parseForm(string(c.body))
+	qf := queryForms.Get().(*queryForm)
+	c.qform = qf
+	// The body is never written after it is read, so the string shares its bytes rather than
+	// copying them.
+	err := qf.parse(unsafe.String(unsafe.SliceData(c.body), len(c.body)))
 	if err != nil {
 		return errf("MalformedQueryString", "the request body is not a form: %v", err)
 	}
+	form := qf.values
 	if c.r.URL.RawQuery != "" {
 		for k, v := range c.r.URL.Query() {
 			if _, ok := form[k]; !ok {
@@ -37,13 +47,47 @@ func parseQueryForm(c *call) error {
 	return nil
 }
 
-// parseForm is url.ParseQuery with fewer allocations: the map is sized for the form and the
-// value slices of all keys share one array (a key seen again gets a slice of its own). Like
-// ParseQuery it refuses semicolons and bad escapes, keeping the first error.
+// queryForm is a parsed form kept between calls: a call's form map and the array of its values
+// were a sixth of a CreateSnapshots call's allocations. Only the map and the array are reused;
+// the strings in them are substrings of the body or of the call's own unescaped bytes, never of
+// a pooled buffer, so a handler may keep any of them.
+type queryForm struct {
+	values url.Values
+	vals   []string
+}
+
+var queryForms = sync.Pool{New: func() any { return &queryForm{values: make(url.Values, 32), vals: make([]string, 0, 32)} }}
+
+// maxPooledForm is the most keys a form may have and still go back to the pool (a 1000-id
+// DescribeInstances would keep its large map for good otherwise).
+const maxPooledForm = 256
+
+// release empties the form and returns it to the pool; the call must not use its form after.
+func (qf *queryForm) release() {
+	if len(qf.vals) > maxPooledForm || len(qf.values) > maxPooledForm {
+		return
+	}
+	clear(qf.values)
+	clear(qf.vals) // no body stays reachable from the pool
+	qf.vals = qf.vals[:0]
+	queryForms.Put(qf)
+}
+
+// parseForm is url.ParseQuery with fewer allocations (parseQueryForm uses the form's pooled
+// parse).
 func parseForm(query string) (url.Values, error) {
-	n := strings.Count(query, "&") + 1
-	form := make(url.Values, n)
-	values := make([]string, 0, n)
+	qf := &queryForm{values: make(url.Values, strings.Count(query, "&")+1)}
+	err := qf.parse(query)
+	return qf.values, err
+}
+
+// parse adds query's pairs to the form: url.ParseQuery with fewer allocations. The value slices
+// of all keys share one array (a key seen again gets a slice of its own), and every escaped key
+// and value of the query is unescaped into one array of bytes. Like ParseQuery it refuses
+// semicolons and bad escapes, keeping the first error.
+func (qf *queryForm) parse(query string) error {
+	form := qf.values
+	var unescaped []byte // allocated at the first escape, for the rest of the query
 	var first error
 	for query != "" {
 		var pair string
@@ -58,14 +102,17 @@ func parseForm(query string) (url.Values, error) {
 			continue
 		}
 		k, v, _ := strings.Cut(pair, "=")
-		k, err := unescapeForm(k)
+		if unescaped == nil && strings.ContainsAny(pair, "%+") {
+			unescaped = make([]byte, 0, escapedLen(pair)+escapedLen(query))
+		}
+		k, err := unescapeForm(&unescaped, k)
 		if err != nil {
 			if first == nil {
 				first = err
 			}
 			continue
 		}
-		v, err = unescapeForm(v)
+		v, err = unescapeForm(&unescaped, v)
 		if err != nil {
 			if first == nil {
 				first = err
@@ -73,21 +120,80 @@ func parseForm(query string) (url.Values, error) {
 			continue
 		}
 		if old, ok := form[k]; ok {
-			form[k] = append(old, v) // capacity 1: copies, never writes into values
+			form[k] = append(old, v) // capacity 1: copies, never writes into vals
 			continue
 		}
-		values = append(values, v)
-		form[k] = values[len(values)-1 : len(values) : len(values)]
+		qf.vals = append(qf.vals, v)
+		n := len(qf.vals)
+		form[k] = qf.vals[n-1 : n : n]
 	}
-	return form, first
+	return first
 }
 
-// unescapeForm is url.QueryUnescape, without a call when there is nothing to unescape.
-func unescapeForm(s string) (string, error) {
+// unescapeForm is url.QueryUnescape, without a call when there is nothing to unescape. The
+// unescaped bytes are appended to *buf (parse sizes it for the escaped keys and values of the
+// rest of the query at the first escape): the string returned is a view of bytes of buf that
+// are never written again.
+func unescapeForm(buf *[]byte, s string) (string, error) {
 	if !strings.ContainsAny(s, "%+") {
 		return s, nil
 	}
-	return url.QueryUnescape(s)
+	b := *buf
+	if cap(b)-len(b) < len(s) {
+		b = make([]byte, 0, len(s)) // not sized by parse: a new array, the old one's views stay
+	}
+	start := len(b)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '+':
+			b = append(b, ' ')
+		case '%':
+			if i+2 >= len(s) || !ishex(s[i+1]) || !ishex(s[i+2]) {
+				return url.QueryUnescape(s) // its error, word for word
+			}
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		default:
+			b = append(b, c)
+		}
+	}
+	*buf = b
+	return unsafe.String(&b[start], len(b)-start), nil
+}
+
+// escapedLen is the length of the query's keys and values that have an escape, split as parse
+// splits them: the most their unescaped bytes can take.
+func escapedLen(query string) int {
+	n := 0
+	for query != "" {
+		var pair string
+		pair, query, _ = strings.Cut(query, "&")
+		if !strings.ContainsAny(pair, "%+") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if strings.ContainsAny(k, "%+") {
+			n += len(k)
+		}
+		if strings.ContainsAny(v, "%+") {
+			n += len(v)
+		}
+	}
+	return n
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
 
 // appendIndices appends to dst the positions N present under prefix.N in the form, in
@@ -227,7 +333,7 @@ func tagSpecs(form url.Values, resourceType string) (map[string]string, error) {
 			}
 			v := ""
 			if vs, ok := form[q+".Value"]; ok && len(vs) > 0 {
-				v = strings.Clone(vs[0])
+				v = vs[0]
 			}
 			if out == nil {
 				out = make(map[string]string, 8)
@@ -235,7 +341,32 @@ func tagSpecs(form url.Values, resourceType string) (map[string]string, error) {
 			out[key] = v
 		}
 	}
+	detachValues(out)
 	return out, nil
+}
+
+// detachValues copies the map's values out of the request into one string they all share:
+// one allocation for a call's tags rather than one per value. The map's values live and die
+// together (a snapshot set shares one map), so none keeps the others' bytes alive for long.
+func detachValues(m map[string]string) {
+	n := 0
+	for _, v := range m {
+		n += len(v)
+	}
+	if n == 0 {
+		return
+	}
+	// The array's capacity is exact, so appending never moves it: each value is a view of its
+	// own part, never written again.
+	all := make([]byte, 0, n)
+	for k, v := range m {
+		if v == "" {
+			continue
+		}
+		start := len(all)
+		all = append(all, v...)
+		m[k] = unsafe.String(&all[start], len(v))
+	}
 }
 
 func checkTagKey(k string) error {
@@ -338,7 +469,25 @@ var (
 func writeBody(rw http.ResponseWriter, status int, contentType []string, body []byte) {
 	h := rw.Header()
 	h["Content-Type"] = contentType
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["Content-Length"] = contentLength(len(body))
 	rw.WriteHeader(status)
 	_, _ = rw.Write(body) //nolint:gosec // G705: an API document served as XML or JSON, not HTML
+}
+
+// contentLengths are the Content-Length values of the bodies shorter than 8 KiB (most answers),
+// each made at its first use and then shared: net/http only reads a header's values, and two
+// allocations a call are saved.
+var contentLengths [8 << 10]atomic.Pointer[[]string]
+
+// contentLength is the Content-Length header's value for a body of n bytes.
+func contentLength(n int) []string {
+	if n >= len(contentLengths) {
+		return []string{strconv.Itoa(n)}
+	}
+	if v := contentLengths[n].Load(); v != nil {
+		return *v
+	}
+	v := []string{strconv.Itoa(n)}
+	contentLengths[n].Store(&v)
+	return v
 }

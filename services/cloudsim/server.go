@@ -99,8 +99,10 @@ type call struct {
 	region    string
 	id        identity
 	form      url.Values
+	qform     *queryForm // the pooled form behind form, returned when the call ends
 	requestID string
-	instances []string // instance ids the call names, for per-instance stats
+	instances []string  // instance ids the call names, for per-instance stats
+	instArr   [1]string // instances' first array: most calls that name instances name one
 }
 
 // handler handles one operation; it returns the response to render or an error.
@@ -479,6 +481,8 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{s: s, r: r, body: body, requestID: s.requestID()}
+	c.instances = c.instArr[:0]
+	defer c.release()
 	auth, authErr := parseAuth(r.Header.Get("Authorization"))
 	svcName := auth.Service
 	if authErr != nil {
@@ -509,6 +513,15 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.svc.write(rw, c, result)
+}
+
+// release returns what the call took from pools once its answer is written.
+func (c *call) release() {
+	if c.qform != nil {
+		c.form = nil
+		c.qform.release()
+		c.qform = nil
+	}
 }
 
 // readBody reads the request body (at most 64 MiB): in one allocation of its length when the

@@ -248,7 +248,37 @@ func appendCanonicalHeaderValue(dst []byte, r *http.Request, name string) []byte
 		}
 		return appendTrimmedValues(dst, values)
 	}
-	return appendTrimmedValues(dst, r.Header.Values(name))
+	return appendTrimmedValues(dst, headerValues(r.Header, name))
+}
+
+// headerValues is h.Values(name) for a signed header's lower-case name, canonicalized on the
+// stack: Values allocates the canonical key of every name not already canonical, which a
+// signed header's never is.
+func headerValues(h http.Header, name string) []string {
+	var key [64]byte
+	if len(name) > len(key) {
+		return h.Values(name)
+	}
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z':
+			if upper {
+				c -= 'a' - 'A'
+			}
+		case 'A' <= c && c <= 'Z':
+			if !upper {
+				c += 'a' - 'A'
+			}
+		case '0' <= c && c <= '9', c == '-':
+		default:
+			return h.Values(name) // textproto's rules for the rest
+		}
+		key[i] = c
+		upper = c == '-'
+	}
+	return h[string(key[:len(name)])]
 }
 
 func appendTrimmedValues(dst []byte, values []string) []byte {

@@ -383,6 +383,26 @@ func (w *world) indexSnapshot(s *snapshot) {
 	}
 }
 
+// indexSnapshotSet is indexSnapshot of snapshots made together, in creation order, that share
+// their account, region and tag map (a CreateSnapshots call's): each index set is looked up
+// once for all of them, not once for each.
+func (w *world) indexSnapshotSet(ss []*snapshot) {
+	if len(ss) == 0 {
+		return
+	}
+	first := ss[0]
+	addAll := func(set *ordSet[*snapshot]) {
+		for _, s := range ss {
+			set.add(s)
+		}
+	}
+	addAll(indexSet(w.snapByRegion, regionKey{first.Account, first.Region}))
+	for k, v := range first.Tags {
+		addAll(indexSet(w.snapByTag, tagKey{first.Account, first.Region, k, v, false}))
+		addAll(indexSet(w.snapByTag, tagKey{first.Account, first.Region, k, "", true}))
+	}
+}
+
 func (w *world) unindexSnapshot(s *snapshot) {
 	indexRemove(w.snapByRegion, regionKey{s.Account, s.Region}, s)
 	for k, v := range s.Tags {

@@ -207,7 +207,9 @@ func (r *describeInstancesResponse) writeXMLTo(b *xmlBuf) {
 func (b *xmlBuf) begin(root string, requestID string, size int) {
 	b.Grow(size)
 	b.WriteString(xml.Header)
-	b.WriteString(`<` + root + ` xmlns="` + ec2Namespace + `">`)
+	b.WriteByte('<')
+	b.WriteString(root)
+	b.WriteString(` xmlns="` + ec2Namespace + `">`)
 	b.text("requestId", requestID)
 }
 
