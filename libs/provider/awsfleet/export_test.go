@@ -17,6 +17,8 @@ func LeanDecode(op string, body []byte) (any, bool) {
 		out = decodeDescribeSnapshots(&r)
 	case "DescribeInstanceStatus":
 		out = decodeDescribeInstanceStatus(&r)
+	case "CreateSnapshots":
+		out = decodeCreateSnapshots(&r)
 	default:
 		panic("no lean decoder for " + op)
 	}
@@ -25,3 +27,7 @@ func LeanDecode(op string, body []byte) (any, bool) {
 	}
 	return out, true
 }
+
+// CreateSnapshotSet is createSnapshotSet: the one CreateSnapshots call the adapter sends per
+// instance, for benchmarks of that call alone.
+var CreateSnapshotSet = createSnapshotSet

@@ -14,7 +14,8 @@ import (
 )
 
 // Lean decoders for the EC2 answers the adapter reads most (DescribeInstances pages and
-// look-ups by id, DescribeSnapshots, DescribeInstanceStatus). The SDK's XML deserializer
+// look-ups by id, DescribeSnapshots, DescribeInstanceStatus) and for the one it receives most
+// (CreateSnapshots, one call per instance). The SDK's XML deserializer
 // (encoding/xml tokens wrapped by smithy's node decoder, a copy of every value) was half or
 // more of the adapter's client-side CPU; these fill the SDK's own output types from the body
 // with xmlReader, and fall back to the SDK's decoder on anything unexpected:
@@ -42,6 +43,8 @@ func leanEC2Decoders(stack *middleware.Stack) error {
 		decode = func(r *xmlReader) any { return decodeDescribeSnapshots(r) }
 	case "DescribeInstanceStatus":
 		decode = func(r *xmlReader) any { return decodeDescribeInstanceStatus(r) }
+	case "CreateSnapshots":
+		decode = func(r *xmlReader) any { return decodeCreateSnapshots(r) }
 	default:
 		return nil
 	}
@@ -188,6 +191,71 @@ func decodeDescribeSnapshots(r *xmlReader) *ec2.DescribeSnapshotsOutput {
 		}
 	})
 	return out
+}
+
+// decodeCreateSnapshots decodes CreateSnapshots' answer: the snapshots started, one per volume.
+// An empty body is an empty output, as the SDK's decoder makes it (its XML decoder meets the
+// end of the body before a root element).
+func decodeCreateSnapshots(r *xmlReader) *ec2.CreateSnapshotsOutput {
+	out := &ec2.CreateSnapshotsOutput{}
+	if len(r.b) == 0 {
+		return out
+	}
+	decodeRoot(r, func(name []byte) { // complete
+		if string(r.lower) != "snapshotset" {
+			r.skip(name)
+			return
+		}
+		if out.Snapshots == nil {
+			out.Snapshots = make([]ec2types.SnapshotInfo, 0, 2)
+		}
+		for r.child(name) {
+			if string(r.lower) != "item" {
+				r.skip(r.name)
+				continue
+			}
+			var s ec2types.SnapshotInfo
+			decodeSnapshotInfo(r, r.name, &s)
+			out.Snapshots = append(out.Snapshots, s)
+		}
+	})
+	return out
+}
+
+func decodeSnapshotInfo(r *xmlReader, parent []byte, s *ec2types.SnapshotInfo) { // complete
+	for r.child(parent) {
+		name := r.name
+		switch string(r.lower) {
+		case "availabilityzone":
+			s.AvailabilityZone = r.common(name)
+		case "description":
+			s.Description = r.str(name)
+		case "encrypted":
+			s.Encrypted = r.bool(name)
+		case "outpostarn":
+			s.OutpostArn = r.common(name)
+		case "ownerid":
+			s.OwnerId = r.common(name)
+		case "progress":
+			s.Progress = r.common(name)
+		case "snapshotid":
+			s.SnapshotId = r.str(name)
+		case "ssetype":
+			s.SseType = ec2types.SSEType(r.text(name))
+		case "starttime":
+			s.StartTime = r.time(name)
+		case "state":
+			s.State = ec2types.SnapshotState(r.text(name))
+		case "tagset":
+			decodeTags(r, name, &s.Tags)
+		case "volumeid":
+			s.VolumeId = r.str(name)
+		case "volumesize":
+			s.VolumeSize = r.int32(name)
+		default:
+			r.skip(name)
+		}
+	}
 }
 
 func decodeSnapshot(r *xmlReader, parent []byte, s *ec2types.Snapshot) { // complete
