@@ -673,6 +673,65 @@ func TestLeanDecodersLeaveErrorsToTheSDK(t *testing.T) {
 	}
 }
 
+// trackedBody records how much of an answer was read and whether it was closed.
+type trackedBody struct {
+	r      *bytes.Reader
+	closed bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *trackedBody) Close() error               { b.closed = true; return nil }
+
+type trackedHTTP struct {
+	status int
+	body   *trackedBody
+}
+
+func (c trackedHTTP) Do(*http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: c.status, Header: http.Header{"Content-Type": []string{"text/xml;charset=UTF-8"}},
+		Body: c.body, ContentLength: int64(c.body.r.Len())}, nil
+}
+
+func TestAdapterDropsCreateSnapshotsAnswersUnread(t *testing.T) {
+	errBody := []byte(`<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code><Message>The instance ID 'i-1' does not exist</Message></Error></Errors><RequestID>req-1</RequestID></Response>`)
+	call := func(t *testing.T, status int, body []byte, opts ...func(*middleware.Stack) error) (*ec2.CreateSnapshotsOutput, *trackedBody, error) {
+		tb := &trackedBody{r: bytes.NewReader(body)}
+		c := ec2.New(ec2.Options{
+			Region:           "us-east-1",
+			BaseEndpoint:     aws.String("http://ec2.test"),
+			Credentials:      credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+			HTTPClient:       trackedHTTP{status: status, body: tb},
+			RetryMaxAttempts: 1,
+			APIOptions:       opts,
+		})
+		out, err := c.CreateSnapshots(t.Context(), &ec2.CreateSnapshotsInput{InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String("i-1")}})
+		return out, tb, err
+	}
+	t.Run("a successful answer is read to its end, closed and not decoded", func(t *testing.T) {
+		out, body, err := call(t, http.StatusOK, []byte(awsCreateSnapshots), awsfleet.AdapterEC2Decoders)
+		require.NoError(t, err)
+		require.NotNil(t, out)
+		require.Empty(t, out.Snapshots)
+		require.Zero(t, body.r.Len(), "the body is read to its end, so the connection is kept")
+		require.True(t, body.closed)
+	})
+	t.Run("the lean decoder alone decodes the same answer", func(t *testing.T) {
+		out, _, err := call(t, http.StatusOK, []byte(awsCreateSnapshots), awsfleet.LeanEC2Decoders)
+		require.NoError(t, err)
+		require.Len(t, out.Snapshots, 2)
+		require.Equal(t, "snap-0a1b2c3d4e5f60718", aws.ToString(out.Snapshots[0].SnapshotId))
+	})
+	t.Run("an error answer is the SDK's error", func(t *testing.T) {
+		_, _, sdkErr := call(t, http.StatusBadRequest, errBody)
+		_, body, err := call(t, http.StatusBadRequest, errBody, awsfleet.AdapterEC2Decoders)
+		require.Error(t, err)
+		require.Equal(t, sdkErr.Error(), err.Error())
+		require.Contains(t, err.Error(), "InvalidInstanceID.NotFound")
+		require.True(t, body.closed)
+	})
+}
+
 // FuzzLeanDecoders checks that for any body the adapter's client answers as the SDK does, and
 // that the lean decoder either matches the SDK or gives up (it never panics).
 func FuzzLeanDecoders(f *testing.F) {

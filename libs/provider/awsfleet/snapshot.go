@@ -186,8 +186,8 @@ func (f *Fleet) CreateSnapshots(ctx context.Context, t provider.Target, reqs []p
 
 // createSnapshotSet sends the CreateSnapshots call that starts set id for r.
 func createSnapshotSet(ctx context.Context, client *ec2.Client, id, attempt string, r provider.SnapshotRequest) error {
-	// The answer is not used (the look after creating reads the sets), so it is dropped unread
-	// (discardEC2Output) and the lean decoder turns the empty body into an empty output.
+	// The answer is not used (the look after creating reads the sets): the adapter's EC2
+	// clients drop it unread (adapterEC2Decoders).
 	_, err := client.CreateSnapshots(ctx, &ec2.CreateSnapshotsInput{
 		InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String(r.InstanceID), ExcludeBootVolume: aws.Bool(false)},
 		Description:           aws.String("patchwave pre-patch snapshot run=" + r.RunID + " instance=" + r.InstanceID),
@@ -195,7 +195,7 @@ func createSnapshotSet(ctx context.Context, client *ec2.Client, id, attempt stri
 			ResourceType: ec2types.ResourceTypeSnapshot,
 			Tags:         snapshotTags(id, attempt, r),
 		}},
-	}, discardEC2Output)
+	})
 	return err
 }
 

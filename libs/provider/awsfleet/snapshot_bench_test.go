@@ -2,12 +2,13 @@ package awsfleet_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
-	"github.com/aws/smithy-go/middleware"
 	"github.com/stretchr/testify/require"
 
 	"github.com/patchwave/patchwave/libs/provider"
@@ -17,8 +18,9 @@ import (
 
 // BenchmarkCreateSnapshotSet measures the adapter's client side of one CreateSnapshots call,
 // the call a wave makes once per instance: the request built as the adapter builds it, the
-// SDK's stack with the adapter's EC2 stack options, and cloudsim's answer for an instance
-// with its volumes and tags, canned (no emulator, no network). Run:
+// adapter's EC2 client (its stack options: metrics, limiter, lean decoders) and its HTTP client
+// over a canned transport that answers with cloudsim's answer for an instance with its volumes
+// and tags (no emulator, no network). Run:
 //
 //	cd libs/provider/awsfleet && go test -run '^$' -bench CreateSnapshotSet -benchmem .
 func BenchmarkCreateSnapshotSet(b *testing.B) {
@@ -41,7 +43,11 @@ func BenchmarkCreateSnapshotSet(b *testing.B) {
 	require.NoError(b, err)
 	body := rec.bodys["CreateSnapshots"][0]
 
-	client := cannedEC2(body, []func(*middleware.Stack) error{awsfleet.LeanEC2Decoders})
+	adapter, err := env.Fleet.EC2Client(b.Context(), tg)
+	require.NoError(b, err)
+	client := ec2.New(adapter.Options(), func(o *ec2.Options) {
+		o.HTTPClient = awsfleet.AdapterHTTPClient(cannedHTTP{status: http.StatusOK, body: body}, 30*time.Second)
+	})
 	ctx := context.Background()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
