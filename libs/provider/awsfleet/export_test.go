@@ -58,3 +58,9 @@ func (f *Fleet) EC2Client(ctx context.Context, t provider.Target) (*ec2.Client, 
 func AdapterHTTPClient(inner aws.HTTPClient, timeout time.Duration) aws.HTTPClient {
 	return bodyNoWriteTo{inner: inner, timeout: timeout}
 }
+
+// LeanEC2Serializers is leanEC2Serializers, for tests that build EC2 clients of their own.
+var LeanEC2Serializers func(*middleware.Stack) error = leanEC2Serializers
+
+// LeanSerializes reports whether the lean serializer writes in (false: the SDK's does).
+func LeanSerializes(in *ec2.CreateSnapshotsInput) bool { return leanSerializable(in) }
