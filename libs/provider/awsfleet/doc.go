@@ -88,10 +88,14 @@
 // The successful answers of DescribeInstances, DescribeSnapshots and DescribeInstanceStatus
 // are decoded by lean decoders into the SDK's own output types (leanEC2Decoders), 7 to 10
 // times faster than the SDK's XML deserializer; CreateSnapshots has one too (every member of
-// the SDK's SnapshotInfo), for a client that reads the answer; anything they do not handle (an element the
-// SDK knows and they do not, such as an instance's license list, XML outside the subset EC2
-// answers with, a value the SDK would fail on) goes to the SDK's decoder, as does every error
-// answer. The outputs are the SDK's, deeply equal (see the tests).
+// the SDK's SnapshotInfo), for a client that reads the answer. Anything they do not handle (an
+// element the SDK knows and they do not, such as an instance's license list, XML outside the
+// subset EC2 answers with, a value the SDK would fail on) goes to the SDK's decoder, as does
+// every error answer. The outputs are the SDK's, deeply equal (see the tests).
+//
+// CreateSnapshots requests are written by a lean serializer (leanEC2Serializers), the SDK's
+// query body byte for byte without its url.Values map; inputs with members it does not write go
+// to the SDK's serializer.
 //
 // # Restores
 //
