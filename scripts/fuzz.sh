@@ -19,6 +19,7 @@ targets=(
 	"services/catalog:./internal/advisory:FuzzCVRF"
 	"services/notifier:./internal/domain:FuzzSubscription"
 	"libs:./provider/awsfleet:FuzzLeanDecoders"
+	"libs:./provider/awsfleet:FuzzLeanCreateSnapshotsSerializer"
 	"libs:./events:FuzzWireDecode"
 	"libs:./events:FuzzWireEncode"
 	"libs:./events:FuzzDecodeData"

@@ -80,16 +80,22 @@
 //
 // # How answers are decoded
 //
-// CreateSnapshots' answer (every volume snapshot with its tags) is read and dropped before the
-// SDK's XML deserializer (discardEC2Output): the race check's DescribeSnapshots reads the sets
-// anyway, and decoding it cost more CPU than sending the call. Errors are decoded as usual.
+// CreateSnapshots' answer (every volume snapshot with its tags) is read to its end and dropped
+// in place of the SDK's XML deserializer (adapterEC2Decoders), which then never runs: the race
+// check's DescribeSnapshots reads the sets anyway, and decoding it cost more CPU than sending
+// the call. Errors are decoded as usual.
 //
 // The successful answers of DescribeInstances, DescribeSnapshots and DescribeInstanceStatus
 // are decoded by lean decoders into the SDK's own output types (leanEC2Decoders), 7 to 10
-// times faster than the SDK's XML deserializer; anything they do not handle (an element the
-// SDK knows and they do not, such as an instance's license list, XML outside the subset EC2
-// answers with, a value the SDK would fail on) goes to the SDK's decoder, as does every error
-// answer. The outputs are the SDK's, deeply equal (see the tests).
+// times faster than the SDK's XML deserializer; CreateSnapshots has one too (every member of
+// the SDK's SnapshotInfo), for a client that reads the answer. Anything they do not handle (an
+// element the SDK knows and they do not, such as an instance's license list, XML outside the
+// subset EC2 answers with, a value the SDK would fail on) goes to the SDK's decoder, as does
+// every error answer. The outputs are the SDK's, deeply equal (see the tests).
+//
+// CreateSnapshots requests are written by a lean serializer (leanEC2Serializers), the SDK's
+// query body byte for byte without its url.Values map; inputs with members it does not write go
+// to the SDK's serializer.
 //
 // # Restores
 //

@@ -171,7 +171,7 @@ func (f *Fleet) clientSet(acc provider.Account, region string) *clients {
 		region:  region,
 		ec2: ec2.NewFromConfig(cfg, func(o *ec2.Options) {
 			o.BaseEndpoint = endpoint()
-			o.APIOptions = append(o.APIOptions, f.middleware(acc.ID, ServiceEC2), leanEC2Decoders)
+			o.APIOptions = append(o.APIOptions, f.middleware(acc.ID, ServiceEC2), adapterEC2Decoders, leanEC2Serializers)
 		}),
 		ssm: ssm.NewFromConfig(cfg, func(o *ssm.Options) {
 			o.BaseEndpoint = endpoint()

@@ -3,6 +3,7 @@ package awsfleet_test
 import (
 	"context"
 	"io"
+	"runtime"
 	"sort"
 	"sync"
 	"testing"
@@ -289,9 +290,15 @@ func TestCreateSnapshotsRemovesADuplicateSetLeftByARacingCreator(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, first[0].Err)
 	set := first[0].Snapshot.ID
+	require.False(t, first[0].Snapshot.CreatedAt.IsZero())
 
 	// A second creator that did not see the first set took one too (same set tag, its own
-	// attempt, started later).
+	// attempt, started later). cloudsim's start times are in milliseconds, and a racer started
+	// in the same millisecond would win on its attempt id, so it starts once the clock has
+	// passed the first set's millisecond.
+	for !time.Now().After(first[0].Snapshot.CreatedAt.Add(time.Millisecond)) {
+		runtime.Gosched()
+	}
 	c := rawEC2(t, env, tg)
 	_, err = c.CreateSnapshots(t.Context(), &ec2.CreateSnapshotsInput{
 		InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String(in.ID)},

@@ -10,9 +10,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/smithy-go/middleware"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // NewHTTPClient returns the HTTP client the adapter's SDK clients share, tuned by cfg (zero
@@ -128,23 +125,3 @@ type plainBody struct{ rc io.ReadCloser }
 
 func (b plainBody) Read(p []byte) (int, error) { return b.rc.Read(p) }
 func (b plainBody) Close() error               { return b.rc.Close() }
-
-// discardEC2Output is a per-call option for EC2 calls whose answer the adapter does not use: a
-// successful response's body is read to its end (so the connection is kept) and dropped before
-// the SDK's XML deserializer, which then returns an empty output. Errors are decoded as usual.
-// Decoding CreateSnapshots' answer (every volume snapshot with its tags) cost more CPU than
-// sending the call.
-func discardEC2Output(o *ec2.Options) { o.APIOptions = append(o.APIOptions, discardOutput) }
-
-func discardOutput(stack *middleware.Stack) error {
-	return stack.Deserialize.Insert(middleware.DeserializeMiddlewareFunc("PatchwaveDiscardOutput",
-		func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
-			out, md, err := next.HandleDeserialize(ctx, in)
-			if resp, ok := out.RawResponse.(*smithyhttp.Response); ok && err == nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-				resp.Body = http.NoBody
-			}
-			return out, md, err
-		}), "OperationDeserializer", middleware.After)
-}

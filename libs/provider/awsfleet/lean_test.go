@@ -80,6 +80,12 @@ func decodeBoth(t testing.TB, op string, status int, body []byte) (sdk, lean any
 				out.ResultMetadata = middleware.Metadata{}
 			}
 			return out, err
+		case "CreateSnapshots":
+			out, err := c.CreateSnapshots(ctx, &ec2.CreateSnapshotsInput{InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String("i-1")}})
+			if out != nil {
+				out.ResultMetadata = middleware.Metadata{}
+			}
+			return out, err
 		}
 		t.Fatalf("no call for %s", op)
 		return nil, nil
@@ -224,6 +230,18 @@ func TestLeanDecodersMatchTheSDKOnCloudsimAnswers(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{Filters: []ec2types.Filter{{Name: aws.String("tag:patchwave:run"), Values: []string{"none"}}}})
 	require.NoError(t, err)
+	rec.op = "CreateSnapshots"
+	for i, in := range insts[5:8] {
+		_, err = c.CreateSnapshots(ctx, &ec2.CreateSnapshotsInput{
+			InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String(in.ID)},
+			Description:           aws.String(fmt.Sprintf("set <%d> & \"more\"", i)),
+			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSnapshot, Tags: []ec2types.Tag{
+				{Key: aws.String(awsfleet.TagSnapshotSet), Value: aws.String(fmt.Sprintf("set-%d", i))},
+				{Key: aws.String("note"), Value: aws.String(fmt.Sprintf("a<b & 'c' %d é", i))},
+			}}},
+		})
+		require.NoError(t, err)
+	}
 	rec.op = "DescribeInstanceStatus"
 	ids := make([]string, 0, 30)
 	for _, in := range insts[:30] {
@@ -242,7 +260,55 @@ func TestLeanDecodersMatchTheSDKOnCloudsimAnswers(t *testing.T) {
 		}
 	}
 	require.Len(t, rec.bodys["DescribeInstances"], 5)
+	require.Len(t, rec.bodys["CreateSnapshots"], 3)
+	for _, body := range rec.bodys["CreateSnapshots"] {
+		out, ok := awsfleet.LeanDecode("CreateSnapshots", body)
+		require.True(t, ok)
+		snaps := out.(*ec2.CreateSnapshotsOutput).Snapshots
+		require.NotEmpty(t, snaps, "cloudsim answers with a snapshot per volume")
+		require.NotNil(t, snaps[0].SnapshotId)
+		require.NotNil(t, snaps[0].StartTime)
+		require.NotEmpty(t, snaps[0].Tags)
+	}
 }
+
+// awsCreateSnapshots is shaped as the CreateSnapshots example of the EC2 API reference: a
+// snapshot per volume of the instance, each with its tags.
+const awsCreateSnapshots = `<?xml version="1.0" encoding="UTF-8"?>
+<CreateSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>6fa4f4ad-6a5d-4ee0-8d0c-3f1a5bd2b2a4</requestId>
+    <snapshotSet>
+        <item>
+            <description>pre-patch</description>
+            <encrypted>false</encrypted>
+            <ownerId>123456789012</ownerId>
+            <progress></progress>
+            <snapshotId>snap-0a1b2c3d4e5f60718</snapshotId>
+            <startTime>2026-12-04T19:58:13.000Z</startTime>
+            <state>pending</state>
+            <tagSet>
+                <item><key>patchwave:snapshot-set</key><value>ss-1</value></item>
+                <item><key>Name</key><value>web &lt;1&gt;</value></item>
+            </tagSet>
+            <volumeId>vol-0a1b2c3d4e5f60718</volumeId>
+            <volumeSize>8</volumeSize>
+        </item>
+        <item>
+            <description>pre-patch</description>
+            <encrypted>true</encrypted>
+            <ownerId>123456789012</ownerId>
+            <progress>0%</progress>
+            <snapshotId>snap-0f1e2d3c4b5a69788</snapshotId>
+            <startTime>2026-12-04T19:58:13.000Z</startTime>
+            <state>pending</state>
+            <tagSet>
+                <item><key>patchwave:snapshot-set</key><value>ss-1</value></item>
+            </tagSet>
+            <volumeId>vol-0f1e2d3c4b5a69788</volumeId>
+            <volumeSize>100</volumeSize>
+        </item>
+    </snapshotSet>
+</CreateSnapshotsResponse>`
 
 // The DescribeInstances example of the EC2 API reference, with the members cloudsim does not
 // answer with; {{extra}} is replaced per case.
@@ -448,6 +514,20 @@ func TestLeanDecodersMatchTheSDKOnAWSShapedAnswers(t *testing.T) {
 		wantLean bool
 	}{
 		{name: "the documented instances with tags, several reservations and a next token", op: "DescribeInstances", body: awsInstances(""), wantLean: true},
+		{name: "the documented CreateSnapshots answer, two volumes with tags", op: "CreateSnapshots", wantLean: true, body: []byte(awsCreateSnapshots)},
+		{name: "a CreateSnapshots answer with every member", op: "CreateSnapshots", wantLean: true,
+			body: []byte(`<CreateSnapshotsResponse><snapshotSet><item><snapshotId>snap-1</snapshotId><volumeId>vol-1</volumeId><availabilityZone>eu-central-1a</availabilityZone><outpostArn>arn:aws:outposts:eu-central-1:123456789012:outpost/op-1</outpostArn><sseType>sse-ebs</sseType><state>pending</state><startTime>2026-12-04T20:00:00.123Z</startTime><progress>0%</progress><ownerId>123456789012</ownerId><volumeSize>8</volumeSize><description>pre-patch &amp; more</description><encrypted>true</encrypted><tagSet><item><key>k</key><value/></item></tagSet></item></snapshotSet></CreateSnapshotsResponse>`)},
+		{name: "an empty CreateSnapshots answer", op: "CreateSnapshots", wantLean: true, body: []byte{}},
+		{name: "an empty snapshot set", op: "CreateSnapshots", wantLean: true,
+			body: []byte(`<?xml version="1.0" encoding="UTF-8"?>` + "\n" + `<CreateSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><snapshotSet/></CreateSnapshotsResponse>`)},
+		{name: "unknown CreateSnapshots elements are skipped and names matched in any case", op: "CreateSnapshots", wantLean: true,
+			body: []byte(`<R><future>1</future><SnapshotSet><ITEM><SnapshotId>snap-1</SnapshotId><newMember><x/></newMember></ITEM><other/></SnapshotSet></R>`)},
+		{name: "a bad CreateSnapshots volume size goes to the SDK (which fails)", op: "CreateSnapshots", wantLean: false,
+			body: []byte(`<R><snapshotSet><item><volumeSize>eight</volumeSize></item></snapshotSet></R>`)},
+		{name: "a bad CreateSnapshots start time goes to the SDK (which fails)", op: "CreateSnapshots", wantLean: false,
+			body: []byte(`<R><snapshotSet><item><startTime>yesterday</startTime></item></snapshotSet></R>`)},
+		{name: "a truncated CreateSnapshots answer goes to the SDK", op: "CreateSnapshots", wantLean: false,
+			body: []byte(awsCreateSnapshots[:len(awsCreateSnapshots)/2])},
 		{name: "an operator on an instance and on its volume", op: "DescribeInstances", wantLean: true,
 			body: awsInstances(`<operator><managed>true</managed><principal>eks.amazonaws.com</principal></operator>`)},
 		{name: "names in another case", op: "DescribeInstances", wantLean: true,
@@ -582,7 +662,7 @@ func TestLeanDecodersMatchTheSDKOnAWSShapedAnswers(t *testing.T) {
 func TestLeanDecodersLeaveErrorsToTheSDK(t *testing.T) {
 	body := []byte(`<?xml version="1.0" encoding="UTF-8"?>
 <Response><Errors><Error><Code>InvalidInstanceID.Malformed</Code><Message>Invalid id: "i-1"</Message></Error></Errors><RequestID>req-1</RequestID></Response>`)
-	for _, op := range []string{"DescribeInstances", "DescribeSnapshots", "DescribeInstanceStatus"} {
+	for _, op := range []string{"DescribeInstances", "DescribeSnapshots", "DescribeInstanceStatus", "CreateSnapshots"} {
 		t.Run(op, func(t *testing.T) {
 			_, _, sdkErr, leanErr := decodeBoth(t, op, http.StatusBadRequest, body)
 			require.Error(t, sdkErr)
@@ -591,6 +671,65 @@ func TestLeanDecodersLeaveErrorsToTheSDK(t *testing.T) {
 			require.Contains(t, leanErr.Error(), "InvalidInstanceID.Malformed")
 		})
 	}
+}
+
+// trackedBody records how much of an answer was read and whether it was closed.
+type trackedBody struct {
+	r      *bytes.Reader
+	closed bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *trackedBody) Close() error               { b.closed = true; return nil }
+
+type trackedHTTP struct {
+	status int
+	body   *trackedBody
+}
+
+func (c trackedHTTP) Do(*http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: c.status, Header: http.Header{"Content-Type": []string{"text/xml;charset=UTF-8"}},
+		Body: c.body, ContentLength: int64(c.body.r.Len())}, nil
+}
+
+func TestAdapterDropsCreateSnapshotsAnswersUnread(t *testing.T) {
+	errBody := []byte(`<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code><Message>The instance ID 'i-1' does not exist</Message></Error></Errors><RequestID>req-1</RequestID></Response>`)
+	call := func(t *testing.T, status int, body []byte, opts ...func(*middleware.Stack) error) (*ec2.CreateSnapshotsOutput, *trackedBody, error) {
+		tb := &trackedBody{r: bytes.NewReader(body)}
+		c := ec2.New(ec2.Options{
+			Region:           "us-east-1",
+			BaseEndpoint:     aws.String("http://ec2.test"),
+			Credentials:      credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+			HTTPClient:       trackedHTTP{status: status, body: tb},
+			RetryMaxAttempts: 1,
+			APIOptions:       opts,
+		})
+		out, err := c.CreateSnapshots(t.Context(), &ec2.CreateSnapshotsInput{InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String("i-1")}})
+		return out, tb, err
+	}
+	t.Run("a successful answer is read to its end, closed and not decoded", func(t *testing.T) {
+		out, body, err := call(t, http.StatusOK, []byte(awsCreateSnapshots), awsfleet.AdapterEC2Decoders)
+		require.NoError(t, err)
+		require.NotNil(t, out)
+		require.Empty(t, out.Snapshots)
+		require.Zero(t, body.r.Len(), "the body is read to its end, so the connection is kept")
+		require.True(t, body.closed)
+	})
+	t.Run("the lean decoder alone decodes the same answer", func(t *testing.T) {
+		out, _, err := call(t, http.StatusOK, []byte(awsCreateSnapshots), awsfleet.LeanEC2Decoders)
+		require.NoError(t, err)
+		require.Len(t, out.Snapshots, 2)
+		require.Equal(t, "snap-0a1b2c3d4e5f60718", aws.ToString(out.Snapshots[0].SnapshotId))
+	})
+	t.Run("an error answer is the SDK's error", func(t *testing.T) {
+		_, _, sdkErr := call(t, http.StatusBadRequest, errBody)
+		_, body, err := call(t, http.StatusBadRequest, errBody, awsfleet.AdapterEC2Decoders)
+		require.Error(t, err)
+		require.Equal(t, sdkErr.Error(), err.Error())
+		require.Contains(t, err.Error(), "InvalidInstanceID.NotFound")
+		require.True(t, body.closed)
+	})
 }
 
 // FuzzLeanDecoders checks that for any body the adapter's client answers as the SDK does, and
@@ -602,7 +741,9 @@ func FuzzLeanDecoders(f *testing.F) {
 	f.Add(1, []byte(`<DescribeSnapshotsResponse><snapshotSet><item><snapshotId>snap-1</snapshotId><tagSet><item><key>k</key><value>a&amp;b</value></item></tagSet></item></snapshotSet><nextToken>n</nextToken></DescribeSnapshotsResponse>`))
 	f.Add(2, []byte(`<R><instanceStatusSet><item><instanceId>i-1</instanceId><systemStatus><status>ok</status><details><item><name>reachability</name></item></details></systemStatus></item></instanceStatusSet></R>`))
 	f.Add(0, []byte(`<R><reservationSet><item><instancesSet><item><instanceId/></item></instancesSet></item></reservationSet></R>`))
-	ops := []string{"DescribeInstances", "DescribeSnapshots", "DescribeInstanceStatus"}
+	f.Add(3, []byte(awsCreateSnapshots))
+	f.Add(3, []byte{})
+	ops := []string{"DescribeInstances", "DescribeSnapshots", "DescribeInstanceStatus", "CreateSnapshots"}
 	f.Fuzz(func(t *testing.T, op int, body []byte) {
 		name := ops[(op%len(ops)+len(ops))%len(ops)]
 		sdk, lean, sdkErr, leanErr := decodeBoth(t, name, http.StatusOK, body)
@@ -713,6 +854,9 @@ func TestLeanDecodersKnowEveryMemberOfTheSDKTypes(t *testing.T) {
 			"Description", "Encrypted", "FullSnapshotSizeInBytes", "KmsKeyId", "OutpostArn", "OwnerAlias", "OwnerId",
 			"Progress", "RestoreExpiryTime", "SnapshotId", "SseType", "StartTime", "State", "StateMessage", "StorageTier",
 			"Tags", "TransferType", "VolumeId", "VolumeSize"},
+		(*ec2.CreateSnapshotsOutput)(nil): {"ResultMetadata", "Snapshots"},
+		(*ec2types.SnapshotInfo)(nil): {"AvailabilityZone", "Description", "Encrypted", "OutpostArn", "OwnerId", "Progress",
+			"SnapshotId", "SseType", "StartTime", "State", "Tags", "VolumeId", "VolumeSize"},
 		(*ec2types.Tag)(nil):             {"Key", "Value"},
 		(*ec2types.Reservation)(nil):     {"Groups", "Instances", "OwnerId", "RequesterId", "ReservationId"},
 		(*ec2types.GroupIdentifier)(nil): {"GroupId", "GroupName"},

@@ -14,7 +14,8 @@ import (
 )
 
 // Lean decoders for the EC2 answers the adapter reads most (DescribeInstances pages and
-// look-ups by id, DescribeSnapshots, DescribeInstanceStatus). The SDK's XML deserializer
+// look-ups by id, DescribeSnapshots, DescribeInstanceStatus) and for the one it receives most
+// (CreateSnapshots, one call per instance). The SDK's XML deserializer
 // (encoding/xml tokens wrapped by smithy's node decoder, a copy of every value) was half or
 // more of the adapter's client-side CPU; these fill the SDK's own output types from the body
 // with xmlReader, and fall back to the SDK's decoder on anything unexpected:
@@ -31,17 +32,29 @@ import (
 // for bodies shaped like AWS's documented ones, and that the SDK's types have no member the
 // decoders do not know; FuzzLeanDecoders that random bodies either match or fall back.
 
-// leanEC2Decoders is the EC2 clients' stack option that puts a lean decoder in place of the
-// SDK's for the operations that have one.
-func leanEC2Decoders(stack *middleware.Stack) error {
-	var decode func(r *xmlReader) any
+// leanEC2Decoders is the stack option that puts a lean decoder in place of the SDK's for the
+// operations that have one (tests compare it with the SDK's decoders).
+func leanEC2Decoders(stack *middleware.Stack) error { return ec2Decoders(stack, false) }
+
+// adapterEC2Decoders is the adapter's EC2 clients' stack option: leanEC2Decoders, but
+// CreateSnapshots' answer is dropped unread. The adapter never reads it (the look after
+// creating reads the sets), and one CreateSnapshots per instance is most of a wave's calls.
+func adapterEC2Decoders(stack *middleware.Stack) error { return ec2Decoders(stack, true) }
+
+func ec2Decoders(stack *middleware.Stack, dropCreateSnapshots bool) error {
+	m := &leanDeserializer{}
 	switch stack.ID() {
 	case "DescribeInstances":
-		decode = func(r *xmlReader) any { return decodeDescribeInstances(r) }
+		m.decode = func(r *xmlReader) any { return decodeDescribeInstances(r) }
 	case "DescribeSnapshots":
-		decode = func(r *xmlReader) any { return decodeDescribeSnapshots(r) }
+		m.decode = func(r *xmlReader) any { return decodeDescribeSnapshots(r) }
 	case "DescribeInstanceStatus":
-		decode = func(r *xmlReader) any { return decodeDescribeInstanceStatus(r) }
+		m.decode = func(r *xmlReader) any { return decodeDescribeInstanceStatus(r) }
+	case "CreateSnapshots":
+		m.decode = func(r *xmlReader) any { return decodeCreateSnapshots(r) }
+		if dropCreateSnapshots {
+			m.drop = func() any { return &ec2.CreateSnapshotsOutput{} }
+		}
 	default:
 		return nil
 	}
@@ -49,15 +62,19 @@ func leanEC2Decoders(stack *middleware.Stack) error {
 	if !ok {
 		return nil
 	}
-	_, err := stack.Deserialize.Swap("OperationDeserializer", &leanDeserializer{sdk: sdk, decode: decode})
+	m.sdk = sdk
+	_, err := stack.Deserialize.Swap("OperationDeserializer", m)
 	return err
 }
 
 // leanDeserializer decodes a successful answer with decode, and hands every other answer (or
-// one decode gave up on) to the SDK's deserializer, replaying the response to it.
+// one decode gave up on) to the SDK's deserializer, replaying the response to it. With drop
+// set, a successful answer is read to its end (so the connection is kept) and not decoded: the
+// output is drop's empty one, as the SDK's decoder makes it of an empty body.
 type leanDeserializer struct {
 	sdk    middleware.DeserializeMiddleware
 	decode func(r *xmlReader) any
+	drop   func() any
 }
 
 // ID keeps the SDK's id, so middlewares placed relative to it stay where they were.
@@ -68,6 +85,12 @@ func (m *leanDeserializer) HandleDeserialize(ctx context.Context, in middleware.
 	resp, ok := out.RawResponse.(*smithyhttp.Response)
 	if err != nil || !ok || resp.StatusCode < 200 || resp.StatusCode >= 300 || resp.Body == nil {
 		return m.sdk.HandleDeserialize(ctx, in, replay{out: out, md: md, err: err})
+	}
+	if m.drop != nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		smithyhttp.CloseResponseBody(ctx, resp, false, nil)
+		out.Result = m.drop()
+		return out, md, nil
 	}
 	buf := getBodyBuffer(resp.ContentLength)
 	defer putBodyBuffer(buf)
@@ -188,6 +211,71 @@ func decodeDescribeSnapshots(r *xmlReader) *ec2.DescribeSnapshotsOutput {
 		}
 	})
 	return out
+}
+
+// decodeCreateSnapshots decodes CreateSnapshots' answer: the snapshots started, one per volume.
+// An empty body is an empty output, as the SDK's decoder makes it (its XML decoder meets the
+// end of the body before a root element).
+func decodeCreateSnapshots(r *xmlReader) *ec2.CreateSnapshotsOutput {
+	out := &ec2.CreateSnapshotsOutput{}
+	if len(r.b) == 0 {
+		return out
+	}
+	decodeRoot(r, func(name []byte) { // complete
+		if string(r.lower) != "snapshotset" {
+			r.skip(name)
+			return
+		}
+		if out.Snapshots == nil {
+			out.Snapshots = make([]ec2types.SnapshotInfo, 0, 2)
+		}
+		for r.child(name) {
+			if string(r.lower) != "item" {
+				r.skip(r.name)
+				continue
+			}
+			var s ec2types.SnapshotInfo
+			decodeSnapshotInfo(r, r.name, &s)
+			out.Snapshots = append(out.Snapshots, s)
+		}
+	})
+	return out
+}
+
+func decodeSnapshotInfo(r *xmlReader, parent []byte, s *ec2types.SnapshotInfo) { // complete
+	for r.child(parent) {
+		name := r.name
+		switch string(r.lower) {
+		case "availabilityzone":
+			s.AvailabilityZone = r.common(name)
+		case "description":
+			s.Description = r.str(name)
+		case "encrypted":
+			s.Encrypted = r.bool(name)
+		case "outpostarn":
+			s.OutpostArn = r.common(name)
+		case "ownerid":
+			s.OwnerId = r.common(name)
+		case "progress":
+			s.Progress = r.common(name)
+		case "snapshotid":
+			s.SnapshotId = r.str(name)
+		case "ssetype":
+			s.SseType = ec2types.SSEType(r.text(name))
+		case "starttime":
+			s.StartTime = r.time(name)
+		case "state":
+			s.State = ec2types.SnapshotState(r.text(name))
+		case "tagset":
+			decodeTags(r, name, &s.Tags)
+		case "volumeid":
+			s.VolumeId = r.str(name)
+		case "volumesize":
+			s.VolumeSize = r.int32(name)
+		default:
+			r.skip(name)
+		}
+	}
 }
 
 func decodeSnapshot(r *xmlReader, parent []byte, s *ec2types.Snapshot) { // complete

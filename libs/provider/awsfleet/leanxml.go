@@ -432,12 +432,24 @@ func (r *xmlReader) skip(name []byte) {
 // Typed values, decoded as the SDK decodes them (strconv and smithy's time parser); a value
 // the SDK would fail on makes the reader bad.
 
-// slabSize is how many values of a kind one allocation holds.
-const slabSize = 128
+// slabSize is how many values of a kind one allocation holds, at most; a small answer (a
+// CreateSnapshots answer of about 1 KB holds a dozen strings) gets smaller slabs, about one
+// value per slabBytes of body, so a call that decodes a few values does not allocate for a
+// hundred.
+const (
+	slabSize    = 128
+	minSlabSize = 8
+	slabBytes   = 64
+)
+
+// slab returns how many values of a kind the next allocation holds.
+func (r *xmlReader) slab() int {
+	return min(slabSize, max(minSlabSize, len(r.b)/slabBytes))
+}
 
 func (r *xmlReader) newString(s string) *string {
 	if len(r.strs) == 0 {
-		r.strs = make([]string, slabSize)
+		r.strs = make([]string, r.slab())
 	}
 	p := &r.strs[0]
 	r.strs = r.strs[1:]
@@ -473,10 +485,12 @@ func (r *xmlReader) common(name []byte) *string {
 }
 
 // maxInterned bounds the interned values (length and number), so an answer of unique values
-// costs a bounded map.
+// costs a bounded map. Answers shorter than minInternBody are not interned: their few values
+// repeat little, and the map would cost more than the copies it saves.
 const (
 	maxInternedLen = 64
 	maxInterned    = 512
+	minInternBody  = 4 << 10
 )
 
 // intern returns v as a string, the same string for equal values within one answer: a page of
@@ -484,7 +498,7 @@ const (
 // copy of each was a good part of the decoder's allocations. Strings are immutable, so sharing
 // them is invisible to the caller.
 func (r *xmlReader) intern(v []byte) string {
-	if len(v) > maxInternedLen {
+	if len(v) > maxInternedLen || len(r.b) < minInternBody {
 		return string(v)
 	}
 	if s, ok := r.interned[string(v)]; ok {
@@ -511,7 +525,7 @@ func (r *xmlReader) int32(name []byte) *int32 {
 		return nil
 	}
 	if len(r.i32s) == 0 {
-		r.i32s = make([]int32, slabSize)
+		r.i32s = make([]int32, r.slab())
 	}
 	p := &r.i32s[0]
 	r.i32s = r.i32s[1:]
@@ -543,7 +557,7 @@ func (r *xmlReader) bool(name []byte) *bool {
 		return nil
 	}
 	if len(r.bools) == 0 {
-		r.bools = make([]bool, slabSize)
+		r.bools = make([]bool, r.slab())
 	}
 	p := &r.bools[0]
 	r.bools = r.bools[1:]
@@ -562,7 +576,7 @@ func (r *xmlReader) time(name []byte) *time.Time {
 		return nil
 	}
 	if len(r.times) == 0 {
-		r.times = make([]time.Time, slabSize/4)
+		r.times = make([]time.Time, max(1, r.slab()/4))
 	}
 	p := &r.times[0]
 	r.times = r.times[1:]

@@ -86,44 +86,50 @@ type attemptsKey struct{}
 // middleware returns the SDK stack option every client gets: per call it counts the outcome and
 // the retries; per attempt (after the retryer, before signing) it waits on the account's rate
 // limiter and counts throttling.
+//
+// The two middlewares are built once per client, not per call (the SDK runs its stack options
+// on every call): they hold no per-call state, and the limiter key and the wait histogram of
+// the service are looked up once.
 func (f *Fleet) middleware(account, service string) func(*middleware.Stack) error {
 	key := "aws/" + account + "/" + service
+	limits := f.cfg.Limits.of(service)
+	wait := f.metrics.wait.WithLabelValues(service)
+	perCall := middleware.InitializeMiddlewareFunc("PatchwaveCall",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			var attempts atomic.Int64
+			ctx = middleware.WithStackValue(ctx, attemptsKey{}, &attempts)
+			out, md, err := next.HandleInitialize(ctx, in)
+			op := awsmiddleware.GetOperationName(ctx)
+			outcome := "ok"
+			if err != nil {
+				outcome = errorCode(err)
+				if outcome == "" {
+					outcome = "error"
+				}
+			}
+			f.metrics.calls.WithLabelValues(service, op, outcome).Inc()
+			if n := attempts.Load(); n > 1 {
+				f.metrics.retries.WithLabelValues(service, op).Add(float64(n - 1))
+			}
+			return out, md, err
+		})
+	perAttempt := middleware.FinalizeMiddlewareFunc("PatchwaveAttempt",
+		func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+			if n, ok := middleware.GetStackValue(ctx, attemptsKey{}).(*atomic.Int64); ok {
+				n.Add(1)
+			}
+			waited, err := f.cfg.Limiter.Wait(ctx, key, limits)
+			wait.Observe(waited.Seconds())
+			if err != nil {
+				return middleware.FinalizeOutput{}, middleware.Metadata{}, err
+			}
+			out, md, err := next.HandleFinalize(ctx, in)
+			if err != nil && isThrottle(errorCode(err)) {
+				f.metrics.throttles.WithLabelValues(service, awsmiddleware.GetOperationName(ctx)).Inc()
+			}
+			return out, md, err
+		})
 	return func(stack *middleware.Stack) error {
-		perCall := middleware.InitializeMiddlewareFunc("PatchwaveCall",
-			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-				var attempts atomic.Int64
-				ctx = middleware.WithStackValue(ctx, attemptsKey{}, &attempts)
-				out, md, err := next.HandleInitialize(ctx, in)
-				op := awsmiddleware.GetOperationName(ctx)
-				outcome := "ok"
-				if err != nil {
-					outcome = errorCode(err)
-					if outcome == "" {
-						outcome = "error"
-					}
-				}
-				f.metrics.calls.WithLabelValues(service, op, outcome).Inc()
-				if n := attempts.Load(); n > 1 {
-					f.metrics.retries.WithLabelValues(service, op).Add(float64(n - 1))
-				}
-				return out, md, err
-			})
-		perAttempt := middleware.FinalizeMiddlewareFunc("PatchwaveAttempt",
-			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
-				if n, ok := middleware.GetStackValue(ctx, attemptsKey{}).(*atomic.Int64); ok {
-					n.Add(1)
-				}
-				waited, err := f.cfg.Limiter.Wait(ctx, key, f.cfg.Limits.of(service))
-				f.metrics.wait.WithLabelValues(service).Observe(waited.Seconds())
-				if err != nil {
-					return middleware.FinalizeOutput{}, middleware.Metadata{}, err
-				}
-				out, md, err := next.HandleFinalize(ctx, in)
-				if err != nil && isThrottle(errorCode(err)) {
-					f.metrics.throttles.WithLabelValues(service, awsmiddleware.GetOperationName(ctx)).Inc()
-				}
-				return out, md, err
-			})
 		if err := stack.Initialize.Add(perCall, middleware.After); err != nil {
 			return err
 		}

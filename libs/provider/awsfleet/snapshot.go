@@ -114,16 +114,7 @@ func (f *Fleet) CreateSnapshots(ctx context.Context, t provider.Target, reqs []p
 			setResult(id, provider.SnapshotResult{Err: fmt.Errorf("snapshot %s: instance %s is %s: %w", id, r.InstanceID, inst.State.Name, provider.ErrInstanceNotRunning)})
 			return nil
 		}
-		// The answer is not used (the look after creating reads the sets), so it is not decoded.
-		_, err := c.ec2.CreateSnapshots(ctx, &ec2.CreateSnapshotsInput{
-			InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String(r.InstanceID), ExcludeBootVolume: aws.Bool(false)},
-			Description:           aws.String(fmt.Sprintf("patchwave pre-patch snapshot run=%s instance=%s", r.RunID, r.InstanceID)),
-			TagSpecifications: []ec2types.TagSpecification{{
-				ResourceType: ec2types.ResourceTypeSnapshot,
-				Tags:         snapshotTags(id, attempt, r),
-			}},
-		}, discardEC2Output)
-		if err != nil {
+		if err := createSnapshotSet(ctx, c.ec2, id, attempt, r); err != nil {
 			werr := wrapErr("ec2 CreateSnapshots", t.Account, err)
 			if ctx.Err() != nil {
 				return werr
@@ -191,6 +182,21 @@ func (f *Fleet) CreateSnapshots(ctx context.Context, t provider.Target, reqs []p
 		}
 	}
 	return results, nil
+}
+
+// createSnapshotSet sends the CreateSnapshots call that starts set id for r.
+func createSnapshotSet(ctx context.Context, client *ec2.Client, id, attempt string, r provider.SnapshotRequest) error {
+	// The answer is not used (the look after creating reads the sets): the adapter's EC2
+	// clients drop it unread (adapterEC2Decoders).
+	_, err := client.CreateSnapshots(ctx, &ec2.CreateSnapshotsInput{
+		InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String(r.InstanceID), ExcludeBootVolume: aws.Bool(false)},
+		Description:           aws.String("patchwave pre-patch snapshot run=" + r.RunID + " instance=" + r.InstanceID),
+		TagSpecifications: []ec2types.TagSpecification{{
+			ResourceType: ec2types.ResourceTypeSnapshot,
+			Tags:         snapshotTags(id, attempt, r),
+		}},
+	})
+	return err
 }
 
 func validateSnapshotRequest(t provider.Target, r provider.SnapshotRequest) error {
