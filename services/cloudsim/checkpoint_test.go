@@ -95,6 +95,17 @@ func copyState(t *testing.T, from string) string {
 	return to
 }
 
+// tearLog appends the first half of an instance's record to a log, as a crash in the middle of
+// a write leaves it.
+func tearLog(t *testing.T, path, instanceID string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"k":"instance","id":"` + instanceID + `","v":{"id":`)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+}
+
 // holdCheckpoint makes the server's next checkpoint stop after its first chunk until release
 // is closed; entered is closed when it has stopped there.
 func holdCheckpoint(srv *cloudsim.Server) (entered, release chan struct{}) {
@@ -205,11 +216,7 @@ func TestCallsAreServedWhileACheckpointIsWritten(t *testing.T) {
 	require.Equal(t, final, fullView(t, newClients(tenantConfig(t, again, acmeID))))
 
 	// The crash left the checkpoint's temporary file; it also tore the new log's last line.
-	f, err := os.OpenFile(filepath.Join(crashDir, "log-00000002.jsonl"), os.O_APPEND|os.O_WRONLY, 0o600)
-	require.NoError(t, err)
-	_, err = f.WriteString(`{"k":"instance","id":"` + ids[0] + `","v":{"id":`)
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
+	tearLog(t, filepath.Join(crashDir, "log-00000002.jsonl"), ids[0])
 	crashCfg := cfg
 	crashCfg.StateDir = crashDir
 	crashed, err := cloudsim.New(crashCfg)
@@ -282,11 +289,7 @@ func TestATornLineInAnOlderLogFailsTheLoad(t *testing.T) {
 	close(release)
 	require.NoError(t, srv.Close())
 
-	f, err := os.OpenFile(filepath.Join(crashDir, "log-00000001.jsonl"), os.O_APPEND|os.O_WRONLY, 0o600)
-	require.NoError(t, err)
-	_, err = f.WriteString(`{"k":"instance","id":"` + ids[0] + `","v":{"id":`)
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
+	tearLog(t, filepath.Join(crashDir, "log-00000001.jsonl"), ids[0])
 	cfg.StateDir, cfg.Addr = crashDir, ""
 	_, err = cloudsim.New(cfg)
 	require.ErrorContains(t, err, "log-00000001.jsonl: truncated")

@@ -150,11 +150,7 @@ func TestATornLogLineIsIgnored(t *testing.T) {
 	logs, err := filepath.Glob(filepath.Join(dir, "log-*.jsonl"))
 	require.NoError(t, err)
 	require.Len(t, logs, 1)
-	f, err := os.OpenFile(logs[0], os.O_APPEND|os.O_WRONLY, 0o600)
-	require.NoError(t, err)
-	_, err = f.WriteString(`{"k":"instance","id":"` + ids[0] + `","v":{"id":`) // a crash in the middle of a write
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
+	tearLog(t, logs[0], ids[0]) // a crash in the middle of a write
 
 	again, err := cloudsim.New(cfg)
 	require.NoError(t, err)
