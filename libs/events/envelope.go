@@ -231,6 +231,11 @@ func Unmarshal(subject string, b []byte) (*Event, error) {
 	}
 	msg := d.new()
 	if !decodeDataFast(w.Data, msg) {
+		// protojson skips an unknown field's value without checking all of its grammar (it
+		// takes the number 10e): the payload must be JSON first, as the fast path checks.
+		if !json.Valid(w.Data) {
+			return nil, fmt.Errorf("%w: data of %s: not valid JSON", ErrMalformed, w.Type)
+		}
 		msg = d.new()
 		if err := dataUnmarshal.Unmarshal(w.Data, msg); err != nil {
 			return nil, fmt.Errorf("%w: data of %s: %w", ErrMalformed, w.Type, err)
