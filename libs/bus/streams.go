@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchwave/patchwave/libs/events"
@@ -86,14 +87,60 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		return fmt.Errorf("stream options: %w", err)
 	}
 	for _, cfg := range Streams(o) {
+		if err := ensureStream(ctx, js, cfg); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// ensureAttempts bounds the retries of a transient refusal; with the wait doubling from
+// ensureBackoff and capped at ensureBackoffMax, they span about 8 s.
+const ensureAttempts = 12
+
+var ensureBackoff, ensureBackoffMax = 25 * time.Millisecond, time.Second
+
+// errCodeStreamStoreFailed is nats-server's JSStreamStoreFailedF ("error creating store for
+// stream"). Services that create the same stream at the same moment on a fresh server can get
+// it: the server checks the name, sets up the store and registers the stream without holding
+// one lock across the three (nats-io/nats.go#949 is the same race). Asked again, the server
+// finds the stream that was registered.
+const errCodeStreamStoreFailed jetstream.ErrorCode = 10049
+
+// ensureStream creates one stream or updates it to cfg, retrying the refusals that a moment
+// later are gone: a store that failed in a create race, a cluster without a leader yet (503),
+// and a request that timed out.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	wait := ensureBackoff
+	for attempt := 1; ; attempt++ {
 		_, err := js.CreateStream(ctx, cfg)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			// It exists with another definition.
 			_, err = js.UpdateStream(ctx, cfg)
 		}
-		if err != nil {
-			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		if err == nil || !transientStreamError(ctx, err) || attempt == ensureAttempts {
+			return err
 		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last refusal: %w)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, ensureBackoffMax)
 	}
-	return nil
+}
+
+func transientStreamError(ctx context.Context, err error) bool {
+	if errors.Is(err, nats.ErrTimeout) {
+		return true
+	}
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// The request's own timeout, not the caller's.
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == errCodeStreamStoreFailed || apiErr.Code == 503
 }

@@ -1,11 +1,13 @@
 package bus_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,4 +174,103 @@ func TestStreamOptions(t *testing.T) {
 		})
 	}
 	require.NoError(t, bus.StreamOptions{Replicas: 3, Storage: jetstream.MemoryStorage}.Validate())
+}
+
+// TestEnsureStreamsRacesOnAFreshServer is how services start in a fresh deployment: several
+// processes, each on its own connection, ensure the same streams at the same moment. Every one
+// of them starts, and the streams have their definitions (CI once saw nats-server refuse one
+// racer with "error creating store for stream").
+func TestEnsureStreamsRacesOnAFreshServer(t *testing.T) {
+	const servers, racers = 8, 6
+	for range servers {
+		srv := testkit.StartNATS(t)
+		jss := make([]jetstream.JetStream, racers)
+		for i := range jss {
+			jss[i] = srv.JetStream(t)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, racers)
+		startLine := make(chan struct{})
+		for i, js := range jss {
+			wg.Go(func() {
+				<-startLine
+				errs[i] = bus.EnsureStreams(t.Context(), js, bus.StreamOptions{})
+			})
+		}
+		close(startLine)
+		wg.Wait()
+		for i, err := range errs {
+			require.NoError(t, err, "racer %d", i)
+		}
+		for _, w := range bus.Streams(bus.StreamOptions{}) {
+			s, err := jss[0].Stream(t.Context(), w.Name)
+			require.NoError(t, err)
+			require.Equal(t, relevantOf(w), relevantOf(s.CachedInfo().Config))
+		}
+	}
+}
+
+// refusingJS refuses the first creates of each stream with a given API error, then passes
+// them to the server.
+type refusingJS struct {
+	jetstream.JetStream
+	refusal *jetstream.APIError
+	refuse  int
+	creates map[string]int
+}
+
+func (r *refusingJS) CreateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	r.creates[cfg.Name]++
+	if r.creates[cfg.Name] <= r.refuse {
+		return nil, r.refusal
+	}
+	return r.JetStream.CreateStream(ctx, cfg)
+}
+
+func TestEnsureStreamsRetriesOnlyTransientRefusals(t *testing.T) {
+	storeFailed := &jetstream.APIError{Code: 500, ErrorCode: 10049, Description: "error creating store for stream"}
+	noLeader := &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}
+	badRequest := &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeBadRequest, Description: "bad request"}
+	tests := []struct {
+		name        string
+		refusal     *jetstream.APIError
+		refuse      int
+		wantErr     bool
+		wantCreates int
+	}{
+		{"a store that failed in a create race is asked again", storeFailed, 3, false, 4},
+		{"a cluster without a leader yet is asked again", noLeader, 2, false, 3},
+		{"a bad request is not retried", badRequest, 1, true, 1},
+		{"a refusal that lasts is returned after the last attempt", storeFailed, 1000, true, 12},
+	}
+	bus.ShortenEnsureBackoff(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			js := &refusingJS{JetStream: testkit.StartNATS(t).JetStream(t), refusal: tt.refusal, refuse: tt.refuse, creates: map[string]int{}}
+			err := bus.EnsureStreams(t.Context(), js, bus.StreamOptions{})
+			first := bus.Streams(bus.StreamOptions{})[0].Name
+			require.Equal(t, tt.wantCreates, js.creates[first], "creates of %s", first)
+			if tt.wantErr {
+				require.ErrorIs(t, err, tt.refusal)
+				require.ErrorContains(t, err, "ensure stream "+first)
+				return
+			}
+			require.NoError(t, err)
+			for _, w := range bus.Streams(bus.StreamOptions{}) {
+				s, err := js.Stream(t.Context(), w.Name)
+				require.NoError(t, err)
+				require.Equal(t, relevantOf(w), relevantOf(s.CachedInfo().Config))
+			}
+		})
+	}
+}
+
+func TestEnsureStreamsStopsRetryingWhenTheCallerGivesUp(t *testing.T) {
+	storeFailed := &jetstream.APIError{Code: 500, ErrorCode: 10049, Description: "error creating store for stream"}
+	js := &refusingJS{JetStream: testkit.StartNATS(t).JetStream(t), refusal: storeFailed, refuse: 1000, creates: map[string]int{}}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	err := bus.EnsureStreams(ctx, js, bus.StreamOptions{})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "error creating store for stream", "the last refusal is named")
 }
