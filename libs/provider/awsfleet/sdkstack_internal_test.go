@@ -127,3 +127,35 @@ func TestEndpointParametersAreTheFourTheCacheKeys(t *testing.T) {
 	require.NotEqual(t, ec2EndpointKey(ec2.EndpointParameters{Endpoint: aws.String("")}), ec2EndpointKey(ec2.EndpointParameters{}),
 		"an empty endpoint is not an unset one")
 }
+
+// BenchmarkEndpointResolution compares the SDK's EC2 endpoint resolver, which runs the rules
+// on every call, with the adapter's cache of its answers, for cloudsim's endpoint and for
+// AWS's regional one. Run:
+//
+//	cd libs/provider/awsfleet && go test -run '^$' -bench EndpointResolution -benchmem .
+func BenchmarkEndpointResolution(b *testing.B) {
+	sdk := ec2.NewDefaultEndpointResolverV2()
+	for _, c := range []struct {
+		name   string
+		params ec2.EndpointParameters
+	}{
+		{"cloudsim", ec2.EndpointParameters{Region: aws.String("eu-central-1"), Endpoint: aws.String("http://127.0.0.1:4566"),
+			UseDualStack: aws.Bool(false), UseFIPS: aws.Bool(false)}},
+		{"aws", ec2.EndpointParameters{Region: aws.String("eu-central-1"), UseDualStack: aws.Bool(false), UseFIPS: aws.Bool(false)}},
+	} {
+		for _, r := range []struct {
+			name     string
+			resolver ec2.EndpointResolverV2
+		}{{"sdk", sdk}, {"cached", newCachedEndpoints(sdk.ResolveEndpoint, ec2EndpointKey)}} {
+			b.Run(c.name+"/"+r.name, func(b *testing.B) {
+				ctx := context.Background()
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := r.resolver.ResolveEndpoint(ctx, c.params); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
