@@ -5,6 +5,8 @@ Usage (docs/performance.md, "AWS adapter CPU per call (awscalls)"):
 
     scripts/aws-cpu-parts.py /tmp/awsfleet.test /tmp/a.prof
     DEBUG=XML scripts/aws-cpu-parts.py ...   (also lists the top frames of the parts so named)
+    SAMPLE=alloc_space STEPS=1 scripts/aws-cpu-parts.py BINARY MEMPROFILE   (bytes allocated, not
+    CPU; SAMPLE=alloc_objects counts the allocations: a -memprofile with -memprofilerate 1)
 
 Stacks under the HTTP server (cloudsim, in the same process) are the emulator's; stacks with
 no AWS SDK, adapter or net/http frame are the rest of the process (or GC and scheduler work
@@ -15,7 +17,15 @@ import re, subprocess, sys
 from collections import defaultdict
 
 binary, prof = sys.argv[1], sys.argv[2]
-out = subprocess.run(["go", "tool", "pprof", "-traces", binary, prof], capture_output=True, text=True).stdout
+import os
+SAMPLE = os.environ.get("SAMPLE", "")
+args = ["go", "tool", "pprof", "-traces"] + (["-sample_index=" + SAMPLE] if SAMPLE else []) + [binary, prof]
+out = subprocess.run(args, capture_output=True, text=True).stdout
+# CPU samples are in seconds; bytes (alloc_space) in bytes; counts (alloc_objects) as they are.
+UNITS = {"s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "": 1}
+unit = "s" if not SAMPLE else ("B" if SAMPLE.endswith("space") else "")
+def fmt(v):
+    return f"{v:.2f}s" if unit == "s" else f"{v:,.0f}{unit}"
 
 awscall = re.compile(r"aws-sdk-go-v2|smithy-go|libs/provider/awsfleet\.|^net/http")
 server = re.compile(r"net/http\.\(\*conn\)\.serve|services/cloudsim\.")
@@ -39,24 +49,24 @@ rules = [
     ("benchmark harness", re.compile(r"awsfleet_test|^testing\.")),
 ]
 parts = defaultdict(float)
-import os
 DEBUG = os.environ.get("DEBUG", "\x00")
 dbg = defaultdict(float)
 # STEPS=1 also splits the client side by the innermost middleware running (its own code, not
 # the handlers it calls next): every SDK step by name.
 STEPS = os.environ.get("STEPS") == "1"
 steps = defaultdict(float)
-handler = re.compile(r"\.Handle(Initialize|Serialize|Build|Finalize|Deserialize)$|Func\.Handle|\.RoundTrip$|\.Do$")
+handler = re.compile(r"\.Handle(Initialize|Serialize|Build|Finalize|Deserialize)$|Func\.Handle|ClientHandler\.Handle$|\.RoundTrip$|\.Do$")
 generic = re.compile(r"smithy-go/middleware\.(decorated|\(\*?(orderedIDs|Stack|decorated|Initialize|Serialize|Build|Finalize|Deserialize)Step|stepWrap|.*Wrap)|smithy-go/middleware\.\((Initialize|Serialize|Build|Finalize|Deserialize)HandlerFunc\)|smithy-go/middleware\.decoratedHandler|awshttp\.\(\*BuildableClient\)\.Do")
 total = 0.0
 for block in out.split("-----------+-------------------------------------------------------"):
-    lines = [l for l in block.strip("\n").split("\n") if l.strip()]
+    # A memory profile's traces start with their labels (bytes: 16B); CPU ones have none.
+    lines = [l for l in block.strip("\n").split("\n") if l.strip() and not l.strip().startswith("bytes:")]
     if not lines:
         continue
-    m = re.match(r"\s*([\d.]+)(ms|s|us)\s+(\S+)", lines[0])
+    m = re.match(r"\s*([\d.]+)(ns|us|ms|s|[kMG]?B|)\s+(\S+)", lines[0])
     if not m:
         continue
-    v = float(m.group(1)) * {"s": 1, "ms": 1e-3, "us": 1e-6}[m.group(2)]
+    v = float(m.group(1)) * UNITS[m.group(2)]
     frames = [m.group(3)] + [l.strip() for l in lines[1:]]
     frames = [f.split()[0] for f in frames if f]
     total += v
@@ -85,13 +95,13 @@ for block in out.split("-----------+--------------------------------------------
     if name.startswith(DEBUG):
         dbg[user[0] if user else "-"] += v
 client = sum(v for k, v in parts.items() if not k.startswith(("emulator", "benchmark", "GC", "rest")))
-print(f"total {total:.2f}s, AWS calls client side {client:.2f}s")
+print(f"total {fmt(total)}, AWS calls client side {fmt(client)}")
 for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
     share = f"{100*v/client:5.1f}% of client" if not k.startswith(("emulator", "benchmark", "GC", "rest")) else ""
-    print(f"{v:7.2f}s  {share:18s} {k}")
+    print(f"{fmt(v):>12s}  {share:18s} {k}")
 
 for k, v in sorted(dbg.items(), key=lambda kv: -kv[1])[:25]:
     print(f"   debug {v:.2f} {k}")
 if STEPS:
     for k, v in sorted(steps.items(), key=lambda kv: -kv[1])[:40]:
-        print(f"   step {v:6.3f}s {k}")
+        print(f"   step {fmt(v):>12s} {k}")

@@ -97,6 +97,11 @@
 // query body byte for byte without its url.Values map; inputs with members it does not write go
 // to the SDK's serializer.
 //
+// The EC2 and SSM clients drop the SDK steps that never act for the adapter (recursion
+// detection outside Lambda, the request logger without a log mode, disableHTTPS, the
+// interceptor steps without interceptors) and take their endpoint from a cache of the SDK's
+// resolver's answers (sdkstack.go); the requests sent are the same.
+//
 // # Restores
 //
 // CreateReplaceRootVolumeTask from the set's root-volume snapshot, with a ClientToken derived

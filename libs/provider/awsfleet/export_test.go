@@ -6,6 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/patchwave/patchwave/libs/provider"
@@ -64,3 +65,12 @@ var LeanEC2Serializers func(*middleware.Stack) error = leanEC2Serializers
 
 // LeanSerializes reports whether the lean serializer writes in (false: the SDK's does).
 func LeanSerializes(in *ec2.CreateSnapshotsInput) bool { return leanSerializable(in) }
+
+// SSMClient is the adapter's SSM client for t (its stack options, the shared HTTP client).
+func (f *Fleet) SSMClient(ctx context.Context, t provider.Target) (*ssm.Client, error) {
+	c, err := f.clientsFor(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return c.ssm, nil
+}

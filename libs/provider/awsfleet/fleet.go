@@ -166,16 +166,22 @@ func (f *Fleet) clientSet(acc provider.Account, region string) *clients {
 		}
 		return aws.String(f.cfg.Endpoint)
 	}
+	// The EC2 and SSM clients make a wave's calls (one CreateSnapshots per instance, the rest
+	// per batch): their stacks lose the steps that do nothing for the adapter and their
+	// endpoints are resolved once (sdkstack.go).
+	idle := removeIdleSteps(lambdaEnv())
 	c := &clients{
 		account: acc,
 		region:  region,
 		ec2: ec2.NewFromConfig(cfg, func(o *ec2.Options) {
 			o.BaseEndpoint = endpoint()
-			o.APIOptions = append(o.APIOptions, f.middleware(acc.ID, ServiceEC2), adapterEC2Decoders, leanEC2Serializers)
+			o.EndpointResolverV2 = newCachedEndpoints(o.EndpointResolverV2.ResolveEndpoint, ec2EndpointKey)
+			o.APIOptions = append(o.APIOptions, f.middleware(acc.ID, ServiceEC2), adapterEC2Decoders, leanEC2Serializers, idle)
 		}),
 		ssm: ssm.NewFromConfig(cfg, func(o *ssm.Options) {
 			o.BaseEndpoint = endpoint()
-			o.APIOptions = append(o.APIOptions, f.middleware(acc.ID, ServiceSSM))
+			o.EndpointResolverV2 = newCachedEndpoints(o.EndpointResolverV2.ResolveEndpoint, ssmEndpointKey)
+			o.APIOptions = append(o.APIOptions, f.middleware(acc.ID, ServiceSSM), idle)
 		}),
 		s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
 			o.BaseEndpoint = endpoint()

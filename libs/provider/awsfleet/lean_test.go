@@ -937,9 +937,10 @@ func TestLeanDecodersKnowEveryMemberOfTheSDKTypes(t *testing.T) {
 }
 
 // BenchmarkEC2CallStack measures the SDK's per-call work on the client side alone (a canned,
-// empty CreateSnapshots answer, no network): with the
-// SDK's stack as it is, and with the steps that do nothing for the adapter removed (the trial
-// docs/performance.md "(sdkcalls)" reports; the adapter keeps the SDK's stack). Run:
+// empty CreateSnapshots answer, no network, a plain EC2 client): with the SDK's stack as it
+// is, and with the steps that do nothing for the adapter removed (the trial docs/performance.md
+// "(sdkcalls)" reports; the adapter's EC2 and SSM clients remove them since "(sdkmw)", see
+// removeIdleSteps). Run:
 //
 //	cd libs/provider/awsfleet && go test -run '^$' -bench EC2CallStack -benchmem .
 func BenchmarkEC2CallStack(b *testing.B) {

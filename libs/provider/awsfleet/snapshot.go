@@ -186,16 +186,25 @@ func (f *Fleet) CreateSnapshots(ctx context.Context, t provider.Target, reqs []p
 
 // createSnapshotSet sends the CreateSnapshots call that starts set id for r.
 func createSnapshotSet(ctx context.Context, client *ec2.Client, id, attempt string, r provider.SnapshotRequest) error {
+	// The input and the values its pointers point to are one allocation (the call is made once
+	// per instance, and each aws.String is an allocation of its own).
+	a := &struct {
+		in          ec2.CreateSnapshotsInput
+		spec        ec2types.InstanceSpecification
+		specs       [1]ec2types.TagSpecification
+		instanceID  string
+		description string
+		excludeBoot bool
+	}{
+		instanceID:  r.InstanceID,
+		description: "patchwave pre-patch snapshot run=" + r.RunID + " instance=" + r.InstanceID,
+	}
+	a.spec = ec2types.InstanceSpecification{InstanceId: &a.instanceID, ExcludeBootVolume: &a.excludeBoot}
+	a.specs[0] = ec2types.TagSpecification{ResourceType: ec2types.ResourceTypeSnapshot, Tags: snapshotTags(id, attempt, r)}
+	a.in = ec2.CreateSnapshotsInput{InstanceSpecification: &a.spec, Description: &a.description, TagSpecifications: a.specs[:]}
 	// The answer is not used (the look after creating reads the sets): the adapter's EC2
 	// clients drop it unread (adapterEC2Decoders).
-	_, err := client.CreateSnapshots(ctx, &ec2.CreateSnapshotsInput{
-		InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String(r.InstanceID), ExcludeBootVolume: aws.Bool(false)},
-		Description:           aws.String("patchwave pre-patch snapshot run=" + r.RunID + " instance=" + r.InstanceID),
-		TagSpecifications: []ec2types.TagSpecification{{
-			ResourceType: ec2types.ResourceTypeSnapshot,
-			Tags:         snapshotTags(id, attempt, r),
-		}},
-	})
+	_, err := client.CreateSnapshots(ctx, &a.in)
 	return err
 }
 
@@ -222,21 +231,27 @@ func validateSnapshotRequest(t provider.Target, r provider.SnapshotRequest) erro
 	return nil
 }
 
+// snapshotTags are the tags of a set's snapshots: the adapter's five, then the request's by
+// key. The keys and values the tags point to share one array (the SDK's members are pointers):
+// two allocations for the tags rather than two per tag.
 func snapshotTags(setID, attempt string, r provider.SnapshotRequest) []ec2types.Tag {
-	tags := []ec2types.Tag{
-		{Key: aws.String(TagTenant), Value: aws.String(r.Tenant)},
-		{Key: aws.String(TagRun), Value: aws.String(r.RunID)},
-		{Key: aws.String(TagInstance), Value: aws.String(r.InstanceID)},
-		{Key: aws.String(TagSnapshotSet), Value: aws.String(setID)},
-		{Key: aws.String(TagAttempt), Value: aws.String(attempt)},
+	vals := make([]string, 0, 2*(5+len(r.Tags)))
+	vals = append(vals, TagTenant, r.Tenant, TagRun, r.RunID, TagInstance, r.InstanceID,
+		TagSnapshotSet, setID, TagAttempt, attempt)
+	if len(r.Tags) > 0 {
+		keys := make([]string, 0, len(r.Tags))
+		for k := range r.Tags {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			vals = append(vals, k, r.Tags[k])
+		}
 	}
-	keys := make([]string, 0, len(r.Tags))
-	for k := range r.Tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		tags = append(tags, ec2types.Tag{Key: aws.String(k), Value: aws.String(r.Tags[k])})
+	// vals is complete: the pointers into it stay valid.
+	tags := make([]ec2types.Tag, len(vals)/2)
+	for i := range tags {
+		tags[i] = ec2types.Tag{Key: &vals[2*i], Value: &vals[2*i+1]}
 	}
 	return tags
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -494,4 +495,29 @@ func TestWorkersRunEveryFunctionAtOnceAndAreReused(t *testing.T) {
 			}
 		}, 5*time.Second, time.Millisecond)
 	})
+}
+
+func TestAppendQueryEscapeIsQueryEscape(t *testing.T) {
+	for c := range 256 {
+		s := string([]byte{byte(c)})
+		require.Equal(t, url.QueryEscape(s), string(appendQueryEscape(nil, s)), "byte %#x", c)
+	}
+	for _, s := range []string{"", "plain", "patchwave pre-patch snapshot run=r-1 instance=i-1", "patchwave:tenant",
+		"a+b&c=d/e?f#g", "ünïcödé ✓", "100%", "\x00\xff"} {
+		require.Equal(t, url.QueryEscape(s), string(appendQueryEscape([]byte("x="), s))[2:], "%q", s)
+	}
+}
+
+func TestSnapshotTagsAreTheAdaptersThenTheRequestsByKey(t *testing.T) {
+	r := provider.SnapshotRequest{Tenant: "acme", RunID: "r-1", InstanceID: "i-1",
+		Tags: map[string]string{"zone": "b", "change": "CHG-1", "owner": ""}}
+	var got [][2]string
+	for _, tag := range snapshotTags("set-1", "a1", r) {
+		got = append(got, [2]string{aws.ToString(tag.Key), aws.ToString(tag.Value)})
+	}
+	require.Equal(t, [][2]string{
+		{TagTenant, "acme"}, {TagRun, "r-1"}, {TagInstance, "i-1"}, {TagSnapshotSet, "set-1"}, {TagAttempt, "a1"},
+		{"change", "CHG-1"}, {"owner", ""}, {"zone", "b"},
+	}, got)
+	require.Len(t, snapshotTags("set-1", "a1", provider.SnapshotRequest{Tenant: "acme", RunID: "r-1", InstanceID: "i-1"}), 5)
 }
