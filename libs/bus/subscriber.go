@@ -55,6 +55,10 @@ func newPullSubscriber(b *Bus, handlers []*handler, cons map[string]jetstream.Co
 
 // inRouter is one subscription's messages handed to the router and not settled yet.
 type inRouter struct {
+	// slots holds one token per message pulled and not settled: at most the handler's
+	// Concurrency.
+	slots chan struct{}
+
 	mu sync.Mutex
 	m  map[*delivery]struct{}
 }
@@ -67,8 +71,6 @@ type delivery struct {
 	// signalled is when JetStream last heard of the message: its delivery, then its last
 	// in-progress signal (guarded by sub.mu).
 	signalled time.Time
-	// release frees the message's slot in its subscription; settle calls it once.
-	release func()
 }
 
 type deliveryKey struct{}
@@ -90,6 +92,12 @@ func (r *inRouter) remove(d *delivery) {
 	r.mu.Unlock()
 }
 
+// settled forgets a settled message and frees its slot.
+func (r *inRouter) settled(d *delivery) {
+	r.remove(d)
+	<-r.slots
+}
+
 // Subscribe starts pulling from the consumer named topic. The output channel closes when ctx is
 // done or the subscriber is closed.
 func (s *pullSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
@@ -108,7 +116,7 @@ func (s *pullSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 		return nil, fmt.Errorf("subscribe %s: %w", topic, err)
 	}
 	out := make(chan *message.Message)
-	r := &inRouter{m: map[*delivery]struct{}{}}
+	r := &inRouter{slots: make(chan struct{}, h.concurrency()), m: map[*delivery]struct{}{}}
 	s.wg.Add(2)
 	go s.pull(ctx, h, c, it, r, out)
 	go s.progress(ctx, r)
@@ -134,7 +142,7 @@ func (s *pullSubscriber) pull(ctx context.Context, h *handler, c jetstream.Consu
 		}
 	}()
 
-	slots := make(chan struct{}, h.concurrency())
+	slots := r.slots
 	for {
 		select {
 		case slots <- struct{}{}:
@@ -161,7 +169,7 @@ func (s *pullSubscriber) pull(ctx context.Context, h *handler, c jetstream.Consu
 			s.b.log.Warn("pull interrupted", append(logAttrs(h), "error", err)...)
 			continue
 		}
-		d := &delivery{msg: msg, sub: r, signalled: time.Now(), release: func() { <-slots }}
+		d := &delivery{msg: msg, sub: r, signalled: time.Now()}
 		wm := toMessage(msg)
 		// The handler's context ends when the subscription stops, as ctx does.
 		wm.SetContext(context.WithValue(ctx, deliveryKey{}, d))
@@ -241,10 +249,7 @@ func (s *pullSubscriber) settle(h *handler) message.HandlerMiddleware {
 			if d == nil {
 				return next(wm) // not one of this subscriber's messages
 			}
-			defer func() {
-				d.sub.remove(d)
-				d.release()
-			}()
+			defer d.sub.settled(d)
 			defer func() {
 				if r := recover(); r != nil {
 					// Past the recoverer: a panic in the dead-letter path itself. The message
