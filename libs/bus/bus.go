@@ -5,9 +5,11 @@
 // adding replicas and replays by re-driving that consumer. The bus creates streams and consumers
 // itself; nothing is provisioned from topic names. The router is fed by the bus's own subscriber
 // over those consumers (not watermill-nats'), which keeps HandlerSpec.Concurrency messages in
-// flight per replica, acks asynchronously, and signals progress while a handler runs longer than
-// AckWait/2. A deleted consumer makes Run fail rather than stall, and so does a connection closed
-// for good (ErrConnectionClosed); a connection that reconnects does not.
+// flight per replica, acks each message as soon as its handler returns (in the router's
+// goroutine for it), and signals progress, from one loop per handler, for a message whose
+// handler has run AckWait/4 or more, so none goes AckWait/2 without a signal. A deleted consumer
+// makes Run fail rather than stall, and so does a connection closed for good
+// (ErrConnectionClosed); a connection that reconnects does not.
 //
 // A handler gets a decoded event. When it returns an error the message is redelivered by
 // JetStream after a backoff; after Config.MaxDeliver attempts, or at once for a Permanent error or

@@ -664,6 +664,60 @@ func TestLongHandlerIsNotRedeliveredWhileRunning(t *testing.T) {
 	require.Equal(t, int32(1), calls.Load())
 }
 
+// Slow and fast messages of one handler in the router at once: the fast ones are acked as their
+// handler returns, while the subscription's one progress loop keeps every slow one in progress
+// past several AckWaits, so none is redelivered; each slow one is acked once released.
+func TestSlowMessagesStayInProgressWhileFastOnesAreAcked(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(t, "scheduler")
+	cfg.AckWait = 400 * time.Millisecond
+	b := newBus(t, cfg)
+	const slow, fast = 3, 20
+	var mu sync.Mutex
+	calls := map[string]int{}
+	release := make(chan struct{})
+	require.NoError(t, b.Handle(bus.HandlerSpec{Name: "MixedOnJobRequested", Subjects: []string{"patch.*.job.requested"}, Concurrency: slow + 2,
+		Handle: func(ctx context.Context, ev *events.Event) error {
+			mu.Lock()
+			calls[ev.Key]++
+			mu.Unlock()
+			if !strings.HasPrefix(ev.Data.(*eventsv1.JobRequested).GetInstanceId(), "slow-") {
+				return nil
+			}
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}}))
+	start(t, b)
+	var evs []*events.Event
+	for i := range slow {
+		evs = append(evs, jobRequested(t, "acme", "run-1", fmt.Sprintf("slow-%d", i)))
+	}
+	for i := range fast {
+		evs = append(evs, jobRequested(t, "acme", "run-1", fmt.Sprintf("fast-%d", i)))
+	}
+	require.NoError(t, b.Publish(t.Context(), evs...))
+
+	// Every fast message is acked while the slow ones hold their slots.
+	require.Eventually(t, func() bool {
+		info := consumerInfo(t, e, "scheduler_MixedOnJobRequested")
+		return info.NumPending == 0 && info.NumAckPending == slow
+	}, eventually, tick)
+	require.Never(t, func() bool { return consumerInfo(t, e, "scheduler_MixedOnJobRequested").NumRedelivered > 0 }, 5*cfg.AckWait, 50*time.Millisecond)
+	close(release)
+	require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "scheduler_MixedOnJobRequested") }, eventually, tick)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, calls, slow+fast)
+	for key, n := range calls {
+		require.Equal(t, 1, n, key)
+	}
+	require.Zero(t, consumerInfo(t, e, "scheduler_MixedOnJobRequested").NumRedelivered)
+}
+
 func TestDeadLetterKeepsHeadersButNotNatsOnes(t *testing.T) {
 	e := newEnv(t)
 	b := newBus(t, e.config(t, "scheduler"))

@@ -168,7 +168,8 @@ func (b *Bus) newRouter(consumers map[string]jetstream.Consumer, handlers []*han
 		// One subscription per handler and replica; it keeps up to Concurrency messages in
 		// the router at once.
 		rh := router.AddConsumerHandler(h.consumer, h.consumer, sub, b.watermillHandler(h))
-		rh.AddMiddleware(b.deadLetter(h), recoverer)
+		// settle is outermost: it acks or nacks once the dead-letter middleware has decided.
+		rh.AddMiddleware(sub.settle(h), b.deadLetter(h), recoverer)
 		b.log.Debug("handler registered", append(logAttrs(h), "concurrency", h.concurrency())...)
 	}
 	return router, sub, nil

@@ -22,9 +22,11 @@ import (
 // messages it cannot unmarshal, and drains its connection on Close.
 //
 // One Subscribe pulls batches of Config.FetchBatch messages and keeps up to the handler's
-// Concurrency of them in the router at once. A message the router acknowledges is acked, one it
-// rejects is nacked with the redelivery backoff, and one still being handled gets an in-progress
-// signal every AckWait/2 so that JetStream does not hand it to another replica meanwhile.
+// Concurrency of them in the router at once. The settle middleware, outermost around the
+// handler, acks a handled message, or nacks it with the redelivery backoff, in the router's own
+// goroutine for the message as soon as the handler returns: no goroutine, ticker or context of
+// its own per message. One progress loop per subscription keeps the messages still being
+// handled in progress, so that JetStream does not hand them to another replica meanwhile.
 type pullSubscriber struct {
 	b        *Bus
 	handlers map[string]*handler
@@ -51,6 +53,51 @@ func newPullSubscriber(b *Bus, handlers []*handler, cons map[string]jetstream.Co
 	return &pullSubscriber{b: b, handlers: hs, cons: cons, closing: make(chan struct{}), failed: make(chan struct{})}
 }
 
+// inRouter is one subscription's messages handed to the router and not settled yet.
+type inRouter struct {
+	// slots holds one token per message pulled and not settled: at most the handler's
+	// Concurrency.
+	slots chan struct{}
+
+	mu sync.Mutex
+	m  map[*delivery]struct{}
+}
+
+// delivery is a message handed to the router, from then until it is settled. The watermill
+// message's context carries it to the settle middleware.
+type delivery struct {
+	msg jetstream.Msg
+	sub *inRouter
+	// signalled is when JetStream last heard of the message: its delivery, then its last
+	// in-progress signal (guarded by sub.mu).
+	signalled time.Time
+}
+
+type deliveryKey struct{}
+
+func deliveryOf(m *message.Message) *delivery {
+	d, _ := m.Context().Value(deliveryKey{}).(*delivery)
+	return d
+}
+
+func (r *inRouter) add(d *delivery) {
+	r.mu.Lock()
+	r.m[d] = struct{}{}
+	r.mu.Unlock()
+}
+
+func (r *inRouter) remove(d *delivery) {
+	r.mu.Lock()
+	delete(r.m, d)
+	r.mu.Unlock()
+}
+
+// settled forgets a settled message and frees its slot.
+func (r *inRouter) settled(d *delivery) {
+	r.remove(d)
+	<-r.slots
+}
+
 // Subscribe starts pulling from the consumer named topic. The output channel closes when ctx is
 // done or the subscriber is closed.
 func (s *pullSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
@@ -69,12 +116,14 @@ func (s *pullSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 		return nil, fmt.Errorf("subscribe %s: %w", topic, err)
 	}
 	out := make(chan *message.Message)
-	s.wg.Add(1)
-	go s.pull(ctx, h, c, it, out)
+	r := &inRouter{slots: make(chan struct{}, h.concurrency()), m: map[*delivery]struct{}{}}
+	s.wg.Add(2)
+	go s.pull(ctx, h, c, it, r, out)
+	go s.progress(ctx, r)
 	return out, nil
 }
 
-func (s *pullSubscriber) pull(ctx context.Context, h *handler, c jetstream.Consumer, it jetstream.MessagesContext, out chan<- *message.Message) {
+func (s *pullSubscriber) pull(ctx context.Context, h *handler, c jetstream.Consumer, it jetstream.MessagesContext, r *inRouter, out chan<- *message.Message) {
 	defer s.wg.Done()
 	// out is closed only here, by its only sender.
 	defer close(out)
@@ -93,7 +142,7 @@ func (s *pullSubscriber) pull(ctx context.Context, h *handler, c jetstream.Consu
 		}
 	}()
 
-	slots := make(chan struct{}, h.concurrency())
+	slots := r.slots
 	for {
 		select {
 		case slots <- struct{}{}:
@@ -120,25 +169,59 @@ func (s *pullSubscriber) pull(ctx context.Context, h *handler, c jetstream.Consu
 			s.b.log.Warn("pull interrupted", append(logAttrs(h), "error", err)...)
 			continue
 		}
-		mctx, mcancel := context.WithCancel(ctx)
+		d := &delivery{msg: msg, sub: r, signalled: time.Now()}
 		wm := toMessage(msg)
-		wm.SetContext(mctx)
+		// The handler's context ends when the subscription stops, as ctx does.
+		wm.SetContext(context.WithValue(ctx, deliveryKey{}, d))
+		r.add(d)
 		select {
 		case out <- wm:
 		case <-ctx.Done():
-			mcancel()
+			r.remove(d)
 			// Not handled: let another replica have it now rather than after AckWait.
 			_ = msg.Nak()
 			<-slots
 			return
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-slots }()
-			defer mcancel()
-			s.settle(h, msg, wm)
-		}()
+	}
+}
+
+// progress keeps the subscription's messages in the router in progress: one loop for all of
+// them. It ticks every AckWait/4 and signals the messages JetStream has not heard of for
+// AckWait/4 or more, so none goes AckWait/2 without a signal, and one settled within AckWait/4
+// of its delivery (nearly all, with fast handlers) costs none.
+func (s *pullSubscriber) progress(ctx context.Context, r *inRouter) {
+	defer s.wg.Done()
+	every := s.b.cfg.AckWait / 4
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var msgs []jetstream.Msg
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.closing:
+			// The router gave up waiting for the handlers; JetStream redelivers what is still
+			// being handled after AckWait.
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		msgs = msgs[:0]
+		r.mu.Lock()
+		for d := range r.m {
+			if now.Sub(d.signalled) >= every {
+				msgs = append(msgs, d.msg)
+				d.signalled = now
+			}
+		}
+		r.mu.Unlock()
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
 	}
 }
 
@@ -154,39 +237,56 @@ func consumerGone(ctx context.Context, c jetstream.Consumer) error {
 	return nil
 }
 
-// settle acks or nacks msg once the router has decided, and keeps it in progress meanwhile.
-func (s *pullSubscriber) settle(h *handler, msg jetstream.Msg, wm *message.Message) {
-	var tick <-chan time.Time
-	if every := s.b.cfg.AckWait / 2; every > 0 {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case <-wm.Acked():
-			if err := msg.Ack(); err != nil {
-				s.b.log.Warn("ack failed", append(logAttrs(h), "msg_id", wm.UUID, "error", err)...)
+// settle is the outermost middleware of every handler: once the handler and the dead-letter
+// middleware have decided, it acks the message, or nacks it with the delay the dead-letter
+// middleware chose, and frees its slot. It runs in the router's goroutine for the message, so
+// a delivery costs no goroutine of the bus's own. The handler's outputs were acknowledged by
+// JetStream before it returned, so the ack follows them, as before.
+func (s *pullSubscriber) settle(h *handler) message.HandlerMiddleware {
+	return func(next message.HandlerFunc) message.HandlerFunc {
+		return func(wm *message.Message) (out []*message.Message, err error) {
+			d := deliveryOf(wm)
+			if d == nil {
+				return next(wm) // not one of this subscriber's messages
 			}
-			return
-		case <-wm.Nacked():
-			// The dead-letter middleware chose the delay; without it (a nack from elsewhere)
-			// the default backoff applies.
-			delay, err := time.ParseDuration(wm.Metadata.Get(mdRetryDelay))
+			defer d.sub.settled(d)
+			defer func() {
+				if r := recover(); r != nil {
+					// Past the recoverer: a panic in the dead-letter path itself. The message
+					// is redelivered after the default backoff, and the router stays up.
+					err = fmt.Errorf("handler %s: panic settling a message: %v", h.spec.Name, r)
+					s.nak(h, d.msg, wm)
+				}
+			}()
+			out, err = next(wm)
+			select {
+			case <-wm.Nacked():
+				s.nak(h, d.msg, wm)
+				return out, err
+			default:
+			}
 			if err != nil {
-				delivered, _ := strconv.ParseUint(wm.Metadata.Get(mdDelivered), 10, 64)
-				delay = s.b.keepDelay(delivered)
+				s.nak(h, d.msg, wm)
+				return out, err
 			}
-			if err := msg.NakWithDelay(delay); err != nil {
-				s.b.log.Warn("nak failed", append(logAttrs(h), "msg_id", wm.UUID, "error", err)...)
+			if aerr := d.msg.Ack(); aerr != nil {
+				s.b.log.Warn("ack failed", append(logAttrs(h), "msg_id", wm.UUID, "error", aerr)...)
 			}
-			return
-		case <-tick:
-			_ = msg.InProgress()
-		case <-s.closing:
-			// The router gave up waiting for the handler; JetStream redelivers after AckWait.
-			return
+			return out, nil
 		}
+	}
+}
+
+// nak asks for a redelivery of msg after the delay the dead-letter middleware chose; without
+// one (an error that got past it) the default backoff applies.
+func (s *pullSubscriber) nak(h *handler, msg jetstream.Msg, wm *message.Message) {
+	delay, err := time.ParseDuration(wm.Metadata.Get(mdRetryDelay))
+	if err != nil {
+		delivered, _ := strconv.ParseUint(wm.Metadata.Get(mdDelivered), 10, 64)
+		delay = s.b.keepDelay(delivered)
+	}
+	if err := msg.NakWithDelay(delay); err != nil {
+		s.b.log.Warn("nak failed", append(logAttrs(h), "msg_id", wm.UUID, "error", err)...)
 	}
 }
 
@@ -207,7 +307,9 @@ func (s *pullSubscriber) err() error {
 	}
 }
 
-// Close stops every subscription and waits for them and the pending acks.
+// Close stops every subscription and waits for their pull and progress loops. A handler still
+// running settles its message when it returns; one the router stopped waiting for is
+// redelivered by JetStream after AckWait.
 func (s *pullSubscriber) Close() error {
 	s.closeOnce.Do(func() { close(s.closing) })
 	s.wg.Wait()
