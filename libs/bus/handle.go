@@ -389,7 +389,8 @@ func (b *Bus) publishDeadLetter(ctx context.Context, t dlqTarget, raw rawMsg, re
 	dl.Header.Set(events.HeaderDLQHandler, t.consumer)
 	// One dead letter per stored message and handler, however often this runs.
 	dl.Header.Set(nats.MsgIdHdr, "dlq/"+t.consumer+"/"+raw.seq)
-	return b.publishMsgs(ctx, []*nats.Msg{dl})
+	_, err := b.publishMsgs(ctx, []*nats.Msg{dl})
+	return err
 }
 
 // headerSafe keeps a header value on one line.
