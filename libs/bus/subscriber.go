@@ -39,6 +39,11 @@ type pullSubscriber struct {
 	failed   chan struct{}
 	failOnce sync.Once
 	failure  error
+
+	// progress ticks every AckWait/2 for every message being handled (settle), one ticker
+	// for the subscriber instead of one per message.
+	progress     progressClock
+	progressOnce sync.Once
 }
 
 var _ message.Subscriber = (*pullSubscriber)(nil)
@@ -64,6 +69,12 @@ func (s *pullSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 		return nil, errors.New("subscribe: subscriber closed")
 	default:
 	}
+	s.progressOnce.Do(func() {
+		if every := s.b.cfg.AckWait / 2; every > 0 {
+			s.progress.ch = make(chan struct{})
+			s.wg.Go(func() { s.progress.run(s.closing, every) })
+		}
+	})
 	it, err := c.Messages(jetstream.PullMaxMessages(h.fetchBatch(s.b.cfg.FetchBatch)), jetstream.PullExpiry(s.b.pullExpiry))
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", topic, err)
@@ -121,8 +132,7 @@ func (s *pullSubscriber) pull(ctx context.Context, h *handler, c jetstream.Consu
 			continue
 		}
 		mctx, mcancel := context.WithCancel(ctx)
-		wm := toMessage(msg)
-		wm.SetContext(mctx)
+		wm, d := toMessage(mctx, msg)
 		select {
 		case out <- wm:
 		case <-ctx.Done():
@@ -137,7 +147,7 @@ func (s *pullSubscriber) pull(ctx context.Context, h *handler, c jetstream.Consu
 			defer s.wg.Done()
 			defer func() { <-slots }()
 			defer mcancel()
-			s.settle(h, msg, wm)
+			s.settle(h, d, wm)
 		}()
 	}
 }
@@ -154,38 +164,66 @@ func consumerGone(ctx context.Context, c jetstream.Consumer) error {
 	return nil
 }
 
-// settle acks or nacks msg once the router has decided, and keeps it in progress meanwhile.
-func (s *pullSubscriber) settle(h *handler, msg jetstream.Msg, wm *message.Message) {
-	var tick <-chan time.Time
-	if every := s.b.cfg.AckWait / 2; every > 0 {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		tick = t.C
-	}
+// settle acks or nacks the delivery once the router has decided, and keeps it in progress
+// meanwhile: every tick of the subscriber's progress clock, so at most AckWait/2 apart (the
+// first may come sooner after the delivery, which costs JetStream nothing but a signal).
+func (s *pullSubscriber) settle(h *handler, d *delivery, wm *message.Message) {
+	tick := s.progress.next()
 	for {
 		select {
 		case <-wm.Acked():
-			if err := msg.Ack(); err != nil {
+			if err := d.msg.Ack(); err != nil {
 				s.b.log.Warn("ack failed", append(logAttrs(h), "msg_id", wm.UUID, "error", err)...)
 			}
 			return
 		case <-wm.Nacked():
 			// The dead-letter middleware chose the delay; without it (a nack from elsewhere)
 			// the default backoff applies.
-			delay, err := time.ParseDuration(wm.Metadata.Get(mdRetryDelay))
-			if err != nil {
-				delivered, _ := strconv.ParseUint(wm.Metadata.Get(mdDelivered), 10, 64)
-				delay = s.b.keepDelay(delivered)
+			delay := s.b.keepDelay(d.delivered)
+			if d.delaySet {
+				delay = d.retryDelay
 			}
-			if err := msg.NakWithDelay(delay); err != nil {
+			if err := d.msg.NakWithDelay(delay); err != nil {
 				s.b.log.Warn("nak failed", append(logAttrs(h), "msg_id", wm.UUID, "error", err)...)
 			}
 			return
 		case <-tick:
-			_ = msg.InProgress()
+			_ = d.msg.InProgress()
+			tick = s.progress.next()
 		case <-s.closing:
 			// The router gave up waiting for the handler; JetStream redelivers after AckWait.
 			return
+		}
+	}
+}
+
+// progressClock is a ticker every message being handled listens to: each tick closes the
+// channel next returned and makes a new one. Without AckWait it never ticks (next is nil).
+type progressClock struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// next returns the channel the next tick closes.
+func (p *progressClock) next() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ch
+}
+
+// run ticks every interval until stop closes.
+func (p *progressClock) run(stop <-chan struct{}, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			p.mu.Lock()
+			close(p.ch)
+			p.ch = make(chan struct{})
+			p.mu.Unlock()
 		}
 	}
 }
@@ -214,52 +252,79 @@ func (s *pullSubscriber) Close() error {
 	return nil
 }
 
-// Metadata keys set on watermill messages.
-const (
-	mdSubject   = "nats_subject"
-	mdSequence  = "nats_sequence"
-	mdDelivered = "nats_delivered"
-	mdBadHeader = "nats_bad_header"
-	// mdRetryDelay carries the redelivery delay from the dead-letter middleware to settle.
-	mdRetryDelay = "patchwave_retry_delay"
-	mdHeader     = "hdr_"
-)
+// delivery is a JetStream message handed to the router, with what the handler, the
+// dead-letter middleware and settle need of it, read once. It is the watermill message's
+// context (the message's own cancellable context, answering Value(deliveryKey{}) with the
+// delivery), so nothing of it is copied into watermill's metadata map: a map of the headers,
+// the subject and the numbers as strings was most of what a delivery allocated in the bus.
+type delivery struct {
+	context.Context
+	msg       jetstream.Msg
+	subject   string
+	seq       uint64
+	delivered uint64
+	// bad lists the headers that came more than once ("" when none).
+	bad string
+	// retryDelay is the redelivery delay the dead-letter middleware chose before it nacked
+	// the message (delaySet); settle reads it after the nack.
+	retryDelay time.Duration
+	delaySet   bool
+}
 
-// toMessage turns a JetStream message into a watermill message and never fails: what is wrong
-// with the message (a repeated header) is recorded in metadata, so the handler dead-letters it
-// instead of the consumer stalling on it.
-func toMessage(msg jetstream.Msg) *message.Message {
+type deliveryKey struct{}
+
+// Value answers the delivery itself for deliveryKey{}, and the parent's values otherwise.
+func (d *delivery) Value(key any) any {
+	if key == (deliveryKey{}) {
+		return d
+	}
+	return d.Context.Value(key)
+}
+
+// deliveryOf returns the delivery a watermill message of the bus carries, nil for any other
+// message.
+func deliveryOf(m *message.Message) *delivery {
+	d, _ := m.Context().Value(deliveryKey{}).(*delivery)
+	return d
+}
+
+// setRetryDelay records the delay for settle's nack.
+func (d *delivery) setRetryDelay(delay time.Duration) { d.retryDelay, d.delaySet = delay, true }
+
+// correlationID is the message's correlation id header, "" when it has none or several.
+func (d *delivery) correlationID() string {
+	if v := d.msg.Headers().Values(events.HeaderCorrelationID); len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
+
+// toMessage turns a JetStream message into a watermill message whose context (ctx below) is
+// its delivery, and never fails: what is wrong with the message (a repeated header) is
+// recorded, so the handler dead-letters it instead of the consumer stalling on it.
+func toMessage(ctx context.Context, msg jetstream.Msg) (*message.Message, *delivery) {
+	d := &delivery{Context: ctx, msg: msg, subject: msg.Subject()}
 	hdr := msg.Headers()
-	md := make(message.Metadata, 6+len(hdr))
-	md.Set(mdSubject, msg.Subject())
 	var bad []string
 	for k, v := range hdr {
 		if len(v) > 1 {
 			bad = append(bad, k)
 		}
-		if len(v) > 0 {
-			// The original headers are kept for dead-lettering.
-			md.Set(mdHeader+k, v[0])
-		}
 	}
 	if len(bad) > 0 {
-		md.Set(mdBadHeader, strings.Join(bad, ","))
+		d.bad = strings.Join(bad, ",")
 	}
 	id := ""
 	if v := hdr.Values(nats.MsgIdHdr); len(v) > 0 {
 		id = v[0]
 	}
 	if meta, err := msg.Metadata(); err == nil {
-		md.Set(mdSequence, strconv.FormatUint(meta.Sequence.Stream, 10))
-		md.Set(mdDelivered, strconv.FormatUint(meta.NumDelivered, 10))
+		d.seq, d.delivered = meta.Sequence.Stream, meta.NumDelivered
 		if id == "" {
-			id = "seq-" + strconv.FormatUint(meta.Sequence.Stream, 10)
+			id = "seq-" + strconv.FormatUint(d.seq, 10)
 		}
 	}
-	if v := hdr.Values(events.HeaderCorrelationID); len(v) == 1 {
-		md.Set(events.HeaderCorrelationID, v[0])
-	}
 	wm := message.NewMessage(id, msg.Data())
-	wm.Metadata = md
-	return wm
+	wm.SetContext(d)
+	return wm, d
 }
