@@ -311,6 +311,13 @@ func TestUnmarshalToOverwritesTheEventAndLeavesItOnAnError(t *testing.T) {
 	require.Equal(t, kept, got, "a refused document changes nothing")
 }
 
+func TestDefSourceIsTheProducersAndBuiltOnce(t *testing.T) {
+	for _, d := range Defs() {
+		require.Equal(t, SourcePrefix+d.Producer, d.Source(), d.Message)
+		require.Zero(t, testing.AllocsPerRun(10, func() { _ = d.Source() }), "%s: the source is not built per call", d.Message)
+	}
+}
+
 func TestCloudEventsJSONIsReadableWithoutPatchwave(t *testing.T) {
 	e := MustNew("acme", "run-1/i-1", &eventsv1.InstallFailed{Tenant: "acme", RunId: "run-1", InstanceId: "i-1", Wave: 2, Reason: "boom"})
 	e.Time = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
