@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -46,7 +45,8 @@ func (b *Bus) Publish(ctx context.Context, evs ...*events.Event) error {
 
 // outMsg is a published event's NATS message with its header map and values and the
 // document's buffer: one allocation, used again for a later event once JetStream has
-// acknowledged this one (Publish), so a publish allocates no document, message or header map.
+// acknowledged this one (Publish), so a publish allocates no document, message or header map
+// while the free list has one.
 type outMsg struct {
 	msg  nats.Msg
 	hdr  nats.Header
@@ -54,14 +54,28 @@ type outMsg struct {
 	buf  []byte
 }
 
-var outMsgs = sync.Pool{New: func() any { return &outMsg{hdr: make(nats.Header, 3)} }}
+// outMsgs is the free list of outMsgs, bounded: a call of thousands of events has as many
+// messages in flight, and a pool that kept them all (sync.Pool keeps what it is given until
+// the second collection after) would hold megabytes of documents between waves. What does
+// not fit is left to the collector.
+var outMsgs = make(chan *outMsg, maxFreeOutMsgs)
 
-func getOutMsg() *outMsg { return outMsgs.Get().(*outMsg) }
+// maxFreeOutMsgs is how many outMsgs the free list keeps: about 1.5 MB of 1 KB documents.
+const maxFreeOutMsgs = 1024
+
+func getOutMsg() *outMsg {
+	select {
+	case o := <-outMsgs:
+		return o
+	default:
+		return &outMsg{hdr: make(nats.Header, 3)}
+	}
+}
 
 // maxPooledDoc is the largest document buffer an outMsg keeps for the next event.
 const maxPooledDoc = 64 << 10
 
-// put returns o to the pool; nothing may use o or its message afterwards.
+// put returns o to the free list; nothing may use o or its message afterwards.
 func (o *outMsg) put() {
 	if cap(o.buf) > maxPooledDoc {
 		return
@@ -69,7 +83,10 @@ func (o *outMsg) put() {
 	buf := o.buf[:0]
 	clear(o.hdr)
 	*o = outMsg{hdr: o.hdr, buf: buf}
-	outMsgs.Put(o)
+	select {
+	case outMsgs <- o:
+	default:
+	}
 }
 
 // encode checks e and writes its message into o.
