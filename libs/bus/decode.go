@@ -53,34 +53,44 @@ func newDecodeCache(n int) *decodeCache {
 
 // unmarshal is events.Unmarshal through the cache: a private copy.
 func (c *decodeCache) unmarshal(subject string, b []byte) (*events.Event, error) {
-	ev, err := c.shared(subject, b)
-	if err != nil {
+	own := new(events.Event)
+	if err := c.decodeTo(own, subject, b); err != nil {
 		return nil, err
 	}
-	own := *ev
-	own.Data = proto.Clone(ev.Data)
-	return &own, nil
+	own.Data = proto.Clone(own.Data)
+	return own, nil
 }
 
 // shared is events.Unmarshal through the cache, answering the cached event itself: a copy of
 // its attributes (so Sequence and Delivered can be set) whose payload the caller and every
 // other caller of shared read and never change.
 func (c *decodeCache) shared(subject string, b []byte) (*events.Event, error) {
+	ev := new(events.Event)
+	if err := c.decodeTo(ev, subject, b); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// decodeTo is shared into *dst (events.UnmarshalTo through the cache), so that a caller that
+// decodes many events keeps them in one slice.
+func (c *decodeCache) decodeTo(dst *events.Event, subject string, b []byte) error {
 	h := maphash.Bytes(c.seed, b)
 	c.mu.Lock()
 	hit := c.m[h]
 	c.mu.Unlock()
 	if hit != nil && hit.subject == subject && bytes.Equal(hit.raw, b) {
 		c.hits.Add(1)
-		ev := hit.ev
-		return &ev, nil
+		*dst = hit.ev
+		return nil
 	}
 	c.misses.Add(1)
-	ev, err := events.Unmarshal(subject, b)
-	if err != nil {
-		return nil, err
+	// Decoded into the entry: the event and the entry are one allocation.
+	entry := &decodedEvent{subject: subject, raw: b}
+	if err := events.UnmarshalTo(&entry.ev, subject, b); err != nil {
+		return err
 	}
-	entry := &decodedEvent{subject: subject, raw: b, ev: *ev}
+	*dst = entry.ev
 	c.mu.Lock()
 	if old := c.ring[c.next]; old != 0 {
 		delete(c.m, old)
@@ -89,7 +99,7 @@ func (c *decodeCache) shared(subject string, b []byte) (*events.Event, error) {
 	c.next = (c.next + 1) % len(c.ring)
 	c.m[h] = entry
 	c.mu.Unlock()
-	return ev, nil
+	return nil
 }
 
 // DecodeStats reports how many received events this process took from its decode cache (hits)

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -223,15 +224,18 @@ func (h *handler) consumerSpec(service string, maxAckPending int) consumerSpec {
 // watermillHandler decodes the message and calls the handler with correlation and trace context.
 func (b *Bus) watermillHandler(h *handler) message.NoPublishHandlerFunc {
 	return func(m *message.Message) error {
-		if bad := m.Metadata.Get(mdBadHeader); bad != "" {
-			return Permanent(fmt.Errorf("%w: repeated header(s) %s", events.ErrMalformed, bad))
+		d := deliveryOf(m)
+		if d == nil {
+			return Permanent(errors.New("not a message of the bus's subscriber"))
 		}
-		ev, err := decoded.unmarshal(m.Metadata.Get(mdSubject), m.Payload)
+		if d.bad != "" {
+			return Permanent(fmt.Errorf("%w: repeated header(s) %s", events.ErrMalformed, d.bad))
+		}
+		ev, err := decoded.unmarshal(d.subject, m.Payload)
 		if err != nil {
 			return Permanent(err)
 		}
-		ev.Sequence, _ = strconv.ParseUint(m.Metadata.Get(mdSequence), 10, 64)
-		ev.Delivered, _ = strconv.ParseUint(m.Metadata.Get(mdDelivered), 10, 64)
+		ev.Sequence, ev.Delivered = d.seq, d.delivered
 		ctx := m.Context()
 		corr := ev.CorrelationID
 		if corr == "" {
@@ -285,26 +289,31 @@ func (b *Bus) deadLetter(hd *handler) message.HandlerMiddleware {
 			if err == nil {
 				return out, nil
 			}
-			delivered, _ := strconv.ParseUint(m.Metadata.Get(mdDelivered), 10, 64)
+			d := deliveryOf(m)
+			if d == nil {
+				m.Nack()
+				return nil, nil
+			}
+			delivered := d.delivered
 			if m.Context().Err() != nil && !IsPermanent(err) {
 				// The bus is stopping; the message is redelivered, not dead-lettered.
-				m.Metadata.Set(mdRetryDelay, "0s")
+				d.setRetryDelay(0)
 				m.Nack()
 				return nil, nil
 			}
 			log := b.log.With("handler", hd.spec.Name, "msg_id", m.UUID,
-				"subject", m.Metadata.Get(mdSubject), "delivered", delivered,
-				"correlation_id", m.Metadata.Get(events.HeaderCorrelationID))
+				"subject", d.subject, "delivered", delivered,
+				"correlation_id", d.correlationID())
 			dead, delay := b.retry(err, delivered)
 			if !dead {
 				log.Warn("handler failed, will retry", "error", err, "retry_in", delay)
-				m.Metadata.Set(mdRetryDelay, delay.String())
+				d.setRetryDelay(delay)
 				m.Nack()
 				return nil, nil
 			}
-			raw := rawFromWatermill(m)
+			raw := rawFromDelivery(d)
 			if ok := b.sendToDeadLetter(m.Context(), log, dlqTarget{name: hd.spec.Name, consumer: hd.consumer, subject: hd.dlq, hook: hd.spec.OnDeadLetter}, raw, err, delivered); !ok {
-				m.Metadata.Set(mdRetryDelay, b.keepDelay(delivered).String())
+				d.setRetryDelay(b.keepDelay(delivered))
 				m.Nack()
 			}
 			return nil, nil
@@ -334,14 +343,15 @@ type rawMsg struct {
 	malformed string
 }
 
-func rawFromWatermill(m *message.Message) rawMsg {
-	r := rawMsg{subject: m.Metadata.Get(mdSubject), seq: m.Metadata.Get(mdSequence), data: m.Payload, header: nats.Header{}}
-	for k, v := range m.Metadata {
-		if orig, ok := strings.CutPrefix(k, mdHeader); ok {
-			r.header.Set(orig, v)
+// rawFromDelivery is the dead-letter path's view of a handler's delivery: the first value of
+// each header, and the repeated headers as the reason it is malformed.
+func rawFromDelivery(d *delivery) rawMsg {
+	r := rawMsg{subject: d.subject, seq: strconv.FormatUint(d.seq, 10), data: d.msg.Data(), header: nats.Header{}, malformed: d.bad}
+	for k, v := range d.msg.Headers() {
+		if len(v) > 0 {
+			r.header.Set(k, v[0])
 		}
 	}
-	r.malformed = m.Metadata.Get(mdBadHeader)
 	return r
 }
 
@@ -389,7 +399,8 @@ func (b *Bus) publishDeadLetter(ctx context.Context, t dlqTarget, raw rawMsg, re
 	dl.Header.Set(events.HeaderDLQHandler, t.consumer)
 	// One dead letter per stored message and handler, however often this runs.
 	dl.Header.Set(nats.MsgIdHdr, "dlq/"+t.consumer+"/"+raw.seq)
-	return b.publishMsgs(ctx, []*nats.Msg{dl})
+	_, err := b.publishMsgs(ctx, []*nats.Msg{dl})
+	return err
 }
 
 // headerSafe keeps a header value on one line.

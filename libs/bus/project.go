@@ -167,27 +167,28 @@ type projMsg struct {
 // malformed ones; a large batch is decoded on every core (decoding CloudEvents JSON and
 // protobuf JSON is most of a replay's cost).
 func decodeAll(log *slog.Logger, raw []projMsg) {
-	decode := func(i int) {
-		r := &raw[i]
-		if len(r.want) == 0 {
-			return
+	// The round's events are one allocation; a projection's batch points into it, so it lives
+	// until every batch holding one of its events is applied and dropped.
+	wanted := 0
+	for i := range raw {
+		if len(raw[i].want) > 0 {
+			wanted++
 		}
-		dec := events.Unmarshal
-		if r.live {
-			dec = decoded.shared
+	}
+	if wanted == 0 {
+		return
+	}
+	evs := make([]events.Event, 0, wanted)
+	for i := range raw {
+		if len(raw[i].want) > 0 {
+			evs = evs[:len(evs)+1]
+			raw[i].ev = &evs[len(evs)-1]
 		}
-		ev, err := dec(r.subject, r.data)
-		if err != nil {
-			log.Warn("projection skips malformed message", "seq", r.seq, "error", err)
-			return
-		}
-		ev.Sequence, ev.Delivered = r.seq, 1
-		r.ev = ev
 	}
 	workers := runtime.GOMAXPROCS(0)
 	if len(raw) < 64 || workers == 1 {
 		for i := range raw {
-			decode(i)
+			decodeOne(log, &raw[i])
 		}
 		return
 	}
@@ -197,11 +198,31 @@ func decodeAll(log *slog.Logger, raw []projMsg) {
 		end := min(start+chunk, len(raw))
 		wg.Go(func() {
 			for i := start; i < end; i++ {
-				decode(i)
+				decodeOne(log, &raw[i])
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// decodeOne decodes a message of decodeAll's into its event (r.ev, nil when no projection
+// wants it), or logs it and sets r.ev to nil when it is malformed.
+func decodeOne(log *slog.Logger, r *projMsg) {
+	if r.ev == nil {
+		return
+	}
+	var err error
+	if r.live {
+		err = decoded.decodeTo(r.ev, r.subject, r.data)
+	} else {
+		err = events.UnmarshalTo(r.ev, r.subject, r.data)
+	}
+	if err != nil {
+		log.Warn("projection skips malformed message", "seq", r.seq, "error", err)
+		r.ev = nil
+		return
+	}
+	r.ev.Sequence, r.ev.Delivered = r.seq, 1
 }
 
 // DefaultProjectionBatch is the batch size of a projection with ApplyBatch and no BatchSize.

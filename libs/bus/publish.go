@@ -20,41 +20,100 @@ import (
 // An error no retry can fix (an invalid event, one the stream refuses) is Permanent, so a
 // handler that returns it dead-letters its input at once.
 func (b *Bus) Publish(ctx context.Context, evs ...*events.Event) error {
+	outs := make([]*outMsg, 0, len(evs))
 	msgs := make([]*nats.Msg, 0, len(evs))
 	for _, e := range evs {
-		m, err := b.encode(ctx, e)
-		if err != nil {
+		o := getOutMsg()
+		if err := b.encode(ctx, e, o); err != nil {
+			o.put()
 			return Permanent(err)
 		}
-		msgs = append(msgs, m)
+		outs = append(outs, o)
+		msgs = append(msgs, &o.msg)
 	}
-	return b.publishMsgs(ctx, msgs)
+	clean, err := b.publishMsgs(ctx, msgs)
+	if clean {
+		// Every message was acknowledged at its first send, so nothing (nats.go's futures, a
+		// retry it schedules) refers to one any more. After anything else the messages are
+		// left to the collector: a send given up on may still be answered or retried.
+		for _, o := range outs {
+			o.put()
+		}
+	}
+	return err
 }
 
-func (b *Bus) encode(ctx context.Context, e *events.Event) (*nats.Msg, error) {
+// outMsg is a published event's NATS message with its header map and values and the
+// document's buffer: one allocation, used again for a later event once JetStream has
+// acknowledged this one (Publish), so a publish allocates no document, message or header map
+// while the free list has one.
+type outMsg struct {
+	msg  nats.Msg
+	hdr  nats.Header
+	vals [3]string
+	buf  []byte
+}
+
+// outMsgs is the free list of outMsgs, bounded: a call of thousands of events has as many
+// messages in flight, and a pool that kept them all (sync.Pool keeps what it is given until
+// the second collection after) would hold megabytes of documents between waves. What does
+// not fit is left to the collector.
+var outMsgs = make(chan *outMsg, maxFreeOutMsgs)
+
+// maxFreeOutMsgs is how many outMsgs the free list keeps: about 1.5 MB of 1 KB documents.
+const maxFreeOutMsgs = 1024
+
+func getOutMsg() *outMsg {
+	select {
+	case o := <-outMsgs:
+		return o
+	default:
+		return &outMsg{hdr: make(nats.Header, 3)}
+	}
+}
+
+// maxPooledDoc is the largest document buffer an outMsg keeps for the next event.
+const maxPooledDoc = 64 << 10
+
+// put returns o to the free list; nothing may use o or its message afterwards.
+func (o *outMsg) put() {
+	if cap(o.buf) > maxPooledDoc {
+		return
+	}
+	buf := o.buf[:0]
+	clear(o.hdr)
+	*o = outMsg{hdr: o.hdr, buf: buf}
+	select {
+	case outMsgs <- o:
+	default:
+	}
+}
+
+// encode checks e and writes its message into o.
+func (b *Bus) encode(ctx context.Context, e *events.Event, o *outMsg) error {
 	if e == nil {
-		return nil, errors.New("publish: nil event")
+		return errors.New("publish: nil event")
 	}
 	// An event built by hand must still be one a consumer can read back.
 	d, err := events.DefOf(e.Data)
 	if err != nil {
-		return nil, fmt.Errorf("publish event %s: %w", e.ID, err)
+		return fmt.Errorf("publish event %s: %w", e.ID, err)
 	}
 	if !d.HasSubject(e.Tenant, e.Subject) || e.Type != string(d.Message) {
-		return nil, fmt.Errorf("publish event %s: subject %q and type %q do not match payload %s with tenant %q (want subject %q); build events with events.New",
+		return fmt.Errorf("publish event %s: subject %q and type %q do not match payload %s with tenant %q (want subject %q); build events with events.New",
 			e.ID, e.Subject, e.Type, d.Message, e.Tenant, d.Subject(e.Tenant))
 	}
 	// Only an event's producer publishes it (its NATS user could not publish the subject
 	// anyway): say so before the server refuses with a bare permissions violation.
 	if d.Producer != b.cfg.Service {
-		return nil, fmt.Errorf("publish event %s: service %q does not publish %s, its producer is %q (events registry)",
+		return fmt.Errorf("publish event %s: service %q does not publish %s, its producer is %q (events registry)",
 			e.ID, b.cfg.Service, d.Message, d.Producer)
 	}
 	if e.Source == "" {
 		e.Source = d.Source()
 	}
 	if e.Source != d.Source() {
-		return nil, fmt.Errorf("publish event %s: source %q is not the producer of %s (want %q)", e.ID, e.Source, d.Message, d.Source())
+		return fmt.Errorf("publish event %s: source %q is not the producer of %s (want %q)", e.ID, e.Source, d.Message, d.Source())
 	}
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
@@ -65,44 +124,41 @@ func (b *Bus) encode(ctx context.Context, e *events.Event) (*nats.Msg, error) {
 	if e.TraceParent == "" {
 		e.TraceParent = TraceParent(ctx)
 	}
-	data, err := events.Marshal(e)
+	data, err := events.MarshalAppend(o.buf[:0], e)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	// One allocation holds the message, its header values and the map's room for them (what
-	// nats.NewMsg and Header.Set, a slice per value, would allocate one by one).
-	a := &msgAlloc{vals: [3]string{e.ID, e.CorrelationID, e.TraceParent}}
-	a.msg = nats.Msg{Subject: e.Subject, Data: data, Header: make(nats.Header, 3)}
-	a.msg.Header[nats.MsgIdHdr] = a.vals[0:1:1]
+	o.buf = data
+	// The header values are slices of o.vals (what nats.NewMsg and Header.Set, a slice per
+	// value, would allocate one by one).
+	o.vals = [3]string{e.ID, e.CorrelationID, e.TraceParent}
+	o.msg = nats.Msg{Subject: e.Subject, Data: data, Header: o.hdr}
+	o.hdr[nats.MsgIdHdr] = o.vals[0:1:1]
 	if e.CorrelationID != "" {
-		a.msg.Header[events.HeaderCorrelationID] = a.vals[1:2:2]
+		o.hdr[events.HeaderCorrelationID] = o.vals[1:2:2]
 	}
 	if e.TraceParent != "" {
-		a.msg.Header[events.HeaderTraceParent] = a.vals[2:3:3]
+		o.hdr[events.HeaderTraceParent] = o.vals[2:3:3]
 	}
-	return &a.msg, nil
+	return nil
 }
 
-// msgAlloc is a published message with its header values.
-type msgAlloc struct {
-	msg  nats.Msg
-	vals [3]string
-}
-
-// publishMsgs sends msgs asynchronously in windows and retries the ones not acknowledged.
-func (b *Bus) publishMsgs(ctx context.Context, msgs []*nats.Msg) error {
+// publishMsgs sends msgs asynchronously in windows and retries the ones not acknowledged. clean
+// reports that every message was acknowledged at its first send: no send was given up on or
+// failed, so nats.go holds none of them any more.
+func (b *Bus) publishMsgs(ctx context.Context, msgs []*nats.Msg) (clean bool, err error) {
 	pending := msgs
 	var lastErr error
 	for attempt := 1; len(pending) > 0; attempt++ {
 		if attempt > b.cfg.PublishAttempts {
 			b.metrics.publishFailed.Add(float64(len(pending)))
-			return fmt.Errorf("publish %d events (first %s) after %d attempts: %w",
+			return false, fmt.Errorf("publish %d events (first %s) after %d attempts: %w",
 				len(pending), pending[0].Header.Get(nats.MsgIdHdr), b.cfg.PublishAttempts, lastErr)
 		}
 		if attempt > 1 {
 			b.metrics.publishRetries.Add(float64(len(pending)))
 			if err := sleepCtx(ctx, backoff(b.cfg.RetryBackoff/5, time.Second, attempt-1)); err != nil {
-				return fmt.Errorf("publish: %w", err)
+				return false, fmt.Errorf("publish: %w", err)
 			}
 		}
 		var failed []*nats.Msg
@@ -111,20 +167,21 @@ func (b *Bus) publishMsgs(ctx context.Context, msgs []*nats.Msg) error {
 			f, err := b.publishWindow(ctx, pending[start:end])
 			if IsPermanent(err) {
 				b.metrics.publishFailed.Add(float64(len(pending) - start))
-				return err
+				return false, err
 			}
 			if err != nil {
 				lastErr = err
 			}
 			failed = append(failed, f...)
 			if ctx.Err() != nil {
-				return fmt.Errorf("publish: %w", ctx.Err())
+				return false, fmt.Errorf("publish: %w", ctx.Err())
 			}
 		}
 		pending = failed
+		clean = attempt == 1 && len(failed) == 0
 	}
 	b.metrics.published.Add(float64(len(msgs)))
-	return nil
+	return clean, nil
 }
 
 // publishWindow sends msgs without waiting, then waits for every ack. Sending is bounded by

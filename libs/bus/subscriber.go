@@ -63,23 +63,6 @@ type inRouter struct {
 	m  map[*delivery]struct{}
 }
 
-// delivery is a message handed to the router, from then until it is settled. The watermill
-// message's context carries it to the settle middleware.
-type delivery struct {
-	msg jetstream.Msg
-	sub *inRouter
-	// signalled is when JetStream last heard of the message: its delivery, then its last
-	// in-progress signal (guarded by sub.mu).
-	signalled time.Time
-}
-
-type deliveryKey struct{}
-
-func deliveryOf(m *message.Message) *delivery {
-	d, _ := m.Context().Value(deliveryKey{}).(*delivery)
-	return d
-}
-
 func (r *inRouter) add(d *delivery) {
 	r.mu.Lock()
 	r.m[d] = struct{}{}
@@ -169,10 +152,9 @@ func (s *pullSubscriber) pull(ctx context.Context, h *handler, c jetstream.Consu
 			s.b.log.Warn("pull interrupted", append(logAttrs(h), "error", err)...)
 			continue
 		}
-		d := &delivery{msg: msg, sub: r, signalled: time.Now()}
-		wm := toMessage(msg)
+		wm, d := toMessage(ctx, msg)
+		d.sub, d.signalled = r, time.Now()
 		// The handler's context ends when the subscription stops, as ctx does.
-		wm.SetContext(context.WithValue(ctx, deliveryKey{}, d))
 		r.add(d)
 		select {
 		case out <- wm:
@@ -255,18 +237,18 @@ func (s *pullSubscriber) settle(h *handler) message.HandlerMiddleware {
 					// Past the recoverer: a panic in the dead-letter path itself. The message
 					// is redelivered after the default backoff, and the router stays up.
 					err = fmt.Errorf("handler %s: panic settling a message: %v", h.spec.Name, r)
-					s.nak(h, d.msg, wm)
+					s.nak(h, d, wm)
 				}
 			}()
 			out, err = next(wm)
 			select {
 			case <-wm.Nacked():
-				s.nak(h, d.msg, wm)
+				s.nak(h, d, wm)
 				return out, err
 			default:
 			}
 			if err != nil {
-				s.nak(h, d.msg, wm)
+				s.nak(h, d, wm)
 				return out, err
 			}
 			if aerr := d.msg.Ack(); aerr != nil {
@@ -279,13 +261,12 @@ func (s *pullSubscriber) settle(h *handler) message.HandlerMiddleware {
 
 // nak asks for a redelivery of msg after the delay the dead-letter middleware chose; without
 // one (an error that got past it) the default backoff applies.
-func (s *pullSubscriber) nak(h *handler, msg jetstream.Msg, wm *message.Message) {
-	delay, err := time.ParseDuration(wm.Metadata.Get(mdRetryDelay))
-	if err != nil {
-		delivered, _ := strconv.ParseUint(wm.Metadata.Get(mdDelivered), 10, 64)
-		delay = s.b.keepDelay(delivered)
+func (s *pullSubscriber) nak(h *handler, d *delivery, wm *message.Message) {
+	delay := s.b.keepDelay(d.delivered)
+	if d.delaySet {
+		delay = d.retryDelay
 	}
-	if err := msg.NakWithDelay(delay); err != nil {
+	if err := d.msg.NakWithDelay(delay); err != nil {
 		s.b.log.Warn("nak failed", append(logAttrs(h), "msg_id", wm.UUID, "error", err)...)
 	}
 }
@@ -316,52 +297,84 @@ func (s *pullSubscriber) Close() error {
 	return nil
 }
 
-// Metadata keys set on watermill messages.
-const (
-	mdSubject   = "nats_subject"
-	mdSequence  = "nats_sequence"
-	mdDelivered = "nats_delivered"
-	mdBadHeader = "nats_bad_header"
-	// mdRetryDelay carries the redelivery delay from the dead-letter middleware to settle.
-	mdRetryDelay = "patchwave_retry_delay"
-	mdHeader     = "hdr_"
-)
+// delivery is a JetStream message handed to the router, from then until it is settled, with
+// what the handler, the dead-letter middleware and settle need of it, read once. It is the watermill message's
+// context (the message's own cancellable context, answering Value(deliveryKey{}) with the
+// delivery), so nothing of it is copied into watermill's metadata map: a map of the headers,
+// the subject and the numbers as strings was most of what a delivery allocated in the bus.
+type delivery struct {
+	context.Context
+	msg       jetstream.Msg
+	subject   string
+	seq       uint64
+	delivered uint64
+	// bad lists the headers that came more than once ("" when none).
+	bad string
+	// retryDelay is the redelivery delay the dead-letter middleware chose before it nacked
+	// the message (delaySet); settle reads it after the nack.
+	retryDelay time.Duration
+	delaySet   bool
+	// sub is the subscription whose router holds the message until it is settled.
+	sub *inRouter
+	// signalled is when JetStream last heard of the message: its delivery, then its last
+	// in-progress signal (guarded by sub.mu).
+	signalled time.Time
+}
 
-// toMessage turns a JetStream message into a watermill message and never fails: what is wrong
-// with the message (a repeated header) is recorded in metadata, so the handler dead-letters it
-// instead of the consumer stalling on it.
-func toMessage(msg jetstream.Msg) *message.Message {
+type deliveryKey struct{}
+
+// Value answers the delivery itself for deliveryKey{}, and the parent's values otherwise.
+func (d *delivery) Value(key any) any {
+	if key == (deliveryKey{}) {
+		return d
+	}
+	return d.Context.Value(key)
+}
+
+// deliveryOf returns the delivery a watermill message of the bus carries, nil for any other
+// message.
+func deliveryOf(m *message.Message) *delivery {
+	d, _ := m.Context().Value(deliveryKey{}).(*delivery)
+	return d
+}
+
+// setRetryDelay records the delay for settle's nack.
+func (d *delivery) setRetryDelay(delay time.Duration) { d.retryDelay, d.delaySet = delay, true }
+
+// correlationID is the message's correlation id header, "" when it has none or several.
+func (d *delivery) correlationID() string {
+	if v := d.msg.Headers().Values(events.HeaderCorrelationID); len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
+
+// toMessage turns a JetStream message into a watermill message whose context (ctx below) is
+// its delivery, and never fails: what is wrong with the message (a repeated header) is
+// recorded, so the handler dead-letters it instead of the consumer stalling on it.
+func toMessage(ctx context.Context, msg jetstream.Msg) (*message.Message, *delivery) {
+	d := &delivery{Context: ctx, msg: msg, subject: msg.Subject()}
 	hdr := msg.Headers()
-	md := make(message.Metadata, 6+len(hdr))
-	md.Set(mdSubject, msg.Subject())
 	var bad []string
 	for k, v := range hdr {
 		if len(v) > 1 {
 			bad = append(bad, k)
 		}
-		if len(v) > 0 {
-			// The original headers are kept for dead-lettering.
-			md.Set(mdHeader+k, v[0])
-		}
 	}
 	if len(bad) > 0 {
-		md.Set(mdBadHeader, strings.Join(bad, ","))
+		d.bad = strings.Join(bad, ",")
 	}
 	id := ""
 	if v := hdr.Values(nats.MsgIdHdr); len(v) > 0 {
 		id = v[0]
 	}
 	if meta, err := msg.Metadata(); err == nil {
-		md.Set(mdSequence, strconv.FormatUint(meta.Sequence.Stream, 10))
-		md.Set(mdDelivered, strconv.FormatUint(meta.NumDelivered, 10))
+		d.seq, d.delivered = meta.Sequence.Stream, meta.NumDelivered
 		if id == "" {
-			id = "seq-" + strconv.FormatUint(meta.Sequence.Stream, 10)
+			id = "seq-" + strconv.FormatUint(d.seq, 10)
 		}
 	}
-	if v := hdr.Values(events.HeaderCorrelationID); len(v) == 1 {
-		md.Set(events.HeaderCorrelationID, v[0])
-	}
 	wm := message.NewMessage(id, msg.Data())
-	wm.Metadata = md
-	return wm
+	wm.SetContext(d)
+	return wm, d
 }

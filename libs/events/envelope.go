@@ -130,7 +130,12 @@ var (
 )
 
 // Marshal encodes e as a CloudEvents 1.0 structured-mode JSON document.
-func Marshal(e *Event) ([]byte, error) {
+func Marshal(e *Event) ([]byte, error) { return MarshalAppend(nil, e) }
+
+// MarshalAppend appends e's document, as Marshal writes it, to dst and returns the extended
+// slice. A publisher that keeps its buffers (the bus) writes each event without allocating
+// one.
+func MarshalAppend(dst []byte, e *Event) ([]byte, error) {
 	if e == nil || e.Data == nil {
 		return nil, errors.New("marshal event: no payload")
 	}
@@ -138,7 +143,7 @@ func Marshal(e *Event) ([]byte, error) {
 		return nil, fmt.Errorf("marshal event %q: id, source and type are required", e.ID)
 	}
 	// The payload and the document are written to pooled buffers; only the document
-	// returned is allocated, at its size.
+	// returned is allocated, at its size (none when dst has room).
 	bufs := marshalBufs.Get().(*marshalBuf)
 	defer bufs.put()
 	data, compact := appendDataFast(bufs.data[:0], e.Data.ProtoReflect(), 0)
@@ -159,9 +164,16 @@ func Marshal(e *Event) ([]byte, error) {
 	}
 	bufs.doc.Reset()
 	if appendWireFast(&bufs.doc, &w, compact) {
-		return bytes.Clone(bufs.doc.Bytes()), nil
+		return append(dst, bufs.doc.Bytes()...), nil
 	}
-	return json.Marshal(w)
+	doc, err := json.Marshal(w)
+	if err != nil {
+		return nil, err
+	}
+	if dst == nil {
+		return doc, nil
+	}
+	return append(dst, doc...), nil
 }
 
 // marshalBuf is Marshal's scratch space: the payload as protojson writes it, and the document.
@@ -187,65 +199,75 @@ var marshalBufs = sync.Pool{New: func() any { return &marshalBuf{data: make([]by
 // that is not the registered producer of the type (Def.Producer), or a tenant or type that does
 // not match the subject.
 func Unmarshal(subject string, b []byte) (*Event, error) {
+	e := new(Event)
+	if err := UnmarshalTo(e, subject, b); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// UnmarshalTo is Unmarshal into *e, which it overwrites (and leaves unchanged on an error): a
+// consumer that decodes many events at once keeps them in one slice instead of allocating each.
+func UnmarshalTo(e *Event, subject string, b []byte) error {
 	var w wire
 	if !decodeWireFast(b, &w) {
 		// A variable of its own: w, which encoding/json would move to the heap, stays on the
 		// stack on the fast path.
 		slow := new(wire)
 		if err := json.Unmarshal(b, slow); err != nil {
-			return nil, fmt.Errorf("%w: not CloudEvents JSON: %w", ErrMalformed, err)
+			return fmt.Errorf("%w: not CloudEvents JSON: %w", ErrMalformed, err)
 		}
 		w = *slow
 	}
 	switch {
 	case w.SpecVersion != SpecVersion:
-		return nil, fmt.Errorf("%w: specversion %q, want %q", ErrMalformed, w.SpecVersion, SpecVersion)
+		return fmt.Errorf("%w: specversion %q, want %q", ErrMalformed, w.SpecVersion, SpecVersion)
 	case w.ID == "" || w.Source == "" || w.Type == "":
-		return nil, fmt.Errorf("%w: id, source and type are required", ErrMalformed)
+		return fmt.Errorf("%w: id, source and type are required", ErrMalformed)
 	case w.DataContentType != "" && w.DataContentType != DataContentType:
-		return nil, fmt.Errorf("%w: datacontenttype %q, want %q", ErrMalformed, w.DataContentType, DataContentType)
+		return fmt.Errorf("%w: datacontenttype %q, want %q", ErrMalformed, w.DataContentType, DataContentType)
 	case len(w.Data) == 0:
-		return nil, fmt.Errorf("%w: event %s has no data", ErrMalformed, w.ID)
+		return fmt.Errorf("%w: event %s has no data", ErrMalformed, w.ID)
 	}
 	d, ok := registry[protoreflect.FullName(w.Type)]
 	if !ok {
-		return nil, fmt.Errorf("%w: unknown type %q", ErrMalformed, w.Type)
+		return fmt.Errorf("%w: unknown type %q", ErrMalformed, w.Type)
 	}
 	if w.Source != d.Source() {
-		return nil, fmt.Errorf("%w: source %q is not the producer of %s (want %q)", ErrMalformed, w.Source, w.Type, d.Source())
+		return fmt.Errorf("%w: source %q is not the producer of %s (want %q)", ErrMalformed, w.Source, w.Type, d.Source())
 	}
 	switch d.Scope {
 	case ScopeTenant:
 		if err := ValidateTenant(w.Tenant); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 	case ScopeCatalog:
 		if w.Tenant != "" {
-			return nil, fmt.Errorf("%w: catalog event %s has tenant %q", ErrMalformed, w.Type, w.Tenant)
+			return fmt.Errorf("%w: catalog event %s has tenant %q", ErrMalformed, w.Type, w.Tenant)
 		}
 	}
 	if subject == "" {
 		subject = d.Subject(w.Tenant)
 	} else if !d.HasSubject(w.Tenant, subject) {
-		return nil, fmt.Errorf("%w: type %s with tenant %q belongs on %q, received on %q", ErrMalformed, w.Type, w.Tenant, d.Subject(w.Tenant), subject)
+		return fmt.Errorf("%w: type %s with tenant %q belongs on %q, received on %q", ErrMalformed, w.Type, w.Tenant, d.Subject(w.Tenant), subject)
 	}
 	msg := d.new()
 	if !decodeDataFast(w.Data, msg) {
 		// protojson skips an unknown field's value without checking all of its grammar (it
 		// takes the number 10e): the payload must be JSON first, as the fast path checks.
 		if !json.Valid(w.Data) {
-			return nil, fmt.Errorf("%w: data of %s: not valid JSON", ErrMalformed, w.Type)
+			return fmt.Errorf("%w: data of %s: not valid JSON", ErrMalformed, w.Type)
 		}
 		msg = d.new()
 		if err := dataUnmarshal.Unmarshal(w.Data, msg); err != nil {
-			return nil, fmt.Errorf("%w: data of %s: %w", ErrMalformed, w.Type, err)
+			return fmt.Errorf("%w: data of %s: %w", ErrMalformed, w.Type, err)
 		}
 	}
-	e := &Event{
+	*e = Event{
 		ID: w.ID, Source: w.Source, Type: w.Type, Key: w.Subject, Tenant: w.Tenant,
 		CorrelationID: w.CorrelationID, TraceParent: w.TraceParent,
 		Subject: subject, Data: msg,
 	}
 	e.Time = w.Time
-	return e, nil
+	return nil
 }

@@ -264,6 +264,60 @@ func TestMarshalUnmarshalRoundTripsEveryEventType(t *testing.T) {
 	}
 }
 
+func TestMarshalAppendWritesMarshalsBytesAfterWhatTheBufferHolds(t *testing.T) {
+	fast := MustNew("acme", "run-1/i-1", &eventsv1.InstallFailed{Tenant: "acme", RunId: "run-1", InstanceId: "i-1", Reason: "boom"})
+	// An attribute that needs escaping takes encoding/json's path.
+	slow := MustNew("acme", "run-1/i-2", &eventsv1.InstallFailed{Tenant: "acme", RunId: "run-1", InstanceId: "i-2"})
+	slow.CorrelationID = `a"<b>`
+	for _, tt := range []struct {
+		name string
+		e    *Event
+	}{{"the fast encoder", fast}, {"encoding/json", slow}} {
+		t.Run(tt.name, func(t *testing.T) {
+			want, err := Marshal(tt.e)
+			require.NoError(t, err)
+			for _, dst := range [][]byte{nil, []byte("prefix "), make([]byte, 3, 4096)} {
+				got, err := MarshalAppend(dst, tt.e)
+				require.NoError(t, err)
+				require.Equal(t, string(dst), string(got[:len(dst)]), "what dst held is kept")
+				require.Equal(t, string(want), string(got[len(dst):]))
+			}
+			room := make([]byte, 0, 4096)
+			got, err := MarshalAppend(room, tt.e)
+			require.NoError(t, err)
+			require.Same(t, &room[:1][0], &got[0], "a buffer with room is written in place")
+		})
+	}
+	_, err := MarshalAppend([]byte("x"), nil)
+	require.Error(t, err)
+}
+
+func TestUnmarshalToOverwritesTheEventAndLeavesItOnAnError(t *testing.T) {
+	e := MustNew("acme", "run-1/i-1", &eventsv1.InstallFailed{Tenant: "acme", RunId: "run-1", InstanceId: "i-1", Reason: "boom"})
+	e.CorrelationID = "corr-1"
+	b, err := Marshal(e)
+	require.NoError(t, err)
+	want, err := Unmarshal(e.Subject, b)
+	require.NoError(t, err)
+
+	got := Event{ID: "old", Sequence: 7, Delivered: 2, Key: "old-key"}
+	require.NoError(t, UnmarshalTo(&got, e.Subject, b))
+	require.True(t, proto.Equal(want.Data, got.Data))
+	got.Data, want.Data = nil, nil
+	require.Equal(t, *want, got, "every attribute is the document's, Sequence and Delivered zero")
+
+	kept := got
+	require.ErrorIs(t, UnmarshalTo(&got, "patch.globex.install.failed", b), ErrMalformed)
+	require.Equal(t, kept, got, "a refused document changes nothing")
+}
+
+func TestDefSourceIsTheProducersAndBuiltOnce(t *testing.T) {
+	for _, d := range Defs() {
+		require.Equal(t, SourcePrefix+d.Producer, d.Source(), d.Message)
+		require.Zero(t, testing.AllocsPerRun(10, func() { _ = d.Source() }), "%s: the source is not built per call", d.Message)
+	}
+}
+
 func TestCloudEventsJSONIsReadableWithoutPatchwave(t *testing.T) {
 	e := MustNew("acme", "run-1/i-1", &eventsv1.InstallFailed{Tenant: "acme", RunId: "run-1", InstanceId: "i-1", Wave: 2, Reason: "boom"})
 	e.Time = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)

@@ -33,6 +33,9 @@ type Def struct {
 	// Message is the full protobuf name of the payload; it is also the CloudEvents type.
 	Message protoreflect.FullName
 	new     func() proto.Message
+	// source is SourcePrefix+Producer, built once: every event published and received
+	// compares its source with it.
+	source string
 }
 
 // Subject returns the subject an event of this kind is published on.
@@ -76,13 +79,19 @@ func (d Def) Pattern() string { return d.Subject("*") }
 func (d Def) PatternFor(tenant string) string { return d.Subject(tenant) }
 
 // Source returns the CloudEvents source of this kind of event: SourcePrefix + Producer.
-func (d Def) Source() string { return SourcePrefix + d.Producer }
+func (d Def) Source() string {
+	if d.source != "" {
+		return d.source
+	}
+	return SourcePrefix + d.Producer
+}
 
 func def[T proto.Message](producer string, scope Scope, aggregate, event string, newT func() T) Def {
 	return Def{
 		Scope: scope, Aggregate: aggregate, Event: event, Producer: producer,
 		Message: newT().ProtoReflect().Descriptor().FullName(),
 		new:     func() proto.Message { return newT() },
+		source:  SourcePrefix + producer,
 	}
 }
 

@@ -41,6 +41,9 @@ import (
 type Marks struct {
 	st   store.Store
 	name string
+	// set and seq are the keys of the mark set and of its checkpoint, built once: every mark
+	// and every Done reads them.
+	set, seq string
 
 	mu sync.Mutex
 	// seen is the checkpoint this process last read or wrote: once it is not zero the marks
@@ -63,7 +66,7 @@ var ErrRebuilding = errors.New("idempotency marks are being rebuilt")
 
 // New returns the mark set called name (usually the service name) in st.
 func New(st store.Store, name string) *Marks {
-	return &Marks{st: st, name: name, lost: make(chan struct{}, 1)}
+	return &Marks{st: st, name: name, set: "idem:" + name + ":done", seq: "idem:" + name + ":seq", lost: make(chan struct{}, 1)}
 }
 
 // lose records that the marks are gone from the store: until the projection has replayed up to
@@ -79,8 +82,8 @@ func (m *Marks) lose(seq uint64) {
 	}
 }
 
-func (m *Marks) setKey() string { return "idem:" + m.name + ":done" }
-func (m *Marks) seqKey() string { return "idem:" + m.name + ":seq" }
+func (m *Marks) setKey() string { return m.set }
+func (m *Marks) seqKey() string { return m.seq }
 
 // Done reports whether key was finished. When the marks were lost (a flushed store) it
 // fails with ErrRebuilding until the projection has rebuilt them.

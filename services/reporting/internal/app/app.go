@@ -202,6 +202,21 @@ type txn struct {
 	// saved reads its tenant's), lastDays their last days (every event reads its tenant's).
 	cycles   map[string]domain.Cycle
 	lastDays map[string]lastDay
+	// baselines caches the published baselines found through repo (every instance saved
+	// reads the one it is measured against, decoding its JSON each time), approvals the
+	// tenants' approvals by tenant and OS family, read or written through repo. A baseline is
+	// cached only once found: one the baselines projection has not stored yet is asked for
+	// again.
+	baselines map[string]*domain.Baseline
+	approvals map[approvalKey]approval
+}
+
+type approvalKey struct{ tenant, family string }
+
+// approval is a cached approval and whether there is one.
+type approval struct {
+	a     domain.Approval
+	found bool
 }
 
 // lastDay is a tenant's last day (UTC date, empty when none) and the first instant after it:
@@ -220,7 +235,33 @@ func newLastDay(day string) lastDay {
 }
 
 func (a *Application) tx(repo domain.Repository) txn {
-	return txn{Application: a, repo: repo, cycles: map[string]domain.Cycle{}, lastDays: map[string]lastDay{}}
+	return txn{Application: a, repo: repo, cycles: map[string]domain.Cycle{}, lastDays: map[string]lastDay{},
+		baselines: map[string]*domain.Baseline{}, approvals: map[approvalKey]approval{}}
+}
+
+// approval returns the tenant's approval for an OS family (false when none).
+func (a txn) approval(ctx context.Context, tenant, family string) (domain.Approval, bool, error) {
+	k := approvalKey{tenant, family}
+	if c, ok := a.approvals[k]; ok {
+		return c.a, c.found, nil
+	}
+	ap, found, err := a.repo.Approval(ctx, tenant, family)
+	if err != nil {
+		return domain.Approval{}, false, err
+	}
+	a.approvals[k] = approval{ap, found}
+	return ap, found, nil
+}
+
+// putApproval records the tenant's approval for its OS family.
+func (a txn) putApproval(ctx context.Context, tenant string, ap domain.Approval) error {
+	k := approvalKey{tenant, ap.OSFamily}
+	if err := a.repo.PutApproval(ctx, tenant, ap); err != nil {
+		delete(a.approvals, k)
+		return err
+	}
+	a.approvals[k] = approval{ap, true}
+	return nil
 }
 
 // cycle returns the tenant's current cycle (zero and false before its first event).
@@ -753,7 +794,7 @@ func (a txn) advance(ctx context.Context, tenant string, cur, next domain.Cycle)
 		}
 		families[g.OSFamily] = true
 		approved := ""
-		ap, found, err := a.repo.Approval(ctx, tenant, g.OSFamily)
+		ap, found, err := a.approval(ctx, tenant, g.OSFamily)
 		if err != nil {
 			return err
 		}
@@ -813,12 +854,16 @@ func (a txn) snapshot(ctx context.Context, tenant, kind, key string, at time.Tim
 	return a.repo.PutSnapshot(ctx, tenant, domain.Snapshot{Kind: kind, Key: key, At: at.UTC(), Report: r, Cycle: cyc.Key, Pins: cyc.Pins})
 }
 
-// baseline returns a published baseline. One the baselines projection has not seen yet is a
-// retryable error while that projection catches up, and is waited for a moment after that;
-// then it is unknown (false).
+// baseline returns a published baseline, the one the unit of work found before if it did
+// (callers only read it). One the baselines projection has not seen yet is a retryable error
+// while that projection catches up, and is waited for a moment after that; then it is unknown
+// (false).
 func (a txn) baseline(ctx context.Context, id string) (*domain.Baseline, error) {
 	if id == "" {
 		return nil, nil
+	}
+	if b, ok := a.baselines[id]; ok {
+		return b, nil
 	}
 	deadline := time.Time{}
 	for {
@@ -827,6 +872,7 @@ func (a txn) baseline(ctx context.Context, id string) (*domain.Baseline, error) 
 			return nil, err
 		}
 		if found {
+			a.baselines[id] = &b
 			return &b, nil
 		}
 		a.cpMu.Lock()
@@ -877,7 +923,7 @@ func (a txn) ApplicableIn(ctx context.Context, in domain.Instance, cyc domain.Cy
 	if in.OSFamily != "" {
 		approved := ""
 		if _, pinned := cyc.Pin(in.OSFamily); !pinned {
-			ap, found, err := a.repo.Approval(ctx, in.Tenant, in.OSFamily)
+			ap, found, err := a.approval(ctx, in.Tenant, in.OSFamily)
 			if err != nil {
 				return nil, err
 			}
@@ -1081,7 +1127,7 @@ func (a txn) approved(ctx context.Context, ev *events.Event, msg *eventsv1.Basel
 	}
 	next := domain.Approval{BaselineID: msg.GetBaselineId(), OSFamily: family, Version: msg.GetVersion(),
 		At: msg.GetApprovedAt().AsTime().UTC()}
-	cur, found, err := a.repo.Approval(ctx, ev.Tenant, family)
+	cur, found, err := a.approval(ctx, ev.Tenant, family)
 	if err != nil {
 		return err
 	}
@@ -1091,7 +1137,7 @@ func (a txn) approved(ctx context.Context, ev *events.Event, msg *eventsv1.Basel
 	if found && baseline.Compare(ref(next), ref(cur)) < 0 {
 		return nil // an older version approved late does not replace the newest
 	}
-	if err := a.repo.PutApproval(ctx, ev.Tenant, next); err != nil {
+	if err := a.putApproval(ctx, ev.Tenant, next); err != nil {
 		return err
 	}
 	cyc, _, err := a.cycle(ctx, ev.Tenant)

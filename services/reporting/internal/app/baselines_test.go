@@ -161,3 +161,42 @@ func TestADaySnapshotIsKeptWhenTheNextDayBegins(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, none.Days)
 }
+
+// A unit of work keeps the baselines and approvals it read: a batch that approves a newer
+// baseline and then saves instances must measure them against it, as one event at a time does.
+func TestABatchMeasuresInstancesAgainstTheApprovalItWrites(t *testing.T) {
+	ctx := t.Context()
+	day := 24 * time.Hour
+	run := started("r1", 1, "i-1", "i-2", "i-3")
+	run.BaselineId = "al-1"
+	msgs := []proto.Message{
+		approvedMsg("al-1", "al2023", 1), run,
+		succeeded("r1", 1, "i-1", "p1", "p2"),
+		approvedMsg("al-2", "al2023", 2),
+		succeeded("r1", 1, "i-2", "p1", "p2"), succeeded("r1", 1, "i-3", "p1", "p2", "p3"),
+	}
+	var evs []*events.Event
+	for i, m := range msgs {
+		evs = append(evs, ev(t, uint64(i+1), m))
+	}
+	results := map[string]app.Compliance{}
+	for _, mode := range []string{"one event at a time", "one batch"} {
+		a := newApp(t)
+		applyCatalog(t, a,
+			published("al-1", "al2023", 1, t0.Add(-40*day), "p1", "p2"),
+			published("al-2", "al2023", 2, t0.Add(-10*day), "p1", "p2", "p3"))
+		if mode == "one batch" {
+			require.NoError(t, a.ApplyBatch(ctx, evs, true))
+		} else {
+			for _, e := range evs {
+				require.NoError(t, a.Apply(ctx, e, true))
+			}
+		}
+		c, err := a.GetCompliance(ctx, "acme")
+		require.NoError(t, err)
+		results[mode] = c
+	}
+	require.Equal(t, domain.Coverage{InScope: 3, Compliant: 1, NonCompliant: 2}, results["one batch"].Total,
+		"i-1 and i-2 miss al-2's p3")
+	require.Equal(t, results["one event at a time"], results["one batch"])
+}
