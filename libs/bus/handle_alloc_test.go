@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -21,8 +22,9 @@ import (
 // numbers had been copied into watermill's metadata map), before the in-progress signals came
 // from one loop per subscription instead of a ticker per message and before the private copy
 // was one copy; 72.2 after. The bound
-// leaves a little room for other versions of nats.go, nats-server and watermill.
-const maxHandleAllocs = 75
+// leaves a little room for other versions of nats.go, nats-server and watermill. With the race
+// detector: 73-76 measured (83 before), bounded at 90.
+const maxHandleAllocs, maxHandleAllocsRace = 75, 90
 
 func TestHandlingAnEventAllocatesLittle(t *testing.T) {
 	e := newEnv(t)
@@ -34,21 +36,38 @@ func TestHandlingAnEventAllocatesLittle(t *testing.T) {
 	}
 	// Stored before the bus runs, so publishing is not counted.
 	require.NoError(t, b.Publish(t.Context(), evs...))
+	// A redelivery is counted as a handling of its own: under the race detector on a loaded
+	// machine the pull can stall past AckWait (nats.go reports a missed heartbeat) and
+	// JetStream then delivers some events again.
 	var handled atomic.Int32
-	require.NoError(t, bus.Handle(b, "CountOnJobRequested", func(context.Context, *events.Event, *eventsv1.JobRequested) error {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	require.NoError(t, bus.Handle(b, "CountOnJobRequested", func(_ context.Context, _ *events.Event, p *eventsv1.JobRequested) error {
 		handled.Add(1)
+		mu.Lock()
+		seen[p.GetInstanceId()] = true
+		mu.Unlock()
 		return nil
 	}))
+	distinct := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen)
+	}
 
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start(t, b)
-	require.Eventually(t, func() bool { return handled.Load() == n }, eventually, tick)
+	require.Eventually(t, func() bool { return distinct() == n }, 2*eventually, tick, "every event handled")
 	require.Eventually(t, func() bool { return e.consumerIdle(t, events.StreamTenant, "scheduler_CountOnJobRequested") }, eventually, tick)
 	runtime.ReadMemStats(&after)
 
-	perEvent := float64(after.Mallocs-before.Mallocs) / n
-	t.Logf("allocations per handled event: %.1f", perEvent)
-	require.LessOrEqual(t, perEvent, float64(maxHandleAllocs))
-	require.EqualValues(t, n, handled.Load(), "each event handled once")
+	calls := handled.Load()
+	perEvent := float64(after.Mallocs-before.Mallocs) / float64(calls)
+	t.Logf("allocations per handled event: %.1f (%d handlings of %d events)", perEvent, calls, n)
+	bound := maxHandleAllocs
+	if raceBuild {
+		bound = maxHandleAllocsRace
+	}
+	require.LessOrEqual(t, perEvent, float64(bound))
 }

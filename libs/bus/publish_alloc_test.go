@@ -74,8 +74,9 @@ func TestReusedPublishBuffersStoreEveryEventAsEncoded(t *testing.T) {
 // maxPublishAllocs bounds the allocations of publishing one event and waiting for its ack, in
 // the whole process (nats.go's and the embedded server's included). Measured on 4 December 2026
 // (allocs2): 52 before Publish used acknowledged messages and documents again, 48 after; the
-// bound leaves a little room for other versions of nats.go and nats-server.
-const maxPublishAllocs = 51
+// bound leaves a little room for other versions of nats.go and nats-server. With the race
+// detector: 53-55 measured, bounded at 60.
+const maxPublishAllocs, maxPublishAllocsRace = 51, 60
 
 func TestPublishingAnEventAllocatesLittle(t *testing.T) {
 	e := newEnv(t)
@@ -94,6 +95,10 @@ func TestPublishingAnEventAllocatesLittle(t *testing.T) {
 		next++
 	})
 	t.Logf("allocations per published event: %.1f", allocs)
-	require.LessOrEqual(t, allocs, float64(maxPublishAllocs))
+	bound := maxPublishAllocs
+	if raceBuild {
+		bound = maxPublishAllocsRace
+	}
+	require.LessOrEqual(t, allocs, float64(bound))
 	require.Equal(t, uint64(next), e.count(t, events.StreamTenant, "patch.acme.job.requested"), "every event stored")
 }
