@@ -294,3 +294,52 @@ func TestATornLineInAnOlderLogFailsTheLoad(t *testing.T) {
 	_, err = cloudsim.New(cfg)
 	require.ErrorContains(t, err, "log-00000001.jsonl: truncated")
 }
+
+// By default (CheckpointEvery 0) a checkpoint is due once the logs hold twice as many records
+// as the newest checkpoint has entities (and at least a minimum, lowered here from 200,000 so
+// that a small world shows the rule): the logs may grow with the world instead of the whole
+// world being written again after every fixed number of changes. A restart counts the loaded
+// checkpoint's entities the same way.
+func TestCheckpointsAreDueByTheWorldsSize(t *testing.T) {
+	dir := t.TempDir()
+	const n = 1500
+	cfg := cloudsim.Config{StateDir: dir, Accounts: []cloudsim.AccountConfig{acmeConfig(n)}}
+	srv, err := cloudsim.New(cfg)
+	require.NoError(t, err)
+	srv.Start()
+	due, records := cloudsim.CheckpointDue(srv)
+	require.Equal(t, 200000, due, "a fresh state directory's checkpoint is empty: the minimum counts")
+	require.GreaterOrEqual(t, records, n, "the generated fleet is in the first log")
+	cloudsim.SetCheckpointMinimum(srv, 100)
+	c := newClients(tenantConfig(t, srv, acmeID))
+	ids := srv.InstanceIDs(acmeID, region)
+
+	tagAll(t, c, ids, "round", "1") // the session made above already started the checkpoint
+	cloudsim.WaitCheckpoint(srv)
+	require.Equal(t, []string{"checkpoint-00000002.jsonl", "log-00000002.jsonl"}, stateFiles(t, dir))
+	due, records = cloudsim.CheckpointDue(srv)
+	require.GreaterOrEqual(t, due, 2*n, "twice the checkpoint's instances, accounts and sessions")
+	require.LessOrEqual(t, due, 2*(n+10))
+	require.Equal(t, n, records, "round 1 went to the new log")
+
+	tagAll(t, c, ids[:n/2], "round", "2") // 2,250 records: fewer than due
+	due, records = cloudsim.CheckpointDue(srv)
+	require.Less(t, records, due)
+	cloudsim.WaitCheckpoint(srv)
+	require.Equal(t, []string{"checkpoint-00000002.jsonl", "log-00000002.jsonl"}, stateFiles(t, dir),
+		"the logs are shorter than twice the checkpoint: no checkpoint yet")
+
+	tagAll(t, c, ids, "round", "3") // 3,750 records: over due
+	cloudsim.WaitCheckpoint(srv)
+	require.Equal(t, []string{"checkpoint-00000003.jsonl", "log-00000003.jsonl"}, stateFiles(t, dir))
+	want := fullView(t, c)
+	require.Contains(t, want["instance "+ids[n-1]], "round=3")
+	require.NoError(t, srv.Close())
+
+	cfg.Addr = ""
+	again := startServer(t, cfg)
+	require.Equal(t, want, fullView(t, newClients(tenantConfig(t, again, acmeID))))
+	cloudsim.SetCheckpointMinimum(again, 100)
+	due, _ = cloudsim.CheckpointDue(again)
+	require.GreaterOrEqual(t, due, 2*n, "the loaded checkpoint's entities count")
+}
