@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -295,11 +296,11 @@ func TestATornLineInAnOlderLogFailsTheLoad(t *testing.T) {
 	require.ErrorContains(t, err, "log-00000001.jsonl: truncated")
 }
 
-// By default (CheckpointEvery 0) a checkpoint is due once the logs hold twice as many records
-// as the newest checkpoint has entities (and at least a minimum, lowered here from 200,000 so
-// that a small world shows the rule): the logs may grow with the world instead of the whole
-// world being written again after every fixed number of changes. A restart counts the loaded
-// checkpoint's entities the same way.
+// By default (CheckpointEvery 0) a checkpoint is due once the logs hold CheckpointGrowth times
+// as many records as the newest checkpoint has entities (and at least a minimum, lowered here
+// from 200,000 so that a small world shows the rule): the logs may grow with the world instead
+// of the whole world being written again after every fixed number of changes. A restart counts
+// the loaded checkpoint's entities the same way.
 func TestCheckpointsAreDueByTheWorldsSize(t *testing.T) {
 	dir := t.TempDir()
 	const n = 1500
@@ -318,22 +319,27 @@ func TestCheckpointsAreDueByTheWorldsSize(t *testing.T) {
 	cloudsim.WaitCheckpoint(srv)
 	require.Equal(t, []string{"checkpoint-00000002.jsonl", "log-00000002.jsonl"}, stateFiles(t, dir))
 	due, records = cloudsim.CheckpointDue(srv)
-	require.GreaterOrEqual(t, due, 2*n, "twice the checkpoint's instances, accounts and sessions")
-	require.LessOrEqual(t, due, 2*(n+10))
+	g := cloudsim.CheckpointGrowth
+	require.GreaterOrEqual(t, due, g*n, "CheckpointGrowth times the checkpoint's instances, accounts and sessions")
+	require.LessOrEqual(t, due, g*(n+10))
 	require.Equal(t, n, records, "round 1 went to the new log")
 
-	tagAll(t, c, ids[:n/2], "round", "2") // 2,250 records: fewer than due
-	due, records = cloudsim.CheckpointDue(srv)
-	require.Less(t, records, due)
-	cloudsim.WaitCheckpoint(srv)
-	require.Equal(t, []string{"checkpoint-00000002.jsonl", "log-00000002.jsonl"}, stateFiles(t, dir),
-		"the logs are shorter than twice the checkpoint: no checkpoint yet")
+	round := 1
+	for ; records+n < due; due, records = cloudsim.CheckpointDue(srv) {
+		round++
+		tagAll(t, c, ids, "round", strconv.Itoa(round)) // one record per instance
+		cloudsim.WaitCheckpoint(srv)
+		require.Equal(t, []string{"checkpoint-00000002.jsonl", "log-00000002.jsonl"}, stateFiles(t, dir),
+			"%d records, %d due: no checkpoint yet", records+n, due)
+	}
+	require.GreaterOrEqual(t, round, g-1, "the logs grew to about CheckpointGrowth times the checkpoint")
 
-	tagAll(t, c, ids, "round", "3") // 3,750 records: over due
+	round++
+	tagAll(t, c, ids, "round", strconv.Itoa(round)) // over due
 	cloudsim.WaitCheckpoint(srv)
 	require.Equal(t, []string{"checkpoint-00000003.jsonl", "log-00000003.jsonl"}, stateFiles(t, dir))
 	want := fullView(t, c)
-	require.Contains(t, want["instance "+ids[n-1]], "round=3")
+	require.Contains(t, want["instance "+ids[n-1]], "round="+strconv.Itoa(round))
 	require.NoError(t, srv.Close())
 
 	cfg.Addr = ""
@@ -341,5 +347,5 @@ func TestCheckpointsAreDueByTheWorldsSize(t *testing.T) {
 	require.Equal(t, want, fullView(t, newClients(tenantConfig(t, again, acmeID))))
 	cloudsim.SetCheckpointMinimum(again, 100)
 	due, _ = cloudsim.CheckpointDue(again)
-	require.GreaterOrEqual(t, due, 2*n, "the loaded checkpoint's entities count")
+	require.GreaterOrEqual(t, due, g*n, "the loaded checkpoint's entities count")
 }

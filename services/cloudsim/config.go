@@ -21,8 +21,8 @@ type Config struct {
 	StateDir string
 	// CheckpointEvery is how many log records are written before the state is compacted into a
 	// new checkpoint. Optional, default 0: a checkpoint is due once the logs hold 200,000
-	// records and twice as many records as the newest checkpoint has entities, so that a large
-	// world is not written again for every 200,000 changes.
+	// records and four times as many records as the newest checkpoint has entities, so that a
+	// large world is not written again for every 200,000 changes.
 	CheckpointEvery int
 	// Seed makes ids, credentials, generated instances and per-instance outcomes deterministic.
 	// Optional, default 1.

@@ -32,6 +32,10 @@ func SetCheckpointMinimum(s *Server, records int) {
 	s.store.due = s.store.dueAfter(s.store.lastEntities)
 }
 
+// CheckpointGrowth is how many records per entity of the newest checkpoint make the next one
+// due when CheckpointEvery is 0.
+const CheckpointGrowth = checkpointGrowth
+
 // CheckpointDue is how many log records start the next checkpoint, and how many the logs hold.
 func CheckpointDue(s *Server) (due, records int) {
 	s.mu.RLock()

@@ -27,8 +27,8 @@ import (
 // system call. A call returns only when its records were written.
 //
 // The checkpoint is fuzzy, so that writing one does not stop the world. When the logs hold
-// enough records (due: CheckpointEvery, or by default twice as many as the newest checkpoint
-// has entities, see dueAfter), the call that crossed the threshold, still under the exclusive
+// enough records (due: CheckpointEvery, or by default checkpointGrowth times as many as the
+// newest checkpoint has entities, see dueAfter), the call that crossed the threshold, still under the exclusive
 // lock, writes what is queued to the current log gen and starts appending to a new log-<gen+1>
 // (startCheckpoint); that is all it does. A background writer (one at a time) then encodes the
 // entities into checkpoint-<gen+1>.jsonl.tmp, checkpointChunk entities at a time under the
@@ -93,12 +93,14 @@ type store struct {
 // checkpointGrowth times as many records as the newest checkpoint has entities. A checkpoint
 // encodes and writes the whole world, so with a fixed count a large world is written again and
 // again (in a 100,000-instance wave, checkpoints every 200,000 records were a fifth of the
-// emulator's CPU). Tied to the world's size, checkpoints cost at most one entity's encoding
-// per checkpointGrowth records logged, and a restart replays at most about checkpointGrowth
-// times the world's entities from the logs.
+// emulator's CPU, and with twice the checkpoint's entities, two checkpoints in the wave were
+// still 15%). Tied to the world's size, checkpoints cost at most one entity's encoding per
+// checkpointGrowth records logged; a restart replays at most about checkpointGrowth times the
+// world's entities from the logs, and the state directory holds about 1 + checkpointGrowth
+// times the world.
 const (
 	minCheckpointRecords = 200000
-	checkpointGrowth     = 2
+	checkpointGrowth     = 4
 )
 
 // dueAfter is how many log records start the next checkpoint after one of entities entities:
