@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -293,4 +294,58 @@ func TestATornLineInAnOlderLogFailsTheLoad(t *testing.T) {
 	cfg.StateDir, cfg.Addr = crashDir, ""
 	_, err = cloudsim.New(cfg)
 	require.ErrorContains(t, err, "log-00000001.jsonl: truncated")
+}
+
+// By default (CheckpointEvery 0) a checkpoint is due once the logs hold CheckpointGrowth times
+// as many records as the newest checkpoint has entities (and at least a minimum, lowered here
+// from 200,000 so that a small world shows the rule): the logs may grow with the world instead
+// of the whole world being written again after every fixed number of changes. A restart counts
+// the loaded checkpoint's entities the same way.
+func TestCheckpointsAreDueByTheWorldsSize(t *testing.T) {
+	dir := t.TempDir()
+	const n = 1500
+	cfg := cloudsim.Config{StateDir: dir, Accounts: []cloudsim.AccountConfig{acmeConfig(n)}}
+	srv, err := cloudsim.New(cfg)
+	require.NoError(t, err)
+	srv.Start()
+	due, records := cloudsim.CheckpointDue(srv)
+	require.Equal(t, 200000, due, "a fresh state directory's checkpoint is empty: the minimum counts")
+	require.GreaterOrEqual(t, records, n, "the generated fleet is in the first log")
+	cloudsim.SetCheckpointMinimum(srv, 100)
+	c := newClients(tenantConfig(t, srv, acmeID))
+	ids := srv.InstanceIDs(acmeID, region)
+
+	tagAll(t, c, ids, "round", "1") // the session made above already started the checkpoint
+	cloudsim.WaitCheckpoint(srv)
+	require.Equal(t, []string{"checkpoint-00000002.jsonl", "log-00000002.jsonl"}, stateFiles(t, dir))
+	due, records = cloudsim.CheckpointDue(srv)
+	g := cloudsim.CheckpointGrowth
+	require.GreaterOrEqual(t, due, g*n, "CheckpointGrowth times the checkpoint's instances, accounts and sessions")
+	require.LessOrEqual(t, due, g*(n+10))
+	require.Equal(t, n, records, "round 1 went to the new log")
+
+	round := 1
+	for ; records+n < due; due, records = cloudsim.CheckpointDue(srv) {
+		round++
+		tagAll(t, c, ids, "round", strconv.Itoa(round)) // one record per instance
+		cloudsim.WaitCheckpoint(srv)
+		require.Equal(t, []string{"checkpoint-00000002.jsonl", "log-00000002.jsonl"}, stateFiles(t, dir),
+			"%d records, %d due: no checkpoint yet", records+n, due)
+	}
+	require.GreaterOrEqual(t, round, g-1, "the logs grew to about CheckpointGrowth times the checkpoint")
+
+	round++
+	tagAll(t, c, ids, "round", strconv.Itoa(round)) // over due
+	cloudsim.WaitCheckpoint(srv)
+	require.Equal(t, []string{"checkpoint-00000003.jsonl", "log-00000003.jsonl"}, stateFiles(t, dir))
+	want := fullView(t, c)
+	require.Contains(t, want["instance "+ids[n-1]], "round="+strconv.Itoa(round))
+	require.NoError(t, srv.Close())
+
+	cfg.Addr = ""
+	again := startServer(t, cfg)
+	require.Equal(t, want, fullView(t, newClients(tenantConfig(t, again, acmeID))))
+	cloudsim.SetCheckpointMinimum(again, 100)
+	due, _ = cloudsim.CheckpointDue(again)
+	require.GreaterOrEqual(t, due, g*n, "the loaded checkpoint's entities count")
 }

@@ -20,7 +20,9 @@ type Config struct {
 	// generated again (the loaded accounts and instances win).
 	StateDir string
 	// CheckpointEvery is how many log records are written before the state is compacted into a
-	// new checkpoint. Optional, default 200000.
+	// new checkpoint. Optional, default 0: a checkpoint is due once the logs hold 200,000
+	// records and four times as many records as the newest checkpoint has entities, so that a
+	// large world is not written again for every 200,000 changes.
 	CheckpointEvery int
 	// Seed makes ids, credentials, generated instances and per-instance outcomes deterministic.
 	// Optional, default 1.
@@ -136,9 +138,6 @@ func (c *Config) setDefaults() {
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:0"
 	}
-	if c.CheckpointEvery == 0 {
-		c.CheckpointEvery = 200000
-	}
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
@@ -177,8 +176,8 @@ func (a *AccountConfig) setDefaults(seed int64, providerAccount string) {
 // Validate reports every problem with the configuration, naming the field and the rule.
 func (c Config) Validate() error {
 	var errs []error
-	if c.CheckpointEvery < 1 {
-		errs = append(errs, fmt.Errorf("CheckpointEvery %d: must be >= 1", c.CheckpointEvery))
+	if c.CheckpointEvery < 0 {
+		errs = append(errs, fmt.Errorf("CheckpointEvery %d: must be >= 0 (0: by the world's size)", c.CheckpointEvery))
 	}
 	if !accountIDPattern.MatchString(c.ProviderAccountID) {
 		errs = append(errs, fmt.Errorf("ProviderAccountID %q: must be 12 digits", c.ProviderAccountID))

@@ -21,3 +21,24 @@ func WaitCheckpoint(s *Server) {
 
 // CheckpointChunk is how many entities the checkpoint writer encodes per taking of the lock.
 const CheckpointChunk = checkpointChunk
+
+// SetCheckpointMinimum lowers the fewest log records that start a checkpoint when
+// CheckpointEvery is 0 (200,000), so that a test sees the size rule with a small world; the
+// newest checkpoint's size counts as it did.
+func SetCheckpointMinimum(s *Server, records int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.store.minRecords = records
+	s.store.due = s.store.dueAfter(s.store.lastEntities)
+}
+
+// CheckpointGrowth is how many records per entity of the newest checkpoint make the next one
+// due when CheckpointEvery is 0.
+const CheckpointGrowth = checkpointGrowth
+
+// CheckpointDue is how many log records start the next checkpoint, and how many the logs hold.
+func CheckpointDue(s *Server) (due, records int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.store.due, s.store.records
+}

@@ -27,8 +27,9 @@ import (
 // system call. A call returns only when its records were written.
 //
 // The checkpoint is fuzzy, so that writing one does not stop the world. When the logs hold
-// CheckpointEvery records, the call that crossed the threshold, still under the exclusive lock,
-// writes what is queued to the current log gen and starts appending to a new log-<gen+1>
+// enough records (due: CheckpointEvery, or by default checkpointGrowth times as many as the
+// newest checkpoint has entities, see dueAfter), the call that crossed the threshold, still under the exclusive
+// lock, writes what is queued to the current log gen and starts appending to a new log-<gen+1>
 // (startCheckpoint); that is all it does. A background writer (one at a time) then encodes the
 // entities into checkpoint-<gen+1>.jsonl.tmp, checkpointChunk entities at a time under the
 // server's shared lock, which it gives up between chunks so that changes go on; reads share the
@@ -52,10 +53,17 @@ import (
 // written to the end before the next was created), and that line is dropped.
 type store struct {
 	dir   string
-	every int
+	every int // Config.CheckpointEvery; 0: due follows the world's size (dueAfter)
 	gen   int // the generation of the log that appends go to
-	// records counts the log records since the newest checkpoint that was started.
-	records int
+	// records counts the log records since the newest checkpoint that was started, and due is
+	// how many start the next one.
+	records, due int
+	// minRecords is the fewest records that start a checkpoint when every is 0
+	// (minCheckpointRecords; a test may lower it).
+	minRecords int
+	// lastEntities is about how many entities the newest checkpoint holds (or will hold, while
+	// it is written).
+	lastEntities int
 	// scratch is encode's buffer, kept between calls (encode runs under the server's lock).
 	scratch bytes.Buffer
 
@@ -78,6 +86,30 @@ type store struct {
 	log     *os.File
 	written uint64 // bytes ever written: the records up to there reached the OS
 	spare   []byte // the buffer of the last write, reused as the next pending
+}
+
+// minCheckpointRecords and checkpointGrowth say when a checkpoint is due if
+// Config.CheckpointEvery is 0: once the logs hold minCheckpointRecords records and
+// checkpointGrowth times as many records as the newest checkpoint has entities. A checkpoint
+// encodes and writes the whole world, so with a fixed count a large world is written again and
+// again (in a 100,000-instance wave, checkpoints every 200,000 records were a fifth of the
+// emulator's CPU, and with twice the checkpoint's entities, two checkpoints in the wave were
+// still 15%). Tied to the world's size, checkpoints cost at most one entity's encoding per
+// checkpointGrowth records logged; a restart replays at most about checkpointGrowth times the
+// world's entities from the logs, and the state directory holds about 1 + checkpointGrowth
+// times the world.
+const (
+	minCheckpointRecords = 200000
+	checkpointGrowth     = 4
+)
+
+// dueAfter is how many log records start the next checkpoint after one of entities entities:
+// CheckpointEvery if set, else checkpointGrowth times entities and at least minRecords.
+func (st *store) dueAfter(entities int) int {
+	if st.every > 0 {
+		return st.every
+	}
+	return max(st.minRecords, checkpointGrowth*entities)
 }
 
 // checkpointChunk is how many entities the checkpoint writer encodes per taking of the lock: a
@@ -103,7 +135,8 @@ func openStore(dir string, every int, w *world, mu *sync.RWMutex, logger *slog.L
 	if err != nil {
 		return nil, fmt.Errorf("cloudsim state dir: %w", err)
 	}
-	st := &store{dir: dir, every: every, mu: mu, w: w, logger: logger}
+	st := &store{dir: dir, every: every, minRecords: minCheckpointRecords, mu: mu, w: w, logger: logger}
+	st.due = st.dueAfter(0)
 	checkpoint := 0
 	logs := map[int]bool{}
 	for _, e := range entries {
@@ -117,9 +150,12 @@ func openStore(dir string, every int, w *world, mu *sync.RWMutex, logger *slog.L
 		}
 	}
 	if checkpoint > 0 {
-		if _, _, err := st.replay(st.path("checkpoint", checkpoint), w, false); err != nil {
+		n, _, err := st.replay(st.path("checkpoint", checkpoint), w, false)
+		if err != nil {
 			return nil, err
 		}
+		st.lastEntities = n
+		st.due = st.dueAfter(n)
 		last := checkpoint
 		for n := range logs {
 			last = max(last, n)
@@ -337,7 +373,7 @@ func (st *store) encode(w *world) (end uint64, err error) {
 		st.scratch = bytes.Buffer{} // one large flush does not keep its buffer for good
 	}
 	st.records += n
-	if st.records >= st.every && !st.checkpointing() {
+	if st.records >= st.due && !st.checkpointing() {
 		return end, st.startCheckpoint()
 	}
 	return end, nil
@@ -422,13 +458,17 @@ func (st *store) startCheckpoint() error {
 	st.wmu.Unlock()
 	_ = old.Close() // its records reached the OS with the writes
 	st.records = 0
+	// The checkpoint will hold about the entities there are now (and those created while it is
+	// written, which the next logs hold too).
+	st.lastEntities = st.w.entities()
+	st.due = st.dueAfter(st.lastEntities)
 	done, afterChunk := make(chan struct{}), st.afterChunk
 	st.ckptDone = done
 	go func() {
 		defer close(done)
 		if err := st.checkpoint(next, afterChunk); err != nil {
 			// The state is still whole on disk (the older checkpoint and the logs since); the
-			// next checkpoint is tried after another CheckpointEvery records.
+			// next checkpoint is tried when another due records are logged.
 			st.logger.Error("cloudsim: writing the checkpoint failed", "generation", next, "err", err)
 		}
 	}()

@@ -625,6 +625,16 @@ func (in *instance) pingStatus(t time.Time) string {
 // resetDirty empties the changed set after it was written. A map that grew large (the
 // generated fleet, a call that changed thousands of entities) is replaced, not cleared: clear
 // keeps its capacity, and every later flush would iterate all of it, O(fleet) per call.
+// entities counts the entities a checkpoint of the world holds (give or take the meta record).
+func (w *world) entities() int {
+	n := len(w.accounts) + len(w.sessions) + len(w.instances) + len(w.snapshots) + len(w.commands) +
+		len(w.invs) + len(w.tasks) + len(w.buckets)
+	for _, objs := range w.objects {
+		n += len(objs)
+	}
+	return n
+}
+
 func (w *world) resetDirty() {
 	if len(w.dirty) > 256 {
 		w.dirty = map[entityKey]any{}

@@ -83,6 +83,13 @@ type Config struct {
 	// peak RSS of patchd is measured without it; its own peak RSS is reported beside.
 	// Optional, default in-process (as patchd runs it).
 	CloudProcess bool
+	// CloudCPUProfile, with CloudProcess, is the file the emulator's process writes its CPU
+	// profile to, from when it serves (its fleet built) until it stops: the waves, the floor
+	// (when cloudsim is idle) and the few calls of the setup. Optional.
+	CloudCPUProfile string
+	// CloudGCPercent, with CloudProcess, is the emulator process's GC percent (as GOGC;
+	// negative: off). Optional, default 0: Go's (GOGC, else 100).
+	CloudGCPercent int
 	// Stderr receives the emulator process's log. Optional, default discards.
 	Stderr io.Writer
 	// MemoryLimit is the soft memory limit the process runs with, for the report (the caller
@@ -285,7 +292,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		p, err := startCloudProc(ctx, childConfig{
 			StateDir: filepath.Join(cfg.DataDir, "cloudsim"), Tenant: Tenant, Instances: pcfg.Instances, Waves: cfg.Waves,
-			FailureRate: cfg.FailureRate,
+			FailureRate: cfg.FailureRate, CPUProfile: cfg.CloudCPUProfile, GCPercent: cfg.CloudGCPercent,
 		}, stderr)
 		if err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -85,7 +86,9 @@ func TestBenchResult(t *testing.T) {
 func TestBenchWithCloudsimInItsOwnProcess(t *testing.T) {
 	var out strings.Builder
 	var allocProfile bytes.Buffer
-	res, err := bench.Run(t.Context(), bench.Config{Instances: 100, DataDir: t.TempDir(), Out: &out, CloudProcess: true, FloorRuns: 1, AllocProfile: &allocProfile})
+	cloudProfile := filepath.Join(t.TempDir(), "cloudsim.prof")
+	res, err := bench.Run(t.Context(), bench.Config{Instances: 100, DataDir: t.TempDir(), Out: &out, CloudProcess: true, FloorRuns: 1, AllocProfile: &allocProfile,
+		CloudCPUProfile: cloudProfile, CloudGCPercent: 300})
 	require.NoError(t, err, out.String())
 	t.Log(out.String())
 	require.Len(t, res.Runs, 1)
@@ -102,6 +105,9 @@ func TestBenchWithCloudsimInItsOwnProcess(t *testing.T) {
 	require.Contains(t, out.String(), "allocated  ")
 	require.True(t, bytes.HasPrefix(allocProfile.Bytes(), []byte{0x1f, 0x8b}), "the allocation profile is written, gzipped as pprof writes it")
 	require.Contains(t, out.String(), "cloudsim's process")
+	prof, err := os.ReadFile(cloudProfile)
+	require.NoError(t, err, "the child wrote its CPU profile before it exited")
+	require.True(t, bytes.HasPrefix(prof, []byte{0x1f, 0x8b}), "the child's CPU profile is gzipped as pprof writes it")
 	m := lastLine.FindStringSubmatch(res.Line())
 	require.NotNil(t, m, res.Line())
 	require.NotEmpty(t, m[6], "the last line names the emulator's RSS")
@@ -114,4 +120,7 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 	require.ErrorContains(t, err, "waves 11: must be from 1 to 10")
 	require.ErrorContains(t, err, "max-concurrency 200000")
 	require.ErrorContains(t, err, `daily-scan "3am": must be a UTC time of day HH:MM or off`)
+
+	err = bench.Main(t.Context(), []string{"-cloudsim-cpuprofile", filepath.Join(t.TempDir(), "c.prof")}, &out, &out)
+	require.ErrorContains(t, err, "-cloudsim-cpuprofile needs -cloudsim-process")
 }

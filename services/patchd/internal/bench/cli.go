@@ -31,6 +31,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		memProfile  = fs.String("memprofile", "", "write an allocation profile to this file when the waves end, before the floor (every allocation since start, setup's too; go tool pprof -sample_index=alloc_space -top <file>)")
 		heapProfile = fs.String("heapprofile", "", "write a heap profile taken at the largest live heap during the waves to this file (go tool pprof -sample_index=inuse_space -top <file>)")
 		cloudProc   = fs.Bool("cloudsim-process", false, "run cloudsim in a process of its own, so patchd's peak RSS is measured without the emulator (whose own peak RSS is printed beside); default in-process, as patchd runs it")
+		cloudProf   = fs.String("cloudsim-cpuprofile", "", "with -cloudsim-process: the emulator's process writes its CPU profile to this file, from when it serves (its fleet built) until it stops (go tool pprof -top <file>)")
+		cloudGC     = fs.Int("cloudsim-gogc", 200, "with -cloudsim-process: the emulator's process's GC percent (as GOGC; -1: off; 0: Go's, GOGC else 100). Its heap is mostly the fleet, which every cycle marks again, and it is a bench tool: 200 marks half as often as Go's 100 for a few hundred MiB more")
 		floorRuns   = fs.Int("floor-runs", 3, "how many times the raw JetStream floor runs (the fastest counts)")
 		timeout     = fs.Duration("timeout", 30*time.Minute, "give up on a wave after this long")
 		logLevel    = fs.String("log-level", "error", "patchd's log level: debug, info, warn, error")
@@ -56,7 +58,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Instances: *instances, Waves: *waves, MaxConcurrency: *concurrency, FailureRate: *failureRate,
 		PollInterval: *poll, DataDir: *dataDir, Out: stdout, Timeout: *timeout, FloorRuns: *floorRuns,
 		Logger: obs.NewLogger(stderr, "patchd", level), CloudProcess: *cloudProc, Stderr: stderr, MemoryLimit: limit,
-		DailyScanAt: *dailyScan,
+		DailyScanAt: *dailyScan, CloudCPUProfile: *cloudProf, CloudGCPercent: *cloudGC,
+	}
+	if cfg.CloudCPUProfile != "" && !cfg.CloudProcess {
+		return fmt.Errorf("-cloudsim-cpuprofile needs -cloudsim-process (in-process, -cpuprofile covers the emulator)")
 	}
 	if cfg.DataDir == "" {
 		dir, err := os.MkdirTemp("", "patchbench-")

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -32,6 +34,12 @@ type childConfig struct {
 	Instances   int     `json:"instances"`
 	Waves       int     `json:"waves"`
 	FailureRate float64 `json:"failure_rate"`
+	// CPUProfile, if set, is the file the child writes its CPU profile to: from when it
+	// serves (after its fleet is built) until it stops.
+	CPUProfile string `json:"cpu_profile,omitempty"`
+	// GCPercent, if not 0, is the child's GC percent (as GOGC; negative: off), set before its
+	// fleet is built.
+	GCPercent int `json:"gc_percent,omitempty"`
 }
 
 // Child runs the emulator and returns true when this process was started as a bench's
@@ -51,6 +59,9 @@ func runChild(ctx context.Context, spec string, stdin io.Reader, stdout io.Write
 	if err := json.Unmarshal([]byte(spec), &c); err != nil {
 		return fmt.Errorf("%s: %w", childEnv, err)
 	}
+	if c.GCPercent != 0 {
+		debug.SetGCPercent(c.GCPercent)
+	}
 	srv, err := cloudsim.New(cloud.SimConfig(cloud.Config{
 		Sim:    cloudsim.Config{StateDir: c.StateDir, Faults: cloudsim.FaultConfig{PatchFailureRate: c.FailureRate}},
 		Tenant: c.Tenant, Instances: c.Instances, Waves: c.Waves,
@@ -59,6 +70,16 @@ func runChild(ctx context.Context, spec string, stdin io.Reader, stdout io.Write
 		return fmt.Errorf("cloudsim: %w", err)
 	}
 	srv.Start()
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return errors.Join(fmt.Errorf("cloudsim cpu profile: %w", err), srv.Close())
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return errors.Join(fmt.Errorf("cloudsim cpu profile: %w", err), f.Close(), srv.Close())
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	key, secret := srv.ProviderCredentials()
 	err = json.NewEncoder(stdout).Encode(cloud.Remote{Endpoint: srv.URL(), AccessKeyID: key, SecretAccessKey: secret, Accounts: srv.Accounts()})
 	if err == nil {
