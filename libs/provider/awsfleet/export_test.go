@@ -74,3 +74,7 @@ func (f *Fleet) SSMClient(ctx context.Context, t provider.Target) (*ssm.Client, 
 	}
 	return c.ssm, nil
 }
+
+// RemoveIdleSteps is the clients' removal of the SDK steps that never act for the adapter
+// (outside Lambda), for the call-stack benchmark.
+var RemoveIdleSteps = removeIdleSteps(false)

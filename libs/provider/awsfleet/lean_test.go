@@ -945,14 +945,7 @@ func TestLeanDecodersKnowEveryMemberOfTheSDKTypes(t *testing.T) {
 //	cd libs/provider/awsfleet && go test -run '^$' -bench EC2CallStack -benchmem .
 func BenchmarkEC2CallStack(b *testing.B) {
 	body := []byte(`<CreateSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><snapshotSet/></CreateSnapshotsResponse>`)
-	idle := func(s *middleware.Stack) error {
-		_, _ = s.Build.Remove("RecursionDetection")
-		_, _ = s.Deserialize.Remove("RequestResponseLogger")
-		_, _ = s.Finalize.Remove("disableHTTPS")
-		_, _ = s.Finalize.Remove("InterceptBeforeRetryLoop")
-		_, _ = s.Finalize.Remove("InterceptAttempt")
-		return nil
-	}
+	idle := awsfleet.RemoveIdleSteps
 	for _, trimmed := range []bool{false, true} {
 		name := "sdk"
 		if trimmed {
