@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -347,8 +348,12 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 	if cfg.MemoryLimit > 0 && cfg.MemoryLimit < math.MaxInt64 {
 		limit = fmt.Sprintf("%d MiB", cfg.MemoryLimit>>20)
 	}
-	fmt.Fprintf(cfg.Out, "patchbench: %d wave(s) of %d instances, max concurrency %d, failure rate %g, cloudsim at zero latency (%s), memory limit %s, daily scan %s\n",
-		cfg.Waves, cfg.Instances, cfg.MaxConcurrency, cfg.FailureRate, where, limit, cfg.DailyScanAt)
+	gogc := "off"
+	if p := patchd.GCPercent(); p >= 0 {
+		gogc = strconv.Itoa(p)
+	}
+	fmt.Fprintf(cfg.Out, "patchbench: %d wave(s) of %d instances, max concurrency %d, failure rate %g, cloudsim at zero latency (%s), memory limit %s, GC percent %s, daily scan %s\n",
+		cfg.Waves, cfg.Instances, cfg.MaxConcurrency, cfg.FailureRate, where, limit, gogc, cfg.DailyScanAt)
 	sess, err := demo.Prepare(ctx, demo.Config{
 		BaseURL: d.URL(), Key: d.OperatorKey(), Tenant: Tenant, Waves: cfg.Waves, CycleID: "bench", Out: io.Discard,
 		// StartRun discovers the whole wave before it answers: about 30 s at 100,000 instances on
