@@ -12,10 +12,11 @@ import (
 // DefaultMemoryLimit is the soft memory limit patchd's process runs with (debug.SetMemoryLimit)
 // unless GOMEMLIMIT or -memory-limit says otherwise: 768 MiB. What patchd keeps between events
 // is small (about 130 MB at 20,000 instances in flight); its peak RSS is garbage, which the
-// default GC percent (100) lets grow to the live heap again before collecting. The limit makes
+// GC percent lets grow past the live heap before collecting. The limit makes
 // the collector run earlier when the heap nears it, so the RSS stays near the limit at the
 // cost of more GC CPU when the live heap is large; a live heap above the limit is collected
-// with at most about half the CPU (the runtime's guard), never refused. GOGC stays 100. See
+// with at most about half the CPU (the runtime's guard), never refused. The limit is also
+// what bounds the heap under patchd's GC percent (DefaultGCPercent, 200). See
 // docs/decisions.md ("patchd's memory limit").
 const DefaultMemoryLimit = 768 << 20
 

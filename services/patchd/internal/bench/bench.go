@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -212,6 +213,9 @@ type Result struct {
 	// (the runtime's cumulative counters): with the emulator in its own process, patchd's
 	// garbage, what its GC has to collect.
 	AllocBytes, AllocObjects uint64
+	// GCCycles is how many GC cycles the process finished during the waves: with the same
+	// allocations, fewer cycles is what a higher GC percent or memory limit buys.
+	GCCycles uint64
 }
 
 // Scans counts the scan events the waves stored: assessments ordered (one per tenant and
@@ -354,8 +358,12 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 	if cfg.MemoryLimit > 0 && cfg.MemoryLimit < math.MaxInt64 {
 		limit = fmt.Sprintf("%d MiB", cfg.MemoryLimit>>20)
 	}
-	fmt.Fprintf(cfg.Out, "patchbench: %d wave(s) of %d instances, max concurrency %d, failure rate %g, cloudsim at zero latency (%s), memory limit %s, daily scan %s\n",
-		cfg.Waves, cfg.Instances, cfg.MaxConcurrency, cfg.FailureRate, where, limit, cfg.DailyScanAt)
+	gogc := "off"
+	if p := patchd.GCPercent(); p >= 0 {
+		gogc = strconv.Itoa(p)
+	}
+	fmt.Fprintf(cfg.Out, "patchbench: %d wave(s) of %d instances, max concurrency %d, failure rate %g, cloudsim at zero latency (%s), memory limit %s, GC percent %s, daily scan %s\n",
+		cfg.Waves, cfg.Instances, cfg.MaxConcurrency, cfg.FailureRate, where, limit, gogc, cfg.DailyScanAt)
 	sess, err := demo.Prepare(ctx, demo.Config{
 		BaseURL: d.URL(), Key: d.OperatorKey(), Tenant: Tenant, Waves: cfg.Waves, CycleID: "bench", Out: io.Discard,
 		// StartRun discovers the whole wave before it answers: about 30 s at 100,000 instances on
@@ -431,6 +439,7 @@ func run(ctx context.Context, cfg Config, d *patchd.Daemon, cs cloudStats) (*Res
 	res.CloudCPU = cloudCPU1 - cloudCPU0
 	alloc := readAllocs()
 	res.AllocBytes, res.AllocObjects = alloc.bytes-alloc0.bytes, alloc.objects-alloc0.objects
+	res.GCCycles = alloc.cycles - alloc0.cycles
 	res.Scans = scansOf(res.Stages)
 	delivered, err := consumerDeliveries(ctx, stream)
 	if err != nil {
@@ -793,6 +802,8 @@ func report(out io.Writer, res *Result, perInstance float64, stages int, dailySc
 	fmt.Fprintf(out, "ratio      %.2f\n", res.Ratio())
 	fmt.Fprintf(out, "allocated  %.0f MiB during the waves, %.1f KiB and %.0f objects per instance\n",
 		float64(res.AllocBytes)/(1<<20), float64(res.AllocBytes)/1024/float64(res.Instances), float64(res.AllocObjects)/float64(res.Instances))
+	fmt.Fprintf(out, "gc         %d cycles during the waves, %.0f MiB allocated per cycle\n",
+		res.GCCycles, float64(res.AllocBytes)/(1<<20)/float64(max(res.GCCycles, 1)))
 	fmt.Fprintf(out, "live heap  %.0f MiB at most during the waves, %.0f MiB when they ended (after a GC)\n", res.PeakLiveMiB, res.EndLiveMiB)
 	fmt.Fprintf(out, "peak rss   %.0f MiB patchd during the waves (%.0f MiB with the floor after them)", res.PeakRSSMiB, res.PeakRSSFloorMiB)
 	if res.CloudRSSMiB > 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	typesv1 "github.com/patchwave/patchwave/proto/gen/go/patchwave/types/v1"
+	"github.com/patchwave/patchwave/services/patchd"
 	"github.com/patchwave/patchwave/services/patchd/internal/bench"
 )
 
@@ -102,6 +103,8 @@ func TestBenchWithCloudsimInItsOwnProcess(t *testing.T) {
 	require.Positive(t, res.PeakLiveMiB)
 	require.Positive(t, res.AllocBytes, "the waves allocate")
 	require.Greater(t, res.AllocBytes, res.AllocObjects, "bytes and objects are both counted")
+	require.Contains(t, out.String(), fmt.Sprintf("gc         %d cycles during the waves", res.GCCycles))
+	require.Contains(t, out.String(), fmt.Sprintf("GC percent %d,", patchd.GCPercent()), "the first line names the GC percent in effect")
 	require.Contains(t, out.String(), "allocated  ")
 	require.True(t, bytes.HasPrefix(allocProfile.Bytes(), []byte{0x1f, 0x8b}), "the allocation profile is written, gzipped as pprof writes it")
 	require.Contains(t, out.String(), "cloudsim's process")

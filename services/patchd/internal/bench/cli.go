@@ -37,18 +37,18 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		timeout     = fs.Duration("timeout", 30*time.Minute, "give up on a wave after this long")
 		logLevel    = fs.String("log-level", "error", "patchd's log level: debug, info, warn, error")
 		dailyScan   = fs.String("daily-scan", "off", "reporting's daily compliance scan, a UTC time of day HH:MM (as PATCHWAVE_DAILY_SCAN_AT) or off: on, a tenant not scanned today is due as soon as the time has passed, so the waves also scan every instance whose job has ended")
-		memLimit    = fs.String("memory-limit", "", "the process's soft memory limit, as patchd's -memory-limit (e.g. 768MiB, off; default GOMEMLIMIT, else patchd's default with -cloudsim-process and off without: the emulator's fleet is then live heap of the same process)")
+		memLimit    = fs.String("memory-limit", "", "the process's soft memory limit, as patchd's -memory-limit (e.g. 768MiB, off; default GOMEMLIMIT, else patchd's default, with the emulator in the process or not, as patchd runs)")
+		gcPercent   = fs.String("gc-percent", "", "the process's GC percent, as patchd's -gc-percent (e.g. 100, 200, off; default GOGC, else patchd's default); the emulator's process keeps the runtime's")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *memLimit == "" && !*cloudProc && os.Getenv("GOMEMLIMIT") == "" {
-		// The emulator's fleet is live heap of this process too: no fixed limit fits it.
-		*memLimit = "off"
-	}
 	limit, err := patchd.SetMemoryLimit(*memLimit)
 	if err != nil {
 		return fmt.Errorf("-memory-limit: %w", err)
+	}
+	if _, err := patchd.SetGCPercent(*gcPercent); err != nil {
+		return fmt.Errorf("-gc-percent: %w", err)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

@@ -64,20 +64,20 @@ func liveHeap() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// allocs are the runtime's cumulative heap allocation counters.
-type allocs struct{ bytes, objects uint64 }
+// allocs are the runtime's cumulative heap allocation counters and its count of finished GC
+// cycles.
+type allocs struct{ bytes, objects, cycles uint64 }
 
 func readAllocs() allocs {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/allocs:objects"}}
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/allocs:objects"}, {Name: "/gc/cycles/total:gc-cycles"}}
 	metrics.Read(s)
-	var a allocs
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		a.bytes = s[0].Value.Uint64()
+	var v [3]uint64
+	for i := range s {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			v[i] = s[i].Value.Uint64()
+		}
 	}
-	if s[1].Value.Kind() == metrics.KindUint64 {
-		a.objects = s[1].Value.Uint64()
-	}
-	return a
+	return allocs{bytes: v[0], objects: v[1], cycles: v[2]}
 }
 
 // stop ends the sampling and returns the peak and, after a GC, the current live heap in MiB.

@@ -41,12 +41,16 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cycle       = fs.String("cycle", "", "with -demo: cycle id (default: from the current month); the same id resumes a cycle")
 		logLevel    = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 		memLimit    = fs.String("memory-limit", "", "the process's soft memory limit (e.g. 768MiB, 1GiB, off; default GOMEMLIMIT, else 768MiB)")
+		gcPercent   = fs.String("gc-percent", "", "the process's GC percent (e.g. 100, 200, off; default GOGC, else 200; the memory limit bounds the heap it lets grow)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if _, err := patchd.SetMemoryLimit(*memLimit); err != nil {
 		return fmt.Errorf("-memory-limit: %w", err)
+	}
+	if _, err := patchd.SetGCPercent(*gcPercent); err != nil {
+		return fmt.Errorf("-gc-percent: %w", err)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
