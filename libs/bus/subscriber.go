@@ -152,9 +152,9 @@ func (s *pullSubscriber) pull(ctx context.Context, h *handler, c jetstream.Consu
 			s.b.log.Warn("pull interrupted", append(logAttrs(h), "error", err)...)
 			continue
 		}
+		// The handler's context is ctx: it ends when the subscription stops.
 		wm, d := toMessage(ctx, msg)
 		d.sub, d.signalled = r, time.Now()
-		// The handler's context ends when the subscription stops, as ctx does.
 		r.add(d)
 		select {
 		case out <- wm:
@@ -298,10 +298,11 @@ func (s *pullSubscriber) Close() error {
 }
 
 // delivery is a JetStream message handed to the router, from then until it is settled, with
-// what the handler, the dead-letter middleware and settle need of it, read once. It is the watermill message's
-// context (the message's own cancellable context, answering Value(deliveryKey{}) with the
-// delivery), so nothing of it is copied into watermill's metadata map: a map of the headers,
-// the subject and the numbers as strings was most of what a delivery allocated in the bus.
+// what the handler, the dead-letter middleware and settle need of it, read once. It is the
+// watermill message's context (the subscription's context, which ends when the subscription
+// stops, answering Value(deliveryKey{}) with the delivery), so nothing of it is copied into
+// watermill's metadata map: a map of the headers, the subject and the numbers as strings was
+// most of what a delivery allocated in the bus.
 type delivery struct {
 	context.Context
 	msg       jetstream.Msg
